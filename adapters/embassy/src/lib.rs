@@ -1,0 +1,3 @@
+//! Placeholder until the adapter lands: re-exports the core.
+#![no_std]
+pub use tollgate::*;

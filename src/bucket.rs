@@ -1,0 +1,571 @@
+//! [`TokenBucket`]: a lock-free GCRA token bucket whose whole state is one `AtomicU64`.
+//!
+//! # How it counts
+//!
+//! GCRA keeps one number, the *theoretical arrival time* (TAT): the moment the bucket would be
+//! full again. A request for `n` tokens at `now` moves it to `max(TAT, now) + n·T` (`T` = one
+//! token's worth of time) and is admitted if that stays within `burst·T` of `now`.
+//!
+//! Instead of nanoseconds, the TAT here is kept in *token units*: fixed-point tokens with
+//! [`TokenBucket::fractional_bits`] bits after the point. `now` is converted to token units by
+//! one 64×64-bit multiply with a precomputed 64.64 factor, and admitting `n` tokens adds exactly
+//! `n << bits`. Nothing is rounded per request, so rounding never accumulates: the long-run
+//! admitted rate matches the configured rate to better than 1e-9 relative, from one per day to
+//! billions per second. The number of fractional bits is picked per bucket so that the token
+//! clock covers the whole `u64` nanosecond range of [`Instant`] (584 years) while the largest
+//! reservation still fits; fast rates (above 2.5·10^8 per second) get whole tokens.
+//!
+//! A rejected attempt writes nothing. An admitted one is a single compare-and-swap.
+
+use core::time::Duration;
+
+use crate::error::{Error, InvalidConfig};
+use crate::sync::{AtomicU64, Ordering, const_fn};
+use crate::{Instant, Rate};
+
+/// The token clock saturates here; `TAT - now` may add at most this much again, so `TAT` stays
+/// below 2^63 and `TAT + n·unit` cannot overflow.
+const TOKEN_CLOCK_MAX: u64 = 1 << 62;
+/// Longest allowed lead of the TAT over the token clock (queued reservations included).
+const HORIZON: u64 = 1 << 62;
+/// `burst << bits` must stay below this.
+const BURST_UNITS_MAX: u64 = 1 << 61;
+
+/// The immutable part of a bucket: rate, burst and the fixed-point conversion factors.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    rate: Rate,
+    burst: u64,
+    /// Fractional bits of a token unit.
+    bits: u32,
+    /// `burst << bits`.
+    burst_units: u64,
+    /// Token units per nanosecond as a 64.64 fixed-point number: `int + frac / 2^64`.
+    per_nano_int: u64,
+    per_nano_frac: u64,
+}
+
+impl Config {
+    const fn new(rate: Rate, burst: u64) -> Result<Self, InvalidConfig> {
+        if burst == 0 {
+            return Err(InvalidConfig::new("burst", "must be at least 1"));
+        }
+        if burst >= BURST_UNITS_MAX {
+            return Err(InvalidConfig::new("burst", "must be below 2^61"));
+        }
+        let n = rate.count() as u128;
+        let p = rate.period_nanos() as u128;
+        // Most bits such that (a) the token clock at Instant::MAX stays within
+        // TOKEN_CLOCK_MAX: n·2^(64+bits)/p ≤ 2^62, i.e. n·2^(bits+2) ≤ p; and (b) the burst
+        // fits. Fast rates violate (a) even at 0 bits; they keep whole tokens and their token
+        // clock saturates after 2^62/rate ns (over 34 years at u32::MAX per second).
+        let mut bits: u32 = 0;
+        while bits < 61
+            && (n << (bits + 3)) <= p
+            && ((burst as u128) << (bits + 1)) < BURST_UNITS_MAX as u128
+        {
+            bits += 1;
+        }
+        let scaled = n << bits; // < 2^125
+        let int = scaled / p;
+        let rem = scaled % p; // < p ≤ 2^64
+        // Rounded up, so the token clock is exact at whole-token instants ("ready at 100 ms",
+        // not 100.000001 ms); it may then read at most one unit high elsewhere.
+        let frac = (rem << 64).div_ceil(p);
+        Ok(Self {
+            rate,
+            burst,
+            bits,
+            burst_units: burst << bits,
+            per_nano_int: if int > u64::MAX as u128 { u64::MAX } else { int as u64 },
+            per_nano_frac: if frac > u64::MAX as u128 { u64::MAX } else { frac as u64 },
+        })
+    }
+
+    /// The token clock: `now` in token units, rounded down, saturating at TOKEN_CLOCK_MAX.
+    #[inline]
+    fn tokens_at(&self, now: Instant) -> u64 {
+        let t = now.as_nanos() as u128;
+        let whole = t * self.per_nano_int as u128;
+        let part = (t * self.per_nano_frac as u128) >> 64;
+        let units = whole + part;
+        if units > TOKEN_CLOCK_MAX as u128 { TOKEN_CLOCK_MAX } else { units as u64 }
+    }
+
+    /// The first instant at which the token clock reads at least `units`.
+    fn instant_of(&self, units: u64) -> Instant {
+        if units == 0 {
+            return Instant::ZERO;
+        }
+        if units > TOKEN_CLOCK_MAX || self.tokens_at(Instant::MAX) < units {
+            return Instant::MAX;
+        }
+        // Exact rational estimate: ceil(units · p / (n << bits)). The token clock is within
+        // one unit of the exact value, which on slow rates spans many nanoseconds, so search
+        // from the estimate (galloping, then bisecting) for the first qualifying nanosecond.
+        let p = self.rate.period_nanos() as u128;
+        let per_token = (self.rate.count() as u128) << self.bits;
+        let estimate = (units as u128 * p).div_ceil(per_token);
+        let guess = if estimate > u64::MAX as u128 { u64::MAX } else { estimate as u64 };
+        let reached = |t: u64| self.tokens_at(Instant::from_nanos(t)) >= units;
+        // Invariant once set up: !reached(lo) && reached(hi).
+        let (mut lo, mut hi);
+        if reached(guess) {
+            if guess == 0 || !reached(guess - 1) {
+                return Instant::from_nanos(guess);
+            }
+            hi = guess - 1;
+            let mut step: u64 = 1;
+            loop {
+                let probe = hi.saturating_sub(step);
+                if !reached(probe) {
+                    lo = probe;
+                    break;
+                }
+                if probe == 0 {
+                    return Instant::ZERO;
+                }
+                hi = probe;
+                step = step.saturating_mul(2);
+            }
+        } else {
+            lo = guess;
+            let mut step: u64 = 1;
+            loop {
+                let probe = lo.saturating_add(step);
+                if reached(probe) {
+                    hi = probe;
+                    break;
+                }
+                lo = probe;
+                step = step.saturating_mul(2);
+            }
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if reached(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Instant::from_nanos(hi)
+    }
+
+    #[inline]
+    fn check_n(&self, n: u64) -> Result<u64, Error> {
+        if n > self.burst {
+            return Err(Error::InsufficientCapacity { requested: n, capacity: self.burst });
+        }
+        Ok(n << self.bits)
+    }
+}
+
+/// A lock-free token bucket (GCRA): up to `burst` tokens at once, refilled at `rate`.
+///
+/// Every operation takes the current time explicitly (`*_at(now)`), so the bucket works with
+/// any [`Clock`](crate::Clock) and in `static`s on targets with no clock at all; the limiters
+/// read the clock for you.
+///
+/// ```
+/// use tollgate::{Instant, Rate, TokenBucket};
+///
+/// static RADIO: TokenBucket = TokenBucket::new(Rate::per_second(2), 2);
+///
+/// let t0 = Instant::ZERO;
+/// assert!(RADIO.try_acquire_at(2, t0).is_ok()); // the full burst at once
+/// let err = RADIO.try_acquire_at(1, t0).unwrap_err();
+/// assert_eq!(err.ready_at(), Some(Instant::from_millis(500))); // then one every 500 ms
+/// assert!(RADIO.try_acquire_at(1, Instant::from_millis(500)).is_ok());
+/// ```
+#[derive(Debug)]
+pub struct TokenBucket {
+    /// Theoretical arrival time in token units. 0 means "full since the epoch".
+    tat: AtomicU64,
+    config: Config,
+}
+
+/// Tokens committed by [`TokenBucket::reserve_at`]: the holder may proceed at
+/// [`ready_at`](Reservation::ready_at). Give it back with [`TokenBucket::cancel`].
+///
+/// Not `Clone`: each reservation can be given back at most once.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a reservation holds tokens; wait until `ready_at` or give it back with `cancel`"]
+pub struct Reservation {
+    tokens: u64,
+    /// The bucket's TAT right after this reservation: if it is still the TAT, nobody reserved
+    /// after us and the reservation can be undone exactly.
+    tat_after: u64,
+    ready_at: Instant,
+}
+
+impl Reservation {
+    /// The instant from which the holder may proceed.
+    pub fn ready_at(&self) -> Instant {
+        self.ready_at
+    }
+
+    /// How many tokens are held.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+}
+
+impl TokenBucket {
+    const_fn! {
+        /// A full bucket holding up to `burst` tokens, refilled at `rate`.
+        ///
+        /// # Panics
+        /// If `burst` is 0 or not below 2^61 (at compile time in const context). Use
+        /// [`TokenBucket::try_new`] for values read at run time.
+        pub fn new(rate: Rate, burst: u64) -> Self {
+            match Config::new(rate, burst) {
+                Ok(config) => Self { tat: AtomicU64::new(0), config },
+                Err(_) => panic!("tollgate::TokenBucket needs 1 <= burst < 2^61"),
+            }
+        }
+    }
+
+    const_fn! {
+        /// A full bucket, or an error if `burst` is 0 or not below 2^61.
+        pub fn try_new(rate: Rate, burst: u64) -> Result<Self, InvalidConfig> {
+            match Config::new(rate, burst) {
+                Ok(config) => Ok(Self { tat: AtomicU64::new(0), config }),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// The refill rate.
+    pub fn rate(&self) -> Rate {
+        self.config.rate
+    }
+
+    /// The most tokens the bucket can hold (and grant at once).
+    pub fn burst(&self) -> u64 {
+        self.config.burst
+    }
+
+    /// Fractional bits of the bucket's fixed-point token clock: time is resolved to
+    /// `2^-bits` of a token. Over any interval of length `d` the bucket admits at most
+    /// `burst + rate·d + 2^(1-bits)` tokens (whole tokens only, so the last term matters only
+    /// for rates above 2.5·10^8 per second, which count whole tokens).
+    pub fn fractional_bits(&self) -> u32 {
+        self.config.bits
+    }
+
+    /// Takes `n` tokens if they are all available at `now`.
+    ///
+    /// `n == 0` always succeeds and takes nothing. A refusal writes nothing.
+    ///
+    /// # Errors
+    /// [`Error::InsufficientCapacity`] if `n > burst`; [`Error::RateLimited`] with the instant
+    /// at which `n` tokens will be available otherwise.
+    #[inline]
+    pub fn try_acquire_at(&self, n: u64, now: Instant) -> Result<(), Error> {
+        let cost = self.config.check_n(n)?;
+        if cost == 0 {
+            return Ok(());
+        }
+        let clock = self.config.tokens_at(now);
+        let limit = clock + self.config.burst_units;
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let new_tat = tat.max(clock) + cost;
+            if new_tat > limit {
+                return Err(Error::RateLimited {
+                    ready_at: self.config.instant_of(new_tat - self.config.burst_units),
+                });
+            }
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Reports whether `n` tokens are available at `now`, without taking them.
+    ///
+    /// # Errors
+    /// As [`TokenBucket::try_acquire_at`].
+    pub fn peek_at(&self, n: u64, now: Instant) -> Result<(), Error> {
+        let cost = self.config.check_n(n)?;
+        let clock = self.config.tokens_at(now);
+        let new_tat = self.tat.load(Ordering::Acquire).max(clock) + cost;
+        if cost == 0 || new_tat <= clock + self.config.burst_units {
+            Ok(())
+        } else {
+            Err(Error::RateLimited {
+                ready_at: self.config.instant_of(new_tat - self.config.burst_units),
+            })
+        }
+    }
+
+    /// Whole tokens available at `now`.
+    pub fn available_at(&self, now: Instant) -> u64 {
+        let clock = self.config.tokens_at(now);
+        let lead = self.tat.load(Ordering::Acquire).saturating_sub(clock);
+        self.config.burst_units.saturating_sub(lead) >> self.config.bits
+    }
+
+    /// Commits `n` tokens now and returns when the caller may proceed: the reservations of
+    /// all callers are served in the order they were made, each at its own instant. This is
+    /// what waiting is built on: reserve once, then sleep once until
+    /// [`Reservation::ready_at`].
+    ///
+    /// # Errors
+    /// [`Error::InsufficientCapacity`] if `n > burst`; [`Error::MaxWaitExceeded`] if the queue
+    /// of reservations already reaches beyond 2^62 token units (about 146 years at one per
+    /// nanosecond). Nothing is reserved on error.
+    pub fn reserve_at(&self, n: u64, now: Instant) -> Result<Reservation, Error> {
+        self.reserve_before(n, now, Instant::MAX)
+    }
+
+    /// Like [`TokenBucket::reserve_at`], but refuses up front if the caller could not proceed
+    /// within `max_wait` of `now` (load shedding): nothing is reserved and the error carries
+    /// the instant at which the reservation would be ready.
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    pub fn reserve_within_at(
+        &self,
+        n: u64,
+        now: Instant,
+        max_wait: Duration,
+    ) -> Result<Reservation, Error> {
+        self.reserve_before(n, now, now.saturating_add(max_wait))
+    }
+
+    /// Like [`TokenBucket::reserve_at`], but refuses up front if the caller could not proceed
+    /// by `deadline`.
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    pub fn reserve_before(
+        &self,
+        n: u64,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<Reservation, Error> {
+        let cost = self.config.check_n(n)?;
+        let clock = self.config.tokens_at(now);
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let new_tat = tat.max(clock) + cost;
+            let ready_at = if new_tat <= clock + self.config.burst_units {
+                now
+            } else {
+                self.config.instant_of(new_tat - self.config.burst_units).max(now)
+            };
+            if new_tat - clock > HORIZON || ready_at > deadline {
+                return Err(Error::MaxWaitExceeded { ready_at });
+            }
+            if cost == 0 {
+                return Ok(Reservation { tokens: 0, tat_after: tat, ready_at });
+            }
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(Reservation { tokens: n, tat_after: new_tat, ready_at }),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Gives a reservation's tokens back, if that moves nobody else: that is, if no tokens
+    /// were taken or reserved after it (or those were given back first). Returns whether the
+    /// tokens came back.
+    ///
+    /// When it returns `false` the tokens stay spent: taking them back would let later
+    /// callers, whose instants are already fixed, run closer together than the rate allows.
+    /// The bucket is never over-admitted; the cost is that one cancelled waiter in the middle
+    /// of a queue wastes its slot.
+    pub fn cancel(&self, reservation: Reservation) -> bool {
+        if reservation.tokens == 0 {
+            return true;
+        }
+        let before = reservation.tat_after - (reservation.tokens << self.config.bits);
+        self.tat
+            .compare_exchange(reservation.tat_after, before, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+
+    fn ns(n: u64) -> Instant {
+        Instant::from_nanos(n)
+    }
+
+    #[test]
+    fn burst_then_exact_pacing() {
+        let b = TokenBucket::new(Rate::per_second(10), 10);
+        for _ in 0..10 {
+            b.try_acquire_at(1, Instant::ZERO).unwrap();
+        }
+        let err = b.try_acquire_at(1, Instant::ZERO).unwrap_err();
+        assert_eq!(err, Error::RateLimited { ready_at: Instant::from_millis(100) });
+        assert!(b.try_acquire_at(1, ns(99_999_999)).is_err());
+        b.try_acquire_at(1, Instant::from_millis(100)).unwrap();
+        assert_eq!(b.available_at(Instant::from_millis(100)), 0);
+        assert_eq!(b.available_at(Instant::from_secs(5)), 10);
+    }
+
+    #[test]
+    fn n_above_burst_fails_at_once_and_zero_is_free() {
+        let b = TokenBucket::new(Rate::per_second(5), 5);
+        let e = Error::InsufficientCapacity { requested: 6, capacity: 5 };
+        assert_eq!(b.try_acquire_at(6, Instant::ZERO), Err(e));
+        assert_eq!(b.reserve_at(6, Instant::ZERO).unwrap_err(), e);
+        assert!(matches!(
+            b.try_acquire_at(u64::MAX, Instant::ZERO),
+            Err(Error::InsufficientCapacity { requested: u64::MAX, capacity: 5 })
+        ));
+        b.try_acquire_at(0, Instant::ZERO).unwrap();
+        assert_eq!(b.available_at(Instant::ZERO), 5);
+    }
+
+    #[test]
+    fn invalid_burst_is_a_typed_error() {
+        assert_eq!(TokenBucket::try_new(Rate::per_second(1), 0).unwrap_err().field, "burst");
+        assert!(TokenBucket::try_new(Rate::per_second(1), u64::MAX).is_err());
+        assert!(TokenBucket::try_new(Rate::per_second(1), (1 << 61) - 1).is_ok());
+    }
+
+    #[test]
+    fn rejection_writes_nothing() {
+        let b = TokenBucket::new(Rate::per_second(1), 1);
+        b.try_acquire_at(1, Instant::ZERO).unwrap();
+        let before = b.tat.load(Ordering::Relaxed);
+        for _ in 0..5 {
+            assert!(b.try_acquire_at(1, ns(10)).is_err());
+            assert!(b.peek_at(1, ns(10)).is_err());
+        }
+        assert_eq!(b.tat.load(Ordering::Relaxed), before);
+    }
+
+    #[test]
+    fn reservations_queue_in_order_and_the_last_can_be_undone() {
+        let b = TokenBucket::new(Rate::per_second(1), 1);
+        let r1 = b.reserve_at(1, Instant::ZERO).unwrap();
+        let r2 = b.reserve_at(1, Instant::ZERO).unwrap();
+        let r3 = b.reserve_at(1, Instant::ZERO).unwrap();
+        assert_eq!(r1.ready_at(), Instant::ZERO);
+        assert_eq!(r2.ready_at(), Instant::from_secs(1));
+        assert_eq!(r3.ready_at(), Instant::from_secs(2));
+        // r2 is in the middle: giving it back would move r3.
+        assert!(!b.cancel(r2));
+        assert!(b.cancel(r3));
+        let r4 = b.reserve_at(1, Instant::ZERO).unwrap();
+        assert_eq!(r4.ready_at(), Instant::from_secs(2));
+        let _ = r1;
+    }
+
+    #[test]
+    fn max_wait_refuses_up_front_with_the_ready_instant() {
+        let b = TokenBucket::new(Rate::per_second(1), 1);
+        b.try_acquire_at(1, Instant::ZERO).unwrap();
+        let err = b.reserve_within_at(1, Instant::ZERO, Duration::from_millis(999)).unwrap_err();
+        assert_eq!(err, Error::MaxWaitExceeded { ready_at: Instant::from_secs(1) });
+        let r = b.reserve_within_at(1, Instant::ZERO, Duration::from_secs(1)).unwrap();
+        assert_eq!(r.ready_at(), Instant::from_secs(1));
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_only_makes_it_stricter() {
+        let b = TokenBucket::new(Rate::per_second(1), 2);
+        b.try_acquire_at(2, Instant::from_secs(100)).unwrap();
+        assert!(b.try_acquire_at(1, Instant::from_secs(50)).is_err());
+        assert!(b.try_acquire_at(1, Instant::ZERO).is_err());
+        b.try_acquire_at(1, Instant::from_secs(101)).unwrap();
+    }
+
+    #[test]
+    fn extremes_of_the_clock_do_not_overflow() {
+        for rate in [
+            Rate::per_day(1),
+            Rate::per_second(3),
+            Rate::per_second(1_000_000_000),
+            Rate::per_second(u32::MAX),
+            Rate::new(u64::MAX, Duration::from_nanos(1)),
+            Rate::new(1, Duration::MAX),
+        ] {
+            let b = TokenBucket::new(rate, rate.default_burst().min(1 << 40));
+            for t in [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+                let _ = b.try_acquire_at(1, ns(t));
+                let _ = b.reserve_at(b.burst(), ns(t));
+                let _ = b.available_at(ns(t));
+            }
+        }
+    }
+
+    /// Ready instants are exact: one nanosecond earlier fails, the instant itself succeeds.
+    #[test]
+    fn ready_instants_are_exact() {
+        for rate in [
+            Rate::per_second(3),
+            Rate::per_second(7),
+            Rate::per_day(1),
+            Rate::per_second(700_000_000),
+            Rate::new(2, Duration::from_secs(5)),
+        ] {
+            let b = TokenBucket::new(rate, 1);
+            let mut now = Instant::from_secs(12_345);
+            for _ in 0..50 {
+                match b.try_acquire_at(1, now) {
+                    Ok(()) => {}
+                    Err(Error::RateLimited { ready_at }) => {
+                        assert!(ready_at > now);
+                        let before = Instant::from_nanos(ready_at.as_nanos() - 1);
+                        assert!(b.peek_at(1, before).is_err(), "{rate:?} at {before:?}");
+                        b.try_acquire_at(1, ready_at).unwrap();
+                        now = ready_at;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    }
+
+    /// Walk a bucket through `steps` admissions of `n`, each at its ready instant, and
+    /// compare the elapsed time with the ideal.
+    fn elapsed_for(rate: Rate, burst: u64, n: u64, steps: u64) -> u128 {
+        let b = TokenBucket::new(rate, burst);
+        let start = Instant::from_secs(1_000);
+        b.try_acquire_at(burst, start).unwrap(); // empty the bucket
+        let mut now = start;
+        for _ in 0..steps {
+            now = match b.try_acquire_at(n, now) {
+                Ok(()) => now,
+                Err(Error::RateLimited { ready_at }) => {
+                    b.try_acquire_at(n, ready_at).unwrap();
+                    ready_at
+                }
+                Err(e) => panic!("{e}"),
+            };
+        }
+        (now - start).as_nanos()
+    }
+
+    #[test]
+    fn long_run_rate_has_no_drift() {
+        // (rate, burst, tokens per request, requests)
+        let cases = [
+            (Rate::per_second(3), 3, 1, 3_000),                        // 1000 s
+            (Rate::per_day(1), 1, 1, 2_000),                            // 2000 days
+            (Rate::per_second(1_000_000_000), 1_000_000_000, 1_000_000_000, 1_000),
+            (Rate::per_second(700_000_007), 700_000_007, 700_000_007, 1_000),
+            (Rate::per_second(u32::MAX), u32::MAX as u64, u32::MAX as u64, 1_000),
+            (Rate::new(2, Duration::from_secs(5)), 1, 1, 10_000),
+        ];
+        for (rate, burst, n, steps) in cases {
+            let ideal = (steps as u128 * n as u128 * rate.period_nanos() as u128) as f64
+                / rate.count() as f64;
+            let got = elapsed_for(rate, burst, n, steps) as f64;
+            let rel = ((got - ideal) / ideal).abs();
+            assert!(rel < 1e-9, "{rate:?}: elapsed {got} ns vs ideal {ideal} ns ({rel:e})");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The crate's typed errors: one small enum, `Display` by hand, `core::error::Error` always.
+
+use core::fmt;
+
+use crate::Instant;
+
+/// Why a limiter refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request asks for more than the limit can ever hold at once (`n > burst`,
+    /// `estimated_tokens > tpm`). Waiting would never help, so it fails at once.
+    InsufficientCapacity {
+        /// What was asked for.
+        requested: u64,
+        /// The most that can ever be granted at once.
+        capacity: u64,
+    },
+    /// A non-waiting call (`try_*`) found no room now; room appears at `ready_at`.
+    RateLimited {
+        /// The earliest instant at which the same request would succeed, if nothing else arrives.
+        ready_at: Instant,
+    },
+    /// The wait needed exceeds the caller's maximum wait or deadline. Nothing was reserved.
+    MaxWaitExceeded {
+        /// The earliest instant at which the request would succeed, if nothing else arrives.
+        ready_at: Instant,
+    },
+    /// A rate, burst or limit was zero or out of range.
+    InvalidConfig(InvalidConfig),
+    /// A bounded wait queue (allocation-free semaphore) is full.
+    QueueFull,
+}
+
+/// Which configuration value was rejected, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidConfig {
+    /// The offending field, e.g. `"rate.count"`, `"burst"`, `"tpm"`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl InvalidConfig {
+    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
+        Self { field, reason }
+    }
+}
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl core::error::Error for InvalidConfig {}
+
+impl From<InvalidConfig> for Error {
+    fn from(e: InvalidConfig) -> Self {
+        Error::InvalidConfig(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InsufficientCapacity { requested, capacity } => write!(
+                f,
+                "request for {requested} exceeds the capacity of {capacity} and can never be granted"
+            ),
+            Error::RateLimited { ready_at } => {
+                write!(f, "rate limited; room at {ready_at:?}")
+            }
+            Error::MaxWaitExceeded { ready_at } => {
+                write!(f, "waiting would exceed the maximum wait; room at {ready_at:?}")
+            }
+            Error::InvalidConfig(e) => fmt::Display::fmt(e, f),
+            Error::QueueFull => f.write_str("the wait queue is full"),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::InvalidConfig(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// The instant at which the refused request would succeed, for the errors that have one.
+    pub const fn ready_at(&self) -> Option<Instant> {
+        match self {
+            Error::RateLimited { ready_at } | Error::MaxWaitExceeded { ready_at } => Some(*ready_at),
+            _ => None,
+        }
+    }
+}

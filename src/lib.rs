@@ -1,0 +1,28 @@
+//! tollgate: rate limiting that runs anywhere.
+//!
+//! A `#![no_std]` core of lock-free accounting primitives ([`TokenBucket`], sliding windows,
+//! a fair semaphore) over an injected [`Clock`], with limiters built on them. Runtime adapter
+//! crates (`tollgate-tokio`, `tollgate-async-std`, `tollgate-std`, `tollgate-embassy`) add a
+//! clock and timer and re-export everything here.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod bucket;
+mod error;
+mod manual_clock;
+mod rate;
+mod sync;
+mod time;
+
+pub use bucket::{Reservation, TokenBucket};
+pub use error::{Error, InvalidConfig};
+#[cfg(feature = "alloc")]
+pub use manual_clock::ManualSleep;
+pub use manual_clock::ManualClock;
+pub use rate::Rate;
+pub use time::{Clock, Instant, Timer};
