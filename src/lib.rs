@@ -16,8 +16,10 @@ mod bucket;
 mod error;
 mod manual_clock;
 mod rate;
+mod semaphore;
 mod sync;
 mod time;
+mod window;
 
 pub use bucket::{Reservation, TokenBucket};
 pub use error::{Error, InvalidConfig};
@@ -25,4 +27,8 @@ pub use error::{Error, InvalidConfig};
 pub use manual_clock::ManualSleep;
 pub use manual_clock::ManualClock;
 pub use rate::Rate;
+#[allow(unused_imports)] // filled in by the semaphore work
+pub use semaphore::*;
 pub use time::{Clock, Instant, Timer};
+#[allow(unused_imports)] // filled in by the window work
+pub use window::*;

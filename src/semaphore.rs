@@ -1,0 +1,1 @@
+//! Placeholder: the semaphore helper replaces this file.

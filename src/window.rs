@@ -1,0 +1,1 @@
+//! Placeholder: the sliding-window helper replaces this file.
