@@ -14,6 +14,7 @@ extern crate std;
 
 mod bucket;
 mod error;
+mod limiter;
 mod manual_clock;
 mod rate;
 mod semaphore;
@@ -23,6 +24,7 @@ mod window;
 
 pub use bucket::{Reservation, TokenBucket};
 pub use error::{Error, InvalidConfig};
+pub use limiter::AsyncRateLimiter;
 #[cfg(feature = "alloc")]
 pub use manual_clock::ManualSleep;
 pub use manual_clock::ManualClock;

@@ -1,0 +1,300 @@
+//! [`AsyncRateLimiter`]: requests per second with a burst, waited for asynchronously on any
+//! [`Timer`] — tokio, async-io, embassy, or a [`ManualClock`](crate::ManualClock) in tests.
+//!
+//! Waiting is *reserve, then sleep once*: an acquire commits its place in the bucket first and
+//! then sleeps until its own instant. Waiters are served in the order they arrived, each is
+//! woken once, and a large request is never starved by small ones.
+
+use core::time::Duration;
+
+use crate::error::{Error, InvalidConfig};
+use crate::sync::const_fn;
+use crate::{Clock, Instant, Rate, Reservation, Timer, TokenBucket};
+
+/// An async token-bucket rate limiter: up to `burst` requests at once, then `rate`.
+///
+/// Needs no allocator and works in a `static`. Share it by reference, `static` or `Arc`.
+/// The runtime adapters export it with their timer filled in, so
+/// `tollgate_tokio::AsyncRateLimiter::per_second(10)` needs no type parameter.
+///
+/// ```
+/// use core::time::Duration;
+/// use tollgate::{AsyncRateLimiter, Clock, Instant, ManualClock, Rate};
+///
+/// let clock = ManualClock::new();
+/// let limiter = AsyncRateLimiter::with_timer(Rate::per_second(2), 2, &clock);
+/// futures_executor::block_on(async {
+///     limiter.acquire().await; // the burst: no wait
+///     limiter.acquire().await;
+///     assert!(limiter.try_acquire().is_err()); // empty until 500 ms
+///     clock.advance(Duration::from_millis(500));
+///     limiter.acquire().await;
+/// });
+/// assert_eq!(clock.now(), Instant::from_millis(500));
+/// ```
+#[derive(Debug)]
+pub struct AsyncRateLimiter<T> {
+    bucket: TokenBucket,
+    timer: T,
+}
+
+impl<T> AsyncRateLimiter<T> {
+    const_fn! {
+        /// A limiter of `rate` with room for `burst` requests at once, waiting on `timer`.
+        ///
+        /// # Panics
+        /// If `burst` is 0 or not below 2^61 (at compile time in const context); see
+        /// [`AsyncRateLimiter::try_with_timer`].
+        pub fn with_timer(rate: Rate, burst: u64, timer: T) -> Self {
+            Self { bucket: TokenBucket::new(rate, burst), timer }
+        }
+    }
+
+    /// A limiter, or an error if `burst` is 0 or not below 2^61.
+    pub fn try_with_timer(rate: Rate, burst: u64, timer: T) -> Result<Self, InvalidConfig> {
+        Ok(Self { bucket: TokenBucket::try_new(rate, burst)?, timer })
+    }
+
+    /// The underlying bucket, for `*_at` calls with an explicit time.
+    pub fn bucket(&self) -> &TokenBucket {
+        &self.bucket
+    }
+
+    /// The timer this limiter waits on.
+    pub fn timer(&self) -> &T {
+        &self.timer
+    }
+
+    /// The configured rate.
+    pub fn rate(&self) -> Rate {
+        self.bucket.rate()
+    }
+
+    /// The burst capacity.
+    pub fn burst(&self) -> u64 {
+        self.bucket.burst()
+    }
+}
+
+impl<T: Default> AsyncRateLimiter<T> {
+    /// `n` requests per second with a burst of `n` (at least 1), as the Python seed does.
+    ///
+    /// # Panics
+    /// If `n` is 0; see [`AsyncRateLimiter::try_new`].
+    pub fn per_second(n: u32) -> Self {
+        let rate = Rate::per_second(n);
+        Self::with_timer(rate, rate.default_burst(), T::default())
+    }
+
+    /// `rate` with room for `burst` at once. Panics if `burst` is 0; see
+    /// [`AsyncRateLimiter::try_new`].
+    pub fn new(rate: Rate, burst: u64) -> Self {
+        Self::with_timer(rate, burst, T::default())
+    }
+
+    /// `rate` with room for `burst` at once, or an error for a zero or huge burst.
+    pub fn try_new(rate: Rate, burst: u64) -> Result<Self, InvalidConfig> {
+        Self::try_with_timer(rate, burst, T::default())
+    }
+}
+
+impl<T: Clock> AsyncRateLimiter<T> {
+    /// Takes one token if available now; never waits.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] with the instant the token will be available.
+    pub fn try_acquire(&self) -> Result<(), Error> {
+        self.try_acquire_n(1)
+    }
+
+    /// Takes `n` tokens if all are available now; never waits.
+    ///
+    /// # Errors
+    /// [`Error::InsufficientCapacity`] if `n > burst`, [`Error::RateLimited`] otherwise.
+    pub fn try_acquire_n(&self, n: u64) -> Result<(), Error> {
+        self.bucket.try_acquire_at(n, self.timer.now())
+    }
+
+    /// Whole tokens available now.
+    pub fn available(&self) -> u64 {
+        self.bucket.available_at(self.timer.now())
+    }
+}
+
+impl<T: Timer> AsyncRateLimiter<T> {
+    /// Waits for one token.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes gives its token back if nobody reserved after
+    /// it; otherwise the token stays spent (giving it back would let later waiters run closer
+    /// together than the rate allows). Either way the limit is never exceeded.
+    pub async fn acquire(&self) {
+        // One token never exceeds the burst (≥ 1), and an unbounded reservation can only fail
+        // past a 146-year horizon; then there is nothing sensible to wait for.
+        let _ = self.acquire_n_before(1, Instant::MAX).await;
+    }
+
+    /// Waits for `n` tokens, taken together.
+    ///
+    /// # Errors
+    /// [`Error::InsufficientCapacity`] at once if `n > burst`: waiting would never help.
+    ///
+    /// # Cancel safety
+    /// As [`AsyncRateLimiter::acquire`].
+    pub async fn acquire_n(&self, n: u64) -> Result<(), Error> {
+        self.acquire_n_before(n, Instant::MAX).await
+    }
+
+    /// Waits for `n` tokens unless that takes longer than `max_wait`, in which case it fails
+    /// at once, reserving nothing (load shedding).
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] with the instant the tokens would be ready, or
+    /// [`Error::InsufficientCapacity`].
+    ///
+    /// # Cancel safety
+    /// As [`AsyncRateLimiter::acquire`].
+    pub async fn acquire_n_within(&self, n: u64, max_wait: Duration) -> Result<(), Error> {
+        let deadline = self.timer.now().saturating_add(max_wait);
+        self.acquire_n_before(n, deadline).await
+    }
+
+    /// Waits for `n` tokens unless they are not ready by `deadline`, in which case it fails
+    /// at once, reserving nothing.
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    ///
+    /// # Cancel safety
+    /// As [`AsyncRateLimiter::acquire`].
+    pub async fn acquire_n_before(&self, n: u64, deadline: Instant) -> Result<(), Error> {
+        let now = self.timer.now();
+        let reservation = self.bucket.reserve_before(n, now, deadline)?;
+        if reservation.ready_at() <= now {
+            return Ok(());
+        }
+        let held = HeldReservation { bucket: &self.bucket, reservation: Some(reservation) };
+        held.wait(&self.timer).await;
+        Ok(())
+    }
+}
+
+/// A reservation being waited for: given back if the waiting future is dropped.
+pub(crate) struct HeldReservation<'a> {
+    pub(crate) bucket: &'a TokenBucket,
+    pub(crate) reservation: Option<Reservation>,
+}
+
+impl HeldReservation<'_> {
+    /// Sleeps until the reservation is ready, then keeps its tokens spent.
+    pub(crate) async fn wait<T: Timer>(mut self, timer: &T) {
+        let ready_at = self.reservation.as_ref().map_or(Instant::ZERO, Reservation::ready_at);
+        // A timer that fires early must not let us through early: re-check the clock.
+        while timer.now() < ready_at {
+            timer.sleep_until(ready_at).await;
+        }
+        self.reservation = None;
+    }
+}
+
+impl Drop for HeldReservation<'_> {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            self.bucket.cancel(reservation);
+        }
+    }
+}
+
+#[cfg(all(test, feature = "alloc", not(tollgate_loom)))]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+    use core::future::Future;
+    use core::pin::pin;
+    use core::task::{Context, Poll};
+    use futures_util::task::noop_waker;
+
+    #[test]
+    fn per_second_has_the_seed_burst() {
+        let l: AsyncRateLimiter<ManualClock> = AsyncRateLimiter::per_second(10);
+        assert_eq!(l.burst(), 10);
+        assert_eq!(l.available(), 10);
+        let l: AsyncRateLimiter<ManualClock> = AsyncRateLimiter::new(Rate::per_minute(30), 1);
+        assert_eq!(l.burst(), 1);
+        assert!(AsyncRateLimiter::<ManualClock>::try_new(Rate::per_second(1), 0).is_err());
+    }
+
+    #[test]
+    fn n_above_burst_fails_without_waiting() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(3), 3, &clock);
+        let r = futures_executor::block_on(l.acquire_n(4));
+        assert_eq!(r, Err(Error::InsufficientCapacity { requested: 4, capacity: 3 }));
+    }
+
+    #[test]
+    fn a_cancelled_waiter_gives_its_token_back() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        {
+            let mut waiting = pin!(l.acquire());
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(clock.sleepers(), 1);
+        }
+        assert_eq!(clock.sleepers(), 0);
+        // Back as if it never came: the next token is ready at 1 s, not 2 s.
+        let mut next = pin!(l.acquire());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.next_deadline(), Some(Instant::from_secs(1)));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+
+    #[test]
+    fn max_wait_sheds_load_up_front() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let r = futures_executor::block_on(l.acquire_n_within(1, Duration::from_millis(10)));
+        assert_eq!(r, Err(Error::MaxWaitExceeded { ready_at: Instant::from_secs(1) }));
+        assert_eq!(clock.sleepers(), 0);
+    }
+
+    /// A timer that claims to be done before the deadline must not let a waiter through.
+    #[test]
+    fn an_early_timer_does_not_admit_early() {
+        struct EarlyTimer<'a>(&'a ManualClock);
+        impl Clock for EarlyTimer<'_> {
+            fn now(&self) -> Instant {
+                self.0.now()
+            }
+        }
+        impl Timer for EarlyTimer<'_> {
+            type Sleep<'b>
+                = <ManualClock as Timer>::Sleep<'b>
+            where
+                Self: 'b;
+            fn sleep_until(&self, deadline: Instant) -> Self::Sleep<'_> {
+                // Fires half way.
+                let half = Instant::from_nanos(deadline.as_nanos() / 2 + self.0.now().as_nanos() / 2);
+                self.0.sleep_until(half)
+            }
+        }
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, EarlyTimer(&clock));
+        l.try_acquire().unwrap();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = pin!(l.acquire());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_millis(500));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_millis(499));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+}
