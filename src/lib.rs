@@ -16,6 +16,8 @@ mod bucket;
 mod error;
 mod limiter;
 mod manual_clock;
+#[cfg(feature = "alloc")]
+mod model;
 mod rate;
 mod semaphore;
 mod sync;
@@ -28,6 +30,11 @@ pub use limiter::AsyncRateLimiter;
 #[cfg(feature = "alloc")]
 pub use manual_clock::ManualSleep;
 pub use manual_clock::ManualClock;
+#[cfg(feature = "alloc")]
+pub use model::{
+    ModelConfigError, ModelPermit, ModelRateLimiter, ModelStats, OwnedModelPermit, RateLimitConfig,
+    Usage,
+};
 pub use rate::Rate;
 #[allow(unused_imports)] // filled in by the semaphore work
 pub use semaphore::*;

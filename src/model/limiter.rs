@@ -1,0 +1,311 @@
+//! [`ModelRateLimiter`]: per-model RPM, TPM and parallel limits, waited for on any [`Timer`].
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::Poll;
+use core::time::Duration;
+
+use super::config::{ModelConfigError, RateLimitConfig};
+use super::permit::{Admitted, ModelPermit, OwnedModelPermit};
+use super::state::ModelState;
+use super::stats::ModelStats;
+use crate::sync::Mutex;
+use crate::{Clock, Error, Instant, Timer};
+
+/// Rate limits for LLM APIs, per model: requests per minute, tokens per minute, and requests
+/// in flight.
+///
+/// [`acquire`](ModelRateLimiter::acquire) waits for a parallel slot, then for RPM and TPM
+/// room, and reserves the request's *estimated* tokens at admission; the returned permit
+/// settles the *actual* count. Admission is all-or-nothing and first-come-first-served per
+/// model; models never delay each other. Unknown models get the default config on first use.
+///
+/// ```
+/// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+///
+/// let limiter = ModelRateLimiter::<ManualClock>::new(
+///     [("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10 })],
+///     RateLimitConfig { rpm: 10, tpm: 200_000, max_parallel_requests: 5 },
+/// )?;
+/// futures_executor::block_on(async {
+///     let permit = limiter.acquire("gpt-4", 8_000).await?;
+///     // ... call the model ...
+///     permit.settle(7_500);
+///     Ok::<_, tollgate::Error>(())
+/// })?;
+/// let stats = limiter.stats();
+/// assert_eq!(stats["gpt-4"].tokens.to_string(), "7500/40000");
+/// assert_eq!(stats["gpt-4"].active.used, 0);
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+pub struct ModelRateLimiter<T> {
+    timer: T,
+    default_config: RateLimitConfig,
+    /// Entries are never removed, so a state's `Arc` stays valid for every permit.
+    models: Mutex<BTreeMap<String, Arc<ModelState>>>,
+}
+
+impl<T: Default> ModelRateLimiter<T> {
+    /// A limiter with per-model configs and a default for every other model.
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model and field if any limit is zero.
+    pub fn new<I, S>(models: I, default_config: RateLimitConfig) -> Result<Self, ModelConfigError>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
+        Self::with_timer(models, default_config, T::default())
+    }
+}
+
+impl<T> ModelRateLimiter<T> {
+    /// As [`ModelRateLimiter::new`], waiting on `timer`.
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model and field if any limit is zero.
+    pub fn with_timer<I, S>(
+        models: I,
+        default_config: RateLimitConfig,
+        timer: T,
+    ) -> Result<Self, ModelConfigError>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
+        default_config
+            .validate()
+            .map_err(|error| ModelConfigError { model: None, error })?;
+        let mut map = BTreeMap::new();
+        for (name, config) in models {
+            let name = name.into();
+            if let Err(error) = config.validate() {
+                return Err(ModelConfigError {
+                    model: Some(name),
+                    error,
+                });
+            }
+            map.insert(name, Arc::new(ModelState::new(config)));
+        }
+        Ok(Self {
+            timer,
+            default_config,
+            models: Mutex::new(map),
+        })
+    }
+
+    /// The timer this limiter reads and waits on.
+    pub fn timer(&self) -> &T {
+        &self.timer
+    }
+
+    /// The config used for models not configured explicitly.
+    pub fn default_config(&self) -> RateLimitConfig {
+        self.default_config
+    }
+
+    /// The config `model` runs under (the default if it was not configured).
+    pub fn config(&self, model: &str) -> RateLimitConfig {
+        self.models
+            .with(|m| m.get(model).map_or(self.default_config, |s| s.config))
+    }
+
+    fn state(&self, model: &str) -> Arc<ModelState> {
+        self.models.with(|m| {
+            if let Some(state) = m.get(model) {
+                return state.clone();
+            }
+            let state = Arc::new(ModelState::new(self.default_config));
+            m.insert(String::from(model), state.clone());
+            state
+        })
+    }
+}
+
+impl<T: Clock> ModelRateLimiter<T> {
+    /// Usage of every configured model and every model used so far, by name.
+    pub fn stats(&self) -> BTreeMap<String, ModelStats> {
+        let models: alloc::vec::Vec<(String, Arc<ModelState>)> = self
+            .models
+            .with(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let now = self.timer.now();
+        models
+            .into_iter()
+            .map(|(name, state)| (name, state.stats(now)))
+            .collect()
+    }
+}
+
+impl<T: Timer> ModelRateLimiter<T> {
+    /// Waits until `model` can take one more request of `estimated_tokens`, then admits it,
+    /// reserving the estimate. Waits first for a parallel slot, then for RPM and TPM room.
+    ///
+    /// # Errors
+    /// [`Error::InsufficientCapacity`] at once if `estimated_tokens > tpm`: it could never fit.
+    ///
+    /// # Cancel safety
+    /// Dropping the future at any point before it completes leaves nothing behind: its queue
+    /// place and any parallel slot it took are released, and no request or tokens are
+    /// counted (admission and the return of the permit happen in the same poll).
+    pub fn acquire<'a>(
+        &'a self,
+        model: &str,
+        estimated_tokens: u64,
+    ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
+        let state = self.state(model);
+        async move {
+            let admitted = admit(&self.timer, state, estimated_tokens, Instant::MAX).await?;
+            Ok(ModelPermit {
+                limiter: self,
+                admitted,
+            })
+        }
+    }
+
+    /// As [`acquire`](ModelRateLimiter::acquire), but gives up if admission would take longer
+    /// than `max_wait`.
+    ///
+    /// If the RPM/TPM windows alone show the request cannot be admitted in time, it fails at
+    /// once without queueing, with the instant it would be admitted. If it queues behind
+    /// other requests and the time runs out, it fails then, releasing its place.
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_within<'a>(
+        &'a self,
+        model: &str,
+        estimated_tokens: u64,
+        max_wait: Duration,
+    ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
+        let state = self.state(model);
+        let deadline = self.timer.now().saturating_add(max_wait);
+        async move {
+            let admitted = admit(&self.timer, state, estimated_tokens, deadline).await?;
+            Ok(ModelPermit {
+                limiter: self,
+                admitted,
+            })
+        }
+    }
+
+    /// As [`acquire`](ModelRateLimiter::acquire) on an `Arc` of the limiter: the future and
+    /// the permit are `'static`, for spawned tasks.
+    ///
+    /// # Errors
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_owned(
+        self: Arc<Self>,
+        model: &str,
+        estimated_tokens: u64,
+    ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
+        let state = self.state(model);
+        async move {
+            let admitted = admit(&self.timer, state, estimated_tokens, Instant::MAX).await?;
+            Ok(OwnedModelPermit {
+                limiter: self,
+                admitted,
+            })
+        }
+    }
+}
+
+/// The admission path shared by every `acquire` form.
+async fn admit<T: Timer>(
+    timer: &T,
+    state: Arc<ModelState>,
+    estimated: u64,
+    deadline: Instant,
+) -> Result<Admitted, Error> {
+    if estimated > state.config.tpm {
+        return Err(Error::InsufficientCapacity {
+            requested: estimated,
+            capacity: state.config.tpm,
+        });
+    }
+    if deadline != Instant::MAX {
+        let ready_at = state.earliest_admission(estimated, timer.now());
+        if ready_at > deadline {
+            return Err(Error::MaxWaitExceeded { ready_at });
+        }
+    }
+    // Gate first, then slot: only the gate holder ever takes a slot, so slots are handed out
+    // in gate (arrival) order too.
+    let gate = until(timer, deadline, state.gate.acquire()).await?;
+    let slot = until(timer, deadline, state.slots.acquire()).await?;
+    loop {
+        let now = timer.now();
+        match state.try_admit(estimated, now) {
+            Ok(window_slot) => {
+                // The permit now owns the slot; `Admitted::drop` gives it back.
+                slot.forget();
+                drop(gate);
+                return Ok(Admitted {
+                    state: state.clone(),
+                    estimated,
+                    slot: window_slot,
+                });
+            }
+            Err(ready_at) if ready_at > deadline => {
+                return Err(Error::MaxWaitExceeded { ready_at });
+            }
+            Err(ready_at) => {
+                // Sleep until the windows have room, or until a settle refunds tokens.
+                let seen = state.refund_epoch();
+                let _ = race(timer.sleep_until(ready_at), state.refunded_since(seen)).await;
+            }
+        }
+    }
+}
+
+/// Awaits `fut`, or fails with `MaxWaitExceeded` once `deadline` passes.
+async fn until<T: Timer, F: Future>(
+    timer: &T,
+    deadline: Instant,
+    fut: F,
+) -> Result<F::Output, Error> {
+    if deadline == Instant::MAX {
+        return Ok(fut.await);
+    }
+    match race(fut, timer.sleep_until(deadline)).await {
+        Either::Left(out) => Ok(out),
+        Either::Right(()) => Err(Error::MaxWaitExceeded { ready_at: deadline }),
+    }
+}
+
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Polls both futures; returns whichever finishes first (the left one on a tie).
+async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(out));
+        }
+        if let Poll::Ready(out) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either::Right(out));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+impl<T> core::fmt::Debug for ModelRateLimiter<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ModelRateLimiter")
+            .field("default_config", &self.default_config)
+            .finish()
+    }
+}

@@ -1,0 +1,93 @@
+//! [`ModelPermit`]: an admitted request. Settle it with the actual token count, or drop it to
+//! keep the estimate charged; either way its parallel slot is released.
+
+use alloc::sync::Arc;
+
+use super::limiter::ModelRateLimiter;
+use super::state::ModelState;
+use crate::{Clock, SlotId};
+
+/// The part of a permit that does not depend on how the limiter is held.
+pub(crate) struct Admitted {
+    pub(crate) state: Arc<ModelState>,
+    pub(crate) estimated: u64,
+    pub(crate) slot: SlotId,
+}
+
+impl Admitted {
+    fn settle(&self, actual: u64, clock: &impl Clock) {
+        self.state
+            .settle(self.slot, self.estimated, actual, clock.now());
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.state.slots.add_permits(1);
+    }
+}
+
+/// An admitted request of a [`ModelRateLimiter`], holding one parallel slot.
+///
+/// Call [`settle`](ModelPermit::settle) with the tokens the request really used. Dropping it
+/// unsettled releases the slot and leaves the estimate charged (the safe choice when the
+/// actual count is unknown, e.g. the call failed mid-stream).
+#[must_use = "dropping the permit at once releases its slot; hold it while the request runs"]
+pub struct ModelPermit<'a, T> {
+    pub(crate) limiter: &'a ModelRateLimiter<T>,
+    pub(crate) admitted: Admitted,
+}
+
+impl<T: Clock> ModelPermit<'_, T> {
+    /// Replaces the reserved estimate with `actual_tokens`, in the window slot where the
+    /// request was admitted (a refund when lower, an extra charge when higher; nothing if
+    /// that slot has already left the 60 s window), and releases the parallel slot.
+    pub fn settle(self, actual_tokens: u64) {
+        self.admitted.settle(actual_tokens, self.limiter.timer());
+    }
+}
+
+impl<T> ModelPermit<'_, T> {
+    /// The tokens reserved at admission.
+    pub fn estimated_tokens(&self) -> u64 {
+        self.admitted.estimated
+    }
+}
+
+impl<T> core::fmt::Debug for ModelPermit<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ModelPermit")
+            .field("estimated", &self.admitted.estimated)
+            .finish()
+    }
+}
+
+/// A [`ModelPermit`] that owns an `Arc` of its limiter, for spawned tasks
+/// ([`ModelRateLimiter::acquire_owned`]).
+#[must_use = "dropping the permit at once releases its slot; hold it while the request runs"]
+pub struct OwnedModelPermit<T> {
+    pub(crate) limiter: Arc<ModelRateLimiter<T>>,
+    pub(crate) admitted: Admitted,
+}
+
+impl<T: Clock> OwnedModelPermit<T> {
+    /// As [`ModelPermit::settle`].
+    pub fn settle(self, actual_tokens: u64) {
+        self.admitted.settle(actual_tokens, self.limiter.timer());
+    }
+}
+
+impl<T> OwnedModelPermit<T> {
+    /// The tokens reserved at admission.
+    pub fn estimated_tokens(&self) -> u64 {
+        self.admitted.estimated
+    }
+}
+
+impl<T> core::fmt::Debug for OwnedModelPermit<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OwnedModelPermit")
+            .field("estimated", &self.admitted.estimated)
+            .finish()
+    }
+}

@@ -1,0 +1,145 @@
+//! One model's live state: its parallel-slot semaphore, its FIFO admission gate, and its RPM
+//! and TPM windows. The accounting here is independent of where the state lives, so a shared
+//! (e.g. Redis) backend can later implement the same admission rule.
+
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+use core::time::Duration;
+
+use super::config::RateLimitConfig;
+use super::stats::{ModelStats, Usage};
+use crate::sync::Mutex;
+use crate::{Instant, Semaphore, SlidingWindow, SlotId};
+
+/// RPM and TPM are per minute.
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+/// Ring size of both windows: one-second slots over a minute (see `SlidingWindow` for why a
+/// ring of N covers the window with N−1 slots).
+pub(crate) const SLOTS: usize = 61;
+
+pub(crate) struct ModelState {
+    pub(crate) config: RateLimitConfig,
+    /// In-flight requests. A slot is held from before rate admission until the permit ends.
+    pub(crate) slots: Semaphore,
+    /// One holder at a time waits for RPM/TPM room; everyone else queues here in arrival
+    /// order. This is what makes admission FIFO and keeps later small requests from
+    /// starving an earlier large one.
+    pub(crate) gate: Semaphore,
+    windows: Mutex<Windows>,
+}
+
+struct Windows {
+    requests: SlidingWindow<SLOTS>,
+    tokens: SlidingWindow<SLOTS>,
+    /// Bumped when a settle gives tokens back, so the gate holder can re-check early.
+    refunds: u64,
+    gate_holder: Option<Waker>,
+}
+
+impl ModelState {
+    /// `config` must already be validated (non-zero everywhere).
+    pub(crate) fn new(config: RateLimitConfig) -> Self {
+        Self {
+            config,
+            slots: Semaphore::new(config.max_parallel_requests as usize),
+            gate: Semaphore::new(1),
+            windows: Mutex::new(Windows {
+                requests: SlidingWindow::new(WINDOW, config.rpm as u64),
+                tokens: SlidingWindow::new(WINDOW, config.tpm),
+                refunds: 0,
+                gate_holder: None,
+            }),
+        }
+    }
+
+    /// Admits one request of `estimated` tokens at `now` if both windows have room (charging
+    /// both), or returns the earliest instant at which both would.
+    pub(crate) fn try_admit(&self, estimated: u64, now: Instant) -> Result<SlotId, Instant> {
+        self.windows.with(|w| {
+            let ready = Self::ready_at(w, estimated, now);
+            if ready > now {
+                return Err(ready);
+            }
+            // Both fit (checked above under the same lock), so neither add can fail.
+            let _ = w.requests.add_at(1, now);
+            Ok(w.tokens.add_at(estimated, now))
+        })
+    }
+
+    /// The earliest instant both windows would admit the request, if nothing else changes.
+    pub(crate) fn earliest_admission(&self, estimated: u64, now: Instant) -> Instant {
+        self.windows.with(|w| Self::ready_at(w, estimated, now))
+    }
+
+    fn ready_at(w: &mut Windows, estimated: u64, now: Instant) -> Instant {
+        // Callers check `estimated <= tpm` first, and 1 <= rpm, so neither call can fail;
+        // `Instant::MAX` keeps an impossible request waiting instead of admitting it.
+        let by_requests = w.requests.earliest_fit(1, now).unwrap_or(Instant::MAX);
+        let by_tokens = w
+            .tokens
+            .earliest_fit(estimated, now)
+            .unwrap_or(Instant::MAX);
+        by_requests.max(by_tokens)
+    }
+
+    /// Moves an admitted request's charge from its estimate to `actual`, in the window slot
+    /// where it was admitted.
+    pub(crate) fn settle(&self, slot: SlotId, estimated: u64, actual: u64, now: Instant) {
+        let wake = self.windows.with(|w| {
+            w.tokens.adjust(slot, estimated, actual, now);
+            if actual < estimated {
+                w.refunds = w.refunds.wrapping_add(1);
+                w.gate_holder.take()
+            } else {
+                None
+            }
+        });
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn refund_epoch(&self) -> u64 {
+        self.windows.with(|w| w.refunds)
+    }
+
+    /// Completes once a settle has given tokens back since `seen` was read.
+    pub(crate) async fn refunded_since(&self, seen: u64) {
+        poll_fn(|cx| {
+            self.windows.with(|w| {
+                if w.refunds != seen {
+                    Poll::Ready(())
+                } else {
+                    w.gate_holder = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+        })
+        .await
+    }
+
+    pub(crate) fn stats(&self, now: Instant) -> ModelStats {
+        let (requests, tokens) = self.windows.with(|w| {
+            (
+                Usage {
+                    used: w.requests.used_at(now),
+                    limit: self.config.rpm as u64,
+                },
+                Usage {
+                    used: w.tokens.used_at(now),
+                    limit: self.config.tpm,
+                },
+            )
+        });
+        let cap = self.config.max_parallel_requests as u64;
+        let free = self.slots.available_permits() as u64;
+        ModelStats {
+            requests,
+            tokens,
+            active: Usage {
+                used: cap.saturating_sub(free),
+                limit: cap,
+            },
+        }
+    }
+}
