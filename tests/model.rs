@@ -429,3 +429,21 @@ fn a_large_request_is_not_overtaken_by_later_small_ones() {
     sim.run();
     assert_eq!(*order.borrow(), [0, 1, 2, 3]);
 }
+
+#[test]
+fn ten_thousand_distinct_models_work() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[]);
+    futures_executor::block_on(async {
+        for i in 0..10_000 {
+            l.acquire(&format!("model-{i}"), 1).await.unwrap().settle(1);
+        }
+    });
+    let stats = l.stats();
+    assert_eq!(stats.len(), 10_000);
+    assert!(
+        stats
+            .values()
+            .all(|s| s.requests.used == 1 && s.active.used == 0)
+    );
+}

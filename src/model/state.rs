@@ -143,3 +143,25 @@ impl ModelState {
         }
     }
 }
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::sync::Arc;
+
+    /// DESIGN.md budget: a model's state costs at most 2 KiB, whatever its limits.
+    #[test]
+    fn a_model_costs_at_most_two_kib() {
+        // The Arc'd state plus the map entry (key String header + Arc pointer); BTreeMap nodes
+        // amortise to about one entry each.
+        let per_model = core::mem::size_of::<ModelState>()
+            + 2 * core::mem::size_of::<usize>() // Arc counts
+            + core::mem::size_of::<String>()
+            + core::mem::size_of::<Arc<ModelState>>();
+        assert!(
+            per_model <= 2048,
+            "{per_model} bytes per model, plus the name"
+        );
+    }
+}
