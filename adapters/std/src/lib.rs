@@ -1,3 +1,62 @@
-//! Placeholder until the adapter lands: re-exports the core.
-#![no_std]
+//! tollgate for std threads: a fast monotonic [`StdClock`] and the blocking [`RateLimiter`].
+//!
+//! Everything in [`tollgate`] is re-exported, with the generic names specialised to the std
+//! clock: `tollgate_std::AsyncRateLimiter` is `tollgate::AsyncRateLimiter<StdTimer>`, so
+//! `AsyncRateLimiter::per_second(10)` needs no type parameter.
+//!
+//! The blocking limiters add no accounting of their own: they build the core's futures and
+//! drive them on the calling thread with [`block_on`] (park/unpark waker, `park_timeout` until
+//! the next deadline). `block_on` is public so other blocking wrappers can do the same.
+//!
+//! ```
+//! use tollgate_std::RateLimiter;
+//!
+//! let limiter = RateLimiter::per_second(10); // burst of 10, then one every 100 ms
+//! for _ in 0..10 {
+//!     limiter.acquire(); // the burst: no wait
+//! }
+//! assert!(limiter.try_acquire().is_err());
+//! assert!(limiter.acquire_n(11).is_err()); // can never fit: fails at once
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod block_on;
+mod clock;
+mod limiter;
+mod timer;
+
 pub use tollgate::*;
+
+pub use block_on::block_on;
+pub use clock::StdClock;
+pub use limiter::RateLimiter;
+pub use timer::{StdSleep, StdTimer};
+
+// TODO(macros): `tollgate-macros` has no `limit_rate_std` yet.
+// #[doc(inline)]
+// pub use tollgate_macros::limit_rate_std as limit_rate;
+
+/// [`tollgate::AsyncRateLimiter`] on the [`StdTimer`]: await it under [`block_on`] (or any
+/// executor, through the timer's helper thread).
+///
+/// ```
+/// use tollgate_std::{block_on, AsyncRateLimiter};
+///
+/// let limiter = AsyncRateLimiter::per_second(5);
+/// block_on(async {
+///     limiter.acquire().await;
+///     assert_eq!(limiter.available(), 4);
+/// });
+/// ```
+pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<StdTimer>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::RateLimiter>();
+        check::<crate::AsyncRateLimiter>();
+        check::<crate::StdSleep>();
+    }
+}
