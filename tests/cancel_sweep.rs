@@ -1,0 +1,329 @@
+//! Cancellation sweep: every acquire future (bucket limiter, semaphore, model limiter, with and
+//! without a deadline) is polled by hand and dropped after its k-th poll, for every k until it
+//! completes, among other waiters. Each run must end exactly like a run in which that caller
+//! never came: the others are served at the same instants, and the limiter's state matches
+//! (no leaked slot, no counted request, tokens given back).
+
+mod support;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use support::Sim;
+use tollgate::{
+    AsyncRateLimiter, Clock, Instant, ManualClock, ModelRateLimiter, Rate, RateLimitConfig,
+    Semaphore, Timer,
+};
+
+type Log = Rc<RefCell<Vec<(usize, Instant)>>>;
+type Subject = Pin<Box<dyn Future<Output = ()>>>;
+
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    /// When each other caller was served.
+    others: Vec<(usize, Instant)>,
+    /// The limiter's state once everything has settled, as the scenario describes it.
+    state: String,
+}
+
+/// Runs one scenario. `subject` is polled only when woken (and once at the start, after the
+/// others' first polls), and dropped right after its `drop_after`-th poll. Returns the
+/// outcome and whether the subject completed before being dropped.
+fn run(
+    spawn_others: &dyn Fn(&Sim, Log),
+    subject: Option<(Subject, usize)>,
+    state: &dyn Fn(&Sim) -> String,
+    sim: &mut Sim,
+) -> (Outcome, bool) {
+    let log: Log = Rc::new(RefCell::new(Vec::new()));
+    spawn_others(sim, log.clone());
+    let flag = Arc::new(Flag(AtomicBool::new(true)));
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let (mut subject, drop_after) = match subject {
+        Some((fut, k)) => (Some(fut), k),
+        None => (None, 0),
+    };
+    let mut polls = 0;
+    let mut completed = false;
+    loop {
+        sim.pool.run_until_stalled();
+        if let Some(fut) = subject.as_mut() {
+            if polls == drop_after {
+                subject = None; // cancelled here
+                continue;
+            }
+            if flag.0.swap(false, Ordering::SeqCst) {
+                polls += 1;
+                if fut.as_mut().poll(&mut cx).is_ready() {
+                    completed = true;
+                    subject = None;
+                }
+                continue;
+            }
+        }
+        if !sim.clock.advance_to_next_deadline() {
+            break;
+        }
+    }
+    assert!(subject.is_none() || !completed);
+    let others = log.borrow().clone();
+    (
+        Outcome {
+            others,
+            state: state(sim),
+        },
+        completed,
+    )
+}
+
+/// Sweeps k = 1, 2, … until the subject completes; every cancelled run must match the run
+/// without the subject. Returns how many cancellation points were checked.
+fn sweep(
+    make_subject: &dyn Fn(&Sim) -> Subject,
+    spawn_others: &dyn Fn(&Sim, Log),
+    state: &dyn Fn(&Sim) -> String,
+    fresh: &dyn Fn() -> Sim,
+) -> usize {
+    let (baseline, _) = run(spawn_others, None, state, &mut fresh());
+    for k in 1.. {
+        let mut sim = fresh();
+        let subject = make_subject(&sim);
+        let (outcome, completed) = run(spawn_others, Some((subject, k)), state, &mut sim);
+        if completed {
+            return k - 1;
+        }
+        assert_eq!(outcome, baseline, "dropped after poll {k}");
+    }
+    unreachable!()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+thread_local! {
+    static BUCKET: RefCell<Option<Rc<AsyncRateLimiter<Arc<ManualClock>>>>> = const { RefCell::new(None) };
+    static SEMAPHORE: RefCell<Option<Rc<Semaphore>>> = const { RefCell::new(None) };
+    static MODEL: RefCell<Option<Rc<ModelRateLimiter<Arc<ManualClock>>>>> = const { RefCell::new(None) };
+}
+
+fn bucket() -> Rc<AsyncRateLimiter<Arc<ManualClock>>> {
+    BUCKET.with(|b| b.borrow().clone().unwrap())
+}
+fn semaphore() -> Rc<Semaphore> {
+    SEMAPHORE.with(|s| s.borrow().clone().unwrap())
+}
+fn model() -> Rc<ModelRateLimiter<Arc<ManualClock>>> {
+    MODEL.with(|m| m.borrow().clone().unwrap())
+}
+
+fn fresh_bucket_sim() -> Sim {
+    let sim = Sim::new();
+    let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, sim.clock.clone());
+    BUCKET.with(|b| *b.borrow_mut() = Some(Rc::new(limiter)));
+    sim
+}
+
+/// The instant a fresh reservation would be ready: moves if any token leaked or was lost.
+fn bucket_state(sim: &Sim) -> String {
+    let b = bucket();
+    let r = b.bucket().reserve_at(1, sim.clock.now()).unwrap();
+    let s = format!("next token at {:?}", r.ready_at());
+    assert!(b.bucket().cancel(r));
+    s
+}
+
+#[test]
+fn cancelled_bucket_waiters_at_the_back_of_the_queue_leave_no_trace() {
+    let spawn_others = |sim: &Sim, log: Log| {
+        for i in 0..3 {
+            let (log, clock) = (log.clone(), sim.clock.clone());
+            sim.spawn(async move {
+                bucket().acquire().await;
+                log.borrow_mut().push((i, clock.now()));
+            });
+        }
+    };
+    let subject = |_: &Sim| -> Subject { Box::pin(async { bucket().acquire().await }) };
+    let points = sweep(&subject, &spawn_others, &bucket_state, &fresh_bucket_sim);
+    assert!(points >= 1);
+    let deadline = |_: &Sim| -> Subject {
+        Box::pin(async {
+            bucket()
+                .acquire_n_within(1, Duration::from_secs(10))
+                .await
+                .unwrap()
+        })
+    };
+    sweep(&deadline, &spawn_others, &bucket_state, &fresh_bucket_sim);
+}
+
+/// Documented behaviour: a waiter cancelled *between* other reservations cannot give its
+/// token back without moving theirs, so the token stays spent; nobody else is moved and the
+/// rate is never exceeded.
+#[test]
+fn a_bucket_waiter_cancelled_mid_queue_keeps_the_others_on_schedule() {
+    let sim = fresh_bucket_sim();
+    let clock = sim.clock.clone();
+    let b = bucket();
+    b.try_acquire().unwrap();
+    let waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));
+    let mut cx = Context::from_waker(&waker);
+    let mut middle = Box::pin(b.acquire());
+    let mut last = Box::pin(b.acquire());
+    assert!(middle.as_mut().poll(&mut cx).is_pending()); // ready at 1 s
+    assert!(last.as_mut().poll(&mut cx).is_pending()); // ready at 2 s
+    drop(middle);
+    clock.set(Instant::from_secs(1));
+    assert!(last.as_mut().poll(&mut cx).is_pending());
+    clock.set(Instant::from_secs(2));
+    assert_eq!(last.as_mut().poll(&mut cx), Poll::Ready(()));
+    assert_eq!(bucket_state(&sim), "next token at Instant(3s)");
+}
+
+fn fresh_semaphore_sim() -> Sim {
+    SEMAPHORE.with(|s| *s.borrow_mut() = Some(Rc::new(Semaphore::new(1))));
+    Sim::new()
+}
+
+#[test]
+fn cancelled_semaphore_waiters_leave_no_trace() {
+    // A holder keeps the only permit for 5 s; two waiters queue; the subject queues between
+    // them (it is first polled after the others' first polls, so it is last; the holder
+    // releasing hands off in order either way).
+    let spawn_others = |sim: &Sim, log: Log| {
+        for (i, hold) in [(0, 5_000), (1, 1_000), (2, 1_000)] {
+            let (log, clock) = (log.clone(), sim.clock.clone());
+            sim.spawn(async move {
+                let sem = semaphore();
+                let _permit = sem.acquire().await;
+                log.borrow_mut().push((i, clock.now()));
+                let until = clock.now() + ms(hold);
+                clock.sleep_until(until).await;
+            });
+        }
+    };
+    let state = |_: &Sim| {
+        let s = semaphore();
+        format!(
+            "free {} of {}, {} queued",
+            s.available_permits(),
+            s.capacity(),
+            s.waiters()
+        )
+    };
+    let subject = |sim: &Sim| -> Subject {
+        let clock = sim.clock.clone();
+        Box::pin(async move {
+            let sem = semaphore();
+            let _p = sem.acquire().await;
+            let until = clock.now() + ms(1);
+            clock.sleep_until(until).await;
+        })
+    };
+    let points = sweep(&subject, &spawn_others, &state, &fresh_semaphore_sim);
+    assert!(points >= 1, "the subject must have waited at least once");
+}
+
+fn fresh_model_sim() -> Sim {
+    let sim = Sim::new();
+    let limiter = ModelRateLimiter::with_timer(
+        [(
+            "m",
+            RateLimitConfig {
+                rpm: 3,
+                tpm: 1_000,
+                max_parallel_requests: 1,
+            },
+        )],
+        RateLimitConfig::default(),
+        sim.clock.clone(),
+    )
+    .unwrap();
+    MODEL.with(|m| *m.borrow_mut() = Some(Rc::new(limiter)));
+    sim
+}
+
+fn model_state(sim: &Sim) -> String {
+    let l = model();
+    let s = l.stats()["m"];
+    // Also where a fresh request would be admitted: catches any charge left behind.
+    let next = {
+        let waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));
+        let mut cx = Context::from_waker(&waker);
+        let mut probe = Box::pin(l.acquire_within("m", 1, Duration::ZERO));
+        match probe.as_mut().poll(&mut cx) {
+            Poll::Ready(Err(e)) => format!("{e}"),
+            Poll::Ready(Ok(p)) => {
+                drop(p);
+                "admissible now".to_string()
+            }
+            Poll::Pending => "pending".to_string(),
+        }
+    };
+    let _ = sim;
+    format!(
+        "requests {} tokens {} active {}; probe: {next}",
+        s.requests, s.tokens, s.active
+    )
+}
+
+#[test]
+fn cancelled_model_requests_leave_no_trace_at_any_await_point() {
+    // Others: a long request holding the only slot, then requests that hit TPM and RPM.
+    let spawn_others = |sim: &Sim, log: Log| {
+        for (i, tokens, hold) in [
+            (0, 400, 3_000),
+            (1, 500, 1_000),
+            (2, 300, 500),
+            (3, 200, 500),
+        ] {
+            let (log, clock) = (log.clone(), sim.clock.clone());
+            sim.spawn(async move {
+                let l = model();
+                let p = l.acquire("m", tokens).await.unwrap();
+                log.borrow_mut().push((i, clock.now()));
+                let until = clock.now() + ms(hold);
+                clock.sleep_until(until).await;
+                p.settle(tokens / 2);
+            });
+        }
+    };
+    let subject = |_: &Sim| -> Subject {
+        Box::pin(async {
+            let l = model();
+            l.acquire("m", 250).await.unwrap().settle(250);
+        })
+    };
+    let points = sweep(&subject, &spawn_others, &model_state, &fresh_model_sim);
+    assert!(points >= 2, "only {points} cancellation points exercised");
+    let with_deadline = |_: &Sim| -> Subject {
+        Box::pin(async {
+            let l = model();
+            if let Ok(p) = l.acquire_within("m", 250, Duration::from_secs(600)).await {
+                p.settle(250);
+            }
+        })
+    };
+    sweep(
+        &with_deadline,
+        &spawn_others,
+        &model_state,
+        &fresh_model_sim,
+    );
+}
