@@ -20,9 +20,11 @@ mod manual_clock;
 mod model;
 mod rate;
 mod semaphore;
+mod stream;
 mod sync;
 mod time;
 mod window;
+mod wrap;
 
 pub use bucket::{Reservation, TokenBucket};
 pub use error::{Error, InvalidConfig};
@@ -38,6 +40,8 @@ pub use model::{
 pub use rate::Rate;
 #[allow(unused_imports)] // filled in by the semaphore work
 pub use semaphore::*;
+pub use stream::{RejectedItem, StreamRateLimitExt, Throttle, ThrottleBy};
 pub use time::{Clock, Instant, Timer};
 #[allow(unused_imports)] // filled in by the window work
 pub use window::*;
+pub use wrap::{Call, Run};

@@ -107,8 +107,9 @@ struct Flavor {
     krate: &'static str,
     /// `true` for the blocking flavour: sync fns and `RateLimiter`.
     blocking: bool,
-    /// The per-function limiter: `(type, constructor)`, both relative to the crate path. The
-    /// constructor is called as `ctor(rate, burst)` in const context.
+    /// The per-function limiter: `(type, timer)`, both relative to the crate path, built by
+    /// `type::with_timer(rate, burst, timer::new())` (blocking: `type::new(rate, burst)`) in
+    /// const context.
     own_limiter: (&'static str, &'static str),
 }
 
@@ -127,11 +128,8 @@ const EMBASSY: Flavor = Flavor {
     blocking: false,
     own_limiter: ("AsyncRateLimiter", "EmbassyTimer"),
 };
-const STD: Flavor = Flavor {
-    krate: "tollgate_std",
-    blocking: true,
-    own_limiter: ("RateLimiter", "StdClock"),
-};
+const STD: Flavor =
+    Flavor { krate: "tollgate_std", blocking: true, own_limiter: ("RateLimiter", "") };
 
 /// The largest burst a `TokenBucket` accepts is below this.
 const BURST_LIMIT: u64 = 1 << 61;
@@ -254,10 +252,7 @@ fn parse_args(args: TokenStream2) -> syn::Result<Args> {
             _ => false,
         };
         if slot_taken {
-            errors.push(syn::Error::new(
-                key.span(),
-                format!("duplicate argument `{name}`"),
-            ));
+            errors.push(syn::Error::new(key.span(), format!("duplicate argument `{name}`")));
             continue;
         }
         match (name.as_str(), value) {
@@ -304,10 +299,7 @@ fn parse_args(args: TokenStream2) -> syn::Result<Args> {
                      set a smaller `burst`",
                 ));
             }
-            Some(Source::Own {
-                per_second: n,
-                burst: b,
-            })
+            Some(Source::Own { per_second: n, burst: b })
         }
         (None, Some((_, e))) => {
             if let Some((key, _)) = &burst {
@@ -395,29 +387,23 @@ fn hint_for_unknown(name: &str) -> &'static str {
 fn positive_integer(name: &str, e: &Expr) -> syn::Result<u64> {
     let err = |msg: String| Err(syn::Error::new_spanned(e, msg));
     match e {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(i), ..
-        }) => match i.base10_parse::<u64>() {
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u64>() {
             Ok(0) => err(format!("`{name}` must be at least 1")),
             Ok(n) => Ok(n),
             Err(_) => err(format!("`{name}` is too large: it must fit in a `u64`")),
         },
-        Expr::Lit(ExprLit {
-            lit: Lit::Float(_), ..
-        }) => err(format!(
+        Expr::Lit(ExprLit { lit: Lit::Float(_), .. }) => err(format!(
             "`{name}` must be a whole number; for a fractional rate such as 0.5 per second, \
              declare a limiter with `Rate::new(1, Duration::from_secs(2))` and pass \
              `limiter = NAME`"
         )),
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        }) => err(format!(
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => err(format!(
             "`{name}` must be an integer, not a string: write `{name} = {}`",
             s.value()
         )),
-        Expr::Unary(ExprUnary {
-            op: UnOp::Neg(_), ..
-        }) => err(format!("`{name}` must be at least 1")),
+        Expr::Unary(ExprUnary { op: UnOp::Neg(_), .. }) => {
+            err(format!("`{name}` must be at least 1"))
+        }
         _ => err(format!(
             "`{name}` must be an integer literal such as `{name} = 10`; for a rate computed \
              from constants, declare a `static` limiter and pass `limiter = NAME`"
@@ -433,11 +419,7 @@ fn generate(flavor: &Flavor, args: &Args, mut func: ItemFn) -> TokenStream2 {
             quote!(::#name)
         }
     };
-    let wait = if flavor.blocking {
-        quote!()
-    } else {
-        quote!(.await)
-    };
+    let wait = if flavor.blocking { quote!() } else { quote!(.await) };
     let acquire = match &args.source {
         Source::Own { per_second, burst } => {
             let ty = Ident::new(flavor.own_limiter.0, Span::call_site());
@@ -451,11 +433,7 @@ fn generate(flavor: &Flavor, args: &Args, mut func: ItemFn) -> TokenStream2 {
             }
         }
         Source::Shared(expr) => {
-            let receiver = if needs_parens(expr) {
-                quote!((#expr))
-            } else {
-                quote!(#expr)
-            };
+            let receiver = if needs_parens(expr) { quote!((#expr)) } else { quote!(#expr) };
             // `deny(unused_must_use)`: an async limiter handed to the blocking flavour would
             // otherwise build a future and drop it, limiting nothing.
             quote_spanned! {expr.span()=>
@@ -469,14 +447,9 @@ fn generate(flavor: &Flavor, args: &Args, mut func: ItemFn) -> TokenStream2 {
     let stmt: syn::Stmt = syn::parse2(acquire).expect("generated statement parses");
     func.block.stmts.insert(0, stmt);
     // Inner attributes (`#![allow(..)]`) must stay inside the body.
-    let (inner, outer): (Vec<_>, Vec<_>) = func
-        .attrs
-        .iter()
-        .cloned()
-        .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
-    let ItemFn {
-        vis, sig, block, ..
-    } = &func;
+    let (inner, outer): (Vec<_>, Vec<_>) =
+        func.attrs.iter().cloned().partition(|a| matches!(a.style, AttrStyle::Inner(_)));
+    let ItemFn { vis, sig, block, .. } = &func;
     let stmts = &block.stmts;
     quote! {
         #(#outer)*
@@ -495,11 +468,12 @@ fn own_constructor(
     burst: u64,
 ) -> TokenStream2 {
     let ty = Ident::new(flavor.own_limiter.0, Span::call_site());
-    let timer = Ident::new(flavor.own_limiter.1, Span::call_site());
     let rate = quote!(#krate::Rate::new(#per_second, ::core::time::Duration::from_secs(1)));
     if flavor.blocking {
-        quote!(#krate::#ty::with_clock(#rate, #burst, #krate::#timer::new()))
+        // `RateLimiter::new` is a `const fn` on the std clock.
+        quote!(#krate::#ty::new(#rate, #burst))
     } else {
+        let timer = Ident::new(flavor.own_limiter.1, Span::call_site());
         quote!(#krate::#ty::with_timer(#rate, #burst, #krate::#timer::new()))
     }
 }

@@ -1,0 +1,416 @@
+//! `Stream` throttling: make each item of a [`futures_core::Stream`] take a token (or a weight
+//! computed from the item) from an [`AsyncRateLimiter`] before it is yielded.
+//!
+//! The adapters reserve when the inner stream yields an item and then sleep once until that
+//! reservation's instant, like [`AsyncRateLimiter::acquire`]: items keep their order, and the
+//! stream shares the limiter's FIFO queue with every other waiter. While an item waits, the
+//! inner stream is not polled.
+
+use core::fmt;
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+
+use futures_core::Stream;
+use futures_core::stream::FusedStream;
+use pin_project_lite::pin_project;
+
+use crate::wrap::TokenWait;
+use crate::{AsyncRateLimiter, Error, Timer};
+
+/// Rate limiting for any [`Stream`]: `stream.rate_limited(&limiter)`.
+///
+/// ```
+/// use core::pin::pin;
+/// use core::time::Duration;
+/// use futures_util::{StreamExt, stream};
+/// use tollgate::{AsyncRateLimiter, ManualClock, Rate, StreamRateLimitExt};
+///
+/// let clock = ManualClock::new();
+/// let limiter = AsyncRateLimiter::with_timer(Rate::per_second(2), 2, &clock);
+/// let mut lines = pin!(stream::iter(["a", "b", "c"]).rate_limited(&limiter));
+/// futures_executor::block_on(async {
+///     assert_eq!(lines.next().await, Some("a")); // the burst of 2
+///     assert_eq!(lines.next().await, Some("b"));
+///     clock.advance(Duration::from_millis(500)); // then one every 500 ms
+///     assert_eq!(lines.next().await, Some("c"));
+///     assert_eq!(lines.next().await, None);
+/// });
+/// ```
+///
+/// With a runtime adapter the limiter needs no timer argument
+/// (`tollgate_tokio::AsyncRateLimiter::per_second(2)`). The stream borrows the limiter; to move
+/// it into a spawned task, put the limiter in a `static`.
+pub trait StreamRateLimitExt: Stream {
+    /// Each item takes one token: the stream yields at most the limiter's burst at once, then
+    /// the limiter's rate (less if other users of the limiter take tokens too).
+    ///
+    /// # Cancel safety
+    /// Dropping the stream while an item waits drops the item and gives its token back when
+    /// that moves nobody else, as [`AsyncRateLimiter::acquire`] does.
+    fn rate_limited<'a, T: Timer>(self, limiter: &'a AsyncRateLimiter<T>) -> Throttle<'a, Self, T>
+    where
+        Self: Sized,
+    {
+        Throttle { stream: self, wait: TokenWait::new(limiter), item: None }
+    }
+
+    /// Each item takes `weigh(&item)` tokens, e.g. its size in bytes for a bandwidth limit.
+    ///
+    /// The stream yields `Ok(item)` once its tokens are ready. An item that can never be
+    /// admitted — heavier than the limiter's burst — is yielded at once as
+    /// `Err(RejectedItem { item, error })` with [`Error::InsufficientCapacity`]: waiting
+    /// would hang forever, and quietly clamping its weight would break the limit, so the
+    /// decision (split it, drop it, send it anyway) is yours. Nothing is charged for it and
+    /// the stream goes on. A weight of 0 takes no tokens, but still waits its turn behind
+    /// reservations already queued.
+    ///
+    /// ```
+    /// use core::pin::pin;
+    /// use futures_util::{StreamExt, stream};
+    /// use tollgate::{AsyncRateLimiter, Error, ManualClock, Rate, StreamRateLimitExt};
+    ///
+    /// let clock = ManualClock::new();
+    /// let bytes_per_sec = AsyncRateLimiter::with_timer(Rate::per_second(1_000), 1_000, &clock);
+    /// let chunks = stream::iter([vec![0u8; 600], vec![0; 5_000], vec![0; 400]]);
+    /// let mut sent = pin!(chunks.rate_limited_by(&bytes_per_sec, |c| c.len() as u64));
+    /// futures_executor::block_on(async {
+    ///     assert_eq!(sent.next().await.unwrap().unwrap().len(), 600);
+    ///     let too_big = sent.next().await.unwrap().unwrap_err();
+    ///     assert_eq!(too_big.item.len(), 5_000);
+    ///     assert!(matches!(too_big.error, Error::InsufficientCapacity { .. }));
+    ///     assert_eq!(sent.next().await.unwrap().unwrap().len(), 400);
+    /// });
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As [`StreamRateLimitExt::rate_limited`].
+    fn rate_limited_by<'a, T, F>(
+        self,
+        limiter: &'a AsyncRateLimiter<T>,
+        weigh: F,
+    ) -> ThrottleBy<'a, Self, T, F>
+    where
+        Self: Sized,
+        T: Timer,
+        F: FnMut(&Self::Item) -> u64,
+    {
+        ThrottleBy { stream: self, wait: TokenWait::new(limiter), item: None, weigh }
+    }
+}
+
+impl<S: Stream + ?Sized> StreamRateLimitExt for S {}
+
+pin_project! {
+    /// The stream returned by [`StreamRateLimitExt::rate_limited`].
+    #[must_use = "streams do nothing unless polled"]
+    pub struct Throttle<'a, S: Stream, T: Timer> {
+        #[pin]
+        stream: S,
+        #[pin]
+        wait: TokenWait<'a, T>,
+        // The item whose reservation `wait` holds.
+        item: Option<S::Item>,
+    }
+}
+
+pin_project! {
+    /// The stream returned by [`StreamRateLimitExt::rate_limited_by`].
+    #[must_use = "streams do nothing unless polled"]
+    pub struct ThrottleBy<'a, S: Stream, T: Timer, F> {
+        #[pin]
+        stream: S,
+        #[pin]
+        wait: TokenWait<'a, T>,
+        item: Option<S::Item>,
+        weigh: F,
+    }
+}
+
+/// A stream item that the limiter can never admit, handed back unthrottled by
+/// [`StreamRateLimitExt::rate_limited_by`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedItem<I> {
+    /// The item itself, so nothing is lost.
+    pub item: I,
+    /// Why: [`Error::InsufficientCapacity`] when its weight exceeds the burst.
+    pub error: Error,
+}
+
+impl<I> fmt::Display for RejectedItem<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stream item not admitted: {}", self.error)
+    }
+}
+
+impl<I: fmt::Debug> core::error::Error for RejectedItem<I> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// An item of [`ThrottleBy`].
+type Weighed<I> = Result<I, RejectedItem<I>>;
+
+/// The shared state machine: wait for the pending item's reservation, or pull and reserve the
+/// next item.
+fn poll_throttled<'a, S: Stream, T: Timer + 'a>(
+    mut stream: Pin<&mut S>,
+    mut wait: Pin<&mut TokenWait<'a, T>>,
+    pending: &mut Option<S::Item>,
+    cx: &mut Context<'_>,
+    mut weigh: impl FnMut(&S::Item) -> u64,
+) -> Poll<Option<Weighed<S::Item>>> {
+    if pending.is_none() {
+        let Some(item) = ready!(stream.as_mut().poll_next(cx)) else {
+            return Poll::Ready(None);
+        };
+        if let Err(error) = wait.as_mut().start(weigh(&item)) {
+            return Poll::Ready(Some(Err(RejectedItem { item, error })));
+        }
+        *pending = Some(item);
+    }
+    ready!(wait.poll_ready(cx));
+    Poll::Ready(pending.take().map(Ok))
+}
+
+fn size_hint_with(pending: bool, (low, high): (usize, Option<usize>)) -> (usize, Option<usize>) {
+    let extra = usize::from(pending);
+    (low.saturating_add(extra), high.and_then(|h| h.checked_add(extra)))
+}
+
+impl<S: Stream, T: Timer> Stream for Throttle<'_, S, T> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = self.project();
+        let next = ready!(poll_throttled(this.stream, this.wait, this.item, cx, |_| 1));
+        // One token always fits the burst; a reservation is refused only past the bucket's
+        // 146-year horizon, where `acquire` proceeds as well.
+        Poll::Ready(next.map(|r| r.unwrap_or_else(|rejected| rejected.item)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        size_hint_with(self.item.is_some(), self.stream.size_hint())
+    }
+}
+
+impl<S, T, F> Stream for ThrottleBy<'_, S, T, F>
+where
+    S: Stream,
+    T: Timer,
+    F: FnMut(&S::Item) -> u64,
+{
+    type Item = Result<S::Item, RejectedItem<S::Item>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        poll_throttled(this.stream, this.wait, this.item, cx, this.weigh)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        size_hint_with(self.item.is_some(), self.stream.size_hint())
+    }
+}
+
+impl<S: FusedStream, T: Timer> FusedStream for Throttle<'_, S, T> {
+    fn is_terminated(&self) -> bool {
+        self.item.is_none() && self.stream.is_terminated()
+    }
+}
+
+impl<S, T, F> FusedStream for ThrottleBy<'_, S, T, F>
+where
+    S: FusedStream,
+    T: Timer,
+    F: FnMut(&S::Item) -> u64,
+{
+    fn is_terminated(&self) -> bool {
+        self.item.is_none() && self.stream.is_terminated()
+    }
+}
+
+impl<S: Stream + fmt::Debug, T: Timer> fmt::Debug for Throttle<'_, S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Throttle")
+            .field("stream", &self.stream)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Stream + fmt::Debug, T: Timer, F> fmt::Debug for ThrottleBy<'_, S, T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThrottleBy")
+            .field("stream", &self.stream)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, S: Stream, T: Timer> Throttle<'a, S, T> {
+    /// The limiter the items wait on.
+    pub fn limiter(&self) -> &'a AsyncRateLimiter<T> {
+        self.wait.limiter()
+    }
+
+    /// The inner stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The inner stream, without the item that may be waiting for its token.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+impl<'a, S: Stream, T: Timer, F> ThrottleBy<'a, S, T, F> {
+    /// The limiter the items wait on.
+    pub fn limiter(&self) -> &'a AsyncRateLimiter<T> {
+        self.wait.limiter()
+    }
+
+    /// The inner stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The inner stream, without the item that may be waiting for its token.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+#[cfg(all(test, feature = "alloc", not(tollgate_loom)))]
+mod tests {
+    use core::pin::pin;
+    use core::time::Duration;
+
+    use futures_util::stream;
+    use futures_util::task::noop_waker;
+
+    use super::*;
+    use crate::{Clock, Instant, ManualClock, Rate};
+
+    /// Polls once with a no-op waker.
+    fn poll_once<St: Stream>(s: Pin<&mut St>) -> Poll<Option<St::Item>> {
+        let waker = noop_waker();
+        s.poll_next(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn items_come_in_a_burst_then_at_the_rate() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(2), 2, &clock);
+        let mut s = pin!(stream::iter(0..5).rate_limited(&limiter));
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(0)));
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(1)));
+        for (i, at_ms) in [(2, 500), (3, 1_000), (4, 1_500)] {
+            assert!(poll_once(s.as_mut()).is_pending());
+            assert_eq!(s.size_hint(), (5 - i, Some(5 - i)), "the waiting item counts");
+            assert_eq!(clock.next_deadline(), Some(Instant::from_millis(at_ms)));
+            clock.advance(Duration::from_millis(499));
+            assert!(poll_once(s.as_mut()).is_pending());
+            assert_eq!(clock.sleepers(), 1, "one sleep per item, re-armed only on wake-up");
+            clock.advance(Duration::from_millis(1));
+            assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(i)));
+        }
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(None));
+        assert_eq!(clock.now(), Instant::from_millis(1_500));
+    }
+
+    #[test]
+    fn the_stream_queues_behind_other_waiters_fifo() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        limiter.try_acquire().unwrap();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut earlier = pin!(limiter.acquire());
+        assert!(core::future::Future::poll(earlier.as_mut(), &mut cx).is_pending()); // 1 s
+        let mut s = pin!(stream::iter(["late"]).rate_limited(&limiter));
+        assert!(poll_once(s.as_mut()).is_pending()); // 2 s
+        clock.advance(Duration::from_secs(1));
+        assert!(poll_once(s.as_mut()).is_pending());
+        assert!(core::future::Future::poll(earlier.as_mut(), &mut cx).is_ready());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some("late")));
+    }
+
+    #[test]
+    fn weighted_items_take_their_weight() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(10), 10, &clock);
+        let mut s = pin!(stream::iter([4u64, 6, 5, 0]).rate_limited_by(&limiter, |w| *w));
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(Ok(4))));
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(Ok(6))));
+        assert!(poll_once(s.as_mut()).is_pending());
+        assert_eq!(clock.next_deadline(), Some(Instant::from_millis(500)));
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(Ok(5))));
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(Ok(0))), "weight 0 is free");
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(None));
+        assert_eq!(limiter.available(), 0);
+    }
+
+    #[test]
+    fn an_item_heavier_than_the_burst_is_handed_back_without_waiting() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(10), 10, &clock);
+        let mut s = pin!(stream::iter([11u64, 3]).rate_limited_by(&limiter, |w| *w));
+        let rejected = RejectedItem {
+            item: 11,
+            error: Error::InsufficientCapacity { requested: 11, capacity: 10 },
+        };
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(Err(rejected))));
+        assert_eq!(limiter.available(), 10, "nothing charged for it");
+        assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(Ok(3))));
+        assert_eq!(clock.sleepers(), 0);
+    }
+
+    #[test]
+    fn dropping_the_stream_gives_the_reservation_back() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        {
+            let mut s = pin!(stream::iter(0..3).rate_limited(&limiter));
+            assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(0)));
+            assert!(poll_once(s.as_mut()).is_pending()); // item 1 holds the 1 s slot
+            assert_eq!(clock.sleepers(), 1);
+        }
+        assert_eq!(clock.sleepers(), 0);
+        // As if item 1 never came: the next token is ready at 1 s, not 2 s.
+        assert_eq!(
+            limiter.try_acquire(),
+            Err(Error::RateLimited { ready_at: Instant::from_secs(1) })
+        );
+    }
+
+    #[test]
+    fn works_under_an_executor_with_time_advanced_by_hand() {
+        use futures_util::StreamExt;
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(4), 1, &clock);
+        let mut s = pin!(stream::iter(1..=4).fuse().rate_limited(&limiter));
+        let mut seen = [Instant::ZERO; 4];
+        futures_executor::block_on(async {
+            for slot in &mut seen {
+                // Move time the way a paused runtime clock does: to the next deadline whenever
+                // everything is asleep.
+                let item = core::future::poll_fn(|cx| match s.as_mut().poll_next(cx) {
+                    Poll::Pending => {
+                        assert!(clock.advance_to_next_deadline(), "pending without a sleeper");
+                        Poll::Pending
+                    }
+                    ready => ready,
+                })
+                .await;
+                assert!(item.is_some());
+                *slot = clock.now();
+            }
+            assert_eq!(s.next().await, None);
+            assert!(s.is_terminated());
+        });
+        assert_eq!(seen.map(|t| t.as_millis()), [0, 250, 500, 750]);
+    }
+}

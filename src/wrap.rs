@@ -1,0 +1,355 @@
+//! Function wrappers on [`AsyncRateLimiter`]: run a future, or make every call of an async
+//! closure, wait for a token first.
+//!
+//! The futures here are named types (no boxing, no allocator), so they can be stored in structs
+//! and spawned; they are `Send` when the limiter's timer and the wrapped future are.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use crate::limiter::HeldReservation;
+use crate::{AsyncRateLimiter, Error, Reservation, Timer};
+
+pin_project! {
+    /// One token wait in progress, driven by hand: [`TokenWait::start`] reserves, then
+    /// [`TokenWait::poll_ready`] sleeps once until the reservation's instant. Shared by the
+    /// wrappers here and by the stream adapter.
+    ///
+    /// Dropped while waiting, it gives the reservation back (as [`AsyncRateLimiter::acquire`]).
+    pub(crate) struct TokenWait<'a, T: Timer> {
+        limiter: &'a AsyncRateLimiter<T>,
+        // `reservation` is `Some` only while waiting for a future instant.
+        held: HeldReservation<'a>,
+        #[pin]
+        sleep: Option<T::Sleep<'a>>,
+    }
+}
+
+impl<'a, T: Timer + 'a> TokenWait<'a, T> {
+    /// An idle wait: nothing reserved.
+    pub(crate) fn new(limiter: &'a AsyncRateLimiter<T>) -> Self {
+        Self {
+            limiter,
+            held: HeldReservation { bucket: limiter.bucket(), reservation: None },
+            sleep: None,
+        }
+    }
+
+    /// The limiter this waits on.
+    pub(crate) fn limiter(&self) -> &'a AsyncRateLimiter<T> {
+        self.limiter
+    }
+
+    /// Reserves `n` tokens now; [`TokenWait::poll_ready`] then completes at their instant.
+    /// Must only be called when idle or ready (a held reservation would be given back).
+    pub(crate) fn start(self: Pin<&mut Self>, n: u64) -> Result<(), Error> {
+        let mut this = self.project();
+        let limiter = *this.limiter;
+        let now = limiter.timer().now();
+        let reservation = limiter.bucket().reserve_at(n, now)?;
+        this.sleep.set(None);
+        // Ready now: the tokens are simply spent.
+        this.held.reservation = (reservation.ready_at() > now).then_some(reservation);
+        Ok(())
+    }
+
+    /// Completes once the reservation made by [`TokenWait::start`] is ready (at once if there
+    /// is none), keeping its tokens spent.
+    pub(crate) fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let Some(ready_at) = this.held.reservation.as_ref().map(Reservation::ready_at) else {
+            return Poll::Ready(());
+        };
+        let timer = this.limiter.timer();
+        loop {
+            // A timer that fires early must not let us through early: re-check the clock.
+            if timer.now() >= ready_at {
+                this.sleep.set(None);
+                this.held.reservation = None;
+                return Poll::Ready(());
+            }
+            if this.sleep.is_none() {
+                this.sleep.set(Some(timer.sleep_until(ready_at)));
+            }
+            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                ready!(sleep.poll(cx));
+            }
+            this.sleep.set(None);
+        }
+    }
+}
+
+pin_project! {
+    /// The future returned by [`AsyncRateLimiter::run`]: waits for a token, then runs the
+    /// wrapped future.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Run<'a, T: Timer, F> {
+        #[pin]
+        wait: TokenWait<'a, T>,
+        started: bool,
+        admitted: bool,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<T: Timer, F: Future> Future for Run<'_, T, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        if !*this.admitted {
+            if !*this.started {
+                // One token always fits the burst; a reservation can only be refused past the
+                // 146-year horizon, where `acquire` proceeds as well.
+                let _ = this.wait.as_mut().start(1);
+                *this.started = true;
+            }
+            ready!(this.wait.as_mut().poll_ready(cx));
+            *this.admitted = true;
+        }
+        this.future.poll(cx)
+    }
+}
+
+pin_project! {
+    /// The future returned by a closure from [`AsyncRateLimiter::wrap`]: waits for a token,
+    /// then calls the wrapped function and awaits its future.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Call<'a, T: Timer, F, A, Fut> {
+        #[pin]
+        wait: TokenWait<'a, T>,
+        // Taken when the token is granted.
+        call: Option<(F, A)>,
+        started: bool,
+        #[pin]
+        future: Option<Fut>,
+    }
+}
+
+impl<T, F, A, Fut> Future for Call<'_, T, F, A, Fut>
+where
+    T: Timer,
+    F: FnOnce(A) -> Fut,
+    Fut: Future,
+{
+    type Output = Fut::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fut::Output> {
+        let mut this = self.project();
+        if this.future.is_none() {
+            if !*this.started {
+                // As in `Run`: one token can only be refused past the 146-year horizon.
+                let _ = this.wait.as_mut().start(1);
+                *this.started = true;
+            }
+            ready!(this.wait.as_mut().poll_ready(cx));
+            let (f, arg) = this.call.take().expect("`Call` polled after completion");
+            this.future.set(Some(f(arg)));
+        }
+        match this.future.as_pin_mut() {
+            Some(future) => future.poll(cx),
+            None => unreachable!("set just above"),
+        }
+    }
+}
+
+impl<T: Timer> AsyncRateLimiter<T> {
+    /// Waits for one token, then runs `future` to completion and returns its output.
+    ///
+    /// `future` is not polled before the token is granted, so nothing in an `async` block runs
+    /// early. The token is reserved when the returned future is first polled.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::{AsyncRateLimiter, ManualClock, Rate};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+    /// let answer = futures_executor::block_on(limiter.run(async { 6 * 7 }));
+    /// assert_eq!(answer, 42);
+    /// assert!(limiter.try_acquire().is_err()); // the run took the token
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Dropped while waiting, the token is given back as by [`AsyncRateLimiter::acquire`] and
+    /// `future` is dropped unpolled. Dropped later, the token stays spent and `future` is
+    /// dropped wherever it was (its own cancel safety applies).
+    pub fn run<F: Future>(&self, future: F) -> Run<'_, T, F> {
+        Run { wait: TokenWait::new(self), started: false, admitted: false, future }
+    }
+
+    /// Wraps an async function so that every call first waits for one token.
+    ///
+    /// The returned closure takes the same single argument `A` as `f`; for several arguments
+    /// use a tuple: `limiter.wrap(|(a, b)| async move { .. })`, called as `wrapped((1, 2))`.
+    /// `f` is cloned for each call (functions and closures over `Clone` data are `Clone`; wrap
+    /// shared state in a reference or `Arc`) and called only once the token is granted, so
+    /// even work `f` does before its first `.await` is rate limited.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::{AsyncRateLimiter, Clock, Instant, ManualClock, Rate};
+    ///
+    /// async fn fetch(id: u32) -> u32 {
+    ///     id * 10
+    /// }
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+    /// let fetch = limiter.wrap(fetch);
+    /// let send = limiter.wrap(|(to, body): (&str, &str)| async move { to.len() + body.len() });
+    /// futures_executor::block_on(async {
+    ///     assert_eq!(fetch(1).await, 10);
+    ///     clock.advance(Duration::from_secs(1)); // both wrappers share the limiter's budget
+    ///     assert_eq!(send(("ops", "hi")).await, 5);
+    /// });
+    /// assert_eq!(clock.now(), Instant::from_secs(1));
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As [`AsyncRateLimiter::run`]: a call dropped while waiting gives its token back and
+    /// never calls `f`.
+    pub fn wrap<'a, A, F, Fut>(&'a self, f: F) -> impl Fn(A) -> Call<'a, T, F, A, Fut> + Clone
+    where
+        F: FnOnce(A) -> Fut + Clone,
+        Fut: Future,
+    {
+        move |arg| Call {
+            wait: TokenWait::new(self),
+            call: Some((f.clone(), arg)),
+            started: false,
+            future: None,
+        }
+    }
+}
+
+impl<T: Timer> core::fmt::Debug for TokenWait<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenWait")
+            .field("ready_at", &self.held.reservation.as_ref().map(Reservation::ready_at))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Timer, F> core::fmt::Debug for Run<'_, T, F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Run").field("admitted", &self.admitted).finish_non_exhaustive()
+    }
+}
+
+impl<T: Timer, F, A, Fut> core::fmt::Debug for Call<'_, T, F, A, Fut> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Call").field("admitted", &self.future.is_some()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "alloc", not(tollgate_loom)))]
+mod tests {
+    use core::cell::Cell;
+    use core::pin::pin;
+    use core::time::Duration;
+
+    use futures_util::task::noop_waker;
+
+    use super::*;
+    use crate::{Instant, ManualClock, Rate};
+
+    #[test]
+    fn run_waits_for_the_token_before_polling_the_future() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(2), 1, &clock);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let polled = Cell::new(0);
+
+        assert_eq!(
+            pin!(limiter.run(async { polled.set(polled.get() + 1) })).poll(&mut cx),
+            Poll::Ready(())
+        );
+        let mut second = pin!(limiter.run(async { polled.set(polled.get() + 1) }));
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polled.get(), 1, "the future must not run before its token");
+        assert_eq!(clock.next_deadline(), Some(Instant::from_millis(500)));
+        clock.advance(Duration::from_millis(499));
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(second.as_mut().poll(&mut cx), Poll::Ready(()));
+        assert_eq!(polled.get(), 2);
+    }
+
+    #[test]
+    fn wrap_calls_the_function_only_after_the_token() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        let calls = Cell::new(0);
+        let calls = &calls;
+        // Work before the first `.await` counts as the call.
+        let double = limiter.wrap(move |x: u32| {
+            calls.set(calls.get() + 1);
+            async move { x * 2 }
+        });
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        assert_eq!(pin!(double(1)).poll(&mut cx), Poll::Ready(2));
+        let mut next = pin!(double(2));
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(calls.get(), 1);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(4));
+        assert_eq!(calls.get(), 2);
+    }
+
+    #[test]
+    fn wrap_takes_tuples_for_several_arguments() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(10), 10, &clock);
+        let add = limiter.wrap(|(a, b): (u32, u32)| async move { a + b });
+        let add2 = add.clone();
+        let sum = futures_executor::block_on(async { add((1, 2)).await + add2((3, 4)).await });
+        assert_eq!(sum, 10);
+        assert_eq!(limiter.available(), 8);
+    }
+
+    #[test]
+    fn a_dropped_call_gives_its_token_back_and_never_calls() {
+        let clock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        limiter.try_acquire().unwrap();
+        let called = Cell::new(false);
+        let f = limiter.wrap(|()| {
+            called.set(true);
+            async {}
+        });
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        {
+            let mut call = pin!(f(()));
+            assert!(call.as_mut().poll(&mut cx).is_pending());
+            let mut run = pin!(limiter.run(async {}));
+            assert!(run.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(clock.sleepers(), 2);
+        }
+        assert_eq!(clock.sleepers(), 0);
+        assert!(!called.get());
+        // Both reservations came back (the later one first, then the earlier one).
+        assert_eq!(
+            limiter.try_acquire(),
+            Err(Error::RateLimited { ready_at: Instant::from_secs(1) })
+        );
+    }
+
+    #[test]
+    fn wrapped_futures_are_send_when_their_parts_are() {
+        fn assert_send<X: Send>(_: &X) {}
+        static CLOCK: ManualClock = ManualClock::new();
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &CLOCK);
+        let f = limiter.wrap(|x: u8| async move { x });
+        assert_send(&f(1));
+        assert_send(&limiter.run(async {}));
+    }
+}
