@@ -1,0 +1,198 @@
+//! `AsyncRateLimiter` on tokio's paused clock: every wait is exact and takes no real time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tollgate_tokio::{AsyncRateLimiter, Error, Rate};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn burst_then_exact_pacing() {
+    let limiter = AsyncRateLimiter::per_second(10);
+    let start = Instant::now();
+    for _ in 0..10 {
+        limiter.acquire().await;
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    for k in 1..=20u32 {
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), 100 * MS * k);
+    }
+    assert!(limiter.try_acquire().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_run_rate_is_exact() {
+    // 3 per second for 1000 s: the burst of 3, then 3000 more, the last at exactly 1000 s.
+    let limiter = AsyncRateLimiter::per_second(3);
+    let start = Instant::now();
+    for _ in 0..3_003 {
+        limiter.acquire().await;
+    }
+    let elapsed = start.elapsed();
+    let ideal = Duration::from_secs(1_000);
+    assert!(elapsed >= ideal && elapsed - ideal <= MS, "{elapsed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_in_arrival_order() {
+    // A big request queued first is not overtaken by the small ones behind it.
+    let limiter = Arc::new(AsyncRateLimiter::new(Rate::per_second(10), 5));
+    limiter.acquire_n(5).await.unwrap();
+    let start = Instant::now();
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for id in 0..12u64 {
+        let (limiter, done) = (Arc::clone(&limiter), Arc::clone(&done));
+        let n = if id == 0 { 5 } else { 1 };
+        tasks.push(tokio::spawn(async move {
+            limiter.acquire_n(n).await.unwrap();
+            done.lock().unwrap().push((id, start.elapsed()));
+        }));
+        // Let it reserve before the next one arrives: arrival order is spawn order.
+        tokio::task::yield_now().await;
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let done = done.lock().unwrap().clone();
+    let expected: Vec<_> = (0..12u64)
+        .map(|id| (id, 100 * MS * (5 + id as u32)))
+        .collect();
+    assert_eq!(done, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_than_the_burst_fails_at_once() {
+    let limiter = AsyncRateLimiter::per_second(10);
+    let start = Instant::now();
+    assert_eq!(
+        limiter.acquire_n(11).await,
+        Err(Error::InsufficientCapacity {
+            requested: 11,
+            capacity: 10
+        })
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(limiter.available(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_wait_is_refused_up_front() {
+    let limiter = AsyncRateLimiter::new(Rate::per_second(1), 1);
+    limiter.acquire().await;
+    let start = Instant::now();
+    let refused = limiter.acquire_n_within(1, 500 * MS).await;
+    assert!(matches!(refused, Err(Error::MaxWaitExceeded { .. })));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    limiter.acquire_n_within(1, 1_000 * MS).await.unwrap();
+    assert_eq!(start.elapsed(), 1_000 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiter_gives_its_token_back() {
+    let limiter = AsyncRateLimiter::new(Rate::per_second(10), 1);
+    limiter.acquire().await;
+    let start = Instant::now();
+    // The timeout drops the acquire future half way through its wait...
+    assert!(
+        tokio::time::timeout(50 * MS, limiter.acquire())
+            .await
+            .is_err()
+    );
+    assert_eq!(start.elapsed(), 50 * MS);
+    // ...so the next waiter takes its place, at 100 ms rather than 200 ms.
+    limiter.acquire().await;
+    assert_eq!(start.elapsed(), 100 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_task_gives_its_token_back() {
+    let limiter = Arc::new(AsyncRateLimiter::new(Rate::per_second(10), 1));
+    limiter.acquire().await;
+    let start = Instant::now();
+    let waiting = tokio::spawn({
+        let limiter = Arc::clone(&limiter);
+        async move { limiter.acquire().await }
+    });
+    tokio::task::yield_now().await; // it reserves 100 ms
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    limiter.acquire().await;
+    assert_eq!(start.elapsed(), 100 * MS);
+}
+
+/// Counts how often the wrapped future is polled.
+struct CountPolls<F> {
+    inner: Pin<Box<F>>,
+    polls: u32,
+}
+
+impl<F: Future> Future for CountPolls<F> {
+    type Output = u32;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        self.polls += 1;
+        match self.inner.as_mut().poll(cx) {
+            Poll::Ready(_) => Poll::Ready(self.polls),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_waiters_finish_on_time_each_woken_once() {
+    const WAITERS: u32 = 10_000;
+    let limiter = Arc::new(AsyncRateLimiter::new(Rate::per_second(1_000), 1));
+    limiter.acquire().await;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move {
+                let polls = CountPolls {
+                    inner: Box::pin(async move { limiter.acquire().await }),
+                    polls: 0,
+                }
+                .await;
+                (polls, start.elapsed())
+            })
+        })
+        .collect();
+    let mut finished = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (polls, at) = task.await.unwrap();
+        assert!(polls <= 2, "polled {polls} times");
+        finished.push(at);
+    }
+    // One token every millisecond: each waiter finishes exactly at its own millisecond.
+    finished.sort();
+    let expected: Vec<_> = (1..=WAITERS).map(|k| MS * k).collect();
+    assert_eq!(finished, expected);
+    assert_eq!(start.elapsed(), MS * WAITERS);
+}
+
+/// The one real-time test: a multi-thread runtime cannot start paused. Loose bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_on_the_multi_thread_runtime() {
+    let limiter = Arc::new(AsyncRateLimiter::new(Rate::per_second(100), 1));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move { limiter.acquire().await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= 89 * MS && elapsed < Duration::from_secs(1),
+        "{elapsed:?}"
+    );
+}
