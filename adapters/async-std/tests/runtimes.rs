@@ -101,7 +101,10 @@ async fn cancelled_waiter_returns_its_token() {
 }
 
 /// Runs both futures until the second completes, dropping the first (it must not win).
-async fn drop_first_when_second_ends(first: impl Future<Output = ()>, second: impl Future<Output = ()>) {
+async fn drop_first_when_second_ends(
+    first: impl Future<Output = ()>,
+    second: impl Future<Output = ()>,
+) {
     let mut first = std::pin::pin!(first);
     let mut second = std::pin::pin!(second);
     std::future::poll_fn(|cx| {
