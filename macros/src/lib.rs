@@ -3,12 +3,12 @@
 //! Do not depend on this crate directly. Each adapter re-exports the flavour that fits it under
 //! the name `limit_rate`, and the generated code names that adapter:
 //!
-//! | import                         | for       | waits with                                 |
-//! | ------------------------------ | --------- | ------------------------------------------ |
-//! | `tollgate_tokio::limit_rate`     | `async fn` | `AsyncRateLimiter` on tokio's timer         |
+//! | import                           | for        | waits with                                       |
+//! | -------------------------------- | ---------- | ------------------------------------------------ |
+//! | `tollgate_tokio::limit_rate`     | `async fn` | `AsyncRateLimiter` on tokio's timer              |
 //! | `tollgate_async_std::limit_rate` | `async fn` | `AsyncRateLimiter` on async-io (async-std, smol) |
-//! | `tollgate_embassy::limit_rate`   | `async fn` | `AsyncRateLimiter` on embassy-time (no_std) |
-//! | `tollgate_std::limit_rate`       | plain `fn` | `RateLimiter`, blocking the calling thread  |
+//! | `tollgate_embassy::limit_rate`   | `async fn` | `AsyncRateLimiter` on embassy-time (`no_std`)    |
+//! | `tollgate_std::limit_rate`       | plain `fn` | `RateLimiter`, blocking the calling thread       |
 //!
 //! # Arguments
 //!
@@ -23,15 +23,41 @@
 //!   compile error rather than a silent no-op).
 //! - `crate = path`: where to find the adapter if you renamed it in `Cargo.toml`.
 //!
-//! Fractional rates, other periods and computed rates go through a named limiter:
-//! `static SLOW: AsyncRateLimiter = AsyncRateLimiter::with_timer(Rate::new(2, Duration::from_secs(5)), 1, TokioTimer::new());`
-//! then `#[limit_rate(limiter = SLOW)]`.
+//! Fractional rates, other periods and computed rates go through a named limiter, which is
+//! also how several functions share one budget:
 //!
-//! ```ignore
-//! use tollgate_tokio::limit_rate;
+//! ```
+//! use core::time::Duration;
+//! use tollgate_macros::limit_rate_tokio as limit_rate; // i.e. `use tollgate_tokio::limit_rate;`
+//! use tollgate_tokio::{AsyncRateLimiter, Rate, TokioTimer};
 //!
-//! #[limit_rate(requests_per_second = 5)]
-//! async fn send_email(to: &str) { /* at most 5 per second, bursts of 5 */ }
+//! #[limit_rate(requests_per_second = 5)] // its own limiter: bursts of 5, then 5 per second
+//! async fn send_email(to: &str) -> usize {
+//!     to.len()
+//! }
+//!
+//! // 0.4 per second, one at a time, shared by both functions below.
+//! static SLOW_API: AsyncRateLimiter =
+//!     AsyncRateLimiter::with_timer(Rate::new(2, Duration::from_secs(5)), 1, TokioTimer::new());
+//!
+//! #[limit_rate(limiter = SLOW_API)]
+//! async fn fetch_user(id: u32) -> u32 {
+//!     id
+//! }
+//!
+//! #[limit_rate(limiter = SLOW_API)]
+//! async fn fetch_order(id: u32) -> u32 {
+//!     id
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! async fn main() {
+//!     let start = tokio::time::Instant::now();
+//!     send_email("ops@example.com").await;
+//!     fetch_user(1).await;
+//!     fetch_order(2).await; // waits for the shared budget: 2.5 s
+//!     assert_eq!(start.elapsed(), Duration::from_millis(2_500));
+//! }
 //! ```
 //!
 //! The attribute keeps the function's attributes, visibility, generics, `where` clause and
@@ -56,11 +82,15 @@ use syn::{AttrStyle, Expr, ExprLit, ExprUnary, Ident, ItemFn, Lit, Path, Token, 
 ///
 /// See the [crate documentation](crate) for the arguments.
 ///
-/// ```ignore
-/// use tollgate_tokio::limit_rate;
+/// ```
+/// use tollgate_macros::limit_rate_tokio as limit_rate; // i.e. `use tollgate_tokio::limit_rate;`
 ///
 /// #[limit_rate(requests_per_second = 10, burst = 2)]
-/// async fn fetch(id: u32) -> u32 { id }
+/// async fn fetch(id: u32) -> u32 {
+///     id
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() { assert_eq!(fetch(7).await, 7); }
 /// ```
 #[proc_macro_attribute]
 pub fn limit_rate_tokio(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -90,11 +120,15 @@ pub fn limit_rate_embassy(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// See the [crate documentation](crate) for the arguments.
 ///
-/// ```ignore
-/// use tollgate_std::limit_rate;
+/// ```
+/// use tollgate_macros::limit_rate_std as limit_rate; // i.e. `use tollgate_std::limit_rate;`
 ///
 /// #[limit_rate(requests_per_second = 5)]
-/// fn send_email(to: &str) { /* at most 5 per second */ }
+/// fn send_email(to: &str) -> usize {
+///     to.len() // at most 5 calls per second, from all threads together
+/// }
+///
+/// assert_eq!(send_email("ops@example.com"), 15);
 /// ```
 #[proc_macro_attribute]
 pub fn limit_rate_std(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -434,9 +468,12 @@ fn generate(flavor: &Flavor, args: &Args, mut func: ItemFn) -> TokenStream2 {
         }
         Source::Shared(expr) => {
             let receiver = if needs_parens(expr) { quote!((#expr)) } else { quote!(#expr) };
+            // Spanned at the user's expression, so a limiter of the wrong kind is reported there.
+            let span = expr.span();
+            let wait = if flavor.blocking { quote!() } else { quote_spanned!(span=> .await) };
             // `deny(unused_must_use)`: an async limiter handed to the blocking flavour would
             // otherwise build a future and drop it, limiting nothing.
-            quote_spanned! {expr.span()=>
+            quote_spanned! {span=>
                 #[deny(unused_must_use)]
                 {
                     #receiver.acquire() #wait;
