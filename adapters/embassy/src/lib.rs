@@ -1,3 +1,59 @@
-//! Placeholder until the adapter lands: re-exports the core.
+//! tollgate for embassy: an [`EmbassyTimer`] on `embassy-time`, `#![no_std]` and allocation-free.
+//!
+//! Everything in [`tollgate`] is re-exported, with the generic names specialised to embassy:
+//! `tollgate_embassy::AsyncRateLimiter` is `tollgate::AsyncRateLimiter<EmbassyTimer>`. A limiter
+//! lives happily in a `static`, shared by every task without `Arc` or a mutex:
+//!
+//! ```
+//! use tollgate_embassy::{AsyncRateLimiter, EmbassyTimer, Rate};
+//!
+//! /// At most 5 radio packets per second, in bursts of up to 5.
+//! static LIMITER: AsyncRateLimiter =
+//!     AsyncRateLimiter::with_timer(Rate::per_second(5), 5, EmbassyTimer::new());
+//!
+//! async fn send_packet(packet: &[u8]) {
+//!     LIMITER.acquire().await;
+//!     // radio.send(packet).await;
+//!     let _ = packet;
+//! }
+//! ```
+//!
+//! # What the firmware provides
+//!
+//! This crate enables no `embassy-time` driver or tick-rate feature: like any embassy library
+//! it leaves both to the binary. The firmware must
+//!
+//! - link exactly one time driver (your HAL's `time-driver-*` feature, e.g. `embassy-stm32`'s
+//!   or `embassy-nrf`'s, or `embassy-time`'s `std`/`mock-driver` on a host), and
+//! - pick the tick rate through that HAL or an `embassy-time/tick-hz-*` feature (1 MHz if
+//!   none). Every rate works: conversions between ticks and nanoseconds are exact, and
+//!   deadlines round *up* to the next tick, so a waiter never wakes early.
+//!
+//! On targets without 64-bit atomics (`thumbv7em`, `thumbv6m`, `riscv32imc`) the core takes its
+//! atomics from `portable-atomic`; on those without compare-and-swap (`thumbv6m`,
+//! `riscv32imc`) enable `tollgate`'s `critical-section` feature and provide an implementation
+//! (embassy HALs do).
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod timer;
+
 pub use tollgate::*;
+
+pub use timer::{EmbassyClock, EmbassyTimer};
+
+// TODO(macros): `tollgate-macros` has no `limit_rate_embassy` yet.
+// #[doc(inline)]
+// pub use tollgate_macros::limit_rate_embassy as limit_rate;
+
+/// [`tollgate::AsyncRateLimiter`] on embassy-time: `const`-constructible with
+/// [`with_timer`](tollgate::AsyncRateLimiter::with_timer) for a `static`, no allocator needed.
+pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<EmbassyTimer>;
+
+// Compiled on every target, thumbv7em included: a limiter can be a `static` (it is `Sync` and
+// const-constructible there too, with the core's portable-atomic bucket).
+const _: () = {
+    #[allow(dead_code)]
+    static LIMITER: AsyncRateLimiter =
+        AsyncRateLimiter::with_timer(Rate::per_second(5), 5, EmbassyTimer::new());
+};
