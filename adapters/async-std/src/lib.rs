@@ -19,6 +19,10 @@
 //!     assert!(limiter.acquire_n(101).await.is_err()); // more than the burst: fails at once
 //! });
 //! ```
+//!
+//! [`limit_rate`] (from `tollgate-macros`) rate-limits every call of an `async fn`:
+//! `#[limit_rate(requests_per_second = 5)]` for its own limiter, or
+//! `#[limit_rate(limiter = SHARED)]` to share a `static` [`AsyncRateLimiter`] between functions.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod timer;
@@ -27,9 +31,8 @@ pub use tollgate::*;
 
 pub use timer::{AsyncIoClock, AsyncIoSleep, AsyncIoTimer};
 
-// TODO(macros): `tollgate-macros` has no `limit_rate_async_std` yet.
-// #[doc(inline)]
-// pub use tollgate_macros::limit_rate_async_std as limit_rate;
+#[doc(inline)]
+pub use tollgate_macros::limit_rate_async_std as limit_rate;
 
 /// [`tollgate::AsyncRateLimiter`] on the [`AsyncIoTimer`]: `AsyncRateLimiter::per_second(10)`
 /// needs no type parameter. Share it with `Arc` or a `static`.

@@ -18,6 +18,10 @@
 //! }
 //! ```
 //!
+//! [`limit_rate`] (from `tollgate-macros`) rate-limits every call of an `async fn` with a
+//! `static` limiter of its own (`#[limit_rate(requests_per_second = 5)]`) or a shared one
+//! (`#[limit_rate(limiter = SHARED)]`); no allocator needed.
+//!
 //! # What the firmware provides
 //!
 //! This crate enables no `embassy-time` driver or tick-rate feature: like any embassy library
@@ -42,9 +46,8 @@ pub use tollgate::*;
 
 pub use timer::{EmbassyClock, EmbassyTimer};
 
-// TODO(macros): `tollgate-macros` has no `limit_rate_embassy` yet.
-// #[doc(inline)]
-// pub use tollgate_macros::limit_rate_embassy as limit_rate;
+#[doc(inline)]
+pub use tollgate_macros::limit_rate_embassy as limit_rate;
 
 /// [`tollgate::AsyncRateLimiter`] on embassy-time: `const`-constructible with
 /// [`with_timer`](tollgate::AsyncRateLimiter::with_timer) for a `static`, no allocator needed.

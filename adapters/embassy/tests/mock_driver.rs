@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Wake, Waker};
 
 use embassy_time::{Duration, MockDriver};
-use tollgate_embassy::{AsyncRateLimiter, Clock, EmbassyTimer, Error, Instant, Rate, Timer};
+use tollgate_embassy::{
+    AsyncRateLimiter, Clock, EmbassyTimer, Error, Instant, Rate, Timer, limit_rate,
+};
 
 static LIMITER: AsyncRateLimiter =
     AsyncRateLimiter::with_timer(Rate::per_second(5), 5, EmbassyTimer::new());
@@ -127,4 +129,23 @@ fn the_clock_follows_the_driver_and_sleeps_end_on_the_tick() {
     MockDriver::get().advance(Duration::from_micros(1));
     assert!(sleep.as_mut().poll(&mut cx).is_ready());
     assert!(timer.now() >= deadline);
+}
+
+#[limit_rate(requests_per_second = 10, burst = 1)]
+async fn blink() -> u8 {
+    1
+}
+
+#[test]
+fn limit_rate_waits_on_the_mock_clock() {
+    let _turn = serial();
+    let waker = Waker::from(Arc::new(Wakes::default()));
+    let mut cx = Context::from_waker(&waker);
+    assert_eq!(pin!(blink()).poll(&mut cx), Poll::Ready(1));
+    let mut second = pin!(blink());
+    assert!(second.as_mut().poll(&mut cx).is_pending());
+    advance_ms(99);
+    assert!(second.as_mut().poll(&mut cx).is_pending());
+    advance_ms(1);
+    assert_eq!(second.as_mut().poll(&mut cx), Poll::Ready(1));
 }

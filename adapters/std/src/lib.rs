@@ -18,6 +18,10 @@
 //! assert!(limiter.try_acquire().is_err());
 //! assert!(limiter.acquire_n(11).is_err()); // can never fit: fails at once
 //! ```
+//!
+//! [`limit_rate`] (from `tollgate-macros`) rate-limits every call of a plain `fn`, blocking the
+//! calling thread: `#[limit_rate(requests_per_second = 5)]` for its own limiter, or
+//! `#[limit_rate(limiter = SHARED)]` to share a `static` [`RateLimiter`] between functions.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;
@@ -32,9 +36,8 @@ pub use clock::StdClock;
 pub use limiter::RateLimiter;
 pub use timer::{StdSleep, StdTimer};
 
-// TODO(macros): `tollgate-macros` has no `limit_rate_std` yet.
-// #[doc(inline)]
-// pub use tollgate_macros::limit_rate_std as limit_rate;
+#[doc(inline)]
+pub use tollgate_macros::limit_rate_std as limit_rate;
 
 /// [`tollgate::AsyncRateLimiter`] on the [`StdTimer`]: await it under [`block_on`] (or any
 /// executor, through the timer's helper thread).

@@ -24,6 +24,10 @@
 //! # }
 //! ```
 //!
+//! [`limit_rate`] (from `tollgate-macros`) rate-limits every call of an `async fn`:
+//! `#[limit_rate(requests_per_second = 5)]` for its own limiter, or
+//! `#[limit_rate(limiter = SHARED)]` to share a `static` [`AsyncRateLimiter`] between functions.
+//!
 //! # Features
 //!
 //! - `tower`: [`RateLimitLayer`] (tower 0.5).
@@ -40,9 +44,8 @@ pub use timer::{TokioClock, TokioTimer};
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tower::{RateLimit, RateLimitLayer};
 
-// TODO(macros): `tollgate-macros` has no `limit_rate_tokio` yet.
-// #[doc(inline)]
-// pub use tollgate_macros::limit_rate_tokio as limit_rate;
+#[doc(inline)]
+pub use tollgate_macros::limit_rate_tokio as limit_rate;
 
 /// [`tollgate::AsyncRateLimiter`] on tokio's clock: `AsyncRateLimiter::per_second(10)` needs no
 /// type parameter. Share it with `Arc` or a `static`.
