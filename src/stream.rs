@@ -61,8 +61,8 @@ pub trait StreamRateLimitExt: Stream {
     /// `Err(RejectedItem { item, error })` with [`Error::InsufficientCapacity`]: waiting
     /// would hang forever, and quietly clamping its weight would break the limit, so the
     /// decision (split it, drop it, send it anyway) is yours. Nothing is charged for it and
-    /// the stream goes on. A weight of 0 takes no tokens, but still waits its turn behind
-    /// reservations already queued.
+    /// the stream goes on. A weight of 0 takes no tokens, but never overtakes
+    /// a waiter already queued.
     ///
     /// ```
     /// use core::pin::pin;

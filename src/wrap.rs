@@ -44,7 +44,7 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
     }
 
     /// Reserves `n` tokens now; [`TokenWait::poll_ready`] then completes at their instant.
-    /// Must only be called when idle or ready (a held reservation would be given back).
+    /// Call it only when idle or ready: a reservation still held would be kept spent.
     pub(crate) fn start(self: Pin<&mut Self>, n: u64) -> Result<(), Error> {
         let mut this = self.project();
         let limiter = *this.limiter;

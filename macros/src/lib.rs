@@ -17,8 +17,9 @@
 //!   allocator and works on embassy too. All calls of the function share it, across threads
 //!   and tasks, and generic functions share one limiter for all their instantiations.
 //! - `limiter = LIMITER`: every call first runs `LIMITER.acquire().await` (async) or
-//!   `LIMITER.acquire()` (blocking). Name the same `static` (or `LazyLock`, or `self.field`)
-//!   on several functions and they share one budget. Anything with such an `acquire` method
+//!   `LIMITER.acquire()` (blocking). Name the same `static` (or `LazyLock`) on several
+//!   functions and they share one budget. `LIMITER` may be any expression valid at the top of
+//!   the body, such as `self.limiter` or a field of an argument. Anything with such an `acquire` method
 //!   works; its result must not be `#[must_use]` (a future passed to the blocking flavour is a
 //!   compile error rather than a silent no-op).
 //! - `crate = path`: where to find the adapter if you renamed it in `Cargo.toml`.
@@ -61,7 +62,8 @@
 //! ```
 //!
 //! The attribute keeps the function's attributes, visibility, generics, `where` clause and
-//! receiver; only a statement that waits for a token is added in front of the body.
+//! receiver; only a statement that waits for a token is added in front of the body. So an
+//! `async fn` takes its token when its future is first polled, not when it is called.
 //!
 //! # Cancel safety
 //!
@@ -461,8 +463,8 @@ fn generate(flavor: &Flavor, args: &Args, mut func: ItemFn) -> TokenStream2 {
             // In a block of its own, so the name cannot clash with anything in the body.
             quote! {
                 {
-                    static LIMITER: #krate::#ty = #ctor;
-                    LIMITER.acquire() #wait;
+                    static __TOLLGATE_LIMITER: #krate::#ty = #ctor;
+                    __TOLLGATE_LIMITER.acquire() #wait;
                 }
             }
         }
