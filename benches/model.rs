@@ -1,6 +1,7 @@
 //! `ModelRateLimiter` admission cost: `acquire` + `settle` on a warm model with room, and the
 //! same with 10 000 models in the map (lookup cost). Time is a fixed `ManualClock`, so this
 //! measures the limiter, not a clock.
+#![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use std::future::Future;
 use std::hint::black_box;

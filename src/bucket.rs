@@ -43,6 +43,13 @@ struct Config {
     /// Token units per nanosecond as a 64.64 fixed-point number: `int + frac / 2^64`.
     per_nano_int: u64,
     per_nano_frac: u64,
+    /// Nanoseconds per token unit, 64.64 fixed-point, rounded down: the inverse of the
+    /// above, used only to *estimate* ready instants (the exact answer is then searched from
+    /// the estimate against `tokens_at`). Replaces a 128-bit division on the refusal path.
+    nanos_per_unit_int: u64,
+    nanos_per_unit_frac: u64,
+    /// The token clock at `Instant::MAX`: targets beyond it are never reached.
+    clock_at_max: u64,
 }
 
 impl Config {
@@ -72,19 +79,27 @@ impl Config {
         // Rounded up, so the token clock is exact at whole-token instants ("ready at 100 ms",
         // not 100.000001 ms); it may then read at most one unit high elsewhere.
         let frac = (rem << 64).div_ceil(p);
-        Ok(Self {
+        let inv_int = p / scaled; // p < 2^64, so this fits
+        let inv_frac = ((p % scaled) << 64) / scaled; // p mod scaled ≤ p < 2^64: no overflow
+        let inv_frac = if inv_frac > u64::MAX as u128 { u64::MAX as u128 } else { inv_frac };
+        let mut config = Self {
             rate,
             burst,
+            nanos_per_unit_int: inv_int as u64,
+            nanos_per_unit_frac: inv_frac as u64,
             bits,
             burst_units: burst << bits,
             per_nano_int: if int > u64::MAX as u128 { u64::MAX } else { int as u64 },
             per_nano_frac: if frac > u64::MAX as u128 { u64::MAX } else { frac as u64 },
-        })
+            clock_at_max: 0,
+        };
+        config.clock_at_max = config.tokens_at(Instant::MAX);
+        Ok(config)
     }
 
     /// The token clock: `now` in token units, rounded down, saturating at TOKEN_CLOCK_MAX.
     #[inline]
-    fn tokens_at(&self, now: Instant) -> u64 {
+    const fn tokens_at(&self, now: Instant) -> u64 {
         let t = now.as_nanos() as u128;
         let whole = t * self.per_nano_int as u128;
         let part = (t * self.per_nano_frac as u128) >> 64;
@@ -97,15 +112,14 @@ impl Config {
         if units == 0 {
             return Instant::ZERO;
         }
-        if units > TOKEN_CLOCK_MAX || self.tokens_at(Instant::MAX) < units {
+        if units > self.clock_at_max {
             return Instant::MAX;
         }
-        // Exact rational estimate: ceil(units · p / (n << bits)). The token clock is within
-        // one unit of the exact value, which on slow rates spans many nanoseconds, so search
-        // from the estimate (galloping, then bisecting) for the first qualifying nanosecond.
-        let p = self.rate.period_nanos() as u128;
-        let per_token = (self.rate.count() as u128) << self.bits;
-        let estimate = (units as u128 * p).div_ceil(per_token);
+        // Estimate from the inverse factor, then search for the first nanosecond at which the
+        // token clock reaches `units` (galloping, then bisecting): the token clock may be one
+        // unit off the exact value, and one unit can span many nanoseconds on slow rates.
+        let estimate = units as u128 * self.nanos_per_unit_int as u128
+            + ((units as u128 * self.nanos_per_unit_frac as u128) >> 64);
         let guess = if estimate > u64::MAX as u128 { u64::MAX } else { estimate as u64 };
         let reached = |t: u64| self.tokens_at(Instant::from_nanos(t)) >= units;
         // Invariant once set up: !reached(lo) && reached(hi).

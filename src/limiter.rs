@@ -155,8 +155,10 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// # Cancel safety
     /// As [`AsyncRateLimiter::acquire`].
     pub async fn acquire_n_within(&self, n: u64, max_wait: Duration) -> Result<(), Error> {
-        let deadline = self.timer.now().saturating_add(max_wait);
-        self.acquire_n_before(n, deadline).await
+        // One clock reading for both the deadline and the reservation: reading twice would
+        // turn `max_wait = 0` into a refusal whenever the clock ticked in between.
+        let now = self.timer.now();
+        self.acquire_n_between(n, now, now.saturating_add(max_wait)).await
     }
 
     /// Waits for `n` tokens unless they are not ready by `deadline`, in which case it fails
@@ -168,7 +170,10 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// # Cancel safety
     /// As [`AsyncRateLimiter::acquire`].
     pub async fn acquire_n_before(&self, n: u64, deadline: Instant) -> Result<(), Error> {
-        let now = self.timer.now();
+        self.acquire_n_between(n, self.timer.now(), deadline).await
+    }
+
+    async fn acquire_n_between(&self, n: u64, now: Instant, deadline: Instant) -> Result<(), Error> {
         let reservation = self.bucket.reserve_before(n, now, deadline)?;
         if reservation.ready_at() <= now {
             return Ok(());

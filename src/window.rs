@@ -34,7 +34,7 @@ use crate::error::{Error, InvalidConfig};
 use crate::time::duration_to_nanos_saturating;
 
 /// A sliding-window counter: at most `limit` units admitted in any window of length `window`,
-/// tracked in a fixed ring of `SLOTS` counters (see the [module docs](self) for the slot
+/// tracked in a fixed ring of `SLOTS` counters (see the module docs for the slot
 /// rule).
 ///
 /// It is plain data mutated through `&mut self`: no allocation, no atomics. Limiters that
