@@ -541,3 +541,29 @@ fn threads_never_exceed_the_permits() {
     assert!(max_seen.load(Ordering::SeqCst) <= CAP);
     assert_eq!((sem.available_permits(), sem.waiters()), (CAP, 0));
 }
+
+/// A small threaded run that Miri can afford: its data-race detector and borrow checker see
+/// nodes linked on one thread and granted, unlinked and woken from another.
+#[test]
+fn a_few_threads_hand_permits_to_each_other() {
+    let sem = Arc::new(Semaphore::new(1));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (sem, in_flight) = (sem.clone(), in_flight.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    let permit = block_on(sem.acquire());
+                    assert_eq!(in_flight.fetch_add(1, Ordering::SeqCst), 0);
+                    std::thread::yield_now();
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!((sem.available_permits(), sem.waiters()), (1, 0));
+}
