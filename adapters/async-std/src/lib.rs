@@ -45,3 +45,12 @@ pub use tollgate_macros::limit_rate_async_std as limit_rate;
 /// async_std::task::block_on(LIMITER.acquire());
 /// ```
 pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<AsyncIoTimer>;
+
+/// [`tollgate::ModelRateLimiter`] on the [`AsyncIoTimer`]: per-model RPM, TPM and parallel limits.
+pub type ModelRateLimiter = tollgate::ModelRateLimiter<AsyncIoTimer>;
+
+/// An admitted request of [`ModelRateLimiter`].
+pub type ModelPermit<'a> = tollgate::ModelPermit<'a, AsyncIoTimer>;
+
+/// An admitted request of [`ModelRateLimiter::acquire_owned`], for spawned tasks.
+pub type OwnedModelPermit = tollgate::OwnedModelPermit<AsyncIoTimer>;

@@ -60,3 +60,11 @@ const _: () = {
     static LIMITER: AsyncRateLimiter =
         AsyncRateLimiter::with_timer(Rate::per_second(5), 5, EmbassyTimer::new());
 };
+
+/// [`tollgate::ModelRateLimiter`] on embassy-time (feature `alloc`).
+#[cfg(feature = "alloc")]
+pub type ModelRateLimiter = tollgate::ModelRateLimiter<EmbassyTimer>;
+
+/// An admitted request of [`ModelRateLimiter`] (feature `alloc`).
+#[cfg(feature = "alloc")]
+pub type ModelPermit<'a> = tollgate::ModelPermit<'a, EmbassyTimer>;

@@ -1,4 +1,5 @@
-//! tollgate for std threads: a fast monotonic [`StdClock`] and the blocking [`RateLimiter`].
+//! tollgate for std threads: a fast monotonic [`StdClock`], the blocking [`RateLimiter`] and
+//! the blocking [`ModelRateLimiter`].
 //!
 //! Everything in [`tollgate`] is re-exported, with the generic names specialised to the std
 //! clock: `tollgate_std::AsyncRateLimiter` is `tollgate::AsyncRateLimiter<StdTimer>`, so
@@ -27,6 +28,7 @@
 mod block_on;
 mod clock;
 mod limiter;
+mod model;
 mod timer;
 
 pub use tollgate::*;
@@ -34,6 +36,7 @@ pub use tollgate::*;
 pub use block_on::block_on;
 pub use clock::StdClock;
 pub use limiter::RateLimiter;
+pub use model::{ModelPermit, ModelRateLimiter};
 pub use timer::{StdSleep, StdTimer};
 
 #[doc(inline)]
@@ -61,5 +64,6 @@ mod tests {
         check::<crate::RateLimiter>();
         check::<crate::AsyncRateLimiter>();
         check::<crate::StdSleep>();
+        check::<crate::ModelRateLimiter>();
     }
 }

@@ -61,3 +61,12 @@ pub use tollgate_macros::limit_rate_tokio as limit_rate;
 /// # }
 /// ```
 pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<TokioTimer>;
+
+/// [`tollgate::ModelRateLimiter`] on the [`TokioTimer`]: per-model RPM, TPM and parallel limits.
+pub type ModelRateLimiter = tollgate::ModelRateLimiter<TokioTimer>;
+
+/// An admitted request of [`ModelRateLimiter`].
+pub type ModelPermit<'a> = tollgate::ModelPermit<'a, TokioTimer>;
+
+/// An admitted request of [`ModelRateLimiter::acquire_owned`], for spawned tasks.
+pub type OwnedModelPermit = tollgate::OwnedModelPermit<TokioTimer>;

@@ -196,3 +196,41 @@ async fn works_on_the_multi_thread_runtime() {
         "{elapsed:?}"
     );
 }
+
+/// The model limiter on tokio's paused clock: RPM waits end exactly when the window allows.
+#[tokio::test(start_paused = true)]
+async fn the_model_limiter_runs_on_the_paused_clock() {
+    use std::sync::Arc;
+    use tollgate_tokio::{ModelRateLimiter, RateLimitConfig};
+
+    let limiter = Arc::new(
+        ModelRateLimiter::new(
+            [("m", RateLimitConfig { rpm: 2, tpm: 1_000, max_parallel_requests: 2 })],
+            RateLimitConfig::default(),
+        )
+        .unwrap(),
+    );
+    let start = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let permit = limiter.acquire_owned("m", 100).await.unwrap();
+                let admitted = start.elapsed();
+                permit.settle(100);
+                admitted
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for t in tasks {
+        times.push(t.await.unwrap());
+    }
+    times.sort();
+    assert_eq!(times[0], std::time::Duration::ZERO);
+    assert_eq!(times[1], std::time::Duration::ZERO);
+    // The third waits until second 0 has left the 60 s window (one-second slots).
+    assert!(times[2] >= std::time::Duration::from_secs(60), "{:?}", times[2]);
+    assert!(times[2] <= std::time::Duration::from_secs(61), "{:?}", times[2]);
+    assert_eq!(limiter.stats()["m"].active.used, 0);
+}

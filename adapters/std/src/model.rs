@@ -1,0 +1,98 @@
+//! [`ModelRateLimiter`]: the blocking LLM model limiter for threads.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tollgate::{Error, ModelConfigError, ModelStats, RateLimitConfig};
+
+use crate::{StdTimer, block_on};
+
+/// An admitted request of the blocking [`ModelRateLimiter`]: settle it with the actual token
+/// count, or drop it to keep the estimate charged.
+pub type ModelPermit<'a> = tollgate::ModelPermit<'a, StdTimer>;
+
+/// Per-model RPM, TPM and parallel-request limits for threads: [`tollgate::ModelRateLimiter`]
+/// on the [`StdTimer`], with each waiting call driven on the calling thread by [`block_on`].
+/// Same admission logic, same FIFO order across threads; the thread parks while it waits.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate_std::{ModelRateLimiter, RateLimitConfig};
+///
+/// let limiter = Arc::new(ModelRateLimiter::new(
+///     [("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 2 })],
+///     RateLimitConfig::default(),
+/// )?);
+/// let workers: Vec<_> = (0..4)
+///     .map(|_| {
+///         let limiter = Arc::clone(&limiter);
+///         std::thread::spawn(move || {
+///             let permit = limiter.acquire("gpt-4", 1_000).unwrap(); // at most 2 at once
+///             permit.settle(800);
+///         })
+///     })
+///     .collect();
+/// for w in workers {
+///     w.join().unwrap();
+/// }
+/// assert_eq!(limiter.stats()["gpt-4"].tokens.to_string(), "3200/40000");
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ModelRateLimiter {
+    inner: tollgate::ModelRateLimiter<StdTimer>,
+}
+
+impl ModelRateLimiter {
+    /// A limiter with per-model configs and a default for every other model.
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model and field if any limit is zero.
+    pub fn new<I, S>(models: I, default_config: RateLimitConfig) -> Result<Self, ModelConfigError>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
+        Ok(Self {
+            inner: tollgate::ModelRateLimiter::new(models, default_config)?,
+        })
+    }
+
+    /// Blocks until `model` can take one more request of `estimated_tokens`, then admits it,
+    /// reserving the estimate: first a parallel slot, then RPM and TPM room.
+    ///
+    /// # Errors
+    /// [`Error::InsufficientCapacity`] at once if `estimated_tokens > tpm`.
+    pub fn acquire(&self, model: &str, estimated_tokens: u64) -> Result<ModelPermit<'_>, Error> {
+        block_on(self.inner.acquire(model, estimated_tokens))
+    }
+
+    /// As [`acquire`](Self::acquire), but gives up after `max_wait`, or at once if the RPM/TPM
+    /// windows alone show it cannot be admitted in time (with the instant it would be).
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    pub fn acquire_timeout(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        max_wait: Duration,
+    ) -> Result<ModelPermit<'_>, Error> {
+        block_on(self.inner.acquire_within(model, estimated_tokens, max_wait))
+    }
+
+    /// Usage of every configured model and every model used so far.
+    pub fn stats(&self) -> BTreeMap<String, ModelStats> {
+        self.inner.stats()
+    }
+
+    /// The config `model` runs under.
+    pub fn config(&self, model: &str) -> RateLimitConfig {
+        self.inner.config(model)
+    }
+
+    /// The async limiter underneath, for code that mixes threads and async.
+    pub fn as_async(&self) -> &tollgate::ModelRateLimiter<StdTimer> {
+        &self.inner
+    }
+}
