@@ -88,7 +88,8 @@ impl<T> ModelRateLimiter<T> {
                     error,
                 });
             }
-            map.insert(name, Arc::new(ModelState::new(config)));
+            let state = Arc::new(ModelState::new(&name, config));
+            map.insert(name, state);
         }
         Ok(Self {
             timer,
@@ -118,7 +119,7 @@ impl<T> ModelRateLimiter<T> {
             if let Some(state) = m.get(model) {
                 return state.clone();
             }
-            let state = Arc::new(ModelState::new(self.default_config));
+            let state = Arc::new(ModelState::new(model, self.default_config));
             m.insert(String::from(model), state.clone());
             state
         })
@@ -240,6 +241,15 @@ async fn admit<T: Timer>(
     // Gate first, then slot: only the gate holder ever takes a slot, so slots are handed out
     // in gate (arrival) order too.
     let gate = until(timer, deadline, state.gate.acquire()).await?;
+    #[cfg(feature = "tracing")]
+    if state.slots.available_permits() == 0 {
+        tracing::debug!(
+            target: "tollgate",
+            model = &*state.name,
+            limit = "max_parallel_requests",
+            "request waits for a parallel slot"
+        );
+    }
     let slot = until(timer, deadline, state.slots.acquire()).await?;
     loop {
         let now = timer.now();

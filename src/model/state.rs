@@ -18,6 +18,9 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 pub(crate) const SLOTS: usize = 61;
 
 pub(crate) struct ModelState {
+    /// The model's name, for `tracing` events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) name: alloc::sync::Arc<str>,
     pub(crate) config: RateLimitConfig,
     /// In-flight requests. A slot is held from before rate admission until the permit ends.
     pub(crate) slots: Semaphore,
@@ -38,8 +41,9 @@ struct Windows {
 
 impl ModelState {
     /// `config` must already be validated (non-zero everywhere).
-    pub(crate) fn new(config: RateLimitConfig) -> Self {
+    pub(crate) fn new(name: &str, config: RateLimitConfig) -> Self {
         Self {
+            name: name.into(),
             config,
             slots: Semaphore::new(config.max_parallel_requests as usize),
             gate: Semaphore::new(1),
@@ -58,8 +62,22 @@ impl ModelState {
         self.windows.with(|w| {
             let ready = Self::ready_at(w, estimated, now);
             if ready > now {
+                #[cfg(feature = "tracing")]
+                {
+                    let by_requests = w.requests.earliest_fit(1, now).unwrap_or(Instant::MAX);
+                    tracing::debug!(
+                        target: "tollgate",
+                        model = &*self.name,
+                        limit = if by_requests >= ready { "rpm" } else { "tpm" },
+                        wait_ms = (ready - now).as_millis() as u64,
+                        estimated_tokens = estimated,
+                        "request waits for rate-limit room"
+                    );
+                }
                 return Err(ready);
             }
+            #[cfg(feature = "tracing")]
+            tracing::debug!(target: "tollgate", model = &*self.name, estimated_tokens = estimated, "request admitted");
             // Both fit (checked above under the same lock), so neither add can fail.
             let _ = w.requests.add_at(1, now);
             Ok(w.tokens.add_at(estimated, now))

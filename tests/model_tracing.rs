@@ -1,0 +1,90 @@
+//! With the `tracing` feature, the model limiter says when a request waits (and for which
+//! limit) and when it is admitted, like the Python seed's log lines.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use support::Sim;
+use tollgate::{ModelRateLimiter, RateLimitConfig};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+/// Collects every event as "message limit=..." text.
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<String>>>);
+
+struct Line(String);
+
+impl Visit for Line {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push_str(&format!(" {}={value}", field.name()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0.insert_str(0, &format!("{value:?}"));
+        }
+    }
+}
+
+impl Subscriber for Collect {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut line = Line(String::new());
+        event.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+#[test]
+fn waits_and_admissions_are_traced() {
+    let collect = Collect::default();
+    tracing::subscriber::with_default(collect.clone(), || {
+        let mut sim = Sim::new();
+        let l = Arc::new(
+            ModelRateLimiter::with_timer(
+                [(
+                    "m",
+                    RateLimitConfig {
+                        rpm: 1,
+                        tpm: 1_000,
+                        max_parallel_requests: 1,
+                    },
+                )],
+                RateLimitConfig::default(),
+                sim.clock.clone(),
+            )
+            .unwrap(),
+        );
+        for _ in 0..2 {
+            let l = l.clone();
+            sim.spawn(async move { l.acquire("m", 10).await.unwrap().settle(10) });
+        }
+        sim.run();
+    });
+    let lines = collect.0.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("request admitted"))
+            .count()
+            == 2,
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("request waits for rate-limit room") && l.contains("limit=rpm")),
+        "{lines:?}"
+    );
+}
