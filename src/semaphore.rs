@@ -79,6 +79,9 @@ struct State {
     tail: *const NodeCell,
     /// Length of the list.
     waiters: usize,
+    /// Queued waiters that may be failed for capacity; when there are none, shrinking the
+    /// capacity need not walk the list.
+    fallible_waiters: usize,
 }
 
 // SAFETY: the raw pointers name nodes inside pinned acquire futures. They are only followed
@@ -185,6 +188,8 @@ impl State {
         }
         self.tail = node;
         self.waiters += 1;
+        // SAFETY: `node` is alive (pinned); `fallible` is never written after construction.
+        self.fallible_waiters += usize::from(unsafe { (*node).fallible });
     }
 
     /// Unlinks `node`.
@@ -214,6 +219,8 @@ impl State {
             unsafe { (*next).with(|n| n.prev = prev) };
         }
         self.waiters -= 1;
+        // SAFETY: as above.
+        self.fallible_waiters -= usize::from(unsafe { (*node).fallible });
     }
 
     /// Serves waiters from the head while their requests fit, and, when `fail_oversized`, first
@@ -222,7 +229,7 @@ impl State {
     /// to `wakers`, to be woken after unlocking. Returns `true` if it stopped because `wakers`
     /// is full: unlock, wake, and call again.
     fn settle(&mut self, wakers: &mut WakeList, fail_oversized: bool) -> bool {
-        if fail_oversized {
+        if fail_oversized && self.fallible_waiters > 0 {
             let mut cursor = self.head;
             while !cursor.is_null() {
                 if wakers.is_full() {
@@ -337,6 +344,7 @@ impl Semaphore {
                     head: ptr::null(),
                     tail: ptr::null(),
                     waiters: 0,
+                    fallible_waiters: 0,
                 }),
             }
         }
@@ -769,8 +777,10 @@ impl<S: Deref<Target = Semaphore>> Waiter<S> {
                         (Some(Ok(())), None, false)
                     }
                     Phase::Idle => {
+                        // Cloned before any state changes, in case the clone panics.
+                        let waker = cx.waker().clone();
                         me.phase = Phase::Queued;
-                        me.waker = Some(cx.waker().clone());
+                        me.waker = Some(waker);
                         (None, None, true)
                     }
                     Phase::Queued => {
@@ -801,9 +811,8 @@ impl<S: Deref<Target = Semaphore>> Waiter<S> {
             }
             (poll, stale, enqueue)
         });
-        // Dropped outside the lock: dropping a waker runs executor code.
-        drop(stale_waker);
-        match poll {
+        // Recorded before anything else can panic: a linked node must be unlinked on drop.
+        let poll = match poll {
             Some(result) => {
                 self.in_flight.set(false);
                 Poll::Ready(result)
@@ -815,7 +824,10 @@ impl<S: Deref<Target = Semaphore>> Waiter<S> {
                 Poll::Pending
             }
             None => panic!("tollgate::Semaphore acquire future polled after completion"),
-        }
+        };
+        // Dropped outside the lock: dropping a waker runs executor code.
+        drop(stale_waker);
+        poll
     }
 }
 
