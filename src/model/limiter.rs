@@ -250,18 +250,18 @@ async fn admit<T: Timer>(
             "request waits for a parallel slot"
         );
     }
-    let slot = until(timer, deadline, state.slots.acquire()).await?;
+    let slot = until(timer, deadline, state.slots.clone().acquire_owned()).await?;
     loop {
         let now = timer.now();
         match state.try_admit(estimated, now) {
             Ok(window_slot) => {
-                // The permit now owns the slot; `Admitted::drop` gives it back.
-                slot.forget();
                 drop(gate);
                 return Ok(Admitted {
                     state: state.clone(),
                     estimated,
                     slot: window_slot,
+                    at: now,
+                    _slot: slot,
                 });
             }
             Err(ready_at) if ready_at > deadline => {

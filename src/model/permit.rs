@@ -5,25 +5,23 @@ use alloc::sync::Arc;
 
 use super::limiter::ModelRateLimiter;
 use super::state::ModelState;
-use crate::{Clock, SlotId};
+use crate::{Clock, Instant, OwnedSemaphorePermit, SlotId};
 
 /// The part of a permit that does not depend on how the limiter is held.
 pub(crate) struct Admitted {
     pub(crate) state: Arc<ModelState>,
     pub(crate) estimated: u64,
     pub(crate) slot: SlotId,
+    /// The limiter's clock reading at admission.
+    pub(crate) at: Instant,
+    /// The parallel slot, released when the permit ends (settled or dropped).
+    pub(crate) _slot: OwnedSemaphorePermit,
 }
 
 impl Admitted {
     fn settle(&self, actual: u64, clock: &impl Clock) {
         self.state
             .settle(self.slot, self.estimated, actual, clock.now());
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.state.slots.add_permits(1);
     }
 }
 
@@ -51,6 +49,11 @@ impl<T> ModelPermit<'_, T> {
     /// The tokens reserved at admission.
     pub fn estimated_tokens(&self) -> u64 {
         self.admitted.estimated
+    }
+
+    /// When the request was admitted, on the limiter's clock (for latency metrics and audits).
+    pub fn admitted_at(&self) -> Instant {
+        self.admitted.at
     }
 }
 
@@ -81,6 +84,11 @@ impl<T> OwnedModelPermit<T> {
     /// The tokens reserved at admission.
     pub fn estimated_tokens(&self) -> u64 {
         self.admitted.estimated
+    }
+
+    /// When the request was admitted, on the limiter's clock (for latency metrics and audits).
+    pub fn admitted_at(&self) -> Instant {
+        self.admitted.at
     }
 }
 

@@ -22,8 +22,9 @@ pub(crate) struct ModelState {
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) name: alloc::sync::Arc<str>,
     pub(crate) config: RateLimitConfig,
-    /// In-flight requests. A slot is held from before rate admission until the permit ends.
-    pub(crate) slots: Semaphore,
+    /// In-flight requests. A slot is held from before rate admission until the permit ends;
+    /// the permit owns it (hence the `Arc`), so releasing it is just dropping it.
+    pub(crate) slots: alloc::sync::Arc<Semaphore>,
     /// One holder at a time waits for RPM/TPM room; everyone else queues here in arrival
     /// order. This is what makes admission FIFO and keeps later small requests from
     /// starving an earlier large one.
@@ -45,7 +46,7 @@ impl ModelState {
         Self {
             name: name.into(),
             config,
-            slots: Semaphore::new(config.max_parallel_requests as usize),
+            slots: alloc::sync::Arc::new(Semaphore::new(config.max_parallel_requests as usize)),
             gate: Semaphore::new(1),
             windows: Mutex::new(Windows {
                 requests: SlidingWindow::new(WINDOW, config.rpm as u64),
@@ -175,6 +176,7 @@ mod tests {
         // amortise to about one entry each.
         let per_model = core::mem::size_of::<ModelState>()
             + 2 * core::mem::size_of::<usize>() // Arc counts
+            + core::mem::size_of::<Semaphore>() + 2 * core::mem::size_of::<usize>() // slots' Arc
             + core::mem::size_of::<String>()
             + core::mem::size_of::<Arc<ModelState>>();
         assert!(
