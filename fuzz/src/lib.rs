@@ -1,0 +1,41 @@
+//! Fuzz harnesses for tollgate.
+//!
+//! Each `run_*` function decodes an arbitrary byte string into a configuration and a sequence
+//! of operations (with [`arbitrary`]), drives one of the core primitives with it, and checks
+//! the invariants of `DESIGN.md` with plain `assert!`: a failed assertion or any panic inside
+//! the library is a crash for libFuzzer. The same functions replay the committed corpus in
+//! `tests/replay.rs` on stable Rust, without libFuzzer.
+//!
+//! - [`run_bucket`]: `TokenBucket` with any rate and burst, every operation, any `n`, and a
+//!   clock that moves forwards, backwards and by years;
+//! - [`run_window`]: `SlidingWindow<8>` and `<61>` with any window and limit;
+//! - [`run_model`]: `ModelRateLimiter` over a `ManualClock`, driven by a `LocalPool`.
+
+mod bucket;
+mod model;
+mod u256;
+mod window;
+
+pub use bucket::{run_bucket, run_bucket_strict};
+pub use model::{run_model, run_model_strict};
+pub use window::run_window;
+
+/// Most operations decoded from one input: keeps every run fast (the checks are quadratic in
+/// the number of admissions at worst).
+pub(crate) const MAX_OPS: usize = 256;
+
+/// Whether to print each decoded operation (set `TOLLGATE_FUZZ_DEBUG=1` when replaying one
+/// input to see what it does).
+pub(crate) fn debug() -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("TOLLGATE_FUZZ_DEBUG").is_some())
+}
+
+/// Whether to keep the checks that a known, not yet fixed library bug fails
+/// (`TOLLGATE_FUZZ_STRICT=1`); see `fuzz/regressions/`.
+pub(crate) fn strict() -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("TOLLGATE_FUZZ_STRICT").is_some())
+}
