@@ -52,7 +52,10 @@ impl<T> AsyncRateLimiter<T> {
 
     /// A limiter, or an error if `burst` is 0 or not below 2^61.
     pub fn try_with_timer(rate: Rate, burst: u64, timer: T) -> Result<Self, InvalidConfig> {
-        Ok(Self { bucket: TokenBucket::try_new(rate, burst)?, timer })
+        Ok(Self {
+            bucket: TokenBucket::try_new(rate, burst)?,
+            timer,
+        })
     }
 
     /// The underlying bucket, for `*_at` calls with an explicit time.
@@ -124,14 +127,20 @@ impl<T: Clock> AsyncRateLimiter<T> {
 impl<T: Timer> AsyncRateLimiter<T> {
     /// Waits for one token.
     ///
+    /// If the token could only come after the end of the clock (584 years) or past the
+    /// 146-year reservation horizon, the future never completes: it does not go ahead without
+    /// a token. Use [`acquire_n_within`](Self::acquire_n_within) to be told instead.
+    ///
     /// # Cancel safety
     /// Dropping the future before it completes gives its token back if nobody reserved after
     /// it; otherwise the token stays spent (giving it back would let later waiters run closer
     /// together than the rate allows). Either way the limit is never exceeded.
     pub async fn acquire(&self) {
-        // One token never exceeds the burst (≥ 1), and an unbounded reservation can only fail
-        // past a 146-year horizon; then there is nothing sensible to wait for.
-        let _ = self.acquire_n_before(1, Instant::MAX).await;
+        // One token never exceeds the burst (≥ 1), so the only failure is "never": then the
+        // honest answer is to wait forever rather than proceed without a token.
+        if self.acquire_n_before(1, Instant::MAX).await.is_err() {
+            core::future::pending::<()>().await;
+        }
     }
 
     /// Waits for `n` tokens, taken together.
@@ -158,7 +167,8 @@ impl<T: Timer> AsyncRateLimiter<T> {
         // One clock reading for both the deadline and the reservation: reading twice would
         // turn `max_wait = 0` into a refusal whenever the clock ticked in between.
         let now = self.timer.now();
-        self.acquire_n_between(n, now, now.saturating_add(max_wait)).await
+        self.acquire_n_between(n, now, now.saturating_add(max_wait))
+            .await
     }
 
     /// Waits for `n` tokens unless they are not ready by `deadline`, in which case it fails
@@ -173,12 +183,20 @@ impl<T: Timer> AsyncRateLimiter<T> {
         self.acquire_n_between(n, self.timer.now(), deadline).await
     }
 
-    async fn acquire_n_between(&self, n: u64, now: Instant, deadline: Instant) -> Result<(), Error> {
+    async fn acquire_n_between(
+        &self,
+        n: u64,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let reservation = self.bucket.reserve_before(n, now, deadline)?;
         if reservation.ready_at() <= now {
             return Ok(());
         }
-        let held = HeldReservation { bucket: &self.bucket, reservation: Some(reservation) };
+        let held = HeldReservation {
+            bucket: &self.bucket,
+            reservation: Some(reservation),
+        };
         held.wait(&self.timer).await;
         Ok(())
     }
@@ -193,7 +211,10 @@ pub(crate) struct HeldReservation<'a> {
 impl HeldReservation<'_> {
     /// Sleeps until the reservation is ready, then keeps its tokens spent.
     pub(crate) async fn wait<T: Timer>(mut self, timer: &T) {
-        let ready_at = self.reservation.as_ref().map_or(Instant::ZERO, Reservation::ready_at);
+        let ready_at = self
+            .reservation
+            .as_ref()
+            .map_or(Instant::ZERO, Reservation::ready_at);
         // A timer that fires early must not let us through early: re-check the clock.
         while timer.now() < ready_at {
             timer.sleep_until(ready_at).await;
@@ -234,7 +255,13 @@ mod tests {
         let clock = ManualClock::new();
         let l = AsyncRateLimiter::with_timer(Rate::per_second(3), 3, &clock);
         let r = futures_executor::block_on(l.acquire_n(4));
-        assert_eq!(r, Err(Error::InsufficientCapacity { requested: 4, capacity: 3 }));
+        assert_eq!(
+            r,
+            Err(Error::InsufficientCapacity {
+                requested: 4,
+                capacity: 3
+            })
+        );
     }
 
     #[test]
@@ -264,7 +291,12 @@ mod tests {
         let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
         l.try_acquire().unwrap();
         let r = futures_executor::block_on(l.acquire_n_within(1, Duration::from_millis(10)));
-        assert_eq!(r, Err(Error::MaxWaitExceeded { ready_at: Instant::from_secs(1) }));
+        assert_eq!(
+            r,
+            Err(Error::MaxWaitExceeded {
+                ready_at: Instant::from_secs(1)
+            })
+        );
         assert_eq!(clock.sleepers(), 0);
     }
 
@@ -284,7 +316,8 @@ mod tests {
                 Self: 'b;
             fn sleep_until(&self, deadline: Instant) -> Self::Sleep<'_> {
                 // Fires half way.
-                let half = Instant::from_nanos(deadline.as_nanos() / 2 + self.0.now().as_nanos() / 2);
+                let half =
+                    Instant::from_nanos(deadline.as_nanos() / 2 + self.0.now().as_nanos() / 2);
                 self.0.sleep_until(half)
             }
         }

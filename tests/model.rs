@@ -447,3 +447,35 @@ fn ten_thousand_distinct_models_work() {
             .all(|s| s.requests.used == 1 && s.active.used == 0)
     );
 }
+
+/// Found by fuzzing: at the end of the clock, "room only after `Instant::MAX`" must not read
+/// as "room now" (it admitted past RPM); it is refused instead of spinning or hanging.
+#[test]
+fn nothing_is_admitted_after_the_end_of_the_clock() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(1, u64::MAX, u32::MAX))]);
+    futures_executor::block_on(async {
+        sim.clock.set(Instant::MAX - Duration::from_secs(10));
+        l.acquire("m", 1).await.unwrap().settle(1);
+        sim.clock.set(Instant::MAX);
+        let err = l.acquire("m", 1).await.unwrap_err();
+        assert_eq!(
+            err,
+            Error::MaxWaitExceeded {
+                ready_at: Instant::MAX
+            }
+        );
+        let err = l
+            .acquire_within("m", 1, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Error::MaxWaitExceeded {
+                ready_at: Instant::MAX
+            }
+        );
+    });
+    let s = l.stats()["m"];
+    assert_eq!((s.requests.used, s.active.used), (1, 0));
+}

@@ -136,21 +136,9 @@ struct Live {
 }
 
 /// Runs one bucket case.
-///
-/// Known bug, not fixed yet (`fuzz/regressions/bucket/`): at `now == Instant::MAX` a
-/// reservation is granted ready at once (`ready_at == now`) even when its tokens are not
-/// available. Until the fix lands this skips the checks of reservations made at
-/// `Instant::MAX` (and leaves them out of the admission log), so the fuzzer can look for
-/// other bugs; [`run_bucket_strict`] (or `TOLLGATE_FUZZ_STRICT=1`) keeps them.
 pub fn run_bucket(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let _ = run(&mut u, crate::strict());
-}
-
-/// [`run_bucket`] with every check, including those a known bug fails.
-pub fn run_bucket_strict(data: &[u8]) {
-    let mut u = Unstructured::new(data);
-    let _ = run(&mut u, true);
+    let _ = run(&mut u);
 }
 
 fn count_of(c: CountIn) -> u64 {
@@ -221,7 +209,7 @@ fn probe(b: &TokenBucket, t: Instant) -> (u64, Result<(), Error>, Result<(), Err
     (b.available_at(t), b.peek_at(1, t), b.peek_at(b.burst(), t))
 }
 
-fn run(u: &mut Unstructured<'_>, strict: bool) -> arbitrary::Result<()> {
+fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let count = count_of(u.arbitrary()?);
     let period = period_of(u.arbitrary()?);
     let rate = match Rate::try_new(count, period) {
@@ -362,9 +350,7 @@ fn run(u: &mut Unstructured<'_>, strict: bool) -> arbitrary::Result<()> {
                         if let Some(d) = deadline {
                             assert!(ready <= d, "reserved past the deadline");
                         }
-                        // Known bug (see `run_bucket`).
-                        let known_bug = !strict && now == u64::MAX;
-                        if ready == now && n > 0 && !known_bug {
+                        if ready == now && n > 0 {
                             // Ready at once: exactly when a try would have succeeded.
                             assert!(
                                 n <= before.0,
@@ -381,7 +367,7 @@ fn run(u: &mut Unstructured<'_>, strict: bool) -> arbitrary::Result<()> {
                         if n > 0 {
                             // A queued reservation ready only at the end of the clock's range
                             // never runs: it is not an admission.
-                            if (ready < u64::MAX || ready == now) && !known_bug {
+                            if ready < u64::MAX || ready == now {
                                 log.push(Admission {
                                     at: ready,
                                     tokens: n,

@@ -16,8 +16,8 @@ mod model;
 mod u256;
 mod window;
 
-pub use bucket::{run_bucket, run_bucket_strict};
-pub use model::{run_model, run_model_strict};
+pub use bucket::run_bucket;
+pub use model::run_model;
 pub use window::run_window;
 
 /// Most operations decoded from one input: keeps every run fast (the checks are quadratic in
@@ -32,10 +32,3 @@ pub(crate) fn debug() -> bool {
     *ON.get_or_init(|| std::env::var_os("TOLLGATE_FUZZ_DEBUG").is_some())
 }
 
-/// Whether to keep the checks that a known, not yet fixed library bug fails
-/// (`TOLLGATE_FUZZ_STRICT=1`); see `fuzz/regressions/`.
-pub(crate) fn strict() -> bool {
-    use std::sync::OnceLock;
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("TOLLGATE_FUZZ_STRICT").is_some())
-}

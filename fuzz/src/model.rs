@@ -198,20 +198,9 @@ struct Req {
 }
 
 /// Runs one model-limiter case.
-///
-/// Known bug, not fixed yet (`fuzz/regressions/model/`): at `Instant::MAX` the limiter admits
-/// every request regardless of RPM and TPM. Until the fix lands this skips the RPM/TPM checks
-/// of admissions at `Instant::MAX`, so the fuzzer can look for other bugs;
-/// [`run_model_strict`] (or `TOLLGATE_FUZZ_STRICT=1`, e.g. for `cargo fuzz tmin`) keeps them.
 pub fn run_model(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let _ = run(&mut u, crate::strict());
-}
-
-/// [`run_model`] with every check, including those a known bug fails.
-pub fn run_model_strict(data: &[u8]) {
-    let mut u = Unstructured::new(data);
-    let _ = run(&mut u, true);
+    let _ = run(&mut u);
 }
 
 fn name_of(n: &NameIn) -> String {
@@ -301,13 +290,9 @@ struct Harness {
     charged_ever: Vec<u128>,
     /// At teardown: tasks drop their permit as soon as they are admitted.
     auto_drop: Rc<Cell<bool>>,
-    /// Check RPM/TPM at `Instant::MAX` too (see [`run_model`]).
-    strict: bool,
-    /// Some request was admitted at `Instant::MAX` (the known bug may have over-admitted).
-    admitted_at_max: bool,
 }
 
-fn run(u: &mut Unstructured<'_>, strict: bool) -> arbitrary::Result<()> {
+fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let default_cfg = config_of(u.arbitrary()?);
     let n_models = u.int_in_range(1..=3)?;
     let mut named: Vec<(String, RateLimitConfig)> = Vec::new();
@@ -385,8 +370,6 @@ fn run(u: &mut Unstructured<'_>, strict: bool) -> arbitrary::Result<()> {
         in_flight: vec![0; k],
         charged_ever: vec![0; k],
         auto_drop: Rc::new(Cell::new(false)),
-        strict,
-        admitted_at_max: false,
     };
 
     for _ in 0..MAX_MODEL_OPS {
@@ -590,8 +573,13 @@ impl Harness {
                         );
                         assert_eq!((requested, capacity), (r.est, r.cfg.tpm));
                     }
-                    Error::MaxWaitExceeded { .. } => {
-                        assert!(r.within, "a plain acquire failed with {e:?}");
+                    Error::MaxWaitExceeded { ready_at } => {
+                        // A plain acquire fails only for "never": room only after the end of
+                        // the clock.
+                        assert!(
+                            r.within || ready_at == Instant::MAX,
+                            "a plain acquire failed with {e:?}"
+                        );
                         assert!(r.est <= r.cfg.tpm);
                     }
                     other => panic!("unexpected acquire error {other:?}"),
@@ -636,16 +624,13 @@ impl Harness {
                             None => r.est as u128,
                         };
                     }
-                    // Known bug (see `run_model`): everything is admitted at Instant::MAX.
-                    let known_bug = !self.strict && at == Instant::MAX;
-                    self.admitted_at_max |= at == Instant::MAX;
                     assert!(
-                        known_bug || count <= cfg.rpm as u64,
+                        count <= cfg.rpm as u64,
                         "rpm: {count} admissions within 60 s of {at:?}, rpm {}",
                         cfg.rpm
                     );
                     self.charged_ever[name] += est as u128;
-                    if self.charged_ever[name] <= u64::MAX as u128 && !known_bug {
+                    if self.charged_ever[name] <= u64::MAX as u128 {
                         assert!(
                             charged + est as u128 <= cfg.tpm as u128,
                             "tpm: {charged} charged + {est} estimated > tpm {} at {at:?}",
@@ -682,9 +667,8 @@ impl Harness {
                 s.active,
                 self.in_flight[i]
             );
-            // (The known bug of `run_model` leaves the count over the limit.)
             assert!(
-                s.requests.used <= s.requests.limit || (self.admitted_at_max && !self.strict),
+                s.requests.used <= s.requests.limit,
                 "requests {}",
                 s.requests
             );

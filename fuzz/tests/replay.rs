@@ -1,9 +1,8 @@
 //! Replays the committed corpus (`fuzz/corpus/<target>/`) through the fuzz harnesses on stable
 //! Rust, without libFuzzer: `cargo test --manifest-path fuzz/Cargo.toml`.
 //!
-//! `fuzz/regressions/<target>/` holds minimised inputs that crashed the harness because of a
-//! library bug not fixed yet; their tests are `#[ignore]`d until the fix lands (run them with
-//! `--ignored`).
+//! `fuzz/regressions/<target>/` holds minimised inputs that once crashed the harness because
+//! of a library bug; their tests keep the fixes in place.
 
 use std::fs;
 use std::panic;
@@ -82,7 +81,7 @@ fn trivial_inputs() {
     }
 }
 
-/// Every file of `fuzz/regressions/<target>/` through the strict harness.
+/// Every file of `fuzz/regressions/<target>/` through the harness.
 fn regressions(dir: &str, run: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("regressions")
@@ -102,72 +101,53 @@ fn regressions(dir: &str, run: fn(&[u8])) {
     }
 }
 
-/// BUG (found by the `bucket` fuzzer, not fixed yet): at `now == Instant::MAX`,
-/// `TokenBucket::reserve_at` grants a reservation ready at once (`ready_at == now`) although
-/// its tokens are not available (`try_acquire_at` refuses the same `n` at the same instant),
-/// so more than `burst` tokens are admitted at `Instant::MAX`. Cause: `reserve_before` takes
-/// `instant_of(..)`, which saturates at `Instant::MAX` for instants past the end of the clock,
-/// then `.max(now)`: "only after the end of the clock" becomes "now". Input:
-/// `regressions/bucket/reserve-at-instant-max-is-ready-at-once` (44 985 per day, burst
-/// 2^61 − 1; try(burst) ok; try(burst) refused with ready_at = MAX; clock to MAX;
-/// reserve(0.9 % of burst) → ready now with 9.6·10^9 available).
+/// Found by the `bucket` fuzzer, now fixed: at `now == Instant::MAX`,
+/// `TokenBucket::reserve_at` granted a reservation ready at once although its tokens were not
+/// available, because "ready only after the end of the clock" saturated to `Instant::MAX`,
+/// which equals `now` there. Input: `regressions/bucket/reserve-at-instant-max-is-ready-at-once`
+/// (44 985 per day, burst 2^61 − 1; try(burst) ok; try(burst) refused with ready_at = MAX;
+/// clock to MAX; reserve(0.9 % of burst) → was ready now with 9.6·10^9 available).
 #[test]
-#[ignore = "library bug: reserve at Instant::MAX is ready at once (see fuzz/README.md)"]
 fn regression_bucket_reserve_at_instant_max() {
-    regressions("bucket", tollgate_fuzz::run_bucket_strict);
+    regressions("bucket", tollgate_fuzz::run_bucket);
 }
 
-/// The same bug through the public API, small.
+/// The same bug through the public API, small: the bucket is empty and no instant comes
+/// after MAX, so the only right answer is a refusal.
 #[test]
-#[ignore = "library bug: reserve at Instant::MAX is ready at once (see fuzz/README.md)"]
-fn bucket_reserve_at_instant_max_over_admits() {
-    use tollgate::{Instant, Rate, TokenBucket};
+fn bucket_reserve_at_instant_max_is_refused() {
+    use tollgate::{Error, Instant, Rate, TokenBucket};
     let b = TokenBucket::new(Rate::per_second(1), 1);
     b.try_acquire_at(1, Instant::MAX).unwrap();
     assert!(b.try_acquire_at(1, Instant::MAX).is_err());
-    // The bucket is empty and no instant comes after MAX: the only right answer is a refusal.
-    if let Ok(r) = b.reserve_at(1, Instant::MAX) {
-        panic!("granted, ready at {:?}, with 0 available", r.ready_at());
-    }
-}
-
-/// BUG (found by the `model` fuzzer, not fixed yet): at `Instant::MAX` the model limiter
-/// admits every request regardless of RPM and TPM (bounded only by max_parallel_requests).
-/// Cause: `ModelState::try_admit` admits when `ready_at(..) <= now`, and
-/// `SlidingWindow::earliest_fit` saturates "only after the end of the clock" to
-/// `Instant::MAX`, which equals `now` there. Input:
-/// `regressions/model/instant-max-admits-over-rpm` (model "" with rpm 1; acquire; clock
-/// forward to Instant::MAX; acquire → a second admission within 60 s, stats show
-/// requests 2/1).
-#[test]
-#[ignore = "library bug: the model limiter admits everything at Instant::MAX (see fuzz/README.md)"]
-fn regression_model_instant_max_over_admits() {
-    regressions("model", tollgate_fuzz::run_model_strict);
-}
-
-/// The same bug through the public API, small.
-#[test]
-#[ignore = "library bug: the model limiter admits everything at Instant::MAX (see fuzz/README.md)"]
-fn model_instant_max_over_admits() {
-    use std::sync::Arc;
-    use tollgate::{Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
-    let clock = Arc::new(ManualClock::starting_at(Instant::MAX));
-    let cfg = RateLimitConfig {
-        rpm: 1,
-        tpm: 1_000,
-        max_parallel_requests: 10,
-    };
-    let limiter = ModelRateLimiter::with_timer([("m", cfg)], cfg, clock).unwrap();
-    let first = futures_executor::block_on(limiter.acquire("m", 1)).unwrap();
-    drop(first);
-    let second = limiter.acquire("m", 1);
-    let mut second = std::pin::pin!(second);
-    let waker = futures_util::task::noop_waker();
-    let mut cx = std::task::Context::from_waker(&waker);
-    // rpm = 1: the second request within the same minute must wait.
-    assert!(
-        second.as_mut().poll(&mut cx).is_pending(),
-        "second request admitted at once"
+    assert_eq!(
+        b.reserve_at(1, Instant::MAX).unwrap_err(),
+        Error::MaxWaitExceeded { ready_at: Instant::MAX }
     );
+}
+
+/// Found by the `model` fuzzer, now fixed: at `Instant::MAX` the model limiter admitted every
+/// request regardless of RPM and TPM, for the same reason (`SlidingWindow::earliest_fit` says
+/// "room only after the end of the clock" as `Instant::MAX`, which equals `now` there). Input:
+/// `regressions/model/instant-max-admits-over-rpm` (model "" with rpm 1; acquire; clock
+/// forward to Instant::MAX; acquire → was a second admission within 60 s, requests 2/1).
+#[test]
+fn regression_model_instant_max_over_admits() {
+    regressions("model", tollgate_fuzz::run_model);
+}
+
+/// The same bug through the public API, small: the second request within the minute can
+/// never be admitted (no time is left), so it is refused rather than admitted or left
+/// spinning.
+#[test]
+fn model_at_instant_max_refuses_instead_of_over_admitting() {
+    use std::sync::Arc;
+    use tollgate::{Error, Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
+    let clock = Arc::new(ManualClock::starting_at(Instant::MAX));
+    let cfg = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 10 };
+    let limiter = ModelRateLimiter::with_timer([("m", cfg)], cfg, clock).unwrap();
+    drop(futures_executor::block_on(limiter.acquire("m", 1)).unwrap());
+    let second = futures_executor::block_on(limiter.acquire("m", 1));
+    assert_eq!(second.unwrap_err(), Error::MaxWaitExceeded { ready_at: Instant::MAX });
     assert_eq!(limiter.stats()["m"].requests.used, 1);
 }

@@ -146,6 +146,8 @@ impl<T: Timer> ModelRateLimiter<T> {
     ///
     /// # Errors
     /// [`Error::InsufficientCapacity`] at once if `estimated_tokens > tpm`: it could never fit.
+    /// [`Error::MaxWaitExceeded`] with `ready_at: Instant::MAX` if room would only come after
+    /// the end of the clock (584 years of nanoseconds): it can never be admitted either.
     ///
     /// # Cancel safety
     /// Dropping the future at any point before it completes leaves nothing behind: its queue
@@ -264,7 +266,9 @@ async fn admit<T: Timer>(
                     _slot: slot,
                 });
             }
-            Err(ready_at) if ready_at > deadline => {
+            // `Instant::MAX` is "never": fail instead of sleeping until a deadline that is
+            // already now at the end of the clock (that would spin).
+            Err(ready_at) if ready_at > deadline || ready_at == Instant::MAX => {
                 return Err(Error::MaxWaitExceeded { ready_at });
             }
             Err(ready_at) => {

@@ -58,11 +58,12 @@ impl ModelState {
     }
 
     /// Admits one request of `estimated` tokens at `now` if both windows have room (charging
-    /// both), or returns the earliest instant at which both would.
+    /// both), or returns the earliest instant at which both would (`Instant::MAX`: never,
+    /// within the clock's range).
     pub(crate) fn try_admit(&self, estimated: u64, now: Instant) -> Result<SlotId, Instant> {
         self.windows.with(|w| {
-            let ready = Self::ready_at(w, estimated, now);
-            if ready > now {
+            if !(w.requests.fits_at(1, now) && w.tokens.fits_at(estimated, now)) {
+                let ready = Self::ready_at(w, estimated, now);
                 #[cfg(feature = "tracing")]
                 {
                     let by_requests = w.requests.earliest_fit(1, now).unwrap_or(Instant::MAX);
@@ -85,11 +86,19 @@ impl ModelState {
         })
     }
 
-    /// The earliest instant both windows would admit the request, if nothing else changes.
+    /// The earliest instant both windows would admit the request, if nothing else changes
+    /// (`now` if they would now, `Instant::MAX` if never).
     pub(crate) fn earliest_admission(&self, estimated: u64, now: Instant) -> Instant {
-        self.windows.with(|w| Self::ready_at(w, estimated, now))
+        self.windows.with(|w| {
+            if w.requests.fits_at(1, now) && w.tokens.fits_at(estimated, now) {
+                now
+            } else {
+                Self::ready_at(w, estimated, now)
+            }
+        })
     }
 
+    /// For a request that does not fit now: when it will.
     fn ready_at(w: &mut Windows, estimated: u64, now: Instant) -> Instant {
         // Callers check `estimated <= tpm` first, and 1 <= rpm, so neither call can fail;
         // `Instant::MAX` keeps an impossible request waiting instead of admitting it.
@@ -98,7 +107,10 @@ impl ModelState {
             .tokens
             .earliest_fit(estimated, now)
             .unwrap_or(Instant::MAX);
-        by_requests.max(by_tokens)
+        let ready = by_requests.max(by_tokens);
+        // Not fitting now, yet "ready" now, happens only at the end of the clock, where the
+        // windows say "room only after Instant::MAX": that is never, not now.
+        if ready <= now { Instant::MAX } else { ready }
     }
 
     /// Moves an admitted request's charge from its estimate to `actual`, in the window slot
