@@ -47,18 +47,19 @@ fn committed(bucket: &TokenBucket) -> u64 {
 /// interleavings for `reserve_cancel_reserve_and_try`); `LOOM_MAX_PREEMPTIONS` overrides the
 /// bound for every model, and `LOOM_MAX_PREEMPTIONS=1000` effectively lifts it.
 fn model(name: &str, preemptions: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-    RUNS.store(0, Relaxed);
+    // Per model, not a shared static: the test harness runs models in parallel.
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = preemptions;
     }
     let bound = builder.preemption_bound;
+    let counter = runs.clone();
     builder.check(move || {
-        RUNS.fetch_add(1, Relaxed);
+        counter.fetch_add(1, Relaxed);
         f();
     });
-    let runs = RUNS.load(Relaxed);
+    let runs = runs.load(Relaxed);
     println!("{name}: {runs} interleavings explored (preemption bound {bound:?})");
 }
 
