@@ -47,15 +47,9 @@ struct Shape {
 }
 
 /// Many tokens a second and a burst big enough that every timed decision is admitted.
-const ALLOWED: Shape = Shape {
-    per_second: 1_000_000,
-    burst: u32::MAX,
-};
+const ALLOWED: Shape = Shape { per_second: 1_000_000, burst: u32::MAX };
 /// One token a second, burst 1: after the first decision every one is refused.
-const REJECTED: Shape = Shape {
-    per_second: 1,
-    burst: 1,
-};
+const REJECTED: Shape = Shape { per_second: 1, burst: 1 };
 
 fn tollgate_bucket(shape: Shape) -> TokenBucket {
     TokenBucket::new(Rate::per_second(shape.per_second), shape.burst as u64)
@@ -94,11 +88,7 @@ fn timed<S: Sync>(state: &S, threads: usize, iters: u64, decide: impl Fn(&S) + S
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .max()
-            .unwrap()
+        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
     })
 }
 
@@ -134,9 +124,7 @@ fn rejected_path<S: Sync>(
     state: &S,
     decide: impl Fn(&S) + Sync + Copy,
 ) {
-    group.bench_function(name, |b| {
-        b.iter_custom(|iters| timed(state, threads, iters, decide))
-    });
+    group.bench_function(name, |b| b.iter_custom(|iters| timed(state, threads, iters, decide)));
 }
 
 fn tollgate_allowed(bucket: &TokenBucket) {
@@ -165,9 +153,7 @@ fn governor_rejected(limiter: &Governor) {
 
 /// governor's refusal plus the instant it could go, which tollgate's refusal always carries.
 fn governor_rejected_with_wait(limiter: &Governor) {
-    let r = limiter
-        .check()
-        .map_err(|not_until| not_until.earliest_possible());
+    let r = limiter.check().map_err(|not_until| not_until.earliest_possible());
     debug_assert!(r.is_err());
     black_box(r).ok();
 }
@@ -198,13 +184,7 @@ fn decisions(c: &mut Criterion) {
         let limiter = governor_limiter(REJECTED);
         limiter.check().unwrap();
         rejected_path(&mut group, "governor", threads, &limiter, governor_rejected);
-        rejected_path(
-            &mut group,
-            "governor+wait",
-            threads,
-            &limiter,
-            governor_rejected_with_wait,
-        );
+        rejected_path(&mut group, "governor+wait", threads, &limiter, governor_rejected_with_wait);
         group.finish();
     }
 }

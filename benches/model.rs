@@ -13,11 +13,7 @@ use futures_util::task::noop_waker;
 use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 
 fn roomy() -> RateLimitConfig {
-    RateLimitConfig {
-        rpm: u32::MAX,
-        tpm: u64::MAX,
-        max_parallel_requests: 64,
-    }
+    RateLimitConfig { rpm: u32::MAX, tpm: u64::MAX, max_parallel_requests: 64 }
 }
 
 /// Polls a future that must complete on its first poll.
@@ -34,11 +30,7 @@ fn acquire_settle(c: &mut Criterion) {
     let mut group = c.benchmark_group("model_acquire_settle");
     let one = ModelRateLimiter::<ManualClock>::new([("gpt-4", roomy())], roomy()).unwrap();
     group.bench_function("1 model", |b| {
-        b.iter(|| {
-            ready(one.acquire(black_box("gpt-4"), black_box(1_000)))
-                .unwrap()
-                .settle(900)
-        })
+        b.iter(|| ready(one.acquire(black_box("gpt-4"), black_box(1_000))).unwrap().settle(900))
     });
     let names: Vec<String> = (0..10_000).map(|i| format!("model-{i:05}")).collect();
     let many =
@@ -46,9 +38,7 @@ fn acquire_settle(c: &mut Criterion) {
             .unwrap();
     group.bench_function("10k models", |b| {
         b.iter(|| {
-            ready(many.acquire(black_box("model-05000"), black_box(1_000)))
-                .unwrap()
-                .settle(900)
+            ready(many.acquire(black_box("model-05000"), black_box(1_000))).unwrap().settle(900)
         })
     });
     group.finish();

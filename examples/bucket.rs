@@ -29,30 +29,18 @@ fn main() {
                 Err(e) => panic!("{e}"),
             }
         };
-        println!(
-            "  request {request:>2}: admitted at {:>6} ms",
-            admitted_at.as_millis()
-        );
+        println!("  request {request:>2}: admitted at {:>6} ms", admitted_at.as_millis());
     }
 
     // After a quiet spell the bucket is full again.
     clock.advance(Duration::from_secs(10));
-    println!(
-        "after 10 s idle: {} tokens available",
-        bucket.available_at(clock.now())
-    );
+    println!("after 10 s idle: {} tokens available", bucket.available_at(clock.now()));
 
     // Reservations commit now and say when to go: the way the async limiters wait once.
-    println!(
-        "reserving 3 × 2 tokens at t = {} ms",
-        clock.now().as_millis()
-    );
+    println!("reserving 3 × 2 tokens at t = {} ms", clock.now().as_millis());
     for _ in 0..3 {
         let reservation = bucket.reserve_at(2, clock.now()).expect("2 <= burst");
-        println!(
-            "  2 tokens: go at {:>6} ms",
-            reservation.ready_at().as_millis()
-        );
+        println!("  2 tokens: go at {:>6} ms", reservation.ready_at().as_millis());
     }
 
     // Asking for more than the burst fails at once instead of waiting forever.

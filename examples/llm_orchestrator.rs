@@ -37,11 +37,7 @@ fn workloads() -> Vec<Workload> {
         // TPM binds: 30 000 tokens/min at ~1 500 tokens per request ≈ 20-35 requests/min.
         Workload {
             name: "gpt-4o",
-            limits: RateLimitConfig {
-                rpm: 500,
-                tpm: 30_000,
-                max_parallel_requests: 8,
-            },
+            limits: RateLimitConfig { rpm: 500, tpm: 30_000, max_parallel_requests: 8 },
             arrival_gap: Duration::from_millis(1_200),
             estimate: (500, 2_500),
             latency: (Duration::from_millis(800), Duration::from_secs(6)),
@@ -49,11 +45,7 @@ fn workloads() -> Vec<Workload> {
         // RPM binds: 300/min with plenty of parallelism and tokens.
         Workload {
             name: "gpt-4o-mini",
-            limits: RateLimitConfig {
-                rpm: 300,
-                tpm: 1_000_000,
-                max_parallel_requests: 20,
-            },
+            limits: RateLimitConfig { rpm: 300, tpm: 1_000_000, max_parallel_requests: 20 },
             arrival_gap: Duration::from_millis(150),
             estimate: (100, 600),
             latency: (Duration::from_millis(300), Duration::from_secs(3)),
@@ -61,11 +53,7 @@ fn workloads() -> Vec<Workload> {
         // Parallel requests bind: 4 at a time with 1–3 s latency ≈ 120/min.
         Workload {
             name: "claude-haiku",
-            limits: RateLimitConfig {
-                rpm: 1_000,
-                tpm: 500_000,
-                max_parallel_requests: 4,
-            },
+            limits: RateLimitConfig { rpm: 1_000, tpm: 500_000, max_parallel_requests: 4 },
             arrival_gap: Duration::from_millis(350),
             estimate: (200, 1_200),
             latency: (Duration::from_secs(1), Duration::from_secs(3)),
@@ -174,13 +162,10 @@ async fn main() {
     );
     let provider = Rc::new(RefCell::new(Provider::default()));
     for w in &workloads {
-        provider.borrow_mut().models.insert(
-            w.name,
-            ProviderModel {
-                limits: w.limits,
-                ..Default::default()
-            },
-        );
+        provider
+            .borrow_mut()
+            .models
+            .insert(w.name, ProviderModel { limits: w.limits, ..Default::default() });
     }
 
     let start = Instant::now();
@@ -200,10 +185,7 @@ async fn main() {
             offered += 1;
             handles.push(local.spawn_local(async move {
                 tokio::time::sleep_until(start + at).await;
-                let permit = limiter
-                    .acquire(name, estimate)
-                    .await
-                    .expect("fits the model's TPM");
+                let permit = limiter.acquire(name, estimate).await.expect("fits the model's TPM");
                 let id = provider
                     .borrow_mut()
                     .models
@@ -240,10 +222,7 @@ async fn main() {
                     .stats()
                     .iter()
                     .map(|(name, s)| {
-                        format!(
-                            "{name}: req {} tok {} active {}",
-                            s.requests, s.tokens, s.active
-                        )
+                        format!("{name}: req {} tok {} active {}", s.requests, s.tokens, s.active)
                     })
                     .collect();
                 println!("[{:>2} min] {}", elapsed / 60, line.join(" | "));

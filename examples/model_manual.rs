@@ -17,14 +17,7 @@ async fn call_model(prompt: &str) -> u64 {
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), Error> {
     let limiter = ModelRateLimiter::new(
-        [(
-            "gpt-4",
-            RateLimitConfig {
-                rpm: 3,
-                tpm: 4_000,
-                max_parallel_requests: 2,
-            },
-        )],
+        [("gpt-4", RateLimitConfig { rpm: 3, tpm: 4_000, max_parallel_requests: 2 })],
         RateLimitConfig::default(),
     )?;
     let start = tokio::time::Instant::now();
@@ -47,10 +40,7 @@ async fn main() -> Result<(), Error> {
         Ok(_) => unreachable!("5 000 > tpm 4 000"),
     }
     // Load shedding: refuse up front if admission would take too long.
-    match limiter
-        .acquire_within("gpt-4", 100, Duration::from_secs(1))
-        .await
-    {
+    match limiter.acquire_within("gpt-4", 100, Duration::from_secs(1)).await {
         Err(e) => println!("impatient request: {e}"),
         Ok(p) => {
             println!("impatient request admitted within its second");

@@ -81,11 +81,7 @@ impl Config {
         let frac = (rem << 64).div_ceil(p);
         let inv_int = p / scaled; // p < 2^64, so this fits
         let inv_frac = ((p % scaled) << 64) / scaled; // p mod scaled ≤ p < 2^64: no overflow
-        let inv_frac = if inv_frac > u64::MAX as u128 {
-            u64::MAX as u128
-        } else {
-            inv_frac
-        };
+        let inv_frac = if inv_frac > u64::MAX as u128 { u64::MAX as u128 } else { inv_frac };
         let mut config = Self {
             rate,
             burst,
@@ -93,16 +89,8 @@ impl Config {
             nanos_per_unit_frac: inv_frac as u64,
             bits,
             burst_units: burst << bits,
-            per_nano_int: if int > u64::MAX as u128 {
-                u64::MAX
-            } else {
-                int as u64
-            },
-            per_nano_frac: if frac > u64::MAX as u128 {
-                u64::MAX
-            } else {
-                frac as u64
-            },
+            per_nano_int: if int > u64::MAX as u128 { u64::MAX } else { int as u64 },
+            per_nano_frac: if frac > u64::MAX as u128 { u64::MAX } else { frac as u64 },
             clock_at_max: 0,
         };
         config.clock_at_max = config.tokens_at(Instant::MAX);
@@ -116,11 +104,7 @@ impl Config {
         let whole = t * self.per_nano_int as u128;
         let part = (t * self.per_nano_frac as u128) >> 64;
         let units = whole + part;
-        if units > TOKEN_CLOCK_MAX as u128 {
-            TOKEN_CLOCK_MAX
-        } else {
-            units as u64
-        }
+        if units > TOKEN_CLOCK_MAX as u128 { TOKEN_CLOCK_MAX } else { units as u64 }
     }
 
     /// The first instant at which the token clock reads at least `units`, or `None` if it
@@ -138,11 +122,7 @@ impl Config {
         // unit off the exact value, and one unit can span many nanoseconds on slow rates.
         let estimate = units as u128 * self.nanos_per_unit_int as u128
             + ((units as u128 * self.nanos_per_unit_frac as u128) >> 64);
-        let guess = if estimate > u64::MAX as u128 {
-            u64::MAX
-        } else {
-            estimate as u64
-        };
+        let guess = if estimate > u64::MAX as u128 { u64::MAX } else { estimate as u64 };
         let reached = |t: u64| self.tokens_at(Instant::from_nanos(t)) >= units;
         // Invariant once set up: !reached(lo) && reached(hi).
         let (mut lo, mut hi);
@@ -191,10 +171,7 @@ impl Config {
     #[inline]
     fn check_n(&self, n: u64) -> Result<u64, Error> {
         if n > self.burst {
-            return Err(Error::InsufficientCapacity {
-                requested: n,
-                capacity: self.burst,
-            });
+            return Err(Error::InsufficientCapacity { requested: n, capacity: self.burst });
         }
         Ok(n << self.bits)
     }
@@ -319,9 +296,7 @@ impl TokenBucket {
                         .unwrap_or(Instant::MAX),
                 });
             }
-            match self
-                .tat
-                .compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok(()),
                 Err(actual) => tat = actual,
@@ -407,9 +382,7 @@ impl TokenBucket {
                     Some(at) => at.max(now),
                     // Only after the end of the clock: never, whatever the deadline.
                     None => {
-                        return Err(Error::MaxWaitExceeded {
-                            ready_at: Instant::MAX,
-                        });
+                        return Err(Error::MaxWaitExceeded { ready_at: Instant::MAX });
                     }
                 }
             };
@@ -417,22 +390,12 @@ impl TokenBucket {
                 return Err(Error::MaxWaitExceeded { ready_at });
             }
             if cost == 0 {
-                return Ok(Reservation {
-                    tokens: 0,
-                    tat_after: tat,
-                    ready_at,
-                });
+                return Ok(Reservation { tokens: 0, tat_after: tat, ready_at });
             }
-            match self
-                .tat
-                .compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    return Ok(Reservation {
-                        tokens: n,
-                        tat_after: new_tat,
-                        ready_at,
-                    });
+                    return Ok(Reservation { tokens: n, tat_after: new_tat, ready_at });
                 }
                 Err(actual) => tat = actual,
             }
@@ -453,12 +416,7 @@ impl TokenBucket {
         }
         let before = reservation.tat_after - (reservation.tokens << self.config.bits);
         self.tat
-            .compare_exchange(
-                reservation.tat_after,
-                before,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
+            .compare_exchange(reservation.tat_after, before, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 }
@@ -478,12 +436,7 @@ mod tests {
             b.try_acquire_at(1, Instant::ZERO).unwrap();
         }
         let err = b.try_acquire_at(1, Instant::ZERO).unwrap_err();
-        assert_eq!(
-            err,
-            Error::RateLimited {
-                ready_at: Instant::from_millis(100)
-            }
-        );
+        assert_eq!(err, Error::RateLimited { ready_at: Instant::from_millis(100) });
         assert!(b.try_acquire_at(1, ns(99_999_999)).is_err());
         b.try_acquire_at(1, Instant::from_millis(100)).unwrap();
         assert_eq!(b.available_at(Instant::from_millis(100)), 0);
@@ -493,18 +446,12 @@ mod tests {
     #[test]
     fn n_above_burst_fails_at_once_and_zero_is_free() {
         let b = TokenBucket::new(Rate::per_second(5), 5);
-        let e = Error::InsufficientCapacity {
-            requested: 6,
-            capacity: 5,
-        };
+        let e = Error::InsufficientCapacity { requested: 6, capacity: 5 };
         assert_eq!(b.try_acquire_at(6, Instant::ZERO), Err(e));
         assert_eq!(b.reserve_at(6, Instant::ZERO).unwrap_err(), e);
         assert!(matches!(
             b.try_acquire_at(u64::MAX, Instant::ZERO),
-            Err(Error::InsufficientCapacity {
-                requested: u64::MAX,
-                capacity: 5
-            })
+            Err(Error::InsufficientCapacity { requested: u64::MAX, capacity: 5 })
         ));
         b.try_acquire_at(0, Instant::ZERO).unwrap();
         assert_eq!(b.available_at(Instant::ZERO), 5);
@@ -512,12 +459,7 @@ mod tests {
 
     #[test]
     fn invalid_burst_is_a_typed_error() {
-        assert_eq!(
-            TokenBucket::try_new(Rate::per_second(1), 0)
-                .unwrap_err()
-                .field,
-            "burst"
-        );
+        assert_eq!(TokenBucket::try_new(Rate::per_second(1), 0).unwrap_err().field, "burst");
         assert!(TokenBucket::try_new(Rate::per_second(1), u64::MAX).is_err());
         assert!(TokenBucket::try_new(Rate::per_second(1), (1 << 61) - 1).is_ok());
     }
@@ -555,18 +497,9 @@ mod tests {
     fn max_wait_refuses_up_front_with_the_ready_instant() {
         let b = TokenBucket::new(Rate::per_second(1), 1);
         b.try_acquire_at(1, Instant::ZERO).unwrap();
-        let err = b
-            .reserve_within_at(1, Instant::ZERO, Duration::from_millis(999))
-            .unwrap_err();
-        assert_eq!(
-            err,
-            Error::MaxWaitExceeded {
-                ready_at: Instant::from_secs(1)
-            }
-        );
-        let r = b
-            .reserve_within_at(1, Instant::ZERO, Duration::from_secs(1))
-            .unwrap();
+        let err = b.reserve_within_at(1, Instant::ZERO, Duration::from_millis(999)).unwrap_err();
+        assert_eq!(err, Error::MaxWaitExceeded { ready_at: Instant::from_secs(1) });
+        let r = b.reserve_within_at(1, Instant::ZERO, Duration::from_secs(1)).unwrap();
         assert_eq!(r.ready_at(), Instant::from_secs(1));
     }
 
@@ -587,15 +520,11 @@ mod tests {
         b.try_acquire_at(1, Instant::MAX).unwrap();
         assert_eq!(
             b.reserve_at(1, Instant::MAX),
-            Err(Error::MaxWaitExceeded {
-                ready_at: Instant::MAX
-            })
+            Err(Error::MaxWaitExceeded { ready_at: Instant::MAX })
         );
         assert_eq!(
             b.try_acquire_at(1, Instant::MAX),
-            Err(Error::RateLimited {
-                ready_at: Instant::MAX
-            })
+            Err(Error::RateLimited { ready_at: Instant::MAX })
         );
         assert_eq!(b.available_at(Instant::MAX), 0);
     }
@@ -673,24 +602,9 @@ mod tests {
         let cases = [
             (Rate::per_second(3), 3, 1, 3_000), // 1000 s
             (Rate::per_day(1), 1, 1, 2_000),    // 2000 days
-            (
-                Rate::per_second(1_000_000_000),
-                1_000_000_000,
-                1_000_000_000,
-                1_000,
-            ),
-            (
-                Rate::per_second(700_000_007),
-                700_000_007,
-                700_000_007,
-                1_000,
-            ),
-            (
-                Rate::per_second(u32::MAX),
-                u32::MAX as u64,
-                u32::MAX as u64,
-                1_000,
-            ),
+            (Rate::per_second(1_000_000_000), 1_000_000_000, 1_000_000_000, 1_000),
+            (Rate::per_second(700_000_007), 700_000_007, 700_000_007, 1_000),
+            (Rate::per_second(u32::MAX), u32::MAX as u64, u32::MAX as u64, 1_000),
             (Rate::new(2, Duration::from_secs(5)), 1, 1, 10_000),
         ];
         for (rate, burst, n, steps) in cases {
@@ -698,10 +612,7 @@ mod tests {
                 / rate.count() as f64;
             let got = elapsed_for(rate, burst, n, steps) as f64;
             let rel = ((got - ideal) / ideal).abs();
-            assert!(
-                rel < 1e-9,
-                "{rate:?}: elapsed {got} ns vs ideal {ideal} ns ({rel:e})"
-            );
+            assert!(rel < 1e-9, "{rate:?}: elapsed {got} ns vs ideal {ideal} ns ({rel:e})");
         }
     }
 }

@@ -93,7 +93,9 @@ impl Error {
     /// The instant at which the refused request would succeed, for the errors that have one.
     pub const fn ready_at(&self) -> Option<Instant> {
         match self {
-            Error::RateLimited { ready_at } | Error::MaxWaitExceeded { ready_at } => Some(*ready_at),
+            Error::RateLimited { ready_at } | Error::MaxWaitExceeded { ready_at } => {
+                Some(*ready_at)
+            }
             _ => None,
         }
     }

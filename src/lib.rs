@@ -29,9 +29,9 @@ mod wrap;
 pub use bucket::{Reservation, TokenBucket};
 pub use error::{Error, InvalidConfig};
 pub use limiter::AsyncRateLimiter;
+pub use manual_clock::ManualClock;
 #[cfg(feature = "alloc")]
 pub use manual_clock::ManualSleep;
-pub use manual_clock::ManualClock;
 #[cfg(feature = "alloc")]
 pub use model::{
     ModelConfigError, ModelPermit, ModelRateLimiter, ModelStats, OwnedModelPermit, RateLimitConfig,

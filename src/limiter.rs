@@ -52,10 +52,7 @@ impl<T> AsyncRateLimiter<T> {
 
     /// A limiter, or an error if `burst` is 0 or not below 2^61.
     pub fn try_with_timer(rate: Rate, burst: u64, timer: T) -> Result<Self, InvalidConfig> {
-        Ok(Self {
-            bucket: TokenBucket::try_new(rate, burst)?,
-            timer,
-        })
+        Ok(Self { bucket: TokenBucket::try_new(rate, burst)?, timer })
     }
 
     /// The underlying bucket, for `*_at` calls with an explicit time.
@@ -167,8 +164,7 @@ impl<T: Timer> AsyncRateLimiter<T> {
         // One clock reading for both the deadline and the reservation: reading twice would
         // turn `max_wait = 0` into a refusal whenever the clock ticked in between.
         let now = self.timer.now();
-        self.acquire_n_between(n, now, now.saturating_add(max_wait))
-            .await
+        self.acquire_n_between(n, now, now.saturating_add(max_wait)).await
     }
 
     /// Waits for `n` tokens unless they are not ready by `deadline`, in which case it fails
@@ -193,10 +189,7 @@ impl<T: Timer> AsyncRateLimiter<T> {
         if reservation.ready_at() <= now {
             return Ok(());
         }
-        let held = HeldReservation {
-            bucket: &self.bucket,
-            reservation: Some(reservation),
-        };
+        let held = HeldReservation { bucket: &self.bucket, reservation: Some(reservation) };
         held.wait(&self.timer).await;
         Ok(())
     }
@@ -211,10 +204,7 @@ pub(crate) struct HeldReservation<'a> {
 impl HeldReservation<'_> {
     /// Sleeps until the reservation is ready, then keeps its tokens spent.
     pub(crate) async fn wait<T: Timer>(mut self, timer: &T) {
-        let ready_at = self
-            .reservation
-            .as_ref()
-            .map_or(Instant::ZERO, Reservation::ready_at);
+        let ready_at = self.reservation.as_ref().map_or(Instant::ZERO, Reservation::ready_at);
         // A timer that fires early must not let us through early: re-check the clock.
         while timer.now() < ready_at {
             timer.sleep_until(ready_at).await;
@@ -255,13 +245,7 @@ mod tests {
         let clock = ManualClock::new();
         let l = AsyncRateLimiter::with_timer(Rate::per_second(3), 3, &clock);
         let r = futures_executor::block_on(l.acquire_n(4));
-        assert_eq!(
-            r,
-            Err(Error::InsufficientCapacity {
-                requested: 4,
-                capacity: 3
-            })
-        );
+        assert_eq!(r, Err(Error::InsufficientCapacity { requested: 4, capacity: 3 }));
     }
 
     #[test]
@@ -291,12 +275,7 @@ mod tests {
         let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
         l.try_acquire().unwrap();
         let r = futures_executor::block_on(l.acquire_n_within(1, Duration::from_millis(10)));
-        assert_eq!(
-            r,
-            Err(Error::MaxWaitExceeded {
-                ready_at: Instant::from_secs(1)
-            })
-        );
+        assert_eq!(r, Err(Error::MaxWaitExceeded { ready_at: Instant::from_secs(1) }));
         assert_eq!(clock.sleepers(), 0);
     }
 

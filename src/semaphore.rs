@@ -299,10 +299,7 @@ impl WakeList {
     const CAPACITY: usize = 8;
 
     fn new() -> Self {
-        Self {
-            wakers: [const { None }; Self::CAPACITY],
-            len: 0,
-        }
+        Self { wakers: [const { None }; Self::CAPACITY], len: 0 }
     }
 
     fn is_full(&self) -> bool {
@@ -439,8 +436,7 @@ impl Semaphore {
     pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
         // One permit may be added later even at capacity 0, so this is never `Insufficient`,
         // matching `acquire`, which waits.
-        self.try_take(1, false)
-            .map(|permits| SemaphorePermit { sem: self, permits })
+        self.try_take(1, false).map(|permits| SemaphorePermit { sem: self, permits })
     }
 
     /// Takes `n` permits if they are free *and nobody is queued*; never waits. `n == 0`
@@ -464,8 +460,7 @@ impl Semaphore {
     /// );
     /// ```
     pub fn try_acquire_many(&self, n: usize) -> Result<SemaphorePermit<'_>, TryAcquireError> {
-        self.try_take(n, true)
-            .map(|permits| SemaphorePermit { sem: self, permits })
+        self.try_take(n, true).map(|permits| SemaphorePermit { sem: self, permits })
     }
 
     /// Waits for one permit, behind everyone already queued.
@@ -485,9 +480,7 @@ impl Semaphore {
     /// assert_eq!(permit.num_permits(), 1);
     /// ```
     pub fn acquire(&self) -> Acquire<'_> {
-        Acquire {
-            waiter: Waiter::new(self, 1, false),
-        }
+        Acquire { waiter: Waiter::new(self, 1, false) }
     }
 
     /// Waits for `n` permits at once, behind everyone already queued; later requests wait
@@ -518,9 +511,7 @@ impl Semaphore {
     /// });
     /// ```
     pub fn acquire_many(&self, n: usize) -> AcquireMany<'_> {
-        AcquireMany {
-            waiter: Waiter::new(self, n, true),
-        }
+        AcquireMany { waiter: Waiter::new(self, n, true) }
     }
 
     /// [`try_acquire`](Semaphore::try_acquire) for an `Arc`ed semaphore: the permit holds the
@@ -591,9 +582,7 @@ impl Semaphore {
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     pub fn acquire_owned(self: Arc<Self>) -> AcquireOwned {
-        AcquireOwned {
-            waiter: Waiter::new(self, 1, false),
-        }
+        AcquireOwned { waiter: Waiter::new(self, 1, false) }
     }
 
     /// [`acquire_many`](Semaphore::acquire_many) for an `Arc`ed semaphore: the future and the
@@ -618,9 +607,7 @@ impl Semaphore {
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireManyOwned {
-        AcquireManyOwned {
-            waiter: Waiter::new(self, n, true),
-        }
+        AcquireManyOwned { waiter: Waiter::new(self, n, true) }
     }
 
     /// The non-waiting path shared by every `try_acquire*`: barging past queued waiters is
@@ -631,10 +618,7 @@ impl Semaphore {
         }
         self.state.with(|s| {
             if fallible && n > s.capacity {
-                Err(TryAcquireError::Insufficient {
-                    requested: n,
-                    capacity: s.capacity,
-                })
+                Err(TryAcquireError::Insufficient { requested: n, capacity: s.capacity })
             } else if s.head.is_null() && s.permits >= n {
                 s.permits -= n;
                 Ok(n)
@@ -708,10 +692,7 @@ impl fmt::Display for TryAcquireError {
             TryAcquireError::NoPermits => {
                 f.write_str("no permits free now, or other waiters are queued first")
             }
-            TryAcquireError::Insufficient {
-                requested,
-                capacity,
-            } => write!(
+            TryAcquireError::Insufficient { requested, capacity } => write!(
                 f,
                 "request for {requested} permits exceeds the capacity of {capacity} and can never be granted"
             ),
@@ -742,11 +723,7 @@ unsafe impl<S: Deref<Target = Semaphore> + Sync> Sync for Waiter<S> {}
 
 impl<S: Deref<Target = Semaphore>> Waiter<S> {
     fn new(sem: S, needed: usize, fallible: bool) -> Self {
-        Self {
-            sem,
-            node: NodeCell::new(needed, fallible),
-            in_flight: Cell::new(false),
-        }
+        Self { sem, node: NodeCell::new(needed, fallible), in_flight: Cell::new(false) }
     }
 
     /// Polls for the permits. `Ok(())` means `needed` permits now belong to the caller.
@@ -858,10 +835,7 @@ impl<S: Deref<Target = Semaphore>> Drop for Waiter<S> {
 
 fn insufficient(requested: usize, capacity: usize) -> Error {
     // usize is at most 64 bits on every supported target.
-    Error::InsufficientCapacity {
-        requested: requested as u64,
-        capacity: capacity as u64,
-    }
+    Error::InsufficientCapacity { requested: requested as u64, capacity: capacity as u64 }
 }
 
 /// Future of [`Semaphore::acquire`]: one permit.
@@ -878,10 +852,7 @@ impl<'a> Future for Acquire<'a> {
         waiter.poll_wait(cx).map(|result| {
             // `acquire` is not fallible: it is never failed for capacity.
             debug_assert!(result.is_ok());
-            SemaphorePermit {
-                sem: waiter.sem,
-                permits: waiter.node.needed,
-            }
+            SemaphorePermit { sem: waiter.sem, permits: waiter.node.needed }
         })
     }
 }
@@ -904,18 +875,15 @@ impl<'a> Future for AcquireMany<'a> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let waiter = &self.into_ref().get_ref().waiter;
-        waiter.poll_wait(cx).map_ok(|()| SemaphorePermit {
-            sem: waiter.sem,
-            permits: waiter.node.needed,
-        })
+        waiter
+            .poll_wait(cx)
+            .map_ok(|()| SemaphorePermit { sem: waiter.sem, permits: waiter.node.needed })
     }
 }
 
 impl fmt::Debug for AcquireMany<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AcquireMany")
-            .field("permits", &self.waiter.node.needed)
-            .finish()
+        f.debug_struct("AcquireMany").field("permits", &self.waiter.node.needed).finish()
     }
 }
 
@@ -935,10 +903,7 @@ impl Future for AcquireOwned {
         let waiter = &self.into_ref().get_ref().waiter;
         waiter.poll_wait(cx).map(|result| {
             debug_assert!(result.is_ok());
-            OwnedSemaphorePermit {
-                sem: waiter.sem.clone(),
-                permits: waiter.node.needed,
-            }
+            OwnedSemaphorePermit { sem: waiter.sem.clone(), permits: waiter.node.needed }
         })
     }
 }
@@ -974,9 +939,7 @@ impl Future for AcquireManyOwned {
 #[cfg(feature = "alloc")]
 impl fmt::Debug for AcquireManyOwned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AcquireManyOwned")
-            .field("permits", &self.waiter.node.needed)
-            .finish()
+        f.debug_struct("AcquireManyOwned").field("permits", &self.waiter.node.needed).finish()
     }
 }
 
@@ -1033,10 +996,7 @@ impl SemaphorePermit<'_> {
     /// ```
     pub fn split(&mut self, n: usize) -> Option<Self> {
         self.permits = self.permits.checked_sub(n)?;
-        Some(Self {
-            sem: self.sem,
-            permits: n,
-        })
+        Some(Self { sem: self.sem, permits: n })
     }
 
     /// Moves the permits of `other` into this one.
@@ -1068,9 +1028,7 @@ impl Drop for SemaphorePermit<'_> {
 
 impl fmt::Debug for SemaphorePermit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SemaphorePermit")
-            .field("permits", &self.permits)
-            .finish()
+        f.debug_struct("SemaphorePermit").field("permits", &self.permits).finish()
     }
 }
 
@@ -1148,10 +1106,7 @@ impl OwnedSemaphorePermit {
     /// ```
     pub fn split(&mut self, n: usize) -> Option<Self> {
         self.permits = self.permits.checked_sub(n)?;
-        Some(Self {
-            sem: self.sem.clone(),
-            permits: n,
-        })
+        Some(Self { sem: self.sem.clone(), permits: n })
     }
 
     /// Moves the permits of `other` into this one.
@@ -1187,8 +1142,6 @@ impl Drop for OwnedSemaphorePermit {
 #[cfg(feature = "alloc")]
 impl fmt::Debug for OwnedSemaphorePermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedSemaphorePermit")
-            .field("permits", &self.permits)
-            .finish()
+        f.debug_struct("OwnedSemaphorePermit").field("permits", &self.permits).finish()
     }
 }

@@ -131,10 +131,7 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         Self::assert_slots();
         let window_nanos = duration_to_nanos_saturating(window);
         if window_nanos == 0 {
-            return Err(InvalidConfig::new(
-                "window",
-                "must be at least one nanosecond",
-            ));
+            return Err(InvalidConfig::new("window", "must be at least one nanosecond"));
         }
         if limit == 0 {
             return Err(InvalidConfig::new("limit", "must be greater than zero"));
@@ -307,10 +304,7 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     /// saturates at `Instant::MAX`, which may equal `now`).
     fn ready_at(&self, n: u64, now: Instant) -> Result<Option<Instant>, Error> {
         if n > self.limit {
-            return Err(Error::InsufficientCapacity {
-                requested: n,
-                capacity: self.limit,
-            });
+            return Err(Error::InsufficientCapacity { requested: n, capacity: self.limit });
         }
         let first = self.first_slot(now);
         if self.fits(self.used_from(first), n) {
@@ -332,11 +326,7 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         }
         // The window (T - W, T] starts in slot `start` once T - W + 1 >= start·s.
         let at = start * self.slot_nanos as u128 + self.window_nanos as u128 - 1;
-        Ok(Some(if at > u64::MAX as u128 {
-            Instant::MAX
-        } else {
-            Instant::from_nanos(at as u64)
-        }))
+        Ok(Some(if at > u64::MAX as u128 { Instant::MAX } else { Instant::from_nanos(at as u64) }))
     }
 
     /// Adds `n` to the head slot; the ring must already be advanced.
@@ -372,10 +362,7 @@ mod tests {
     fn slot_length_lets_slots_minus_one_cover_the_window() {
         assert_eq!(ten_by_one(1).slot_length(), Duration::from_secs(1));
         let w: SlidingWindow<60> = SlidingWindow::new(Duration::from_secs(60), 1);
-        assert_eq!(
-            w.slot_length(),
-            Duration::from_nanos(60_000_000_000u64.div_ceil(59))
-        );
+        assert_eq!(w.slot_length(), Duration::from_nanos(60_000_000_000u64.div_ceil(59)));
         let w: SlidingWindow<2> = SlidingWindow::new(Duration::from_nanos(7), 1);
         assert_eq!(w.slot_length(), Duration::from_nanos(7));
         let w: SlidingWindow<100> = SlidingWindow::new(Duration::from_nanos(3), 1);
@@ -435,21 +422,13 @@ mod tests {
         for n in 1..=10 {
             let at = w.earliest_fit(n, now).unwrap();
             assert!(w.clone().fits_at(n, at), "n={n} at={at:?}");
-            assert!(
-                !w.clone().fits_at(n, ns(at.as_nanos() - 1)),
-                "n={n} at={at:?}"
-            );
+            assert!(!w.clone().fits_at(n, ns(at.as_nanos() - 1)), "n={n} at={at:?}");
         }
         // Slot 0 leaves once t - 1000 + 1 >= 167; slot 2 once >= 3·167; slot 5 once >= 6·167.
         assert_eq!(w.earliest_fit(4, now), Ok(ns(167 + 999)));
         assert_eq!(w.earliest_fit(7, now), Ok(ns(3 * 167 + 999)));
         assert_eq!(w.earliest_fit(8, now), Ok(ns(6 * 167 + 999)));
-        assert_eq!(
-            w.try_add_at(4, now),
-            Err(Error::RateLimited {
-                ready_at: ns(167 + 999)
-            })
-        );
+        assert_eq!(w.try_add_at(4, now), Err(Error::RateLimited { ready_at: ns(167 + 999) }));
         // Asking from later gives the same instant, and from the instant itself, "now".
         assert_eq!(w.earliest_fit(4, ns(1_100)), Ok(ns(1_166)));
         assert_eq!(w.earliest_fit(4, ns(1_166)), Ok(ns(1_166)));
@@ -541,9 +520,7 @@ mod tests {
         assert_eq!(w.earliest_fit(1, Instant::MAX), Ok(Instant::MAX));
         assert_eq!(
             w.try_add_at(1, Instant::MAX),
-            Err(Error::RateLimited {
-                ready_at: Instant::MAX
-            })
+            Err(Error::RateLimited { ready_at: Instant::MAX })
         );
         let s = w.add_at(1, Instant::MAX);
         w.adjust(s, 3, 0, Instant::MAX);
@@ -555,9 +532,7 @@ mod tests {
         assert_eq!(fine.earliest_fit(1, Instant::MAX), Ok(Instant::MAX));
         assert_eq!(
             fine.try_add_at(1, Instant::MAX),
-            Err(Error::RateLimited {
-                ready_at: Instant::MAX
-            })
+            Err(Error::RateLimited { ready_at: Instant::MAX })
         );
 
         let mut huge: SlidingWindow<2> = SlidingWindow::new(Duration::MAX, u64::MAX);
@@ -582,10 +557,7 @@ mod tests {
     #[test]
     fn more_than_the_limit_is_refused_at_once() {
         let mut w = ten_by_one(5);
-        let e = Error::InsufficientCapacity {
-            requested: 6,
-            capacity: 5,
-        };
+        let e = Error::InsufficientCapacity { requested: 6, capacity: 5 };
         assert_eq!(w.try_add_at(6, secs(1)), Err(e));
         assert_eq!(w.earliest_fit(6, secs(1)), Err(e));
         assert!(!w.fits_at(6, secs(1)));
@@ -599,9 +571,7 @@ mod tests {
         let e = SlidingWindow::<4>::try_new(Duration::ZERO, 1).unwrap_err();
         assert_eq!(e.field, "window");
         assert_eq!(
-            SlidingWindow::<4>::try_new(Duration::from_nanos(1), 0)
-                .unwrap_err()
-                .field,
+            SlidingWindow::<4>::try_new(Duration::from_nanos(1), 0).unwrap_err().field,
             "limit"
         );
         // Sub-nanosecond windows are zero nanoseconds.
@@ -626,10 +596,7 @@ mod tests {
     fn a_one_nanosecond_window_with_two_slots() {
         let mut w: SlidingWindow<2> = SlidingWindow::new(Duration::from_nanos(1), 1);
         w.try_add_at(1, ns(5)).unwrap();
-        assert_eq!(
-            w.try_add_at(1, ns(5)),
-            Err(Error::RateLimited { ready_at: ns(6) })
-        );
+        assert_eq!(w.try_add_at(1, ns(5)), Err(Error::RateLimited { ready_at: ns(6) }));
         w.try_add_at(1, ns(6)).unwrap();
     }
 }

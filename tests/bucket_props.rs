@@ -156,10 +156,7 @@ fn resolve_ops(raw: &[RawOp], rate: Rate, burst: u64) -> Vec<Op> {
             RawOp::StepBack(s) => Op::StepBack(s.resolve(rate)),
             RawOp::SetNearMax(back) => Op::Set(u64::MAX - back),
             RawOp::SetLow(t) => Op::Set(t),
-            RawOp::Try(a, follow) => Op::Try {
-                n: a.resolve(burst),
-                follow,
-            },
+            RawOp::Try(a, follow) => Op::Try { n: a.resolve(burst), follow },
             RawOp::Reserve(a) => Op::Reserve(a.resolve(burst)),
             RawOp::CancelLast => Op::CancelLast,
             RawOp::Peek(a) => Op::Peek(a.resolve(burst)),
@@ -221,9 +218,8 @@ impl Log {
                 let d = (times[j] - times[i]) as u128 + rounding;
                 // Bucket invariants keep these within u128: count·2^bits ≤ period/8 (or
                 // bits = 0), period < 2^47 and burst·2^bits < 2^61; checked anyway.
-                let lhs = (sum - burst as u128)
-                    .checked_mul(period)
-                    .and_then(|x| x.checked_mul(scale));
+                let lhs =
+                    (sum - burst as u128).checked_mul(period).and_then(|x| x.checked_mul(scale));
                 let rhs = count
                     .checked_mul(scale)
                     .and_then(|x| x.checked_mul(d))
@@ -249,11 +245,7 @@ impl Log {
 type Probe = (u64, Result<(), Error>, Result<(), Error>);
 
 fn probe(bucket: &TokenBucket, t: Instant) -> Probe {
-    (
-        bucket.available_at(t),
-        bucket.peek_at(1, t),
-        bucket.peek_at(bucket.burst(), t),
-    )
+    (bucket.available_at(t), bucket.peek_at(1, t), bucket.peek_at(bucket.burst(), t))
 }
 
 /// Instants at which availability is compared before a reservation and after its cancel:
@@ -304,18 +296,11 @@ fn run(rate: Rate, burst: u64, start: u64, ops: &[Op]) -> Result<(), TestCaseErr
                 Ok(()) => {
                     prop_assert!(n <= burst);
                     if n > 0 {
-                        log.entries.push(Admission {
-                            at: now,
-                            tokens: n,
-                            queued: false,
-                        });
+                        log.entries.push(Admission { at: now, tokens: n, queued: false });
                         took(&mut pending);
                     }
                 }
-                Err(Error::InsufficientCapacity {
-                    requested,
-                    capacity,
-                }) => {
+                Err(Error::InsufficientCapacity { requested, capacity }) => {
                     prop_assert!(n > burst);
                     prop_assert_eq!((requested, capacity), (n, burst));
                 }
@@ -341,11 +326,7 @@ fn run(rate: Rate, burst: u64, start: u64, ops: &[Op]) -> Result<(), TestCaseErr
                             ready_at
                         );
                         now = ready_at.as_nanos();
-                        log.entries.push(Admission {
-                            at: now,
-                            tokens: n,
-                            queued: false,
-                        });
+                        log.entries.push(Admission { at: now, tokens: n, queued: false });
                         took(&mut pending);
                     }
                 }
@@ -380,10 +361,7 @@ fn run(rate: Rate, burst: u64, start: u64, ops: &[Op]) -> Result<(), TestCaseErr
                             probe_at,
                         });
                     }
-                    Err(Error::InsufficientCapacity {
-                        requested,
-                        capacity,
-                    }) => {
+                    Err(Error::InsufficientCapacity { requested, capacity }) => {
                         prop_assert!(n > burst);
                         prop_assert_eq!((requested, capacity), (n, burst));
                     }
@@ -483,29 +461,20 @@ proptest! {
 /// they always run.
 #[test]
 fn edge_rates_at_the_ends_of_the_clock() {
-    let rates = [
-        Rate::per_day(1),
-        Rate::per_second(u32::MAX),
-        Rate::new(1, Duration::from_nanos(1)),
-    ];
+    let rates =
+        [Rate::per_day(1), Rate::per_second(u32::MAX), Rate::new(1, Duration::from_nanos(1))];
     for rate in rates {
         for burst in [1, 2, rate.default_burst().min(1 << 32)] {
             for start in [0, 1, u64::MAX / 2, u64::MAX - 1_000, u64::MAX - 1, u64::MAX] {
                 let ops = [
                     Op::Try { n: 0, follow: true },
-                    Op::Try {
-                        n: burst,
-                        follow: true,
-                    },
+                    Op::Try { n: burst, follow: true },
                     Op::Try { n: 1, follow: true },
                     Op::Reserve(burst),
                     Op::Reserve(1),
                     Op::CancelLast,
                     Op::Peek(u64::MAX),
-                    Op::Try {
-                        n: u64::MAX,
-                        follow: true,
-                    },
+                    Op::Try { n: u64::MAX, follow: true },
                     Op::Reserve(u64::MAX),
                     Op::StepBack(u64::MAX),
                     Op::Try { n: 1, follow: true },

@@ -82,13 +82,7 @@ fn run(
     }
     assert!(subject.is_none() || !completed);
     let others = log.borrow().clone();
-    (
-        Outcome {
-            others,
-            state: state(sim),
-        },
-        completed,
-    )
+    (Outcome { others, state: state(sim) }, completed)
 }
 
 /// Sweeps k = 1, 2, … until the subject completes; every cancelled run must match the run
@@ -163,12 +157,7 @@ fn cancelled_bucket_waiters_at_the_back_of_the_queue_leave_no_trace() {
     let points = sweep(&subject, &spawn_others, &bucket_state, &fresh_bucket_sim);
     assert!(points >= 1);
     let deadline = |_: &Sim| -> Subject {
-        Box::pin(async {
-            bucket()
-                .acquire_n_within(1, Duration::from_secs(10))
-                .await
-                .unwrap()
-        })
+        Box::pin(async { bucket().acquire_n_within(1, Duration::from_secs(10)).await.unwrap() })
     };
     sweep(&deadline, &spawn_others, &bucket_state, &fresh_bucket_sim);
 }
@@ -220,12 +209,7 @@ fn cancelled_semaphore_waiters_leave_no_trace() {
     };
     let state = |_: &Sim| {
         let s = semaphore();
-        format!(
-            "free {} of {}, {} queued",
-            s.available_permits(),
-            s.capacity(),
-            s.waiters()
-        )
+        format!("free {} of {}, {} queued", s.available_permits(), s.capacity(), s.waiters())
     };
     let subject = |sim: &Sim| -> Subject {
         let clock = sim.clock.clone();
@@ -243,14 +227,7 @@ fn cancelled_semaphore_waiters_leave_no_trace() {
 fn fresh_model_sim() -> Sim {
     let sim = Sim::new();
     let limiter = ModelRateLimiter::with_timer(
-        [(
-            "m",
-            RateLimitConfig {
-                rpm: 3,
-                tpm: 1_000,
-                max_parallel_requests: 1,
-            },
-        )],
+        [("m", RateLimitConfig { rpm: 3, tpm: 1_000, max_parallel_requests: 1 })],
         RateLimitConfig::default(),
         sim.clock.clone(),
     )
@@ -277,22 +254,14 @@ fn model_state(sim: &Sim) -> String {
         }
     };
     let _ = sim;
-    format!(
-        "requests {} tokens {} active {}; probe: {next}",
-        s.requests, s.tokens, s.active
-    )
+    format!("requests {} tokens {} active {}; probe: {next}", s.requests, s.tokens, s.active)
 }
 
 #[test]
 fn cancelled_model_requests_leave_no_trace_at_any_await_point() {
     // Others: a long request holding the only slot, then requests that hit TPM and RPM.
     let spawn_others = |sim: &Sim, log: Log| {
-        for (i, tokens, hold) in [
-            (0, 400, 3_000),
-            (1, 500, 1_000),
-            (2, 300, 500),
-            (3, 200, 500),
-        ] {
+        for (i, tokens, hold) in [(0, 400, 3_000), (1, 500, 1_000), (2, 300, 500), (3, 200, 500)] {
             let (log, clock) = (log.clone(), sim.clock.clone());
             sim.spawn(async move {
                 let l = model();
@@ -320,10 +289,5 @@ fn cancelled_model_requests_leave_no_trace_at_any_await_point() {
             }
         })
     };
-    sweep(
-        &with_deadline,
-        &spawn_others,
-        &model_state,
-        &fresh_model_sim,
-    );
+    sweep(&with_deadline, &spawn_others, &model_state, &fresh_model_sim);
 }

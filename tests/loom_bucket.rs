@@ -29,9 +29,7 @@ fn secs(k: u64) -> Instant {
 fn committed(bucket: &TokenBucket) -> u64 {
     let burst = bucket.burst();
     // Full again after `committed` seconds: first k with available(k) == burst.
-    let full_after = (0..=burst + 8)
-        .find(|&k| bucket.available_at(secs(k)) == burst)
-        .unwrap();
+    let full_after = (0..=burst + 8).find(|&k| bucket.available_at(secs(k)) == burst).unwrap();
     // Cross-check every intermediate second: availability grows by one token a second.
     for k in 0..=full_after {
         let expected = (burst + k).saturating_sub(full_after).min(burst);

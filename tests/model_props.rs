@@ -40,16 +40,14 @@ fn request(models: usize, tpm_max: u64) -> impl Strategy<Value = Request> {
         0u64..30_000,
         proptest::option::weighted(0.2, 0u64..120_000),
     )
-        .prop_map(
-            |(model, gap_ms, estimate, actual, hold_ms, cancel_after_ms)| Request {
-                model,
-                gap_ms: gap_ms + 1, // distinct arrival instants make arrival order unambiguous
-                estimate,
-                actual,
-                hold_ms,
-                cancel_after_ms,
-            },
-        )
+        .prop_map(|(model, gap_ms, estimate, actual, hold_ms, cancel_after_ms)| Request {
+            model,
+            gap_ms: gap_ms + 1, // distinct arrival instants make arrival order unambiguous
+            estimate,
+            actual,
+            hold_ms,
+            cancel_after_ms,
+        })
 }
 
 fn config() -> impl Strategy<Value = RateLimitConfig> {
@@ -95,12 +93,8 @@ fn run(configs: &[RateLimitConfig], reqs: &[Request]) -> (Vec<Event>, Rc<Lim>) {
     let mut arrival = Instant::ZERO;
     for (i, r) in reqs.iter().cloned().enumerate() {
         arrival = arrival + Duration::from_millis(r.gap_ms);
-        let (l, log, clock, name) = (
-            limiter.clone(),
-            log.clone(),
-            sim.clock.clone(),
-            names[r.model].clone(),
-        );
+        let (l, log, clock, name) =
+            (limiter.clone(), log.clone(), sim.clock.clone(), names[r.model].clone());
         sim.spawn(async move {
             clock.sleep_until(arrival).await;
             let acquire = pin!(l.acquire(&name, r.estimate));
@@ -121,10 +115,7 @@ fn run(configs: &[RateLimitConfig], reqs: &[Request]) -> (Vec<Event>, Rc<Lim>) {
                 }
                 Some(Err(e)) => panic!("unexpected error {e}"),
                 Some(Ok(permit)) => {
-                    log.borrow_mut().push(Event::Admitted {
-                        req: i,
-                        at: clock.now(),
-                    });
+                    log.borrow_mut().push(Event::Admitted { req: i, at: clock.now() });
                     let end = clock.now() + Duration::from_millis(r.hold_ms);
                     clock.sleep_until(end).await;
                     let charge = match r.actual {
@@ -137,11 +128,7 @@ fn run(configs: &[RateLimitConfig], reqs: &[Request]) -> (Vec<Event>, Rc<Lim>) {
                             r.estimate
                         }
                     };
-                    log.borrow_mut().push(Event::Ended {
-                        req: i,
-                        at: clock.now(),
-                        charge,
-                    });
+                    log.borrow_mut().push(Event::Ended { req: i, at: clock.now(), charge });
                 }
             }
         });
@@ -197,11 +184,7 @@ fn check(configs: &[RateLimitConfig], reqs: &[Request]) -> Result<(), TestCaseEr
                 |&&(_, u): &&(usize, Instant)| u <= t && t.as_nanos() - u.as_nanos() < WINDOW;
             // Invariant 1: ≤ rpm admissions in every window ending at an admission.
             let count = mine.iter().filter(in_window).count() as u64;
-            prop_assert!(
-                count <= cfg.rpm as u64,
-                "rpm: {count} > {} at {t:?}",
-                cfg.rpm
-            );
+            prop_assert!(count <= cfg.rpm as u64, "rpm: {count} > {} at {t:?}", cfg.rpm);
             // Invariant 2: the estimate plus what is charged in the window ≤ tpm, where an
             // earlier request is charged its settled amount if it had settled by then.
             let charged: u64 = mine

@@ -53,14 +53,7 @@ fn waits_and_admissions_are_traced() {
         let mut sim = Sim::new();
         let l = Arc::new(
             ModelRateLimiter::with_timer(
-                [(
-                    "m",
-                    RateLimitConfig {
-                        rpm: 1,
-                        tpm: 1_000,
-                        max_parallel_requests: 1,
-                    },
-                )],
+                [("m", RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 1 })],
                 RateLimitConfig::default(),
                 sim.clock.clone(),
             )
@@ -73,14 +66,7 @@ fn waits_and_admissions_are_traced() {
         sim.run();
     });
     let lines = collect.0.lock().unwrap().clone();
-    assert!(
-        lines
-            .iter()
-            .filter(|l| l.starts_with("request admitted"))
-            .count()
-            == 2,
-        "{lines:?}"
-    );
+    assert!(lines.iter().filter(|l| l.starts_with("request admitted")).count() == 2, "{lines:?}");
     assert!(
         lines
             .iter()

@@ -54,11 +54,7 @@ fn many_waiters_are_served_in_arrival_order() {
     for i in 0..10 {
         // Waiters up to i have been woken once each, the later ones not yet.
         for (j, c) in counters.iter().enumerate() {
-            assert_eq!(
-                c.wakes(),
-                usize::from(j <= i),
-                "after {i} releases, waiter {j}"
-            );
+            assert_eq!(c.wakes(), usize::from(j <= i), "after {i} releases, waiter {j}");
         }
         for (w, waker) in waiters[i + 1..].iter_mut().zip(&wakers[i + 1..]) {
             assert!(poll_with(w.as_mut(), waker).is_pending());
@@ -82,17 +78,12 @@ fn try_acquire_never_barges_past_waiters() {
     // Two permits are free, but the big request is first in line.
     assert_eq!(sem.available_permits(), 2);
     assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
-    assert_eq!(
-        sem.try_acquire_many(2).unwrap_err(),
-        TryAcquireError::NoPermits
-    );
+    assert_eq!(sem.try_acquire_many(2).unwrap_err(), TryAcquireError::NoPermits);
     // A new async acquire queues behind it too.
     let mut late = pin!(sem.acquire());
     assert!(poll_once(late.as_mut()).is_pending());
     drop(one);
-    let Poll::Ready(Ok(big_permit)) = poll_once(big.as_mut()) else {
-        panic!("big not served")
-    };
+    let Poll::Ready(Ok(big_permit)) = poll_once(big.as_mut()) else { panic!("big not served") };
     assert_eq!(big_permit.num_permits(), 3);
     assert!(poll_once(late.as_mut()).is_pending());
     drop(big_permit);
@@ -114,16 +105,11 @@ fn big_request_is_not_starved_by_later_small_ones() {
     for (i, permit) in held.into_iter().enumerate() {
         drop(permit);
         for s in &mut smalls {
-            assert!(
-                poll_once(s.as_mut()).is_pending(),
-                "a small waiter barged at release {i}"
-            );
+            assert!(poll_once(s.as_mut()).is_pending(), "a small waiter barged at release {i}");
         }
     }
     assert_eq!(big_counter.wakes(), 1);
-    let Poll::Ready(Ok(big_permit)) = poll_once(big.as_mut()) else {
-        panic!("big not served")
-    };
+    let Poll::Ready(Ok(big_permit)) = poll_once(big.as_mut()) else { panic!("big not served") };
     drop(big_permit);
     // Now the four oldest small waiters are served.
     let polled: Vec<_> = smalls.iter_mut().map(|s| poll_once(s.as_mut())).collect();
@@ -136,10 +122,7 @@ fn hand_off_wakes_exactly_the_waiters_that_fit() {
     let sem = Semaphore::new(3);
     let all = sem.try_acquire_many(3).unwrap();
     let wants = [1, 1, 2, 1];
-    let mut futs: Vec<_> = wants
-        .iter()
-        .map(|&n| Box::pin(sem.acquire_many(n)))
-        .collect();
+    let mut futs: Vec<_> = wants.iter().map(|&n| Box::pin(sem.acquire_many(n))).collect();
     let counters: Vec<_> = futs
         .iter_mut()
         .map(|f| {
@@ -154,15 +137,11 @@ fn hand_off_wakes_exactly_the_waiters_that_fit() {
     assert_eq!(wakes, [1, 1, 0, 0]);
     assert_eq!(sem.available_permits(), 1);
     assert_eq!(sem.waiters(), 2);
-    let Poll::Ready(Ok(first)) = poll_once(futs[0].as_mut()) else {
-        panic!()
-    };
+    let Poll::Ready(Ok(first)) = poll_once(futs[0].as_mut()) else { panic!() };
     drop(first);
     let wakes: Vec<_> = counters.iter().map(|c| c.wakes()).collect();
     assert_eq!(wakes, [1, 1, 1, 0]);
-    let Poll::Ready(Ok(second)) = poll_once(futs[1].as_mut()) else {
-        panic!()
-    };
+    let Poll::Ready(Ok(second)) = poll_once(futs[1].as_mut()) else { panic!() };
     drop(second);
     let wakes: Vec<_> = counters.iter().map(|c| c.wakes()).collect();
     assert_eq!(wakes, [1, 1, 1, 1]);
@@ -205,9 +184,7 @@ fn cancelling_a_granted_head_wakes_the_next_waiter() {
     assert_eq!((b_counter.wakes(), c_counter.wakes()), (1, 0));
     drop(b);
     assert_eq!(c_counter.wakes(), 1, "C was left asleep with a permit free");
-    let Poll::Ready(permit) = poll_once(c.as_mut()) else {
-        panic!("C should hold the permit")
-    };
+    let Poll::Ready(permit) = poll_once(c.as_mut()) else { panic!("C should hold the permit") };
     assert_eq!(permit.num_permits(), 1);
     assert_eq!(sem.available_permits(), 0);
     drop(permit);
@@ -245,9 +222,7 @@ fn cancelling_a_middle_waiter_keeps_the_order() {
     assert_eq!(sem.waiters(), 2);
     drop(held);
     assert!(poll_once(c.as_mut()).is_pending());
-    let Poll::Ready(pa) = poll_once(a.as_mut()) else {
-        panic!()
-    };
+    let Poll::Ready(pa) = poll_once(a.as_mut()) else { panic!() };
     drop(pa);
     assert!(poll_once(c.as_mut()).is_ready());
     assert_eq!(sem.waiters(), 0);
@@ -272,9 +247,7 @@ fn dropping_unpolled_and_completed_futures_changes_nothing() {
     drop(sem.acquire());
     drop(sem.acquire_many(5));
     let mut f = pin!(sem.acquire());
-    let Poll::Ready(p) = poll_once(f.as_mut()) else {
-        panic!()
-    };
+    let Poll::Ready(p) = poll_once(f.as_mut()) else { panic!() };
     drop(p);
     assert_eq!((sem.available_permits(), sem.waiters()), (1, 0));
 }
@@ -305,19 +278,10 @@ fn the_latest_waker_is_the_one_woken() {
 fn requests_above_capacity_fail_at_once() {
     let sem = Semaphore::new(3);
     let err = block_on(sem.acquire_many(4)).unwrap_err();
-    assert_eq!(
-        err,
-        Error::InsufficientCapacity {
-            requested: 4,
-            capacity: 3
-        }
-    );
+    assert_eq!(err, Error::InsufficientCapacity { requested: 4, capacity: 3 });
     assert_eq!(
         sem.try_acquire_many(4).unwrap_err(),
-        TryAcquireError::Insufficient {
-            requested: 4,
-            capacity: 3
-        }
+        TryAcquireError::Insufficient { requested: 4, capacity: 3 }
     );
     // Even while permits are held, or someone is queued: it can never fit.
     let _held = sem.try_acquire().unwrap();
@@ -328,14 +292,8 @@ fn requests_above_capacity_fail_at_once() {
         Poll::Ready(Err(Error::InsufficientCapacity { .. }))
     ));
     assert!(
-        format!(
-            "{}",
-            TryAcquireError::Insufficient {
-                requested: 4,
-                capacity: 3
-            }
-        )
-        .contains("capacity of 3")
+        format!("{}", TryAcquireError::Insufficient { requested: 4, capacity: 3 })
+            .contains("capacity of 3")
     );
 }
 
@@ -363,10 +321,7 @@ fn forget_shrinks_the_capacity() {
     assert_eq!((sem.available_permits(), sem.capacity()), (1, 1));
     assert_eq!(
         sem.try_acquire_many(2).unwrap_err(),
-        TryAcquireError::Insufficient {
-            requested: 2,
-            capacity: 1
-        }
+        TryAcquireError::Insufficient { requested: 2, capacity: 1 }
     );
     sem.add_permits(2);
     assert_eq!((sem.available_permits(), sem.capacity()), (3, 3));
@@ -385,10 +340,7 @@ fn shrinking_below_a_queued_request_fails_it_instead_of_hanging() {
     assert_eq!(counter.wakes(), 1);
     assert!(matches!(
         poll_once(big.as_mut()),
-        Poll::Ready(Err(Error::InsufficientCapacity {
-            requested: 3,
-            capacity: 1
-        }))
+        Poll::Ready(Err(Error::InsufficientCapacity { requested: 3, capacity: 1 }))
     ));
     // And the small waiter behind it gets the remaining permit.
     assert!(poll_once(small.as_mut()).is_ready());
@@ -453,24 +405,16 @@ fn owned_permits_hold_the_semaphore() {
     assert!(poll_once(waiting.as_mut()).is_pending());
     let released = std::thread::spawn(move || drop((p1, p2)));
     released.join().unwrap();
-    let Poll::Ready(Ok(both)) = poll_once(waiting.as_mut()) else {
-        panic!()
-    };
+    let Poll::Ready(Ok(both)) = poll_once(waiting.as_mut()) else { panic!() };
     assert_eq!(both.num_permits(), 2);
     assert!(Arc::ptr_eq(both.semaphore(), &sem));
     assert_eq!(
         block_on(sem.clone().acquire_many_owned(3)).unwrap_err(),
-        Error::InsufficientCapacity {
-            requested: 3,
-            capacity: 2
-        }
+        Error::InsufficientCapacity { requested: 3, capacity: 2 }
     );
     assert_eq!(
         sem.clone().try_acquire_many_owned(3).unwrap_err(),
-        TryAcquireError::Insufficient {
-            requested: 3,
-            capacity: 2
-        }
+        TryAcquireError::Insufficient { requested: 3, capacity: 2 }
     );
     drop(both);
     drop(waiting);

@@ -42,19 +42,12 @@ impl Log {
 
     /// Exact sliding sum over (t - W, t]; every entry is at or before the latest instant.
     fn sum_in(&self, t: u64) -> u64 {
-        self.entries[self.recent(t)..]
-            .iter()
-            .map(|e| e.amount)
-            .sum()
+        self.entries[self.recent(t)..].iter().map(|e| e.amount).sum()
     }
 
     /// Sum of the entries at or after `from`.
     fn sum_since(&self, from: u64) -> u64 {
-        self.entries
-            .iter()
-            .filter(|e| e.t >= from)
-            .map(|e| e.amount)
-            .sum()
+        self.entries.iter().filter(|e| e.t >= from).map(|e| e.amount).sum()
     }
 
     /// The exact earliest instant >= `now` at which `n` more fit if nothing else is added.
@@ -86,11 +79,7 @@ fn run<const SLOTS: usize>(
     let mut w: SlidingWindow<SLOTS> = SlidingWindow::new(Duration::from_nanos(window), limit);
     let s = w.slot_length().as_nanos() as u64;
     prop_assert!(s as u128 * (SLOTS as u128 - 1) >= window as u128);
-    let mut log = Log {
-        window,
-        limit,
-        entries: Vec::new(),
-    };
+    let mut log = Log { window, limit, entries: Vec::new() };
     let mut clock = start;
     let mut latest = 0u64;
 
@@ -110,10 +99,7 @@ fn run<const SLOTS: usize>(
         match *op {
             Op::TryAdd { n, .. } => {
                 if n > limit {
-                    let e = Error::InsufficientCapacity {
-                        requested: n,
-                        capacity: limit,
-                    };
+                    let e = Error::InsufficientCapacity { requested: n, capacity: limit };
                     prop_assert_eq!(w.earliest_fit(n, now), Err(e));
                     prop_assert_eq!(w.try_add_at(n, now), Err(e));
                     continue;
@@ -123,13 +109,7 @@ fn run<const SLOTS: usize>(
                 // Safety: never earlier than the exact log allows.
                 prop_assert!(fit >= naive, "fit {} before naive {}", fit, naive);
                 // Liveness: less than one slot later than the exact log.
-                prop_assert!(
-                    fit < naive + s,
-                    "fit {} vs naive {} (slot {})",
-                    fit,
-                    naive,
-                    s
-                );
+                prop_assert!(fit < naive + s, "fit {} vs naive {} (slot {})", fit, naive, s);
                 // Exactness for the conservative rule.
                 prop_assert!(w.clone().fits_at(n, Instant::from_nanos(fit)));
                 if fit > eff {
@@ -140,41 +120,27 @@ fn run<const SLOTS: usize>(
                         prop_assert_eq!(fit, eff);
                         // Invariant at admission: what the window holds, plus n, fits.
                         prop_assert!(log.sum_in(eff) + n <= limit);
-                        log.entries.push(Entry {
-                            t: eff,
-                            amount: n,
-                            slot,
-                        });
+                        log.entries.push(Entry { t: eff, amount: n, slot });
                     }
                     Err(err) => {
                         prop_assert!(fit > eff);
                         prop_assert_eq!(
                             err,
-                            Error::RateLimited {
-                                ready_at: Instant::from_nanos(fit)
-                            }
+                            Error::RateLimited { ready_at: Instant::from_nanos(fit) }
                         );
                     }
                 }
             }
             Op::Force { n, .. } => {
                 let slot = w.add_at(n, now);
-                log.entries.push(Entry {
-                    t: eff,
-                    amount: n,
-                    slot,
-                });
+                log.entries.push(Entry { t: eff, amount: n, slot });
             }
             Op::Adjust { pick, to, .. } => {
                 // With nothing logged yet, the used-count check below still moves the clock.
                 if !log.entries.is_empty() {
                     let i = pick % log.entries.len();
                     let from = log.entries[i].amount;
-                    let to = if overcharge {
-                        to % (2 * limit + 1)
-                    } else {
-                        to % (from + 1)
-                    };
+                    let to = if overcharge { to % (2 * limit + 1) } else { to % (from + 1) };
                     w.adjust(log.entries[i].slot, from, to, now);
                     log.entries[i].amount = to;
                 }
@@ -186,13 +152,7 @@ fn run<const SLOTS: usize>(
         let used = w.used_at(now);
         let exact = log.sum_in(eff);
         let upper = log.sum_since((eff + 2).saturating_sub(window + s));
-        prop_assert!(
-            exact <= used && used <= upper,
-            "{} <= {} <= {}",
-            exact,
-            used,
-            upper
-        );
+        prop_assert!(exact <= used && used <= upper, "{} <= {} <= {}", exact, used, upper);
     }
 
     // Without over-charges, no half-open window [t, t + W) ever held more than the limit.
@@ -203,14 +163,7 @@ fn run<const SLOTS: usize>(
                 .take_while(|e| e.t < first.t + window)
                 .map(|e| e.amount)
                 .sum();
-            prop_assert!(
-                held <= limit,
-                "[{}, +{}) held {} > {}",
-                first.t,
-                window,
-                held,
-                limit
-            );
+            prop_assert!(held <= limit, "[{}, +{}) held {} > {}", first.t, window, held, limit);
         }
     }
     Ok(())
@@ -233,10 +186,7 @@ fn ops(window: u64, limit: u64, overcharge: bool) -> impl Strategy<Value = Vec<O
     let adjust = (step(window), any::<usize>(), any::<u64>())
         .prop_map(|(dt, pick, to)| Op::Adjust { dt, pick, to });
     let force_weight = if overcharge { 1 } else { 0 };
-    prop::collection::vec(
-        prop_oneof![8 => try_add, force_weight => force, 2 => adjust],
-        1..80,
-    )
+    prop::collection::vec(prop_oneof![8 => try_add, force_weight => force, 2 => adjust], 1..80)
 }
 
 /// Any instant, often at the very end of the clock.
@@ -246,13 +196,8 @@ fn instant() -> impl Strategy<Value = u64> {
 
 /// (window ns, limit, start instant, overcharge, ops)
 fn case() -> impl Strategy<Value = (u64, u64, u64, bool, Vec<Op>)> {
-    (
-        1..=3_000u64,
-        1..=12u64,
-        0..=1_000_000_000_000u64,
-        any::<bool>(),
-    )
-        .prop_flat_map(|(window, limit, start, overcharge)| {
+    (1..=3_000u64, 1..=12u64, 0..=1_000_000_000_000u64, any::<bool>()).prop_flat_map(
+        |(window, limit, start, overcharge)| {
             (
                 Just(window),
                 Just(limit),
@@ -260,7 +205,8 @@ fn case() -> impl Strategy<Value = (u64, u64, u64, bool, Vec<Op>)> {
                 Just(overcharge),
                 ops(window, limit, overcharge),
             )
-        })
+        },
+    )
 }
 
 proptest! {

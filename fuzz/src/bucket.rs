@@ -215,10 +215,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let rate = match Rate::try_new(count, period) {
         Ok(r) => r,
         Err(e) => {
-            assert!(
-                count == 0 || period.as_nanos() == 0,
-                "valid rate rejected: {e}"
-            );
+            assert!(count == 0 || period.as_nanos() == 0, "valid rate rejected: {e}");
             return Ok(());
         }
     };
@@ -227,10 +224,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let bucket = match TokenBucket::try_new(rate, burst) {
         Ok(b) => b,
         Err(_) => {
-            assert!(
-                burst == 0 || burst >= 1 << 61,
-                "valid burst {burst} rejected"
-            );
+            assert!(burst == 0 || burst >= 1 << 61, "valid burst {burst} rejected");
             return Ok(());
         }
     };
@@ -283,12 +277,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                         assert!(n <= burst);
                         if n > 0 {
                             assert!(n <= before.0, "took {n} with {} available", before.0);
-                            log.push(Admission {
-                                at: now,
-                                tokens: n,
-                                queued: false,
-                                id: None,
-                            });
+                            log.push(Admission { at: now, tokens: n, queued: false, id: None });
                             replay_exact &= now >= lift_floor;
                             changes.push(Change::Take { n, now });
                         } else {
@@ -298,10 +287,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     Err(e) => {
                         assert_eq!(probe(&bucket, t), before, "a refused try wrote something");
                         match e {
-                            Error::InsufficientCapacity {
-                                requested,
-                                capacity,
-                            } => {
+                            Error::InsufficientCapacity { requested, capacity } => {
                                 assert!(n > burst);
                                 assert_eq!((requested, capacity), (n, burst));
                             }
@@ -352,11 +338,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                         }
                         if ready == now && n > 0 {
                             // Ready at once: exactly when a try would have succeeded.
-                            assert!(
-                                n <= before.0,
-                                "reserved {n} now with {} available",
-                                before.0
-                            );
+                            assert!(n <= before.0, "reserved {n} now with {} available", before.0);
                         }
                         if ready > now && n > 0 {
                             assert!(n > before.0, "queued {n} with {} available", before.0);
@@ -375,33 +357,17 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                                     id: Some(id),
                                 });
                             }
-                            changes.push(Change::Reserve {
-                                n,
-                                now,
-                                id,
-                                exposed: false,
-                            });
+                            changes.push(Change::Reserve { n, now, id, exposed: false });
                             replay_exact &= now >= lift_floor;
                         } else {
                             assert_eq!(probe(&bucket, t), before, "reserving 0 changed the bucket");
                         }
-                        live.push(Live {
-                            id,
-                            res: r,
-                            made: now,
-                        });
+                        live.push(Live { id, res: r, made: now });
                     }
                     Err(e) => {
-                        assert_eq!(
-                            probe(&bucket, t),
-                            before,
-                            "a refused reserve wrote something"
-                        );
+                        assert_eq!(probe(&bucket, t), before, "a refused reserve wrote something");
                         match e {
-                            Error::InsufficientCapacity {
-                                requested,
-                                capacity,
-                            } => {
+                            Error::InsufficientCapacity { requested, capacity } => {
                                 assert!(n > burst);
                                 assert_eq!((requested, capacity), (n, burst));
                             }
@@ -428,9 +394,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 let Live { id, res, made } = live.remove(i);
                 let n = res.tokens();
                 let (top, exposed) = match changes.last() {
-                    Some(Change::Reserve {
-                        id: top, exposed, ..
-                    }) => (*top == id, *exposed),
+                    Some(Change::Reserve { id: top, exposed, .. }) => (*top == id, *exposed),
                     _ => (false, false),
                 };
                 let before = probe(&bucket, t);
@@ -440,10 +404,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 // the reservation below it then no longer matches and stays spent. Harmless:
                 // its tokens had refilled by then anyway.
                 if n == 0 || (top && !exposed) {
-                    assert!(
-                        ok,
-                        "cancel of the latest reservation {id} ({n} tokens) refused"
-                    );
+                    assert!(ok, "cancel of the latest reservation {id} ({n} tokens) refused");
                 }
                 if !top && n > 0 {
                     assert!(
@@ -453,11 +414,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     );
                 }
                 if !ok {
-                    assert_eq!(
-                        probe(&bucket, t),
-                        before,
-                        "a refused cancel wrote something"
-                    );
+                    assert_eq!(probe(&bucket, t), before, "a refused cancel wrote something");
                 }
                 if ok && n > 0 {
                     changes.pop();
@@ -557,9 +514,7 @@ fn check_rate_bound(log: &[Admission], rate: Rate, burst: u64, bits: u32) {
             }
             let rounding = u128::from(queued[j + 1] > queued[i]);
             let d = (times[j] - times[i]) as u128 + rounding;
-            let lhs = U256::from_u128(sum - burst as u128)
-                .mul_u64(period)
-                .shl(bits);
+            let lhs = U256::from_u128(sum - burst as u128).mul_u64(period).shl(bits);
             let rhs = U256::from_u128(d).mul_u64(count).shl(bits).add(slack);
             assert!(
                 lhs <= rhs,

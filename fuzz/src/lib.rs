@@ -31,4 +31,3 @@ pub(crate) fn debug() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("TOLLGATE_FUZZ_DEBUG").is_some())
 }
-

@@ -172,15 +172,8 @@ impl Shared {
 
 #[derive(Debug, Clone, Copy)]
 enum Event {
-    Admitted {
-        req: usize,
-        at: Instant,
-        segment: u32,
-    },
-    Ended {
-        req: usize,
-        charge: u64,
-    },
+    Admitted { req: usize, at: Instant, segment: u32 },
+    Ended { req: usize, charge: u64 },
 }
 
 struct Req {
@@ -307,10 +300,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let all_valid = valid(&default_cfg) && named.iter().all(|(_, c)| valid(c));
     let limiter = match built {
         Ok(l) => {
-            assert!(
-                all_valid,
-                "accepted an invalid config: {default_cfg:?} {named:?}"
-            );
+            assert!(all_valid, "accepted an invalid config: {default_cfg:?} {named:?}");
             l
         }
         Err(e) => {
@@ -344,10 +334,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     }
     let stats = limiter.stats();
     for (name, _) in &named {
-        assert!(
-            stats.contains_key(name),
-            "stats() misses configured model {name:?}"
-        );
+        assert!(stats.contains_key(name), "stats() misses configured model {name:?}");
     }
 
     let k = names.len();
@@ -429,9 +416,7 @@ impl Harness {
                 if pending.is_empty() {
                     return;
                 }
-                self.reqs[pending[pick as usize % pending.len()]]
-                    .abort
-                    .abort();
+                self.reqs[pending[pick as usize % pending.len()]].abort.abort();
             }
             OpIn::Forward(s) => self.clock.advance(Duration::from_nanos(step_of(s))),
             OpIn::Back(s) => {
@@ -484,11 +469,7 @@ impl Harness {
                 }
             };
             assert_eq!(permit.estimated_tokens(), est);
-            log.borrow_mut().push(Event::Admitted {
-                req,
-                at: clock.now(),
-                segment: segment.get(),
-            });
+            log.borrow_mut().push(Event::Admitted { req, at: clock.now(), segment: segment.get() });
             sh.status.set(Status::Held);
             let cmd = poll_fn(|cx| {
                 if auto_drop.get() {
@@ -544,10 +525,7 @@ impl Harness {
         if est > r.cfg.tpm {
             assert_eq!(
                 r.shared.status.get(),
-                Status::Failed(Error::InsufficientCapacity {
-                    requested: est,
-                    capacity: r.cfg.tpm
-                }),
+                Status::Failed(Error::InsufficientCapacity { requested: est, capacity: r.cfg.tpm }),
                 "estimate {est} > tpm {} did not fail at once",
                 r.cfg.tpm
             );
@@ -561,10 +539,7 @@ impl Harness {
         for r in &self.reqs {
             if let Status::Failed(e) = r.shared.status.get() {
                 match e {
-                    Error::InsufficientCapacity {
-                        requested,
-                        capacity,
-                    } => {
+                    Error::InsufficientCapacity { requested, capacity } => {
                         assert!(
                             r.est > r.cfg.tpm,
                             "estimate {} <= tpm {} refused",
@@ -667,19 +642,12 @@ impl Harness {
                 s.active,
                 self.in_flight[i]
             );
-            assert!(
-                s.requests.used <= s.requests.limit,
-                "requests {}",
-                s.requests
-            );
+            assert!(s.requests.used <= s.requests.limit, "requests {}", s.requests);
         }
     }
 
     fn pending(&self) -> usize {
-        self.reqs
-            .iter()
-            .filter(|r| r.shared.status.get() == Status::Pending)
-            .count()
+        self.reqs.iter().filter(|r| r.shared.status.get() == Status::Pending).count()
     }
 
     fn teardown(&mut self) {
@@ -698,10 +666,7 @@ impl Harness {
             let mut steps = 0;
             while self.pending() > 0 {
                 steps += 1;
-                assert!(
-                    steps < 100_000,
-                    "acquires still pending after {steps} clock moves"
-                );
+                assert!(steps < 100_000, "acquires still pending after {steps} clock moves");
                 let moved = self.clock.advance_to_next_deadline();
                 self.stall();
                 assert!(
@@ -724,11 +689,7 @@ impl Harness {
         }
         // Invariant 4: nothing leaks.
         for (name, s) in self.limiter.stats() {
-            assert_eq!(
-                s.active.used, 0,
-                "model {name:?} still has {} active",
-                s.active
-            );
+            assert_eq!(s.active.used, 0, "model {name:?} still has {} active", s.active);
         }
         assert!(self.in_flight.iter().all(|&n| n == 0));
     }

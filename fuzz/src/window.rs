@@ -112,11 +112,7 @@ pub fn run_window(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let _ = (|| -> arbitrary::Result<()> {
         let wide: bool = u.arbitrary()?;
-        if wide {
-            run::<61>(&mut u)
-        } else {
-            run::<8>(&mut u)
-        }
+        if wide { run::<61>(&mut u) } else { run::<8>(&mut u) }
     })();
 }
 
@@ -201,12 +197,7 @@ impl Model {
     }
 
     fn update_lost(&mut self) {
-        let total: u128 = self
-            .entries
-            .iter()
-            .filter(|e| !e.gone)
-            .map(|e| e.amount as u128)
-            .sum();
+        let total: u128 = self.entries.iter().filter(|e| !e.gone).map(|e| e.amount as u128).sum();
         if total > u64::MAX as u128 {
             self.lost = true;
         }
@@ -243,10 +234,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let mut w = match SlidingWindow::<SLOTS>::try_new(window, limit) {
         Ok(w) => w,
         Err(e) => {
-            assert!(
-                window.as_nanos() == 0 || limit == 0,
-                "valid window rejected: {e}"
-            );
+            assert!(window.as_nanos() == 0 || limit == 0, "valid window rejected: {e}");
             return Ok(());
         }
     };
@@ -259,12 +247,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     }
     assert_eq!(slot_nanos, window_nanos.div_ceil(SLOTS as u64 - 1));
 
-    let mut m = Model {
-        window: window_nanos,
-        slot: slot_nanos,
-        entries: Vec::new(),
-        lost: false,
-    };
+    let mut m = Model { window: window_nanos, slot: slot_nanos, entries: Vec::new(), lost: false };
     let mut now: u64 = u.arbitrary::<u32>()? as u64;
     let mut latest: u64 = 0;
     let mut last_ready: u64 = now;
@@ -308,11 +291,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 let n = amount_of(a, limit);
                 let fits = n <= limit && before <= limit && n <= limit - before;
                 let res = w.try_add_at(n, t);
-                assert_eq!(
-                    res.is_ok(),
-                    fits,
-                    "try_add({n}) with {before}/{limit} used: {res:?}"
-                );
+                assert_eq!(res.is_ok(), fits, "try_add({n}) with {before}/{limit} used: {res:?}");
                 match res {
                     Ok(slot) => {
                         let used = w.used_at(t);
@@ -326,17 +305,9 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                                 "admitted {n} at {latest} with {held} in the true window, limit {limit}"
                             );
                         }
-                        m.entries.push(Entry {
-                            t: latest,
-                            amount: n,
-                            slot,
-                            gone: false,
-                        });
+                        m.entries.push(Entry { t: latest, amount: n, slot, gone: false });
                     }
-                    Err(Error::InsufficientCapacity {
-                        requested,
-                        capacity,
-                    }) => {
+                    Err(Error::InsufficientCapacity { requested, capacity }) => {
                         assert!(n > limit);
                         assert_eq!((requested, capacity), (n, limit));
                         assert_eq!(w.used_at(t), before);
@@ -352,23 +323,14 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             }
             OpIn::Add(a) => {
                 let n = amount_of(a, limit);
-                let total: u128 = m
-                    .entries
-                    .iter()
-                    .filter(|x| !x.gone)
-                    .map(|x| x.amount as u128)
-                    .sum();
+                let total: u128 =
+                    m.entries.iter().filter(|x| !x.gone).map(|x| x.amount as u128).sum();
                 if total + n as u128 > u64::MAX as u128 {
                     m.lost = true; // a counter may saturate
                 }
                 let slot = w.add_at(n, t);
                 assert_eq!(w.used_at(t), before.saturating_add(n));
-                m.entries.push(Entry {
-                    t: latest,
-                    amount: n,
-                    slot,
-                    gone: false,
-                });
+                m.entries.push(Entry { t: latest, amount: n, slot, gone: false });
             }
             OpIn::Adjust { pick, to } => {
                 if m.entries.is_empty() {
@@ -378,12 +340,8 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 let i = pick as usize % m.entries.len();
                 let e = m.entries[i];
                 let to = amount_of(to, limit);
-                let total: u128 = m
-                    .entries
-                    .iter()
-                    .filter(|x| !x.gone)
-                    .map(|x| x.amount as u128)
-                    .sum();
+                let total: u128 =
+                    m.entries.iter().filter(|x| !x.gone).map(|x| x.amount as u128).sum();
                 if !e.gone && total - e.amount as u128 + to as u128 > u64::MAX as u128 {
                     m.lost = true; // a counter may saturate
                 }
@@ -412,10 +370,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 } else if e.gone {
                     // Its slot left the window for good: the adjust must be ignored.
                     if !m.lost {
-                        assert_eq!(
-                            after, before,
-                            "adjust of a slot that left the window counted"
-                        );
+                        assert_eq!(after, before, "adjust of a slot that left the window counted");
                     }
                 } else {
                     m.entries[i].amount = to;
@@ -498,15 +453,9 @@ fn check_ready<const SLOTS: usize>(
     latest: u64,
     ready: u64,
 ) {
-    assert!(
-        ready > latest || ready == u64::MAX,
-        "ready_at {ready} not after {latest}"
-    );
+    assert!(ready > latest || ready == u64::MAX, "ready_at {ready} not after {latest}");
     if ready < u64::MAX {
-        assert!(
-            w.clone().fits_at(n, Instant::from_nanos(ready)),
-            "{n} does not fit at {ready}"
-        );
+        assert!(w.clone().fits_at(n, Instant::from_nanos(ready)), "{n} does not fit at {ready}");
     }
     if ready - 1 > latest {
         assert!(

@@ -14,10 +14,7 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
         Ok(entries) => entries
             .map(|e| e.expect("corpus entry").path())
             .filter(|p| {
-                p.is_file()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
             })
             .collect(),
         Err(_) => Vec::new(),
@@ -38,37 +35,23 @@ fn replay(dir: &str, run: fn(&[u8])) -> usize {
             panic::resume_unwind(e);
         }
     }
-    eprintln!(
-        "{}: {} inputs in {:?}",
-        dir.display(),
-        files.len(),
-        start.elapsed()
-    );
+    eprintln!("{}: {} inputs in {:?}", dir.display(), files.len(), start.elapsed());
     files.len()
 }
 
 #[test]
 fn corpus_bucket() {
-    assert!(
-        replay("corpus/bucket", tollgate_fuzz::run_bucket) > 0,
-        "empty corpus"
-    );
+    assert!(replay("corpus/bucket", tollgate_fuzz::run_bucket) > 0, "empty corpus");
 }
 
 #[test]
 fn corpus_window() {
-    assert!(
-        replay("corpus/window", tollgate_fuzz::run_window) > 0,
-        "empty corpus"
-    );
+    assert!(replay("corpus/window", tollgate_fuzz::run_window) > 0, "empty corpus");
 }
 
 #[test]
 fn corpus_model() {
-    assert!(
-        replay("corpus/model", tollgate_fuzz::run_model) > 0,
-        "empty corpus"
-    );
+    assert!(replay("corpus/model", tollgate_fuzz::run_model) > 0, "empty corpus");
 }
 
 /// Garbage and edge inputs never crash a harness.
@@ -83,15 +66,9 @@ fn trivial_inputs() {
 
 /// Every file of `fuzz/regressions/<target>/` through the harness.
 fn regressions(dir: &str, run: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("regressions")
-        .join(dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions").join(dir);
     let files = inputs(&dir);
-    assert!(
-        !files.is_empty(),
-        "no regression inputs in {}",
-        dir.display()
-    );
+    assert!(!files.is_empty(), "no regression inputs in {}", dir.display());
     for path in &files {
         let data = fs::read(path).expect("read regression input");
         if let Err(e) = panic::catch_unwind(|| run(&data)) {

@@ -29,11 +29,7 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     /// The Python seed's defaults: 10 RPM, 200 000 TPM, 5 parallel requests.
     fn default() -> Self {
-        Self {
-            rpm: 10,
-            tpm: 200_000,
-            max_parallel_requests: 5,
-        }
+        Self { rpm: 10, tpm: 200_000, max_parallel_requests: 5 }
     }
 }
 
@@ -50,10 +46,7 @@ impl RateLimitConfig {
             return Err(InvalidConfig::new("tpm", "must be greater than zero"));
         }
         if self.max_parallel_requests == 0 {
-            return Err(InvalidConfig::new(
-                "max_parallel_requests",
-                "must be greater than zero",
-            ));
+            return Err(InvalidConfig::new("max_parallel_requests", "must be greater than zero"));
         }
         Ok(())
     }

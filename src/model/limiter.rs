@@ -76,26 +76,17 @@ impl<T> ModelRateLimiter<T> {
         I: IntoIterator<Item = (S, RateLimitConfig)>,
         S: Into<String>,
     {
-        default_config
-            .validate()
-            .map_err(|error| ModelConfigError { model: None, error })?;
+        default_config.validate().map_err(|error| ModelConfigError { model: None, error })?;
         let mut map = BTreeMap::new();
         for (name, config) in models {
             let name = name.into();
             if let Err(error) = config.validate() {
-                return Err(ModelConfigError {
-                    model: Some(name),
-                    error,
-                });
+                return Err(ModelConfigError { model: Some(name), error });
             }
             let state = Arc::new(ModelState::new(&name, config));
             map.insert(name, state);
         }
-        Ok(Self {
-            timer,
-            default_config,
-            models: Mutex::new(map),
-        })
+        Ok(Self { timer, default_config, models: Mutex::new(map) })
     }
 
     /// The timer this limiter reads and waits on.
@@ -110,8 +101,7 @@ impl<T> ModelRateLimiter<T> {
 
     /// The config `model` runs under (the default if it was not configured).
     pub fn config(&self, model: &str) -> RateLimitConfig {
-        self.models
-            .with(|m| m.get(model).map_or(self.default_config, |s| s.config))
+        self.models.with(|m| m.get(model).map_or(self.default_config, |s| s.config))
     }
 
     fn state(&self, model: &str) -> Arc<ModelState> {
@@ -129,14 +119,10 @@ impl<T> ModelRateLimiter<T> {
 impl<T: Clock> ModelRateLimiter<T> {
     /// Usage of every configured model and every model used so far, by name.
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
-        let models: alloc::vec::Vec<(String, Arc<ModelState>)> = self
-            .models
-            .with(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let models: alloc::vec::Vec<(String, Arc<ModelState>)> =
+            self.models.with(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         let now = self.timer.now();
-        models
-            .into_iter()
-            .map(|(name, state)| (name, state.stats(now)))
-            .collect()
+        models.into_iter().map(|(name, state)| (name, state.stats(now))).collect()
     }
 }
 
@@ -161,10 +147,7 @@ impl<T: Timer> ModelRateLimiter<T> {
         let state = self.state(model);
         async move {
             let admitted = admit(&self.timer, state, estimated_tokens, Instant::MAX).await?;
-            Ok(ModelPermit {
-                limiter: self,
-                admitted,
-            })
+            Ok(ModelPermit { limiter: self, admitted })
         }
     }
 
@@ -190,10 +173,7 @@ impl<T: Timer> ModelRateLimiter<T> {
         let deadline = self.timer.now().saturating_add(max_wait);
         async move {
             let admitted = admit(&self.timer, state, estimated_tokens, deadline).await?;
-            Ok(ModelPermit {
-                limiter: self,
-                admitted,
-            })
+            Ok(ModelPermit { limiter: self, admitted })
         }
     }
 
@@ -213,10 +193,7 @@ impl<T: Timer> ModelRateLimiter<T> {
         let state = self.state(model);
         async move {
             let admitted = admit(&self.timer, state, estimated_tokens, Instant::MAX).await?;
-            Ok(OwnedModelPermit {
-                limiter: self,
-                admitted,
-            })
+            Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
 }
@@ -318,8 +295,6 @@ async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> 
 
 impl<T> core::fmt::Debug for ModelRateLimiter<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ModelRateLimiter")
-            .field("default_config", &self.default_config)
-            .finish()
+        f.debug_struct("ModelRateLimiter").field("default_config", &self.default_config).finish()
     }
 }

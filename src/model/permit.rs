@@ -20,8 +20,7 @@ pub(crate) struct Admitted {
 
 impl Admitted {
     fn settle(&self, actual: u64, clock: &impl Clock) {
-        self.state
-            .settle(self.slot, self.estimated, actual, clock.now());
+        self.state.settle(self.slot, self.estimated, actual, clock.now());
     }
 }
 
@@ -59,9 +58,7 @@ impl<T> ModelPermit<'_, T> {
 
 impl<T> core::fmt::Debug for ModelPermit<'_, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ModelPermit")
-            .field("estimated", &self.admitted.estimated)
-            .finish()
+        f.debug_struct("ModelPermit").field("estimated", &self.admitted.estimated).finish()
     }
 }
 
@@ -94,8 +91,6 @@ impl<T> OwnedModelPermit<T> {
 
 impl<T> core::fmt::Debug for OwnedModelPermit<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("OwnedModelPermit")
-            .field("estimated", &self.admitted.estimated)
-            .finish()
+        f.debug_struct("OwnedModelPermit").field("estimated", &self.admitted.estimated).finish()
     }
 }

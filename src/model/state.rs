@@ -103,10 +103,7 @@ impl ModelState {
         // Callers check `estimated <= tpm` first, and 1 <= rpm, so neither call can fail;
         // `Instant::MAX` keeps an impossible request waiting instead of admitting it.
         let by_requests = w.requests.earliest_fit(1, now).unwrap_or(Instant::MAX);
-        let by_tokens = w
-            .tokens
-            .earliest_fit(estimated, now)
-            .unwrap_or(Instant::MAX);
+        let by_tokens = w.tokens.earliest_fit(estimated, now).unwrap_or(Instant::MAX);
         let ready = by_requests.max(by_tokens);
         // Not fitting now, yet "ready" now, happens only at the end of the clock, where the
         // windows say "room only after Instant::MAX": that is never, not now.
@@ -152,14 +149,8 @@ impl ModelState {
     pub(crate) fn stats(&self, now: Instant) -> ModelStats {
         let (requests, tokens) = self.windows.with(|w| {
             (
-                Usage {
-                    used: w.requests.used_at(now),
-                    limit: self.config.rpm as u64,
-                },
-                Usage {
-                    used: w.tokens.used_at(now),
-                    limit: self.config.tpm,
-                },
+                Usage { used: w.requests.used_at(now), limit: self.config.rpm as u64 },
+                Usage { used: w.tokens.used_at(now), limit: self.config.tpm },
             )
         });
         let cap = self.config.max_parallel_requests as u64;
@@ -167,10 +158,7 @@ impl ModelState {
         ModelStats {
             requests,
             tokens,
-            active: Usage {
-                used: cap.saturating_sub(free),
-                limit: cap,
-            },
+            active: Usage { used: cap.saturating_sub(free), limit: cap },
         }
     }
 }
@@ -191,9 +179,6 @@ mod tests {
             + core::mem::size_of::<Semaphore>() + 2 * core::mem::size_of::<usize>() // slots' Arc
             + core::mem::size_of::<String>()
             + core::mem::size_of::<Arc<ModelState>>();
-        assert!(
-            per_model <= 2048,
-            "{per_model} bytes per model, plus the name"
-        );
+        assert!(per_model <= 2048, "{per_model} bytes per model, plus the name");
     }
 }

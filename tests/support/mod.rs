@@ -17,10 +17,7 @@ pub struct Sim {
 
 impl Sim {
     pub fn new() -> Self {
-        Self {
-            pool: LocalPool::new(),
-            clock: Arc::new(ManualClock::new()),
-        }
+        Self { pool: LocalPool::new(), clock: Arc::new(ManualClock::new()) }
     }
 
     pub fn spawn(&self, fut: impl Future<Output = ()> + 'static) {

@@ -68,9 +68,7 @@ impl Timer for AsyncIoTimer {
 
     fn sleep_until(&self, deadline: Instant) -> AsyncIoSleep {
         // A deadline the platform cannot represent is never reached.
-        let timer = self
-            .to_std(deadline)
-            .map_or_else(async_io::Timer::never, async_io::Timer::at);
+        let timer = self.to_std(deadline).map_or_else(async_io::Timer::never, async_io::Timer::at);
         AsyncIoSleep { timer }
     }
 }

@@ -33,10 +33,7 @@ async fn burst_then_pacing() {
         limiter.acquire().await;
     }
     let elapsed = start.elapsed();
-    assert!(
-        elapsed >= 95 * MS && elapsed < Duration::from_secs(1),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= 95 * MS && elapsed < Duration::from_secs(1), "{elapsed:?}");
 }
 
 /// Tasks spawned in order (each reserving before the next arrives) finish in that order.
@@ -66,15 +63,9 @@ async fn too_big_fails_at_once() {
     let start = Instant::now();
     assert_eq!(
         limiter.acquire_n(3).await,
-        Err(Error::InsufficientCapacity {
-            requested: 3,
-            capacity: 2
-        })
+        Err(Error::InsufficientCapacity { requested: 3, capacity: 2 })
     );
-    assert!(matches!(
-        limiter.acquire_n_within(1, Duration::from_secs(1)).await,
-        Ok(())
-    ));
+    assert!(matches!(limiter.acquire_n_within(1, Duration::from_secs(1)).await, Ok(())));
     assert!(matches!(limiter.try_acquire(), Ok(())));
     assert!(matches!(
         limiter.acquire_n_within(1, Duration::from_secs(1)).await,
@@ -108,10 +99,7 @@ async fn drop_first_when_second_ends(
     let mut first = std::pin::pin!(first);
     let mut second = std::pin::pin!(second);
     std::future::poll_fn(|cx| {
-        assert!(
-            first.as_mut().poll(cx).is_pending(),
-            "the waiter finished early"
-        );
+        assert!(first.as_mut().poll(cx).is_pending(), "the waiter finished early");
         second.as_mut().poll(cx)
     })
     .await;

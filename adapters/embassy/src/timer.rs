@@ -81,11 +81,7 @@ const fn scale_up(x: u64, num: u64, den: u64) -> u64 {
 }
 
 const fn saturate(x: u128) -> u64 {
-    if x > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        x as u64
-    }
+    if x > u64::MAX as u128 { u64::MAX } else { x as u64 }
 }
 
 impl Clock for EmbassyTimer {
@@ -111,15 +107,7 @@ mod tests {
     /// ticks → nanoseconds → ticks never gains, and a deadline's tick never reads early.
     #[test]
     fn conversions_are_exact_and_deadlines_round_up() {
-        let rates = [
-            TICK_HZ,
-            1,
-            32_768,
-            1_000_000,
-            16_777_216,
-            1_000_000_000,
-            5_242_880_000,
-        ];
+        let rates = [TICK_HZ, 1, 32_768, 1_000_000, 16_777_216, 1_000_000_000, 5_242_880_000];
         for hz in rates {
             let g = gcd(NANOS_PER_SEC, hz);
             let (nanos_per, ticks_per) = (NANOS_PER_SEC / g, hz / g);
@@ -127,32 +115,13 @@ mod tests {
             let to_ticks = |n| scale_up(n, ticks_per, nanos_per);
             for ticks in [0, 1, 2, 999, 32_768, 123_456_789, u64::MAX / 7, u64::MAX] {
                 let nanos = to_nanos(ticks);
-                assert!(
-                    to_ticks(nanos) <= ticks || nanos == u64::MAX,
-                    "{hz} Hz, {ticks} ticks"
-                );
+                assert!(to_ticks(nanos) <= ticks || nanos == u64::MAX, "{hz} Hz, {ticks} ticks");
             }
-            for nanos in [
-                0,
-                1,
-                999,
-                1_000,
-                1_001,
-                30_517,
-                123_456_789,
-                u64::MAX / 3,
-                u64::MAX,
-            ] {
+            for nanos in [0, 1, 999, 1_000, 1_001, 30_517, 123_456_789, u64::MAX / 3, u64::MAX] {
                 let ticks = to_ticks(nanos);
-                assert!(
-                    to_nanos(ticks) >= nanos || ticks == u64::MAX,
-                    "{hz} Hz, {nanos} ns"
-                );
+                assert!(to_nanos(ticks) >= nanos || ticks == u64::MAX, "{hz} Hz, {nanos} ns");
                 if ticks > 0 && ticks < u64::MAX {
-                    assert!(
-                        to_nanos(ticks - 1) < nanos,
-                        "{hz} Hz, {nanos} ns: not the first tick"
-                    );
+                    assert!(to_nanos(ticks - 1) < nanos, "{hz} Hz, {nanos} ns: not the first tick");
                 }
             }
         }

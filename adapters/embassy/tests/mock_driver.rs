@@ -51,9 +51,7 @@ fn a_static_limiter_bursts_then_paces_on_the_mock_clock() {
     }
     assert_eq!(
         LIMITER.try_acquire(),
-        Err(Error::RateLimited {
-            ready_at: Instant::from_millis(200)
-        })
+        Err(Error::RateLimited { ready_at: Instant::from_millis(200) })
     );
 
     for k in 1..=3u64 {
@@ -64,11 +62,7 @@ fn a_static_limiter_bursts_then_paces_on_the_mock_clock() {
         assert_eq!(wakes.0.load(Ordering::SeqCst), before, "woken early");
         assert!(next.as_mut().poll(&mut cx).is_pending());
         advance_ms(1);
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            before + 1,
-            "the driver wakes it once"
-        );
+        assert_eq!(wakes.0.load(Ordering::SeqCst), before + 1, "the driver wakes it once");
         assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(()));
         assert_eq!(EmbassyTimer::new().now(), Instant::from_millis(200 * k));
     }
@@ -88,11 +82,7 @@ fn a_cancelled_waiter_gives_its_token_back() {
     let mut next = pin!(limiter.acquire());
     assert!(next.as_mut().poll(&mut cx).is_pending());
     advance_ms(100);
-    assert_eq!(
-        next.as_mut().poll(&mut cx),
-        Poll::Ready(()),
-        "ready at 100 ms, not 200 ms"
-    );
+    assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(()), "ready at 100 ms, not 200 ms");
 }
 
 #[test]
@@ -100,13 +90,7 @@ fn more_than_the_burst_fails_at_once() {
     let _turn = serial();
     let limiter = AsyncRateLimiter::with_timer(Rate::per_second(5), 5, EmbassyTimer::new());
     let r = futures_executor::block_on(limiter.acquire_n(6));
-    assert_eq!(
-        r,
-        Err(Error::InsufficientCapacity {
-            requested: 6,
-            capacity: 5
-        })
-    );
+    assert_eq!(r, Err(Error::InsufficientCapacity { requested: 6, capacity: 5 }));
     assert_eq!(limiter.available(), 5);
 }
 

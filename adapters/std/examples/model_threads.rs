@@ -12,14 +12,7 @@ use tollgate_std::{ModelRateLimiter, RateLimitConfig};
 fn main() {
     let limiter = Arc::new(
         ModelRateLimiter::new(
-            [(
-                "gpt-4o-mini",
-                RateLimitConfig {
-                    rpm: 600,
-                    tpm: 100_000,
-                    max_parallel_requests: 3,
-                },
-            )],
+            [("gpt-4o-mini", RateLimitConfig { rpm: 600, tpm: 100_000, max_parallel_requests: 3 })],
             RateLimitConfig::default(),
         )
         .expect("valid limits"),
@@ -48,8 +41,5 @@ fn main() {
         w.join().expect("worker");
     }
     let stats = &limiter.stats()["gpt-4o-mini"];
-    println!(
-        "done: requests {}, tokens {}, active {}",
-        stats.requests, stats.tokens, stats.active
-    );
+    println!("done: requests {}, tokens {}, active {}", stats.requests, stats.tokens, stats.active);
 }

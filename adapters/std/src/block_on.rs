@@ -94,16 +94,9 @@ impl Signal {
     fn take() -> Arc<Signal> {
         // A nested `block_on` finds no spare (the outer one holds it) and gets its own, so a
         // wake meant for one level is never consumed by the other.
-        SPARE
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
-                Arc::new(Signal {
-                    thread: thread::current(),
-                    notified: AtomicBool::new(false),
-                })
-            })
+        SPARE.try_with(Cell::take).ok().flatten().unwrap_or_else(|| {
+            Arc::new(Signal { thread: thread::current(), notified: AtomicBool::new(false) })
+        })
     }
 
     fn give_back(self: Arc<Self>) {
@@ -134,10 +127,7 @@ struct Driver {
 }
 
 impl Driver {
-    const NONE: Driver = Driver {
-        signal: std::ptr::null(),
-        deadline: None,
-    };
+    const NONE: Driver = Driver { signal: std::ptr::null(), deadline: None };
 
     /// Polls with this `block_on` installed as the thread's driver and returns the poll result
     /// with the earliest deadline a sleep registered. The previous driver (an outer
@@ -149,10 +139,7 @@ impl Driver {
                 let _ = DRIVER.try_with(|d| d.set(self.0));
             }
         }
-        let mine = Driver {
-            signal: Arc::as_ptr(signal).cast(),
-            deadline: None,
-        };
+        let mine = Driver { signal: Arc::as_ptr(signal).cast(), deadline: None };
         let outer = DRIVER.try_with(|d| d.replace(mine)).unwrap_or(Driver::NONE);
         let restore = Restore(outer);
         let result = poll();
@@ -193,10 +180,7 @@ mod tests {
     #[test]
     fn a_wake_from_another_thread_unparks() {
         let done = Arc::new(AtomicBool::new(false));
-        let waiting = WaitFlag {
-            done: Arc::clone(&done),
-            spawned: false,
-        };
+        let waiting = WaitFlag { done: Arc::clone(&done), spawned: false };
         let start = std::time::Instant::now();
         block_on(waiting);
         assert!(done.load(Ordering::Acquire));

@@ -77,9 +77,7 @@ mod source {
         });
         // `delta_as_nanos` returns 0 for a reading at or before `start`: a counter that is
         // slightly behind on another core reads as the origin rather than wrapping around.
-        origin
-            .clock
-            .delta_as_nanos(origin.start, origin.clock.raw())
+        origin.clock.delta_as_nanos(origin.start, origin.clock.raw())
     }
 }
 
@@ -117,14 +115,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let elapsed = clock.now() - a;
         let real = start.elapsed();
-        assert!(
-            elapsed >= std::time::Duration::from_millis(19),
-            "{elapsed:?}"
-        );
+        assert!(elapsed >= std::time::Duration::from_millis(19), "{elapsed:?}");
         // Loose: both are read a few instructions apart; the scale error is ppm-sized.
-        assert!(
-            elapsed <= real + std::time::Duration::from_millis(5),
-            "{elapsed:?} vs {real:?}"
-        );
+        assert!(elapsed <= real + std::time::Duration::from_millis(5), "{elapsed:?} vs {real:?}");
     }
 }

@@ -70,9 +70,7 @@ impl RateLimiter {
     /// If `burst` is 0 or not below 2^61 (at compile time in a `static`); see
     /// [`RateLimiter::try_new`].
     pub const fn new(rate: Rate, burst: u64) -> Self {
-        Self {
-            inner: tollgate::AsyncRateLimiter::with_timer(rate, burst, StdTimer::new()),
-        }
+        Self { inner: tollgate::AsyncRateLimiter::with_timer(rate, burst, StdTimer::new()) }
     }
 
     /// A limiter, or an error if `burst` is 0 or not below 2^61.

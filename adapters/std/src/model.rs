@@ -53,9 +53,7 @@ impl ModelRateLimiter {
         I: IntoIterator<Item = (S, RateLimitConfig)>,
         S: Into<String>,
     {
-        Ok(Self {
-            inner: tollgate::ModelRateLimiter::new(models, default_config)?,
-        })
+        Ok(Self { inner: tollgate::ModelRateLimiter::new(models, default_config)? })
     }
 
     /// Blocks until `model` can take one more request of `estimated_tokens`, then admits it,

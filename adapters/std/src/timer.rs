@@ -48,10 +48,7 @@ impl Timer for StdTimer {
     type Sleep<'a> = StdSleep;
 
     fn sleep_until(&self, deadline: Instant) -> StdSleep {
-        StdSleep {
-            deadline,
-            fallback: None,
-        }
+        StdSleep { deadline, fallback: None }
     }
 }
 
@@ -110,11 +107,7 @@ impl Registration {
         let mut queue = helper.lock();
         let key = (deadline, queue.next_id);
         queue.next_id += 1;
-        let earliest = queue
-            .sleepers
-            .keys()
-            .next()
-            .is_none_or(|first| key < *first);
+        let earliest = queue.sleepers.keys().next().is_none_or(|first| key < *first);
         queue.sleepers.insert(key, waker.clone());
         let running = queue.running;
         drop(queue);
@@ -178,11 +171,7 @@ impl Helper {
                 .spawn(|| Helper::get().run())
                 .is_ok();
             Helper {
-                queue: Mutex::new(Queue {
-                    next_id: 0,
-                    sleepers: BTreeMap::new(),
-                    running,
-                }),
+                queue: Mutex::new(Queue { next_id: 0, sleepers: BTreeMap::new(), running }),
                 changed: Condvar::new(),
             }
         })
@@ -191,9 +180,7 @@ impl Helper {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Critical sections only insert into or remove from a map; a panic elsewhere cannot
         // leave it inconsistent, so poisoning is ignored.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn run(&self) {
@@ -222,10 +209,7 @@ impl Helper {
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .0
                 }
-                None => self
-                    .changed
-                    .wait(queue)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                None => self.changed.wait(queue).unwrap_or_else(|poisoned| poisoned.into_inner()),
             };
         }
     }
@@ -238,9 +222,7 @@ mod tests {
     use std::time::Duration;
 
     fn registered(key: (Instant, u64)) -> bool {
-        HELPER
-            .get()
-            .is_some_and(|h| h.lock().sleepers.contains_key(&key))
+        HELPER.get().is_some_and(|h| h.lock().sleepers.contains_key(&key))
     }
 
     #[test]
@@ -250,11 +232,7 @@ mod tests {
         let mut sleep =
             Box::pin(StdTimer::new().sleep_until(StdClock::new().now() + Duration::from_secs(60)));
         assert!(sleep.as_mut().poll(&mut cx).is_pending());
-        let key = sleep
-            .fallback
-            .as_ref()
-            .expect("registered with the helper")
-            .key;
+        let key = sleep.fallback.as_ref().expect("registered with the helper").key;
         assert!(registered(key));
         assert!(sleep.as_mut().poll(&mut cx).is_pending()); // re-poll keeps one entry
         assert_eq!(sleep.fallback.as_ref().map(|r| r.key), Some(key));

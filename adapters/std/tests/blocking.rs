@@ -48,15 +48,9 @@ fn threads_share_one_budget() {
 fn more_than_the_burst_fails_at_once() {
     let limiter = RateLimiter::new(Rate::per_minute(1), 3);
     let start = StdInstant::now();
-    let expected = Error::InsufficientCapacity {
-        requested: 4,
-        capacity: 3,
-    };
+    let expected = Error::InsufficientCapacity { requested: 4, capacity: 3 };
     assert_eq!(limiter.acquire_n(4), Err(expected));
-    assert_eq!(
-        limiter.acquire_n_timeout(4, Duration::from_secs(60)),
-        Err(expected)
-    );
+    assert_eq!(limiter.acquire_n_timeout(4, Duration::from_secs(60)), Err(expected));
     assert_eq!(limiter.try_acquire_n(4), Err(expected));
     assert!(start.elapsed() < Duration::from_millis(100));
     assert_eq!(limiter.available(), 3, "nothing was taken");
@@ -68,22 +62,13 @@ fn a_timeout_too_short_is_refused_up_front() {
     limiter.acquire();
     let start = StdInstant::now();
     let refused = limiter.acquire_n_timeout(1, Duration::from_secs(1));
-    assert!(
-        matches!(refused, Err(Error::MaxWaitExceeded { .. })),
-        "{refused:?}"
-    );
-    assert!(matches!(
-        limiter.acquire_timeout(Duration::ZERO),
-        Err(Error::MaxWaitExceeded { .. })
-    ));
+    assert!(matches!(refused, Err(Error::MaxWaitExceeded { .. })), "{refused:?}");
+    assert!(matches!(limiter.acquire_timeout(Duration::ZERO), Err(Error::MaxWaitExceeded { .. })));
     assert!(start.elapsed() < Duration::from_millis(100));
     // A timeout long enough waits, then succeeds.
     let limiter = RateLimiter::new(Rate::per_second(50), 1);
     limiter.acquire();
-    assert_eq!(
-        limiter.acquire_n_timeout(1, Duration::from_millis(500)),
-        Ok(())
-    );
+    assert_eq!(limiter.acquire_n_timeout(1, Duration::from_millis(500)), Ok(()));
 }
 
 #[test]
@@ -122,11 +107,7 @@ fn std_timer_sleeps_under_a_foreign_executor() {
     limiter.acquire();
     let start = StdInstant::now();
     futures_executor::block_on(limiter.as_async().acquire());
-    assert!(
-        start.elapsed() >= Duration::from_millis(15),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_millis(15), "{:?}", start.elapsed());
 }
 
 /// Many sleepers on the helper thread, with different deadlines, all wake.
@@ -153,23 +134,14 @@ fn the_helper_thread_serves_many_sleepers() {
 fn block_on_parks_until_the_earliest_deadline() {
     let timer = StdTimer::new();
     let start = timer.now();
-    let (a, b) = (
-        start + Duration::from_millis(20),
-        start + Duration::from_millis(40),
-    );
+    let (a, b) = (start + Duration::from_millis(20), start + Duration::from_millis(40));
     block_on(async {
-        let (mut first, mut second) = (
-            std::pin::pin!(timer.sleep_until(a)),
-            std::pin::pin!(timer.sleep_until(b)),
-        );
+        let (mut first, mut second) =
+            (std::pin::pin!(timer.sleep_until(a)), std::pin::pin!(timer.sleep_until(b)));
         std::future::poll_fn(|cx| {
             let a_done = first.as_mut().poll(cx).is_ready();
             let b_done = second.as_mut().poll(cx).is_ready();
-            if a_done && b_done {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
+            if a_done && b_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
         })
         .await;
     });

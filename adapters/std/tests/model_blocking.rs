@@ -11,14 +11,7 @@ use tollgate_std::{Error, ModelRateLimiter, RateLimitConfig};
 fn threads_are_capped_at_max_parallel_requests() {
     let limiter = Arc::new(
         ModelRateLimiter::new(
-            [(
-                "m",
-                RateLimitConfig {
-                    rpm: 1_000,
-                    tpm: 1_000_000,
-                    max_parallel_requests: 3,
-                },
-            )],
+            [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 3 })],
             RateLimitConfig::default(),
         )
         .unwrap(),
@@ -53,33 +46,18 @@ fn threads_are_capped_at_max_parallel_requests() {
 #[test]
 fn oversized_and_impatient_requests_fail_at_once() {
     let limiter = ModelRateLimiter::new(
-        [(
-            "m",
-            RateLimitConfig {
-                rpm: 1,
-                tpm: 100,
-                max_parallel_requests: 1,
-            },
-        )],
+        [("m", RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1 })],
         RateLimitConfig::default(),
     )
     .unwrap();
     assert_eq!(
         limiter.acquire("m", 101).unwrap_err(),
-        Error::InsufficientCapacity {
-            requested: 101,
-            capacity: 100
-        }
+        Error::InsufficientCapacity { requested: 101, capacity: 100 }
     );
     limiter.acquire("m", 10).unwrap().settle(10);
     let started = std::time::Instant::now();
-    let err = limiter
-        .acquire_timeout("m", 10, Duration::from_secs(5))
-        .unwrap_err();
+    let err = limiter.acquire_timeout("m", 10, Duration::from_secs(5)).unwrap_err();
     assert!(matches!(err, Error::MaxWaitExceeded { .. }), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "refused up front, not after waiting"
-    );
+    assert!(started.elapsed() < Duration::from_millis(500), "refused up front, not after waiting");
     assert_eq!(limiter.stats()["m"].active.used, 0);
 }

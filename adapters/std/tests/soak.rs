@@ -15,10 +15,7 @@ use tollgate_std::{
 const THREADS: usize = 8;
 
 fn soak_time() -> Duration {
-    let secs = std::env::var("TOLLGATE_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs = std::env::var("TOLLGATE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     Duration::from_secs(secs)
 }
 
@@ -39,10 +36,7 @@ impl Rng {
 /// the bucket's documented resolution slack of 2^(1−bits) tokens.
 fn check_bucket_log(mut log: Vec<(Instant, u64)>, bucket: &TokenBucket) {
     log.sort();
-    let (n, p) = (
-        bucket.rate().count() as i128,
-        bucket.rate().period().as_nanos() as i128,
-    );
+    let (n, p) = (bucket.rate().count() as i128, bucket.rate().period().as_nanos() as i128);
     let scale = 1i128 << bucket.fractional_bits();
     let allowance = bucket.burst() as i128 * p * scale + 2 * p;
     let mut before = 0i128; // S_{i−1}
@@ -52,11 +46,7 @@ fn check_bucket_log(mut log: Vec<(Instant, u64)>, bucket: &TokenBucket) {
         best = best.min((before * p - n * t) * scale);
         before += tokens as i128;
         let lhs = (before * p - n * t) * scale - best;
-        assert!(
-            lhs <= allowance,
-            "invariant 7 broken at entry {k} of {}",
-            log.len()
-        );
+        assert!(lhs <= allowance, "invariant 7 broken at entry {k} of {}", log.len());
     }
 }
 
@@ -126,16 +116,8 @@ struct Admission {
 #[ignore = "soak: run explicitly or from .ci/run"]
 fn model_limiter_under_contention() {
     // "window" binds on RPM/TPM within the soak; "parallel" only on its 3 slots.
-    let window = RateLimitConfig {
-        rpm: 1_500,
-        tpm: 60_000,
-        max_parallel_requests: 6,
-    };
-    let parallel = RateLimitConfig {
-        rpm: 1_000_000,
-        tpm: 1_000_000_000,
-        max_parallel_requests: 3,
-    };
+    let window = RateLimitConfig { rpm: 1_500, tpm: 60_000, max_parallel_requests: 6 };
+    let parallel = RateLimitConfig { rpm: 1_000_000, tpm: 1_000_000_000, max_parallel_requests: 3 };
     let limiter = Arc::new(
         ModelRateLimiter::new(
             [("window", window), ("parallel", parallel)],
@@ -165,10 +147,7 @@ fn model_limiter_under_contention() {
                             Err(e) => panic!("{e}"),
                         };
                     let now = in_flight[m].fetch_add(1, Ordering::SeqCst) + 1;
-                    assert!(
-                        now <= cfg.max_parallel_requests,
-                        "invariant 3: {now} in flight"
-                    );
+                    assert!(now <= cfg.max_parallel_requests, "invariant 3: {now} in flight");
                     if rng.below(3) == 0 {
                         std::thread::yield_now();
                     }
@@ -184,11 +163,7 @@ fn model_limiter_under_contention() {
                         Some((when, actual))
                     };
                     if m == 0 {
-                        mine.push(Admission {
-                            at,
-                            estimate,
-                            settled,
-                        });
+                        mine.push(Admission { at, estimate, settled });
                     }
                 }
                 log.lock().unwrap().extend(mine);
@@ -224,8 +199,5 @@ fn model_limiter_under_contention() {
     for (name, s) in limiter.stats() {
         assert_eq!(s.active.used, 0, "{name} leaked a slot");
     }
-    eprintln!(
-        "model soak: {} admissions on the window-bound model checked",
-        log.len()
-    );
+    eprintln!("model soak: {} admissions on the window-bound model checked", log.len());
 }

@@ -11,11 +11,9 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() {
-    let service = ServiceBuilder::new()
-        .layer(RateLimitLayer::new(Rate::per_second(2), 2))
-        .service(service_fn(|name: String| async move {
-            Ok::<_, Infallible>(format!("hello, {name}"))
-        }));
+    let service = ServiceBuilder::new().layer(RateLimitLayer::new(Rate::per_second(2), 2)).service(
+        service_fn(|name: String| async move { Ok::<_, Infallible>(format!("hello, {name}")) }),
+    );
     let start = Instant::now();
     let connections: Vec<_> = ["ada", "bob", "cy", "dee", "eve"]
         .into_iter()
@@ -30,9 +28,6 @@ async fn main() {
         })
         .collect();
     for connection in connections {
-        connection
-            .await
-            .expect("task panicked")
-            .expect("infallible");
+        connection.await.expect("task panicked").expect("infallible");
     }
 }

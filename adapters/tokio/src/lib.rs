@@ -1,5 +1,5 @@
 //! tollgate for tokio: a [`TokioTimer`] on `tokio::time` (so a paused tokio clock drives it)
-//! and, with the `tower` feature, a [`RateLimitLayer`] whose services share one budget.
+//! and, with the `tower` feature, a `RateLimitLayer` whose services share one budget.
 //!
 //! Everything in [`tollgate`] is re-exported, with the generic names specialised to tokio:
 //! `tollgate_tokio::AsyncRateLimiter` is `tollgate::AsyncRateLimiter<TokioTimer>`.
@@ -30,7 +30,7 @@
 //!
 //! # Features
 //!
-//! - `tower`: [`RateLimitLayer`] (tower 0.5).
+//! - `tower`: `RateLimitLayer` (tower 0.5).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod timer;

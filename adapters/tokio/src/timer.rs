@@ -50,9 +50,7 @@ impl TokioTimer {
     /// [`Error::ready_at`](tollgate::Error::ready_at), to sleep until it yourself.
     pub fn to_tokio(&self, instant: Instant) -> tokio::time::Instant {
         let origin = origin();
-        origin
-            .checked_add(Duration::from_nanos(instant.as_nanos()))
-            .unwrap_or_else(far_future)
+        origin.checked_add(Duration::from_nanos(instant.as_nanos())).unwrap_or_else(far_future)
     }
 
     /// The tollgate instant of a tokio instant (saturating at the origin).
@@ -72,16 +70,8 @@ fn origin() -> tokio::time::Instant {
         // platforms whose `Instant` cannot go that far below "now" (e.g. just after boot).
         const YEAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
         let real = std::time::Instant::now();
-        let steps = [
-            YEAR,
-            YEAR / 365,
-            Duration::from_secs(60 * 60),
-            Duration::from_secs(1),
-        ];
-        let base = steps
-            .iter()
-            .find_map(|back| real.checked_sub(*back))
-            .unwrap_or(real);
+        let steps = [YEAR, YEAR / 365, Duration::from_secs(60 * 60), Duration::from_secs(1)];
+        let base = steps.iter().find_map(|back| real.checked_sub(*back)).unwrap_or(real);
         tokio::time::Instant::from_std(base)
     })
 }
@@ -91,13 +81,10 @@ fn origin() -> tokio::time::Instant {
 #[cold]
 fn far_future() -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
-    [
-        Duration::from_secs(30 * 365 * 24 * 60 * 60),
-        Duration::from_secs(24 * 60 * 60),
-    ]
-    .iter()
-    .find_map(|ahead| now.checked_add(*ahead))
-    .unwrap_or(now)
+    [Duration::from_secs(30 * 365 * 24 * 60 * 60), Duration::from_secs(24 * 60 * 60)]
+        .iter()
+        .find_map(|ahead| now.checked_add(*ahead))
+        .unwrap_or(now)
 }
 
 impl Clock for TokioTimer {
@@ -134,9 +121,7 @@ mod tests {
     async fn a_paused_runtime_moves_the_clock() {
         let timer = TokioTimer::new();
         let start = timer.now();
-        timer
-            .sleep_until(start + Duration::from_millis(1_500))
-            .await;
+        timer.sleep_until(start + Duration::from_millis(1_500)).await;
         assert_eq!(timer.now() - start, Duration::from_millis(1_500));
     }
 }

@@ -57,9 +57,7 @@ impl RateLimitLayer {
 
     /// A layer with a new limiter, or an error for a zero or huge `burst`.
     pub fn try_new(rate: Rate, burst: u64) -> Result<Self, InvalidConfig> {
-        Ok(Self::from_limiter(Arc::new(AsyncRateLimiter::try_new(
-            rate, burst,
-        )?)))
+        Ok(Self::from_limiter(Arc::new(AsyncRateLimiter::try_new(rate, burst)?)))
     }
 
     /// `n` requests per second with a burst of `n` (at least 1).
@@ -113,10 +111,7 @@ enum State {
     Idle,
     /// Sleeping until `ready_at`. `reservation` is `None` only when the limiter refused to
     /// queue us at all (its 146-year horizon); then we retry after the sleep.
-    Waiting {
-        reservation: Option<Reservation>,
-        ready_at: Instant,
-    },
+    Waiting { reservation: Option<Reservation>, ready_at: Instant },
     /// A due token, spent by the next `call`.
     Ready(Reservation),
 }
@@ -124,12 +119,7 @@ enum State {
 impl<S> RateLimit<S> {
     /// Wraps `inner`, drawing tokens from `limiter`.
     pub fn new(inner: S, limiter: Arc<AsyncRateLimiter>) -> Self {
-        Self {
-            inner,
-            limiter,
-            state: State::Idle,
-            sleep: None,
-        }
+        Self { inner, limiter, state: State::Idle, sleep: None }
     }
 
     /// The wrapped service.
@@ -154,26 +144,17 @@ impl<S> RateLimit<S> {
                 sleep.as_mut().reset(deadline);
                 sleep
             }
-            None => self
-                .sleep
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => self.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         sleep.as_mut().poll(cx)
     }
 
     fn give_back(&mut self) {
         match mem::replace(&mut self.state, State::Idle) {
-            State::Ready(reservation)
-            | State::Waiting {
-                reservation: Some(reservation),
-                ..
-            } => {
+            State::Ready(reservation) | State::Waiting { reservation: Some(reservation), .. } => {
                 self.limiter.bucket().cancel(reservation);
             }
-            State::Idle
-            | State::Waiting {
-                reservation: None, ..
-            } => {}
+            State::Idle | State::Waiting { reservation: None, .. } => {}
         }
     }
 }
@@ -229,10 +210,8 @@ where
                         }
                         Ok(reservation) => {
                             let ready_at = reservation.ready_at();
-                            self.state = State::Waiting {
-                                reservation: Some(reservation),
-                                ready_at,
-                            };
+                            self.state =
+                                State::Waiting { reservation: Some(reservation), ready_at };
                             if self.arm(ready_at, cx).is_pending() {
                                 return Poll::Pending;
                             }
@@ -242,10 +221,7 @@ where
                             // for the instant it names (or a second), then try again.
                             let fallback = now.saturating_add(Duration::from_secs(1));
                             let ready_at = refused.ready_at().unwrap_or(fallback).max(fallback);
-                            self.state = State::Waiting {
-                                reservation: None,
-                                ready_at,
-                            };
+                            self.state = State::Waiting { reservation: None, ready_at };
                             if self.arm(ready_at, cx).is_pending() {
                                 return Poll::Pending;
                             }
@@ -269,10 +245,9 @@ where
                         }
                     }
                     self.state = match mem::replace(&mut self.state, State::Idle) {
-                        State::Waiting {
-                            reservation: Some(reservation),
-                            ..
-                        } => State::Ready(reservation),
+                        State::Waiting { reservation: Some(reservation), .. } => {
+                            State::Ready(reservation)
+                        }
                         _ => State::Idle,
                     };
                 }
@@ -288,15 +263,10 @@ where
     fn call(&mut self, request: Request) -> S::Future {
         match mem::replace(&mut self.state, State::Idle) {
             // Spent: dropping a reservation keeps its tokens taken.
-            State::Ready(reservation)
-            | State::Waiting {
-                reservation: Some(reservation),
-                ..
-            } => drop(reservation),
-            State::Idle
-            | State::Waiting {
-                reservation: None, ..
-            } => {
+            State::Ready(reservation) | State::Waiting { reservation: Some(reservation), .. } => {
+                drop(reservation)
+            }
+            State::Idle | State::Waiting { reservation: None, .. } => {
                 let now = self.limiter.timer().now();
                 drop(self.limiter.bucket().reserve_at(1, now));
             }

@@ -61,9 +61,7 @@ async fn waiters_are_served_in_arrival_order() {
         task.await.unwrap();
     }
     let done = done.lock().unwrap().clone();
-    let expected: Vec<_> = (0..12u64)
-        .map(|id| (id, 100 * MS * (5 + id as u32)))
-        .collect();
+    let expected: Vec<_> = (0..12u64).map(|id| (id, 100 * MS * (5 + id as u32))).collect();
     assert_eq!(done, expected);
 }
 
@@ -73,10 +71,7 @@ async fn more_than_the_burst_fails_at_once() {
     let start = Instant::now();
     assert_eq!(
         limiter.acquire_n(11).await,
-        Err(Error::InsufficientCapacity {
-            requested: 11,
-            capacity: 10
-        })
+        Err(Error::InsufficientCapacity { requested: 11, capacity: 10 })
     );
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(limiter.available(), 10);
@@ -100,11 +95,7 @@ async fn a_dropped_waiter_gives_its_token_back() {
     limiter.acquire().await;
     let start = Instant::now();
     // The timeout drops the acquire future half way through its wait...
-    assert!(
-        tokio::time::timeout(50 * MS, limiter.acquire())
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(50 * MS, limiter.acquire()).await.is_err());
     assert_eq!(start.elapsed(), 50 * MS);
     // ...so the next waiter takes its place, at 100 ms rather than 200 ms.
     limiter.acquire().await;
@@ -191,10 +182,7 @@ async fn works_on_the_multi_thread_runtime() {
         task.await.unwrap();
     }
     let elapsed = start.elapsed();
-    assert!(
-        elapsed >= 89 * MS && elapsed < Duration::from_secs(1),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= 89 * MS && elapsed < Duration::from_secs(1), "{elapsed:?}");
 }
 
 /// The model limiter on tokio's paused clock: RPM waits end exactly when the window allows.

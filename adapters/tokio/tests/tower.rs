@@ -28,9 +28,8 @@ async fn clones_share_one_budget() {
             async move { Ok::<_, Infallible>(n) }
         })
     };
-    let service = ServiceBuilder::new()
-        .layer(RateLimitLayer::new(Rate::per_second(10), 2))
-        .service(counted);
+    let service =
+        ServiceBuilder::new().layer(RateLimitLayer::new(Rate::per_second(10), 2)).service(counted);
     let (mut a, mut b) = (service.clone(), service);
     let start = Instant::now();
     assert_eq!(a.ready().await.unwrap().call(1).await, Ok(1));
