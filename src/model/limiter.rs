@@ -44,8 +44,9 @@ use crate::{Clock, Error, Instant, Timer};
 pub struct ModelRateLimiter<T> {
     timer: T,
     default_config: RateLimitConfig,
-    /// Entries are never removed, so a state's `Arc` stays valid for every permit.
-    models: Mutex<BTreeMap<String, Arc<ModelState>>>,
+    /// Entries are never removed, so a state's `Arc` stays valid for every permit. The key is
+    /// the state's own `name`, shared rather than stored twice.
+    models: Mutex<BTreeMap<Arc<str>, Arc<ModelState>>>,
 }
 
 impl<T: Default> ModelRateLimiter<T> {
@@ -79,12 +80,12 @@ impl<T> ModelRateLimiter<T> {
         default_config.validate().map_err(|error| ModelConfigError { model: None, error })?;
         let mut map = BTreeMap::new();
         for (name, config) in models {
-            let name = name.into();
+            let name: String = name.into();
             if let Err(error) = config.validate() {
                 return Err(ModelConfigError { model: Some(name), error });
             }
-            let state = Arc::new(ModelState::new(&name, config));
-            map.insert(name, state);
+            let state = Arc::new(ModelState::new(name.into(), config));
+            map.insert(state.name.clone(), state);
         }
         Ok(Self { timer, default_config, models: Mutex::new(map) })
     }
@@ -109,8 +110,8 @@ impl<T> ModelRateLimiter<T> {
             if let Some(state) = m.get(model) {
                 return state.clone();
             }
-            let state = Arc::new(ModelState::new(model, self.default_config));
-            m.insert(String::from(model), state.clone());
+            let state = Arc::new(ModelState::new(model.into(), self.default_config));
+            m.insert(state.name.clone(), state.clone());
             state
         })
     }
@@ -119,10 +120,10 @@ impl<T> ModelRateLimiter<T> {
 impl<T: Clock> ModelRateLimiter<T> {
     /// Usage of every configured model and every model used so far, by name.
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
-        let models: alloc::vec::Vec<(String, Arc<ModelState>)> =
-            self.models.with(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let models: alloc::vec::Vec<Arc<ModelState>> =
+            self.models.with(|m| m.values().cloned().collect());
         let now = self.timer.now();
-        models.into_iter().map(|(name, state)| (name, state.stats(now))).collect()
+        models.into_iter().map(|state| (String::from(&*state.name), state.stats(now))).collect()
     }
 }
 

@@ -18,8 +18,7 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 pub(crate) const SLOTS: usize = 61;
 
 pub(crate) struct ModelState {
-    /// The model's name, for `tracing` events.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    /// The model's name: the limiter's map key, `stats()` and `tracing` events.
     pub(crate) name: alloc::sync::Arc<str>,
     pub(crate) config: RateLimitConfig,
     /// In-flight requests. A slot is held from before rate admission until the permit ends;
@@ -42,9 +41,9 @@ struct Windows {
 
 impl ModelState {
     /// `config` must already be validated (non-zero everywhere).
-    pub(crate) fn new(name: &str, config: RateLimitConfig) -> Self {
+    pub(crate) fn new(name: alloc::sync::Arc<str>, config: RateLimitConfig) -> Self {
         Self {
-            name: name.into(),
+            name,
             config,
             slots: alloc::sync::Arc::new(Semaphore::new(config.max_parallel_requests as usize)),
             gate: Semaphore::new(1),
@@ -166,19 +165,20 @@ impl ModelState {
 #[cfg(all(test, not(tollgate_loom)))]
 mod tests {
     use super::*;
-    use alloc::string::String;
     use alloc::sync::Arc;
 
     /// DESIGN.md budget: a model's state costs at most 2 KiB, whatever its limits.
     #[test]
     fn a_model_costs_at_most_two_kib() {
-        // The Arc'd state plus the map entry (key String header + Arc pointer); BTreeMap nodes
+        // The Arc'd state plus the map entry (shared-name key + Arc pointer); BTreeMap nodes
         // amortise to about one entry each.
         let per_model = core::mem::size_of::<ModelState>()
             + 2 * core::mem::size_of::<usize>() // Arc counts
             + core::mem::size_of::<Semaphore>() + 2 * core::mem::size_of::<usize>() // slots' Arc
-            + core::mem::size_of::<String>()
+            + core::mem::size_of::<Arc<str>>() // the map key (shares the state's name)
             + core::mem::size_of::<Arc<ModelState>>();
         assert!(per_model <= 2048, "{per_model} bytes per model, plus the name");
+        extern crate std;
+        std::eprintln!("per-model state: {per_model} bytes plus the name");
     }
 }
