@@ -21,6 +21,7 @@
 
 use core::time::Duration;
 
+use crate::AmountIn;
 use arbitrary::{Arbitrary, Unstructured};
 use tollgate::{Error, Instant, Rate, Reservation, TokenBucket};
 
@@ -60,19 +61,6 @@ enum BurstIn {
     Largest,
     TooLarge,
     Zero,
-}
-
-/// A token count, mostly relative to the burst so that it can succeed.
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum AmountIn {
-    Zero,
-    One,
-    Small(u8),
-    PerMilleOfBurst(u16),
-    Burst,
-    BurstPlusOne,
-    Max,
-    Any(u64),
 }
 
 /// A clock step, in nanoseconds or in token intervals (`period / count`), so both the
@@ -176,21 +164,6 @@ fn burst_of(b: BurstIn, rate: Rate) -> u64 {
     }
 }
 
-fn amount_of(a: AmountIn, burst: u64) -> u64 {
-    match a {
-        AmountIn::Zero => 0,
-        AmountIn::One => 1,
-        AmountIn::Small(n) => n as u64,
-        AmountIn::PerMilleOfBurst(pm) => {
-            ((burst as u128 * (pm % 1001) as u128) / 1000).max(1) as u64
-        }
-        AmountIn::Burst => burst,
-        AmountIn::BurstPlusOne => burst.saturating_add(1),
-        AmountIn::Max => u64::MAX,
-        AmountIn::Any(n) => n,
-    }
-}
-
 fn step_of(s: StepIn, rate: Rate) -> u64 {
     match s {
         StepIn::Nanos(n) => n as u64,
@@ -267,7 +240,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             OpIn::SetLow(x) => now = x % (1 << 50),
             OpIn::ToLastReady => now = last_ready,
             OpIn::Try(a) => {
-                let n = amount_of(a, burst);
+                let n = a.of(burst);
                 let before = probe(&bucket, t);
                 let peek = bucket.peek_at(n, t);
                 let res = bucket.try_acquire_at(n, t);
@@ -317,7 +290,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 }
             }
             OpIn::Reserve(a) | OpIn::ReserveWithin(a, _) => {
-                let n = amount_of(a, burst);
+                let n = a.of(burst);
                 let deadline = match op {
                     OpIn::ReserveWithin(_, w) => Some(now.saturating_add(step_of(w, rate))),
                     _ => None,
@@ -458,7 +431,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 }
             }
             OpIn::Peek(a) => {
-                let n = amount_of(a, burst);
+                let n = a.of(burst);
                 let avail = bucket.available_at(t);
                 assert!(avail <= burst);
                 match bucket.peek_at(n, t) {

@@ -20,6 +20,37 @@ pub use bucket::run_bucket;
 pub use model::run_model;
 pub use window::run_window;
 
+/// A count of tokens or units, mostly relative to a capacity (a bucket's burst, a window's
+/// limit) so that requests can succeed, with the edges (0, capacity + 1, `u64::MAX`) reachable.
+#[derive(arbitrary::Arbitrary, Debug, Clone, Copy)]
+pub(crate) enum AmountIn {
+    Zero,
+    One,
+    Small(u8),
+    PerMilleOfCapacity(u16),
+    Capacity,
+    CapacityPlusOne,
+    Max,
+    Any(u64),
+}
+
+impl AmountIn {
+    pub(crate) fn of(self, capacity: u64) -> u64 {
+        match self {
+            AmountIn::Zero => 0,
+            AmountIn::One => 1,
+            AmountIn::Small(n) => n as u64,
+            AmountIn::PerMilleOfCapacity(pm) => {
+                ((capacity as u128 * (pm % 1001) as u128) / 1000).max(1) as u64
+            }
+            AmountIn::Capacity => capacity,
+            AmountIn::CapacityPlusOne => capacity.saturating_add(1),
+            AmountIn::Max => u64::MAX,
+            AmountIn::Any(n) => n,
+        }
+    }
+}
+
 /// Most operations decoded from one input: keeps every run fast (the checks are quadratic in
 /// the number of admissions at worst).
 pub(crate) const MAX_OPS: usize = 256;

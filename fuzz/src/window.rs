@@ -22,6 +22,7 @@
 
 use core::time::Duration;
 
+use crate::AmountIn;
 use arbitrary::{Arbitrary, Unstructured};
 use tollgate::{Error, Instant, SlidingWindow, SlotId};
 
@@ -48,18 +49,6 @@ enum LimitIn {
     Any(u64),
     Max,
     Zero,
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum AmountIn {
-    Zero,
-    One,
-    Small(u8),
-    PerMilleOfLimit(u16),
-    Limit,
-    LimitPlusOne,
-    Max,
-    Any(u64),
 }
 
 /// A clock step in nanoseconds, slots, windows or years.
@@ -136,21 +125,6 @@ fn limit_of(l: LimitIn) -> u64 {
         LimitIn::Any(n) => n,
         LimitIn::Max => u64::MAX,
         LimitIn::Zero => 0,
-    }
-}
-
-fn amount_of(a: AmountIn, limit: u64) -> u64 {
-    match a {
-        AmountIn::Zero => 0,
-        AmountIn::One => 1,
-        AmountIn::Small(n) => n as u64,
-        AmountIn::PerMilleOfLimit(pm) => {
-            ((limit as u128 * (pm % 1001) as u128) / 1000).max(1) as u64
-        }
-        AmountIn::Limit => limit,
-        AmountIn::LimitPlusOne => limit.saturating_add(1),
-        AmountIn::Max => u64::MAX,
-        AmountIn::Any(n) => n,
     }
 }
 
@@ -288,7 +262,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         latest = latest.max(now);
         match op {
             OpIn::TryAdd(a) => {
-                let n = amount_of(a, limit);
+                let n = a.of(limit);
                 let fits = n <= limit && before <= limit && n <= limit - before;
                 let res = w.try_add_at(n, t);
                 assert_eq!(res.is_ok(), fits, "try_add({n}) with {before}/{limit} used: {res:?}");
@@ -322,7 +296,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 }
             }
             OpIn::Add(a) => {
-                let n = amount_of(a, limit);
+                let n = a.of(limit);
                 let total: u128 =
                     m.entries.iter().filter(|x| !x.gone).map(|x| x.amount as u128).sum();
                 if total + n as u128 > u64::MAX as u128 {
@@ -339,7 +313,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 }
                 let i = pick as usize % m.entries.len();
                 let e = m.entries[i];
-                let to = amount_of(to, limit);
+                let to = to.of(limit);
                 let total: u128 =
                     m.entries.iter().filter(|x| !x.gone).map(|x| x.amount as u128).sum();
                 if !e.gone && total - e.amount as u128 + to as u128 > u64::MAX as u128 {
@@ -392,7 +366,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 m.lost = true;
             }
             OpIn::EarliestFit(a) => {
-                let n = amount_of(a, limit);
+                let n = a.of(limit);
                 match w.earliest_fit(n, t) {
                     Ok(at) => {
                         assert!(n <= limit);
