@@ -210,7 +210,14 @@ fn case() -> impl Strategy<Value = (u64, u64, u64, bool, Vec<Op>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        // Shrunk failures are kept next to this file and replayed first.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn two_slots_match_the_log((window, limit, start, over, ops) in case()) {
