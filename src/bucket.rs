@@ -13,7 +13,9 @@
 //! admitted rate matches the configured rate to better than 1e-9 relative, from one per day to
 //! billions per second. The number of fractional bits is picked per bucket so that the token
 //! clock covers the whole `u64` nanosecond range of [`Instant`] (584 years) while the largest
-//! reservation still fits; fast rates (above 2.5·10^8 per second) get whole tokens.
+//! reservation still fits. Fast rates (above 2.5·10^8 per second) get whole tokens and a token
+//! clock that ends after 2^62/rate ns: 34 years at `u32::MAX` per second. Rates above 8 per
+//! nanosecond, whose clock would end within 18 years, are refused at construction.
 //!
 //! A rejected attempt writes nothing. An admitted one is a single compare-and-swap.
 
@@ -62,6 +64,12 @@ impl Config {
         }
         let n = rate.count() as u128;
         let p = rate.period_nanos() as u128;
+        // Above 8 tokens per nanosecond the token clock (whole tokens, capped at 2^62) would
+        // stop within 2^59 ns (18 years) of the clock's epoch, after which the bucket could
+        // never refill. Refuse such rates rather than fail silently years later.
+        if n > 8 * p {
+            return Err(InvalidConfig::new("rate", "must be at most 8 per nanosecond"));
+        }
         // Most bits such that (a) the token clock at Instant::MAX stays within
         // TOKEN_CLOCK_MAX: n·2^(64+bits)/p ≤ 2^62, i.e. n·2^(bits+2) ≤ p; and (b) the burst
         // fits. Fast rates violate (a) even at 0 bits; they keep whole tokens and their token
@@ -232,18 +240,20 @@ impl TokenBucket {
         /// A full bucket holding up to `burst` tokens, refilled at `rate`.
         ///
         /// # Panics
-        /// If `burst` is 0 or not below 2^61 (at compile time in const context). Use
+        /// If `burst` is 0 or not below 2^61, or the rate is above 8 per nanosecond (at compile
+        /// time in const context). Use
         /// [`TokenBucket::try_new`] for values read at run time.
         pub fn new(rate: Rate, burst: u64) -> Self {
             match Config::new(rate, burst) {
                 Ok(config) => Self { tat: AtomicU64::new(0), config },
-                Err(_) => panic!("tollgate::TokenBucket needs 1 <= burst < 2^61"),
+                Err(_) => panic!("tollgate::TokenBucket needs 1 <= burst < 2^61 and at most 8 tokens per ns"),
             }
         }
     }
 
     const_fn! {
-        /// A full bucket, or an error if `burst` is 0 or not below 2^61.
+        /// A full bucket, or an error if `burst` is 0 or not below 2^61, or the rate is above 8
+        /// per nanosecond.
         pub fn try_new(rate: Rate, burst: u64) -> Result<Self, InvalidConfig> {
             match Config::new(rate, burst) {
                 Ok(config) => Ok(Self { tat: AtomicU64::new(0), config }),
@@ -457,6 +467,22 @@ mod tests {
         assert_eq!(b.available_at(Instant::ZERO), 5);
     }
 
+    /// Found in review: a faster rate's token clock would saturate within years and the
+    /// bucket would then never refill; it is refused up front instead.
+    #[test]
+    fn rates_above_eight_per_nanosecond_are_refused() {
+        let too_fast = Rate::new(9, Duration::from_nanos(1));
+        assert_eq!(TokenBucket::try_new(too_fast, 1).unwrap_err().field, "rate");
+        assert!(TokenBucket::try_new(Rate::new(u64::MAX, Duration::from_nanos(1)), 1).is_err());
+        let fastest = TokenBucket::new(Rate::new(8, Duration::from_nanos(1)), 8);
+        // Still refilling after 18 years of clock.
+        let late = Instant::from_secs(18 * 365 * 86_400);
+        fastest.try_acquire_at(8, late).unwrap();
+        fastest.try_acquire_at(8, late + Duration::from_nanos(1)).unwrap();
+        // u32::MAX per second (the most `per_second` takes) is well inside the range.
+        assert!(TokenBucket::try_new(Rate::per_second(u32::MAX), u32::MAX as u64).is_ok());
+    }
+
     #[test]
     fn invalid_burst_is_a_typed_error() {
         assert_eq!(TokenBucket::try_new(Rate::per_second(1), 0).unwrap_err().field, "burst");
@@ -536,7 +562,7 @@ mod tests {
             Rate::per_second(3),
             Rate::per_second(1_000_000_000),
             Rate::per_second(u32::MAX),
-            Rate::new(u64::MAX, Duration::from_nanos(1)),
+            Rate::new(8, Duration::from_nanos(1)),
             Rate::new(1, Duration::MAX),
         ] {
             let b = TokenBucket::new(rate, rate.default_burst().min(1 << 40));

@@ -90,6 +90,9 @@ pin_project! {
         #[pin]
         wait: TokenWait<'a, T>,
         started: bool,
+        // The reservation was refused: the token would come only after the end of the clock
+        // or past the 146-year horizon. Like `acquire`, never go ahead without it.
+        never: bool,
         admitted: bool,
         #[pin]
         future: F,
@@ -103,10 +106,11 @@ impl<T: Timer, F: Future> Future for Run<'_, T, F> {
         let mut this = self.project();
         if !*this.admitted {
             if !*this.started {
-                // One token always fits the burst; a reservation can only be refused past the
-                // 146-year horizon, where `acquire` proceeds as well.
-                let _ = this.wait.as_mut().start(1);
                 *this.started = true;
+                *this.never = this.wait.as_mut().start(1).is_err();
+            }
+            if *this.never {
+                return Poll::Pending;
             }
             ready!(this.wait.as_mut().poll_ready(cx));
             *this.admitted = true;
@@ -125,6 +129,9 @@ pin_project! {
         // Taken when the token is granted.
         call: Option<(F, A)>,
         started: bool,
+        // The reservation was refused: the token would come only after the end of the clock
+        // or past the 146-year horizon. Like `acquire`, never go ahead without it.
+        never: bool,
         #[pin]
         future: Option<Fut>,
     }
@@ -142,9 +149,11 @@ where
         let mut this = self.project();
         if this.future.is_none() {
             if !*this.started {
-                // As in `Run`: one token can only be refused past the 146-year horizon.
-                let _ = this.wait.as_mut().start(1);
                 *this.started = true;
+                *this.never = this.wait.as_mut().start(1).is_err();
+            }
+            if *this.never {
+                return Poll::Pending;
             }
             ready!(this.wait.as_mut().poll_ready(cx));
             let (f, arg) = this.call.take().expect("`Call` polled after completion");
@@ -174,12 +183,15 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// assert!(limiter.try_acquire().is_err()); // the run took the token
     /// ```
     ///
+    /// As with [`acquire`](AsyncRateLimiter::acquire), a token that could only come after the
+    /// end of the clock is never taken and the call never runs.
+    ///
     /// # Cancel safety
     /// Dropped while waiting, the token is given back as by [`AsyncRateLimiter::acquire`] and
     /// `future` is dropped unpolled. Dropped later, the token stays spent and `future` is
     /// dropped wherever it was (its own cancel safety applies).
     pub fn run<F: Future>(&self, future: F) -> Run<'_, T, F> {
-        Run { wait: TokenWait::new(self), started: false, admitted: false, future }
+        Run { wait: TokenWait::new(self), started: false, never: false, admitted: false, future }
     }
 
     /// Wraps an async function so that every call first waits for one token.
@@ -210,6 +222,9 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// assert_eq!(clock.now(), Instant::from_secs(1));
     /// ```
     ///
+    /// As with [`acquire`](AsyncRateLimiter::acquire), a token that could only come after the
+    /// end of the clock is never taken and the call never runs.
+    ///
     /// # Cancel safety
     /// As [`AsyncRateLimiter::run`]: a call dropped while waiting gives its token back and
     /// never calls `f`.
@@ -222,6 +237,7 @@ impl<T: Timer> AsyncRateLimiter<T> {
             wait: TokenWait::new(self),
             call: Some((f.clone(), arg)),
             started: false,
+            never: false,
             future: None,
         }
     }
@@ -257,6 +273,27 @@ mod tests {
 
     use super::*;
     use crate::{Instant, ManualClock, Rate};
+
+    /// Found in review: when the reservation is refused (the token would come only after the
+    /// end of the clock), `run` and `wrap` must not go ahead without it; like `acquire`, they
+    /// wait forever.
+    #[test]
+    fn a_refused_reservation_never_lets_the_call_through() {
+        let clock = ManualClock::starting_at(Instant::MAX);
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        limiter.try_acquire().unwrap();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut run = pin!(limiter.run(async { 1 }));
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        let calls = Cell::new(0);
+        let wrapped = limiter.wrap(|()| async { calls.set(calls.get() + 1) });
+        let mut call = pin!(wrapped(()));
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(calls.get(), 0);
+    }
 
     #[test]
     fn run_waits_for_the_token_before_polling_the_future() {

@@ -196,12 +196,14 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let burst = burst_of(u.arbitrary()?, rate);
     let bucket = match TokenBucket::try_new(rate, burst) {
         Ok(b) => b,
-        Err(_) => {
-            assert!(burst == 0 || burst >= 1 << 61, "valid burst {burst} rejected");
+        Err(e) => {
+            let too_fast = count as u128 > 8 * rate.period().as_nanos();
+            assert!(burst == 0 || burst >= 1 << 61 || too_fast, "valid bucket rejected: {e}");
             return Ok(());
         }
     };
     assert!(burst != 0 && burst < 1 << 61, "burst {burst} accepted");
+    assert!(count as u128 <= 8 * rate.period().as_nanos(), "{rate:?} accepted");
     assert_eq!(bucket.burst(), burst);
     let bits = bucket.fractional_bits();
     if crate::debug() {
