@@ -19,8 +19,11 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::sync::Barrier;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
+
+#[path = "support/timed.rs"]
+mod timed;
+use timed::timed;
 
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
@@ -61,35 +64,6 @@ fn governor_limiter(shape: Shape) -> Governor {
     let clock = FakeRelativeClock::default();
     clock.advance(NOW.elapsed_since_epoch());
     RateLimiter::direct_with_clock(quota, clock)
-}
-
-/// Runs `decide` `iters` times on each of `threads` threads at once and returns the slowest
-/// thread's time: with one thread, plain per-decision time; with two, time per decision
-/// while the other thread contends for the same state.
-fn timed<S: Sync>(state: &S, threads: usize, iters: u64, decide: impl Fn(&S) + Sync) -> Duration {
-    if threads == 1 {
-        let start = StdInstant::now();
-        for _ in 0..iters {
-            decide(state);
-        }
-        return start.elapsed();
-    }
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    barrier.wait();
-                    let start = StdInstant::now();
-                    for _ in 0..iters {
-                        decide(state);
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
-    })
 }
 
 /// A fresh limiter per sample, so the allowed path never runs dry; samples too long for one

@@ -22,8 +22,11 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::sync::Barrier;
-use std::time::{Duration, Instant as StdInstant};
+
+// Shared with the core's bucket bench, so both measure contention the same way.
+#[path = "../../../benches/support/timed.rs"]
+mod timed;
+use timed::timed;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -82,34 +85,6 @@ fn governor_refuses_with_wait(limiter: &DefaultDirectRateLimiter) {
     let r = limiter.check().map_err(|not_until| not_until.earliest_possible());
     debug_assert!(r.is_err());
     black_box(r).ok();
-}
-
-/// Runs `decide` `iters` times on each of `threads` threads at once (released together by a
-/// barrier, so thread start-up is not timed) and returns the slowest thread's time.
-fn timed<S: Sync>(state: &S, threads: usize, iters: u64, decide: fn(&S)) -> Duration {
-    if threads == 1 {
-        let start = StdInstant::now();
-        for _ in 0..iters {
-            decide(state);
-        }
-        return start.elapsed();
-    }
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    barrier.wait();
-                    let start = StdInstant::now();
-                    for _ in 0..iters {
-                        decide(state);
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
-    })
 }
 
 fn decisions(c: &mut Criterion) {
