@@ -412,6 +412,25 @@ impl TokenBucket {
         }
     }
 
+    /// The instant at which `tokens` more could be admitted at the earliest, counting from
+    /// the current state at `now` (never before `now`). Unlike the `try`/`reserve` paths,
+    /// `tokens` may exceed the burst: the wait machine asks for everything queued ahead of a
+    /// caller plus its own request. `Instant::MAX` means "not before the end of the clock".
+    pub(crate) fn estimate_ready_at(&self, tokens: u64, now: Instant) -> Instant {
+        let bits = self.config.bits;
+        if tokens > (u64::MAX >> bits) {
+            return Instant::MAX;
+        }
+        let clock = self.config.tokens_at(now);
+        let new_tat = self.tat.load(Ordering::Acquire).max(clock).saturating_add(tokens << bits);
+        if new_tat <= clock + self.config.burst_units {
+            return now;
+        }
+        self.config
+            .instant_of(new_tat - self.config.burst_units)
+            .map_or(Instant::MAX, |at| at.max(now))
+    }
+
     /// Gives a reservation's tokens back, if that moves nobody else: that is, if no tokens
     /// were taken or reserved after it (or those were given back first). Returns whether the
     /// tokens came back.

@@ -12,6 +12,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod acquire;
 mod bucket;
 mod error;
 mod limiter;
@@ -23,9 +24,13 @@ mod semaphore;
 mod stream;
 mod sync;
 mod time;
+mod wait;
 mod window;
 mod wrap;
 
+pub use acquire::AcquireTokens;
+#[cfg(feature = "alloc")]
+pub use acquire::AcquireTokensOwned;
 pub use bucket::{Reservation, TokenBucket};
 pub use error::{Error, InvalidConfig};
 pub use limiter::AsyncRateLimiter;

@@ -1,15 +1,23 @@
 //! [`AsyncRateLimiter`]: requests per second with a burst, waited for asynchronously on any
 //! [`Timer`] — tokio, async-io, embassy, or a [`ManualClock`](crate::ManualClock) in tests.
 //!
-//! Waiting is *reserve, then sleep once*: an acquire commits its place in the bucket first and
-//! then sleeps until its own instant. Waiters are served in the order they arrived, each is
-//! woken once, and a large request is never starved by small ones.
+//! Waiting is *queue first, reserve at the head* (see `wait.rs`): a caller that cannot go at
+//! once joins a FIFO line; only the first in line holds a reservation and sleeps until its
+//! instant. Waiters are served in arrival order, each is woken once, a large request is never
+//! starved by small ones, and a waiter dropped anywhere in the line costs nothing.
 
 use core::time::Duration;
 
+#[cfg(feature = "alloc")]
+use alloc::sync::Arc;
+
+use crate::acquire::AcquireTokens;
+#[cfg(feature = "alloc")]
+use crate::acquire::AcquireTokensOwned;
 use crate::error::{Error, InvalidConfig};
 use crate::sync::const_fn;
-use crate::{Clock, Instant, Rate, Reservation, Timer, TokenBucket};
+use crate::wait::{Limit, WaitLine};
+use crate::{Clock, Instant, Rate, Timer, TokenBucket};
 
 /// An async token-bucket rate limiter: up to `burst` requests at once, then `rate`.
 ///
@@ -32,9 +40,20 @@ use crate::{Clock, Instant, Rate, Reservation, Timer, TokenBucket};
 /// });
 /// assert_eq!(clock.now(), Instant::from_millis(500));
 /// ```
+///
+/// # Fairness and cancellation
+///
+/// Callers that must wait are served strictly in arrival order, and [`try_acquire`] refuses
+/// while anyone waits, so nobody is overtaken. Every acquire future is cancel safe *and free
+/// to cancel*: dropped at any await point (a `timeout`, a `select!`, a client that hangs up),
+/// it leaves the line and gives back whatever it had reserved, so a storm of timeouts costs
+/// the limiter none of its rate.
+///
+/// [`try_acquire`]: AsyncRateLimiter::try_acquire
 #[derive(Debug)]
 pub struct AsyncRateLimiter<T> {
     bucket: TokenBucket,
+    pub(crate) line: WaitLine,
     timer: T,
 }
 
@@ -46,16 +65,18 @@ impl<T> AsyncRateLimiter<T> {
         /// If `burst` is 0 or not below 2^61 (at compile time in const context); see
         /// [`AsyncRateLimiter::try_with_timer`].
         pub fn with_timer(rate: Rate, burst: u64, timer: T) -> Self {
-            Self { bucket: TokenBucket::new(rate, burst), timer }
+            Self { bucket: TokenBucket::new(rate, burst), line: WaitLine::new(), timer }
         }
     }
 
     /// A limiter, or an error if `burst` is 0 or not below 2^61.
     pub fn try_with_timer(rate: Rate, burst: u64, timer: T) -> Result<Self, InvalidConfig> {
-        Ok(Self { bucket: TokenBucket::try_new(rate, burst)?, timer })
+        Ok(Self { bucket: TokenBucket::try_new(rate, burst)?, line: WaitLine::new(), timer })
     }
 
     /// The underlying bucket, for `*_at` calls with an explicit time.
+    ///
+    /// Tokens taken from it directly bypass the limiter's waiting line (and its fairness).
     pub fn bucket(&self) -> &TokenBucket {
         &self.bucket
     }
@@ -107,17 +128,30 @@ impl<T: Clock> AsyncRateLimiter<T> {
         self.try_acquire_n(1)
     }
 
-    /// Takes `n` tokens if all are available now; never waits.
+    /// Takes `n` tokens if all are available now and nobody is waiting; never waits.
     ///
     /// # Errors
-    /// [`Error::InsufficientCapacity`] if `n > burst`, [`Error::RateLimited`] otherwise.
+    /// [`Error::InsufficientCapacity`] if `n > burst`; [`Error::RateLimited`] otherwise, with
+    /// the instant the tokens could be ready (after the callers already waiting).
     pub fn try_acquire_n(&self, n: u64) -> Result<(), Error> {
-        self.bucket.try_acquire_at(n, self.timer.now())
+        let now = self.timer.now();
+        if self.line.is_empty() {
+            return self.bucket.try_acquire_at(n, now);
+        }
+        // Free tokens belong to the line: taking them would overtake its waiters.
+        self.bucket.peek_at(n, now).and(Err(Error::RateLimited {
+            ready_at: self.line.estimate_ready_at(&self.bucket, n, now),
+        }))
     }
 
     /// Whole tokens available now.
     pub fn available(&self) -> u64 {
         self.bucket.available_at(self.timer.now())
+    }
+
+    /// Callers waiting for tokens right now (the one holding a reservation included).
+    pub fn waiters(&self) -> usize {
+        self.line.waiters()
     }
 }
 
@@ -126,16 +160,15 @@ impl<T: Timer> AsyncRateLimiter<T> {
     ///
     /// If the token could only come after the end of the clock (584 years) or past the
     /// 146-year reservation horizon, the future never completes: it does not go ahead without
-    /// a token. Use [`acquire_n_within`](Self::acquire_n_within) to be told instead.
+    /// a token. Use [`acquire_within`](Self::acquire_within) to be told instead.
     ///
     /// # Cancel safety
-    /// Dropping the future before it completes gives its token back if nobody reserved after
-    /// it; otherwise the token stays spent (giving it back would let later waiters run closer
-    /// together than the rate allows). Either way the limit is never exceeded.
+    /// Cancel safe, and free: dropped at any point, the future leaves the waiting line and
+    /// gives back any reservation it held, so nobody waits longer and no token is lost.
     pub async fn acquire(&self) {
         // One token never exceeds the burst (≥ 1), so the only failure is "never": then the
         // honest answer is to wait forever rather than proceed without a token.
-        if self.acquire_n_before(1, Instant::MAX).await.is_err() {
+        if self.acquire_n(1).await.is_err() {
             core::future::pending::<()>().await;
         }
     }
@@ -143,16 +176,32 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// Waits for `n` tokens, taken together.
     ///
     /// # Errors
-    /// [`Error::InsufficientCapacity`] at once if `n > burst`: waiting would never help.
+    /// [`Error::InsufficientCapacity`] at once if `n > burst`: waiting would never help;
+    /// [`Error::MaxWaitExceeded`] with `ready_at == Instant::MAX` if the tokens can never come.
     ///
     /// # Cancel safety
     /// As [`AsyncRateLimiter::acquire`].
-    pub async fn acquire_n(&self, n: u64) -> Result<(), Error> {
-        self.acquire_n_before(n, Instant::MAX).await
+    pub fn acquire_n(&self, n: u64) -> AcquireTokens<'_, T> {
+        AcquireTokens::new(self, n, Limit::Forever)
+    }
+
+    /// Waits for one token unless that takes longer than `max_wait`; see
+    /// [`acquire_n_within`](Self::acquire_n_within).
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] with the instant the token would be ready.
+    ///
+    /// # Cancel safety
+    /// As [`AsyncRateLimiter::acquire`].
+    pub fn acquire_within(&self, max_wait: Duration) -> AcquireTokens<'_, T> {
+        self.acquire_n_within(1, max_wait)
     }
 
     /// Waits for `n` tokens unless that takes longer than `max_wait`, in which case it fails
-    /// at once, reserving nothing (load shedding).
+    /// at once, taking nothing (load shedding).
+    ///
+    /// `max_wait` counts from the first poll, and the up-front check uses that same clock
+    /// reading: `max_wait = 0` admits exactly when the tokens are free now and nobody waits.
     ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] with the instant the tokens would be ready, or
@@ -160,64 +209,79 @@ impl<T: Timer> AsyncRateLimiter<T> {
     ///
     /// # Cancel safety
     /// As [`AsyncRateLimiter::acquire`].
-    pub async fn acquire_n_within(&self, n: u64, max_wait: Duration) -> Result<(), Error> {
-        // One clock reading for both the deadline and the reservation: reading twice would
-        // turn `max_wait = 0` into a refusal whenever the clock ticked in between.
-        let now = self.timer.now();
-        self.acquire_n_between(n, now, now.saturating_add(max_wait)).await
+    pub fn acquire_n_within(&self, n: u64, max_wait: Duration) -> AcquireTokens<'_, T> {
+        AcquireTokens::new(self, n, Limit::Within(max_wait))
     }
 
-    /// Waits for `n` tokens unless they are not ready by `deadline`, in which case it fails
-    /// at once, reserving nothing.
+    /// Waits for one token unless it is not ready by `deadline`; see
+    /// [`acquire_n_before`](Self::acquire_n_before).
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`].
+    ///
+    /// # Cancel safety
+    /// As [`AsyncRateLimiter::acquire`].
+    pub fn acquire_before(&self, deadline: Instant) -> AcquireTokens<'_, T> {
+        self.acquire_n_before(1, deadline)
+    }
+
+    /// Waits for `n` tokens unless they are not ready by `deadline` (an instant of this
+    /// limiter's clock), in which case it fails at once, taking nothing.
     ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
     ///
     /// # Cancel safety
     /// As [`AsyncRateLimiter::acquire`].
-    pub async fn acquire_n_before(&self, n: u64, deadline: Instant) -> Result<(), Error> {
-        self.acquire_n_between(n, self.timer.now(), deadline).await
+    pub fn acquire_n_before(&self, n: u64, deadline: Instant) -> AcquireTokens<'_, T> {
+        AcquireTokens::new(self, n, Limit::Before(deadline))
+    }
+}
+
+/// `'static` forms for spawned tasks and services that own their limiter.
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+impl<T: Timer + 'static> AsyncRateLimiter<T> {
+    /// [`acquire`](Self::acquire) on an `Arc`ed limiter: the future owns the `Arc`.
+    ///
+    /// # Cancel safety
+    /// As [`AsyncRateLimiter::acquire`].
+    pub async fn acquire_owned(self: Arc<Self>) {
+        if self.acquire_n_owned(1).await.is_err() {
+            core::future::pending::<()>().await;
+        }
     }
 
-    async fn acquire_n_between(
-        &self,
+    /// [`acquire_n`](Self::acquire_n) on an `Arc`ed limiter.
+    ///
+    /// # Errors
+    /// As [`acquire_n`](Self::acquire_n).
+    pub fn acquire_n_owned(self: Arc<Self>, n: u64) -> AcquireTokensOwned<T> {
+        AcquireTokensOwned::new(self, n, Limit::Forever)
+    }
+
+    /// [`acquire_n_within`](Self::acquire_n_within) on an `Arc`ed limiter.
+    ///
+    /// # Errors
+    /// As [`acquire_n_within`](Self::acquire_n_within).
+    pub fn acquire_n_within_owned(
+        self: Arc<Self>,
         n: u64,
-        now: Instant,
+        max_wait: Duration,
+    ) -> AcquireTokensOwned<T> {
+        AcquireTokensOwned::new(self, n, Limit::Within(max_wait))
+    }
+
+    /// [`acquire_n_before`](Self::acquire_n_before) on an `Arc`ed limiter.
+    ///
+    /// # Errors
+    /// As [`acquire_n_before`](Self::acquire_n_before).
+    pub fn acquire_n_before_owned(
+        self: Arc<Self>,
+        n: u64,
         deadline: Instant,
-    ) -> Result<(), Error> {
-        let reservation = self.bucket.reserve_before(n, now, deadline)?;
-        if reservation.ready_at() <= now {
-            return Ok(());
-        }
-        let held = HeldReservation { bucket: &self.bucket, reservation: Some(reservation) };
-        held.wait(&self.timer).await;
-        Ok(())
-    }
-}
-
-/// A reservation being waited for: given back if the waiting future is dropped.
-pub(crate) struct HeldReservation<'a> {
-    pub(crate) bucket: &'a TokenBucket,
-    pub(crate) reservation: Option<Reservation>,
-}
-
-impl HeldReservation<'_> {
-    /// Sleeps until the reservation is ready, then keeps its tokens spent.
-    pub(crate) async fn wait<T: Timer>(mut self, timer: &T) {
-        let ready_at = self.reservation.as_ref().map_or(Instant::ZERO, Reservation::ready_at);
-        // A timer that fires early must not let us through early: re-check the clock.
-        while timer.now() < ready_at {
-            timer.sleep_until(ready_at).await;
-        }
-        self.reservation = None;
-    }
-}
-
-impl Drop for HeldReservation<'_> {
-    fn drop(&mut self) {
-        if let Some(reservation) = self.reservation.take() {
-            self.bucket.cancel(reservation);
-        }
+    ) -> AcquireTokensOwned<T> {
+        AcquireTokensOwned::new(self, n, Limit::Before(deadline))
     }
 }
 

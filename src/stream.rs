@@ -1,9 +1,9 @@
 //! `Stream` throttling: make each item of a [`futures_core::Stream`] take a token (or a weight
 //! computed from the item) from an [`AsyncRateLimiter`] before it is yielded.
 //!
-//! The adapters reserve when the inner stream yields an item and then sleep once until that
-//! reservation's instant, like [`AsyncRateLimiter::acquire`]: items keep their order, and the
-//! stream shares the limiter's FIFO queue with every other waiter. While an item waits, the
+//! When the inner stream yields an item, the adapters wait for its tokens through the same
+//! wait machine as [`AsyncRateLimiter::acquire`]: items keep their order, and the stream
+//! shares the limiter's FIFO line with every other waiter. While an item waits, the
 //! inner stream is not polled.
 
 use core::fmt;
@@ -14,7 +14,7 @@ use futures_core::Stream;
 use futures_core::stream::FusedStream;
 use pin_project_lite::pin_project;
 
-use crate::wrap::TokenWait;
+use crate::wait::{Limit, TokenWait};
 use crate::{AsyncRateLimiter, Error, Timer};
 
 /// Rate limiting for any [`Stream`]: `stream.rate_limited(&limiter)`.
@@ -45,13 +45,13 @@ pub trait StreamRateLimitExt: Stream {
     /// the limiter's rate (less if other users of the limiter take tokens too).
     ///
     /// # Cancel safety
-    /// Dropping the stream while an item waits drops the item and gives its token back when
-    /// that moves nobody else, as [`AsyncRateLimiter::acquire`] does.
+    /// Dropping the stream while an item waits drops the item and costs the limiter nothing
+    /// (it leaves the line and gives back any reservation), as [`AsyncRateLimiter::acquire`].
     fn rate_limited<'a, T: Timer>(self, limiter: &'a AsyncRateLimiter<T>) -> Throttle<'a, Self, T>
     where
         Self: Sized,
     {
-        Throttle { stream: self, wait: TokenWait::new(limiter), item: None }
+        Throttle { stream: self, wait: TokenWait::idle(limiter), item: None, never: false }
     }
 
     /// Each item takes `weigh(&item)` tokens, e.g. its size in bytes for a bandwidth limit.
@@ -61,7 +61,8 @@ pub trait StreamRateLimitExt: Stream {
     /// `Err(RejectedItem { item, error })` with [`Error::InsufficientCapacity`]: waiting
     /// would hang forever, and quietly clamping its weight would break the limit, so the
     /// decision (split it, drop it, send it anyway) is yours. Nothing is charged for it and
-    /// the stream goes on. A weight of 0 takes no tokens, but never overtakes
+    /// the stream goes on. Likewise an item whose tokens could only come after the end of the
+    /// clock is handed back with [`Error::MaxWaitExceeded`] (`ready_at == Instant::MAX`). A weight of 0 takes no tokens, but never overtakes
     /// a waiter already queued.
     ///
     /// ```
@@ -94,7 +95,7 @@ pub trait StreamRateLimitExt: Stream {
         T: Timer,
         F: FnMut(&Self::Item) -> u64,
     {
-        ThrottleBy { stream: self, wait: TokenWait::new(limiter), item: None, weigh }
+        ThrottleBy { stream: self, wait: TokenWait::idle(limiter), item: None, weigh }
     }
 }
 
@@ -108,8 +109,11 @@ pin_project! {
         stream: S,
         #[pin]
         wait: TokenWait<'a, T>,
-        // The item whose reservation `wait` holds.
+        // The item whose tokens `wait` is waiting for.
         item: Option<S::Item>,
+        // Its token can never come (past the end of the clock): like `acquire`, wait forever
+        // rather than yield it without one.
+        never: bool,
     }
 }
 
@@ -151,8 +155,8 @@ impl<I: fmt::Debug> core::error::Error for RejectedItem<I> {
 /// An item of [`ThrottleBy`].
 type Weighed<I> = Result<I, RejectedItem<I>>;
 
-/// The shared state machine: wait for the pending item's reservation, or pull and reserve the
-/// next item.
+/// The shared state machine: wait for the pending item's tokens, or pull the next item and
+/// start waiting for its tokens.
 fn poll_throttled<'a, S: Stream, T: Timer + 'a>(
     mut stream: Pin<&mut S>,
     mut wait: Pin<&mut TokenWait<'a, T>>,
@@ -164,13 +168,14 @@ fn poll_throttled<'a, S: Stream, T: Timer + 'a>(
         let Some(item) = ready!(stream.as_mut().poll_next(cx)) else {
             return Poll::Ready(None);
         };
-        if let Err(error) = wait.as_mut().start(weigh(&item)) {
-            return Poll::Ready(Some(Err(RejectedItem { item, error })));
-        }
+        wait.as_mut().start(weigh(&item), Limit::Forever);
         *pending = Some(item);
     }
-    ready!(wait.poll_ready(cx));
-    Poll::Ready(pending.take().map(Ok))
+    let outcome = ready!(wait.poll_wait(cx));
+    Poll::Ready(pending.take().map(|item| match outcome {
+        Ok(()) => Ok(item),
+        Err(error) => Err(RejectedItem { item, error }),
+    }))
 }
 
 fn size_hint_with(pending: bool, (low, high): (usize, Option<usize>)) -> (usize, Option<usize>) {
@@ -183,10 +188,20 @@ impl<S: Stream, T: Timer> Stream for Throttle<'_, S, T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = self.project();
-        let next = ready!(poll_throttled(this.stream, this.wait, this.item, cx, |_| 1));
-        // One token always fits the burst; a reservation is refused only past the bucket's
-        // 146-year horizon, where `acquire` proceeds as well.
-        Poll::Ready(next.map(|r| r.unwrap_or_else(|rejected| rejected.item)))
+        if *this.never {
+            return Poll::Pending;
+        }
+        match ready!(poll_throttled(this.stream, this.wait, this.item, cx, |_| 1)) {
+            None => Poll::Ready(None),
+            Some(Ok(item)) => Poll::Ready(Some(item)),
+            // One token always fits the burst, so this is "never": keep the item and wait
+            // forever, as `acquire` does, rather than let it through without a token.
+            Some(Err(rejected)) => {
+                *this.item = Some(rejected.item);
+                *this.never = true;
+                Poll::Pending
+            }
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

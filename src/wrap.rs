@@ -10,77 +10,8 @@ use core::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use crate::limiter::HeldReservation;
-use crate::{AsyncRateLimiter, Error, Reservation, Timer};
-
-pin_project! {
-    /// One token wait in progress, driven by hand: [`TokenWait::start`] reserves, then
-    /// [`TokenWait::poll_ready`] sleeps once until the reservation's instant. Shared by the
-    /// wrappers here and by the stream adapter.
-    ///
-    /// Dropped while waiting, it gives the reservation back (as [`AsyncRateLimiter::acquire`]).
-    pub(crate) struct TokenWait<'a, T: Timer> {
-        limiter: &'a AsyncRateLimiter<T>,
-        // `reservation` is `Some` only while waiting for a future instant.
-        held: HeldReservation<'a>,
-        #[pin]
-        sleep: Option<T::Sleep<'a>>,
-    }
-}
-
-impl<'a, T: Timer + 'a> TokenWait<'a, T> {
-    /// An idle wait: nothing reserved.
-    pub(crate) fn new(limiter: &'a AsyncRateLimiter<T>) -> Self {
-        Self {
-            limiter,
-            held: HeldReservation { bucket: limiter.bucket(), reservation: None },
-            sleep: None,
-        }
-    }
-
-    /// The limiter this waits on.
-    pub(crate) fn limiter(&self) -> &'a AsyncRateLimiter<T> {
-        self.limiter
-    }
-
-    /// Reserves `n` tokens now; [`TokenWait::poll_ready`] then completes at their instant.
-    /// Call it only when idle or ready: a reservation still held would be kept spent.
-    pub(crate) fn start(self: Pin<&mut Self>, n: u64) -> Result<(), Error> {
-        let mut this = self.project();
-        let limiter = *this.limiter;
-        let now = limiter.timer().now();
-        let reservation = limiter.bucket().reserve_at(n, now)?;
-        this.sleep.set(None);
-        // Ready now: the tokens are simply spent.
-        this.held.reservation = (reservation.ready_at() > now).then_some(reservation);
-        Ok(())
-    }
-
-    /// Completes once the reservation made by [`TokenWait::start`] is ready (at once if there
-    /// is none), keeping its tokens spent.
-    pub(crate) fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        let Some(ready_at) = this.held.reservation.as_ref().map(Reservation::ready_at) else {
-            return Poll::Ready(());
-        };
-        let timer = this.limiter.timer();
-        loop {
-            // A timer that fires early must not let us through early: re-check the clock.
-            if timer.now() >= ready_at {
-                this.sleep.set(None);
-                this.held.reservation = None;
-                return Poll::Ready(());
-            }
-            if this.sleep.is_none() {
-                this.sleep.set(Some(timer.sleep_until(ready_at)));
-            }
-            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-                ready!(sleep.poll(cx));
-            }
-            this.sleep.set(None);
-        }
-    }
-}
+use crate::wait::{Limit, TokenWait};
+use crate::{AsyncRateLimiter, Timer};
 
 pin_project! {
     /// The future returned by [`AsyncRateLimiter::run`]: waits for a token, then runs the
@@ -89,11 +20,10 @@ pin_project! {
     pub struct Run<'a, T: Timer, F> {
         #[pin]
         wait: TokenWait<'a, T>,
-        started: bool,
-        // The reservation was refused: the token would come only after the end of the clock
-        // or past the 146-year horizon. Like `acquire`, never go ahead without it.
-        never: bool,
         admitted: bool,
+        // The token can never come (past the end of the clock). Like `acquire`, never go
+        // ahead without it: wait forever.
+        never: bool,
         #[pin]
         future: F,
     }
@@ -105,14 +35,13 @@ impl<T: Timer, F: Future> Future for Run<'_, T, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
         if !*this.admitted {
-            if !*this.started {
-                *this.started = true;
-                *this.never = this.wait.as_mut().start(1).is_err();
-            }
             if *this.never {
                 return Poll::Pending;
             }
-            ready!(this.wait.as_mut().poll_ready(cx));
+            if ready!(this.wait.as_mut().poll_wait(cx)).is_err() {
+                *this.never = true;
+                return Poll::Pending;
+            }
             *this.admitted = true;
         }
         this.future.poll(cx)
@@ -128,9 +57,8 @@ pin_project! {
         wait: TokenWait<'a, T>,
         // Taken when the token is granted.
         call: Option<(F, A)>,
-        started: bool,
-        // The reservation was refused: the token would come only after the end of the clock
-        // or past the 146-year horizon. Like `acquire`, never go ahead without it.
+        // The token can never come (past the end of the clock). Like `acquire`, never go
+        // ahead without it: wait forever.
         never: bool,
         #[pin]
         future: Option<Fut>,
@@ -148,14 +76,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fut::Output> {
         let mut this = self.project();
         if this.future.is_none() {
-            if !*this.started {
-                *this.started = true;
-                *this.never = this.wait.as_mut().start(1).is_err();
-            }
             if *this.never {
                 return Poll::Pending;
             }
-            ready!(this.wait.as_mut().poll_ready(cx));
+            if ready!(this.wait.as_mut().poll_wait(cx)).is_err() {
+                *this.never = true;
+                return Poll::Pending;
+            }
             let (f, arg) = this.call.take().expect("`Call` polled after completion");
             this.future.set(Some(f(arg)));
         }
@@ -170,7 +97,7 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// Waits for one token, then runs `future` to completion and returns its output.
     ///
     /// `future` is not polled before the token is granted, so nothing in an `async` block runs
-    /// early. The token is reserved when the returned future is first polled.
+    /// early. The wait starts when the returned future is first polled.
     ///
     /// ```
     /// use core::time::Duration;
@@ -191,7 +118,7 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// `future` is dropped unpolled. Dropped later, the token stays spent and `future` is
     /// dropped wherever it was (its own cancel safety applies).
     pub fn run<F: Future>(&self, future: F) -> Run<'_, T, F> {
-        Run { wait: TokenWait::new(self), started: false, never: false, admitted: false, future }
+        Run { wait: TokenWait::new(self, 1, Limit::Forever), never: false, admitted: false, future }
     }
 
     /// Wraps an async function so that every call first waits for one token.
@@ -234,20 +161,11 @@ impl<T: Timer> AsyncRateLimiter<T> {
         Fut: Future,
     {
         move |arg| Call {
-            wait: TokenWait::new(self),
+            wait: TokenWait::new(self, 1, Limit::Forever),
             call: Some((f.clone(), arg)),
-            started: false,
             never: false,
             future: None,
         }
-    }
-}
-
-impl<T: Timer> core::fmt::Debug for TokenWait<'_, T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("TokenWait")
-            .field("ready_at", &self.held.reservation.as_ref().map(Reservation::ready_at))
-            .finish_non_exhaustive()
     }
 }
 
@@ -272,7 +190,7 @@ mod tests {
     use futures_util::task::noop_waker;
 
     use super::*;
-    use crate::{Instant, ManualClock, Rate};
+    use crate::{Error, Instant, ManualClock, Rate};
 
     /// Found in review: when the reservation is refused (the token would come only after the
     /// end of the clock), `run` and `wrap` must not go ahead without it; like `acquire`, they
@@ -369,11 +287,14 @@ mod tests {
             assert!(call.as_mut().poll(&mut cx).is_pending());
             let mut run = pin!(limiter.run(async {}));
             assert!(run.as_mut().poll(&mut cx).is_pending());
-            assert_eq!(clock.sleepers(), 2);
+            // Both wait; only the first in line holds a reservation and sleeps on the clock.
+            assert_eq!(limiter.waiters(), 2);
+            assert_eq!(clock.sleepers(), 1);
         }
         assert_eq!(clock.sleepers(), 0);
+        assert_eq!(limiter.waiters(), 0);
         assert!(!called.get());
-        // Both reservations came back (the later one first, then the earlier one).
+        // Nothing was lost: the next token is still due at 1 s.
         assert_eq!(
             limiter.try_acquire(),
             Err(Error::RateLimited { ready_at: Instant::from_secs(1) })

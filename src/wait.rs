@@ -1,0 +1,382 @@
+//! The one wait machine: every async token wait — `acquire*`, `run`/`wrap`, `#[limit_rate]`,
+//! the `Stream` adapters and the tower layer — goes through [`TokenWait`].
+//!
+//! # Implementation details
+//!
+//! *Queue first, reserve at the head.* A caller that cannot be admitted at once joins the
+//! limiter's [`WaitLine`]: a FIFO queue (a one-permit [`Semaphore`], whose intrusive, cancel-safe
+//! list is the queue) plus two counters. Only the caller holding the permit — the head —
+//! reserves tokens in the bucket and sleeps on the timer; everyone behind it sleeps on the
+//! queue and is woken exactly once, when the head hands the permit on.
+//!
+//! Why only the head reserves: a reservation can be undone exactly only while it is the newest
+//! one in the bucket. If every waiter reserved on arrival, a waiter cancelled in the middle of
+//! the queue (a `timeout` around `acquire`, a `select!`, a client that hangs up) would leave
+//! its tokens spent, and a storm of timeouts would drain the limiter to a fraction of its rate.
+//! With one reservation outstanding at a time, the head's is always the newest — nobody else
+//! can take tokens while it sleeps (the fast path is closed while anyone waits, and the bucket
+//! itself refuses everyone until the head's instant) — so a cancelled head gives its tokens
+//! back exactly and the next waiter reserves as if it had never been there.
+//!
+//! The fast path (tokens free, nobody waiting) is one atomic load and the bucket's single CAS:
+//! no lock. The line's counters are advisory and need no ordering with the bucket: the bucket's
+//! compare-and-swap alone decides who gets tokens; the counters only keep newcomers from
+//! overtaking waiters (FIFO) and let bounded waits estimate their instant up front.
+//!
+//! *Bounded waits.* The deadline is fixed at the first poll from the same clock reading as the
+//! up-front check, so a zero budget admits exactly when the request fits now. If the tokens of
+//! everyone in line plus the caller's own would not be ready by the deadline, the wait is
+//! refused at once and takes nothing. A bounded waiter in line also sleeps on its deadline, so
+//! a line slower than estimated (a timer that wakes the head late) cannot hold it past its
+//! bound.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
+
+use pin_project_lite::pin_project;
+
+use crate::semaphore::{Acquire, Semaphore, SemaphorePermit};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, const_fn};
+use crate::{AsyncRateLimiter, Error, Instant, Reservation, Timer, TokenBucket};
+
+/// The waiting line of one limiter: the FIFO queue and what is waiting in it.
+#[derive(Debug)]
+pub(crate) struct WaitLine {
+    /// Whoever holds its one permit is the head: the only waiter that reserves.
+    head: Semaphore,
+    /// Callers in line, head included. Zero means the fast path is open.
+    waiters: AtomicUsize,
+    /// Tokens asked for by waiters that have not reserved yet (saturating), for estimates.
+    queued_tokens: AtomicU64,
+}
+
+impl WaitLine {
+    const_fn! {
+        /// An empty line.
+        pub(crate) fn new() -> Self {
+            Self {
+                head: Semaphore::new(1),
+                waiters: AtomicUsize::new(0),
+                queued_tokens: AtomicU64::new(0),
+            }
+        }
+    }
+
+    /// Whether nobody is waiting, so a newcomer may take free tokens without queueing.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiters.load(Ordering::Acquire) == 0
+    }
+
+    /// Callers in line, head included.
+    pub(crate) fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::Acquire)
+    }
+
+    /// When `n` more tokens would be ready for a caller joining the line now: after everyone
+    /// already in line (their tokens, reserved or not) has been served.
+    pub(crate) fn estimate_ready_at(&self, bucket: &TokenBucket, n: u64, now: Instant) -> Instant {
+        let ahead = self.queued_tokens.load(Ordering::Acquire);
+        bucket.estimate_ready_at(ahead.saturating_add(n), now)
+    }
+
+    /// Joins the line for `n` tokens; the ticket leaves it when dropped.
+    fn join(&self, n: u64) -> Ticket<'_> {
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        // Saturating, so the estimates degrade to "never" instead of wrapping; the ticket
+        // remembers what it actually added so leaving subtracts exactly that.
+        let mut added = 0;
+        let _ = self.queued_tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+            added = n.min(u64::MAX - q);
+            Some(q + added)
+        });
+        Ticket { line: self, tokens: added }
+    }
+}
+
+/// A place in a [`WaitLine`]; dropping it leaves the line.
+#[derive(Debug)]
+struct Ticket<'a> {
+    line: &'a WaitLine,
+    /// What this ticket added to `queued_tokens` and has not taken back.
+    tokens: u64,
+}
+
+impl Ticket<'_> {
+    /// The holder's tokens are now reserved in the bucket: stop counting them as queued.
+    fn reserved(&mut self) {
+        let tokens = core::mem::take(&mut self.tokens);
+        if tokens > 0 {
+            self.line.queued_tokens.fetch_sub(tokens, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.reserved();
+        self.line.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long a caller is willing to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// Until the tokens come (an error only if they never can).
+    Forever,
+    /// At most this long from the first poll.
+    Within(Duration),
+    /// Until this instant of the limiter's clock.
+    Before(Instant),
+}
+
+impl Limit {
+    fn deadline(self, now: Instant) -> Instant {
+        match self {
+            Limit::Forever => Instant::MAX,
+            Limit::Within(d) => now.saturating_add(d),
+            Limit::Before(t) => t,
+        }
+    }
+}
+
+/// Where a [`TokenWait`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not started (a stream between items), or finished: polling completes at once.
+    Idle,
+    /// Started, not polled yet: the clock has not been read.
+    Fresh,
+    /// In line, waiting for the head permit (and, if bounded, for the deadline).
+    Queued,
+    /// The head: holds the permit and a reservation, sleeping until its instant.
+    Head,
+}
+
+/// The head's holdings. Field order matters: the reservation is given back *before* the
+/// permit passes the head on, so the next head reserves after the cancellation, never before.
+struct Head<'a> {
+    reservation: Option<Reservation>,
+    bucket: &'a TokenBucket,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Drop for Head<'_> {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            // The newest reservation in the bucket (see the module docs), so this is exact.
+            let undone = self.bucket.cancel(reservation);
+            debug_assert!(undone, "the head's reservation must be the newest");
+        }
+    }
+}
+
+pin_project! {
+    /// One wait for tokens of an [`AsyncRateLimiter`], driven by [`TokenWait::poll_wait`].
+    /// Reusable: [`TokenWait::start`] begins the next wait once the last one has finished.
+    ///
+    /// Dropped at any point, it costs nothing: it leaves the line, and if it was the head its
+    /// reservation is given back exactly.
+    pub(crate) struct TokenWait<'a, T: Timer> {
+        limiter: &'a AsyncRateLimiter<T>,
+        n: u64,
+        limit: Limit,
+        // Fixed at the first poll.
+        deadline: Instant,
+        phase: Phase,
+        ticket: Option<Ticket<'a>>,
+        #[pin]
+        queue: Option<Acquire<'a>>,
+        head: Option<Head<'a>>,
+        #[pin]
+        sleep: Option<T::Sleep<'a>>,
+    }
+}
+
+impl<'a, T: Timer + 'a> TokenWait<'a, T> {
+    /// A wait for `n` tokens that starts at its first poll.
+    pub(crate) fn new(limiter: &'a AsyncRateLimiter<T>, n: u64, limit: Limit) -> Self {
+        Self {
+            limiter,
+            n,
+            limit,
+            deadline: Instant::MAX,
+            phase: Phase::Fresh,
+            ticket: None,
+            queue: None,
+            head: None,
+            sleep: None,
+        }
+    }
+
+    /// A wait with nothing to wait for until [`TokenWait::start`].
+    pub(crate) fn idle(limiter: &'a AsyncRateLimiter<T>) -> Self {
+        let mut wait = Self::new(limiter, 0, Limit::Forever);
+        wait.phase = Phase::Idle;
+        wait
+    }
+
+    /// The limiter this waits on.
+    pub(crate) fn limiter(&self) -> &'a AsyncRateLimiter<T> {
+        self.limiter
+    }
+
+    /// Begins a new wait for `n` tokens (the last one must have finished).
+    pub(crate) fn start(self: Pin<&mut Self>, n: u64, limit: Limit) {
+        let this = self.project();
+        debug_assert_eq!(*this.phase, Phase::Idle, "a wait started while another is under way");
+        *this.n = n;
+        *this.limit = limit;
+        *this.phase = Phase::Fresh;
+    }
+
+    /// Drives the wait. `Ok(())`: the tokens are taken. An error takes nothing:
+    /// [`Error::InsufficientCapacity`] if `n` exceeds the burst, [`Error::MaxWaitExceeded`] if
+    /// the tokens would not be ready by the deadline (`ready_at` says when they would be;
+    /// `Instant::MAX` if never).
+    pub(crate) fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut this = self.project();
+        let limiter: &'a AsyncRateLimiter<T> = this.limiter;
+        let line = &limiter.line;
+        let bucket = limiter.bucket();
+        let timer = limiter.timer();
+        let n = *this.n;
+        let outcome = loop {
+            match *this.phase {
+                Phase::Idle => return Poll::Ready(Ok(())),
+                Phase::Fresh => {
+                    let now = timer.now();
+                    let deadline = this.limit.deadline(now);
+                    *this.deadline = deadline;
+                    if n > bucket.burst() {
+                        break Err(Error::InsufficientCapacity {
+                            requested: n,
+                            capacity: bucket.burst(),
+                        });
+                    }
+                    if line.is_empty() {
+                        match bucket.try_acquire_at(n, now) {
+                            Ok(()) => break Ok(()),
+                            Err(Error::RateLimited { ready_at }) if ready_at > deadline => {
+                                break Err(Error::MaxWaitExceeded { ready_at });
+                            }
+                            Err(Error::RateLimited { .. }) => {}
+                            Err(e) => break Err(e),
+                        }
+                    } else if n == 0 {
+                        // Takes nothing, so it can delay nobody; but it never overtakes the
+                        // line: it goes in and comes out in order like everyone else.
+                    } else if deadline != Instant::MAX {
+                        let ready_at = line.estimate_ready_at(bucket, n, now);
+                        if ready_at > deadline {
+                            break Err(Error::MaxWaitExceeded { ready_at });
+                        }
+                    }
+                    *this.ticket = Some(line.join(n));
+                    this.queue.set(Some(line.head.acquire()));
+                    if deadline != Instant::MAX {
+                        this.sleep.set(Some(timer.sleep_until(deadline)));
+                    }
+                    *this.phase = Phase::Queued;
+                }
+                Phase::Queued => {
+                    let queue = this.queue.as_mut().as_pin_mut().expect("queued without a queue");
+                    if let Poll::Ready(permit) = queue.poll(cx) {
+                        this.queue.set(None);
+                        this.sleep.set(None);
+                        let now = timer.now();
+                        match bucket.reserve_before(n, now, *this.deadline) {
+                            Err(e) => break Err(e), // the permit passes on as it drops
+                            Ok(reservation) if reservation.ready_at() <= now => break Ok(()),
+                            Ok(reservation) => {
+                                if let Some(ticket) = this.ticket.as_mut() {
+                                    ticket.reserved();
+                                }
+                                let ready_at = reservation.ready_at();
+                                *this.head = Some(Head {
+                                    reservation: Some(reservation),
+                                    bucket,
+                                    _permit: permit,
+                                });
+                                this.sleep.set(Some(timer.sleep_until(ready_at)));
+                                *this.phase = Phase::Head;
+                            }
+                        }
+                        continue;
+                    }
+                    if *this.deadline == Instant::MAX {
+                        return Poll::Pending;
+                    }
+                    // Bounded: give up at the deadline (re-checked on the clock: a timer may
+                    // fire early, and must not end the wait early either).
+                    let now = timer.now();
+                    if now >= *this.deadline {
+                        let ready_at = line.estimate_ready_at(bucket, n, now);
+                        break Err(Error::MaxWaitExceeded { ready_at: ready_at.max(now) });
+                    }
+                    if poll_sleep(this.sleep.as_mut(), timer, *this.deadline, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Phase::Head => {
+                    let ready_at = match this.head.as_ref().and_then(|h| h.reservation.as_ref()) {
+                        Some(reservation) => reservation.ready_at(),
+                        None => unreachable!("the head always holds its reservation"),
+                    };
+                    // A timer that fires early must not let us through early.
+                    if timer.now() >= ready_at {
+                        if let Some(head) = this.head.as_mut() {
+                            // Ours now: spent, not given back.
+                            head.reservation = None;
+                        }
+                        break Ok(());
+                    }
+                    if poll_sleep(this.sleep.as_mut(), timer, ready_at, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        };
+        // Finished either way: leave the line (the reservation, if any, is already spent or
+        // was never made), pass the head on, and go idle.
+        this.queue.set(None);
+        this.sleep.set(None);
+        *this.head = None;
+        *this.ticket = None;
+        *this.phase = Phase::Idle;
+        Poll::Ready(outcome)
+    }
+}
+
+/// Polls the sleep in `slot` until `deadline`; when it completes, clears the slot so the next
+/// round re-checks the clock and re-arms if the timer fired early.
+fn poll_sleep<'a, T: Timer + 'a>(
+    mut slot: Pin<&mut Option<T::Sleep<'a>>>,
+    timer: &'a T,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if slot.is_none() {
+        slot.set(Some(timer.sleep_until(deadline)));
+    }
+    let sleep = slot.as_mut().as_pin_mut().expect("set just above");
+    match sleep.poll(cx) {
+        Poll::Ready(()) => {
+            slot.set(None);
+            Poll::Ready(())
+        }
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+impl<T: Timer> core::fmt::Debug for TokenWait<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenWait")
+            .field("n", &self.n)
+            .field("limit", &self.limit)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
