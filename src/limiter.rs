@@ -138,10 +138,14 @@ impl<T: Clock> AsyncRateLimiter<T> {
         if self.line.is_empty() {
             return self.bucket.try_acquire_at(n, now);
         }
+        if n > self.bucket.burst() {
+            return Err(Error::InsufficientCapacity {
+                requested: n,
+                capacity: self.bucket.burst(),
+            });
+        }
         // Free tokens belong to the line: taking them would overtake its waiters.
-        self.bucket.peek_at(n, now).and(Err(Error::RateLimited {
-            ready_at: self.line.estimate_ready_at(&self.bucket, n, now),
-        }))
+        Err(Error::RateLimited { ready_at: self.line.estimate_ready_at(&self.bucket, n, now) })
     }
 
     /// Whole tokens available now.

@@ -313,6 +313,30 @@ mod tests {
         s.poll_next(&mut Context::from_waker(&waker))
     }
 
+    /// Found in review (issue 8): when a token could never come, `rate_limited` yielded the
+    /// item anyway — 10 items through with 3 tokens in existence. It must wait forever.
+    #[test]
+    fn no_item_passes_without_a_token() {
+        let clock = ManualClock::new();
+        clock.set(Instant::MAX); // the end of the clock: spent tokens never come back
+        let limiter = AsyncRateLimiter::with_timer(Rate::per_day(1), 3, &clock);
+        let mut items = pin!(stream::iter(0..10).rate_limited(&limiter));
+        let mut passed = 0;
+        for _ in 0..10 {
+            if let Poll::Ready(Some(_)) = poll_once(items.as_mut()) {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 3);
+        let mut weighed = pin!(stream::iter([1u64, 1]).rate_limited_by(&limiter, |w| *w));
+        match poll_once(weighed.as_mut()) {
+            Poll::Ready(Some(Err(rejected))) => {
+                assert_eq!(rejected.error, Error::MaxWaitExceeded { ready_at: Instant::MAX })
+            }
+            other => panic!("expected the item back with an error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn items_come_in_a_burst_then_at_the_rate() {
         let clock = ManualClock::new();

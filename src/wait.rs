@@ -166,9 +166,10 @@ struct Head<'a> {
 impl Drop for Head<'_> {
     fn drop(&mut self) {
         if let Some(reservation) = self.reservation.take() {
-            // The newest reservation in the bucket (see the module docs), so this is exact.
-            let undone = self.bucket.cancel(reservation);
-            debug_assert!(undone, "the head's reservation must be the newest");
+            // The newest reservation in the bucket (see the module docs), so this is exact
+            // — unless someone took tokens from `AsyncRateLimiter::bucket()` directly,
+            // bypassing the line; then the bucket keeps them spent, which is safe.
+            self.bucket.cancel(reservation);
         }
     }
 }
@@ -378,5 +379,200 @@ impl<T: Timer> core::fmt::Debug for TokenWait<'_, T> {
             .field("limit", &self.limit)
             .field("phase", &self.phase)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "alloc", not(tollgate_loom)))]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use core::pin::pin;
+
+    use futures_util::task::noop_waker;
+
+    use super::*;
+    use crate::{Clock, ManualClock, Rate};
+
+    fn poll<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
+        let waker = noop_waker();
+        f.poll(&mut Context::from_waker(&waker))
+    }
+
+    fn secs(s: u64) -> Instant {
+        Instant::from_secs(s)
+    }
+
+    #[test]
+    fn waiters_are_served_in_order_and_only_the_head_sleeps() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let mut waits: Vec<_> = (0..5).map(|_| Box::pin(l.acquire_n(1))).collect();
+        for w in &mut waits {
+            assert!(poll(w.as_mut()).is_pending());
+        }
+        assert_eq!((l.waiters(), clock.sleepers()), (5, 1));
+        for (i, w) in waits.iter_mut().enumerate() {
+            clock.set(secs(i as u64 + 1));
+            assert_eq!(poll(w.as_mut()), Poll::Ready(Ok(())), "waiter {i} at {}s", i + 1);
+        }
+        assert_eq!((l.waiters(), clock.sleepers()), (0, 0));
+    }
+
+    #[test]
+    fn try_acquire_refuses_while_anyone_waits_and_says_when_after_them() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let mut a = pin!(l.acquire_n(1));
+        let mut b = pin!(l.acquire_n(1));
+        assert!(poll(a.as_mut()).is_pending()); // head: due at 1 s
+        assert!(poll(b.as_mut()).is_pending()); // behind: due at 2 s
+        assert_eq!(l.try_acquire(), Err(Error::RateLimited { ready_at: secs(3) }));
+        assert_eq!(
+            l.try_acquire_n(2),
+            Err(Error::InsufficientCapacity { requested: 2, capacity: 1 })
+        );
+    }
+
+    #[test]
+    fn a_big_request_is_not_overtaken_by_small_ones() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 3, &clock);
+        l.try_acquire_n(3).unwrap();
+        let mut big = pin!(l.acquire_n(3));
+        let mut small = pin!(l.acquire_n(1));
+        assert!(poll(big.as_mut()).is_pending());
+        assert!(poll(small.as_mut()).is_pending());
+        for t in 1..3 {
+            clock.set(secs(t));
+            assert!(poll(small.as_mut()).is_pending(), "small overtook big at {t}s");
+            assert!(l.try_acquire().is_err());
+        }
+        clock.set(secs(3));
+        assert!(poll(small.as_mut()).is_pending());
+        assert_eq!(poll(big.as_mut()), Poll::Ready(Ok(())));
+        clock.set(secs(4));
+        assert_eq!(poll(small.as_mut()), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn cancelling_the_head_hands_its_instant_to_the_next() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let mut head = Box::pin(l.acquire_n(1));
+        let mut next = pin!(l.acquire_n(1));
+        assert!(poll(head.as_mut()).is_pending());
+        assert!(poll(next.as_mut()).is_pending());
+        clock.set(Instant::from_millis(500));
+        drop(head);
+        assert!(poll(next.as_mut()).is_pending());
+        assert_eq!(clock.next_deadline(), Some(secs(1)));
+        clock.set(secs(1));
+        assert_eq!(poll(next.as_mut()), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn max_wait_zero_admits_exactly_when_free_now() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        assert_eq!(poll(pin!(l.acquire_within(Duration::ZERO))), Poll::Ready(Ok(())));
+        assert_eq!(
+            poll(pin!(l.acquire_within(Duration::ZERO))),
+            Poll::Ready(Err(Error::MaxWaitExceeded { ready_at: secs(1) }))
+        );
+        assert_eq!(l.waiters(), 0);
+    }
+
+    #[test]
+    fn the_budget_counts_from_the_first_poll() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let mut w = pin!(l.acquire_within(Duration::from_millis(500)));
+        clock.set(Instant::from_millis(600)); // made at 0, first polled at 600 ms
+        assert!(poll(w.as_mut()).is_pending());
+        clock.set(secs(1));
+        assert_eq!(poll(w.as_mut()), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn a_bounded_wait_counts_the_line_ahead_up_front() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let mut a = pin!(l.acquire_n(1));
+        let mut b = pin!(l.acquire_n(1));
+        assert!(poll(a.as_mut()).is_pending());
+        assert!(poll(b.as_mut()).is_pending());
+        // After a (1 s) and b (2 s): 3 s.
+        let refused = poll(pin!(l.acquire_within(Duration::from_millis(2_500))));
+        assert_eq!(refused, Poll::Ready(Err(Error::MaxWaitExceeded { ready_at: secs(3) })));
+        assert_eq!(l.waiters(), 2);
+        let mut fits = pin!(l.acquire_within(Duration::from_secs(3)));
+        assert!(poll(fits.as_mut()).is_pending());
+        for t in 1..=3 {
+            clock.set(secs(t));
+            let _ = poll(a.as_mut());
+            let _ = poll(b.as_mut());
+        }
+        assert_eq!(poll(fits.as_mut()), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn a_bounded_waiter_behind_a_slow_head_gives_up_at_its_deadline() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let mut head = pin!(l.acquire_n(1));
+        assert!(poll(head.as_mut()).is_pending()); // due at 1 s
+        let mut bounded = pin!(l.acquire_within(Duration::from_millis(2_500)));
+        assert!(poll(bounded.as_mut()).is_pending()); // estimated 2 s: fits
+        // The head's task is not polled (a busy executor): the line stalls.
+        clock.set(Instant::from_millis(2_500));
+        assert!(matches!(poll(bounded.as_mut()), Poll::Ready(Err(Error::MaxWaitExceeded { .. }))));
+        assert_eq!(l.waiters(), 1);
+        assert_eq!(poll(head.as_mut()), Poll::Ready(Ok(())));
+        assert_eq!(l.waiters(), 0);
+    }
+
+    #[test]
+    fn a_token_that_never_comes_is_an_error_not_a_pass() {
+        let clock = ManualClock::new();
+        clock.set(Instant::MAX);
+        let l = AsyncRateLimiter::with_timer(Rate::per_day(1), 1, &clock);
+        let _ = l.try_acquire();
+        let mut w = pin!(l.acquire_n(1));
+        match poll(w.as_mut()) {
+            Poll::Ready(Err(Error::MaxWaitExceeded { ready_at })) => {
+                assert_eq!(ready_at, Instant::MAX)
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(l.waiters(), 0);
+        // `acquire` waits forever instead.
+        let mut forever = pin!(l.acquire());
+        assert!(poll(forever.as_mut()).is_pending());
+        assert!(poll(forever.as_mut()).is_pending());
+    }
+
+    #[test]
+    fn owned_waits_are_static_and_cancel_free() {
+        fn assert_static<X: 'static>(_: &X) {}
+        let clock = Arc::new(ManualClock::new());
+        let l = Arc::new(AsyncRateLimiter::with_timer(Rate::per_second(1), 1, Arc::clone(&clock)));
+        l.try_acquire().unwrap();
+        let mut first = Box::pin(Arc::clone(&l).acquire_n_owned(1));
+        assert_static(&first);
+        let mut second = Box::pin(Arc::clone(&l).acquire_n_within_owned(1, Duration::from_secs(5)));
+        assert!(poll(first.as_mut()).is_pending());
+        assert!(poll(second.as_mut()).is_pending());
+        drop(first);
+        clock.set(secs(1));
+        assert_eq!(poll(second.as_mut()), Poll::Ready(Ok(())));
+        drop(second);
+        assert_eq!(Arc::strong_count(&l), 1);
     }
 }
