@@ -10,7 +10,7 @@ use core::time::Duration;
 
 use super::config::{ModelConfigError, RateLimitConfig};
 use super::permit::{Admitted, ModelPermit, OwnedModelPermit};
-use super::state::ModelState;
+use super::state::{ModelState, Refused};
 use super::stats::ModelStats;
 use crate::sync::Mutex;
 use crate::{Clock, Error, Instant, Timer};
@@ -246,13 +246,17 @@ async fn admit<T: Timer>(
             }
             // `Instant::MAX` is "never": fail instead of sleeping until a deadline that is
             // already now at the end of the clock (that would spin).
-            Err(ready_at) if ready_at > deadline || ready_at == Instant::MAX => {
+            Err(Refused { ready_at, .. }) if ready_at > deadline || ready_at == Instant::MAX => {
                 return Err(Error::MaxWaitExceeded { ready_at });
             }
-            Err(ready_at) => {
+            Err(Refused { ready_at, refunds }) => {
+                // No lock is held here: a settle may land now. `refunds` was read with the
+                // check itself, so such a refund is seen by `refunded_since` (at once), never
+                // lost until the window slot expires.
+                #[cfg(all(test, not(tollgate_loom)))]
+                tests::hook::after_admission_check();
                 // Sleep until the windows have room, or until a settle refunds tokens.
-                let seen = state.refund_epoch();
-                let _ = race(timer.sleep_until(ready_at), state.refunded_since(seen)).await;
+                let _ = race(timer.sleep_until(ready_at), state.refunded_since(refunds)).await;
             }
         }
     }
@@ -297,5 +301,91 @@ async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> 
 impl<T> core::fmt::Debug for ModelRateLimiter<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ModelRateLimiter").field("default_config", &self.default_config).finish()
+    }
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    extern crate std;
+
+    use alloc::boxed::Box;
+    use core::pin::pin;
+    use core::task::Context;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::task::{ArcWake, waker};
+
+    use super::*;
+    use crate::ManualClock;
+
+    /// A test-only hook at the one point of `admit` where no lock is held between the
+    /// admission check that refused a request and its sleep: whatever runs here is what another
+    /// thread could do in that gap.
+    pub(super) mod hook {
+        use alloc::boxed::Box;
+        use core::cell::RefCell;
+
+        std::thread_local! {
+            static AFTER_ADMISSION_CHECK: RefCell<Option<Box<dyn FnOnce()>>> =
+                const { RefCell::new(None) };
+        }
+
+        pub(crate) fn set_after_admission_check(f: Box<dyn FnOnce()>) {
+            AFTER_ADMISSION_CHECK.with(|h| *h.borrow_mut() = Some(f));
+        }
+
+        pub(crate) fn after_admission_check() {
+            if let Some(f) = AFTER_ADMISSION_CHECK.with(|h| h.borrow_mut().take()) {
+                f();
+            }
+        }
+    }
+
+    struct Wakes(AtomicUsize);
+
+    impl ArcWake for Wakes {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Issue 8, item 4, forced deterministically: the settle that refunds tokens lands right
+    /// after the waiting request's admission check refused it, before it goes to sleep. The
+    /// request must still see the refund: admitted in that very poll, or woken for it. The
+    /// clock never moves, so nothing else could ever wake it (on a real clock it would sleep
+    /// until the 60 s window let its slot go).
+    #[test]
+    fn a_refund_between_the_admission_check_and_the_sleep_is_not_lost() {
+        let config = RateLimitConfig { rpm: 100, tpm: 1_000, max_parallel_requests: 4 };
+        let l = Arc::new(
+            ModelRateLimiter::with_timer([("m", config)], config, Arc::new(ManualClock::new()))
+                .unwrap(),
+        );
+        let big = futures_executor::block_on(l.clone().acquire_owned("m", 900)).unwrap();
+        hook::set_after_admission_check(Box::new(move || big.settle(100)));
+
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let w = waker(wakes.clone());
+        let mut cx = Context::from_waker(&w);
+        let mut waiting = pin!(l.acquire("m", 500));
+        let mut seen = 0;
+        for _ in 0..10 {
+            if let Poll::Ready(result) = waiting.as_mut().poll(&mut cx) {
+                let permit = result.unwrap();
+                assert_eq!(l.stats()["m"].tokens.used, 600);
+                permit.settle(500);
+                return;
+            }
+            let now = wakes.0.load(Ordering::SeqCst);
+            assert!(
+                now > seen,
+                "the request sleeps with the refund already made: nothing will ever wake it \
+                 (tokens used {}, clock at {:?})",
+                l.stats()["m"].tokens,
+                l.timer().now(),
+            );
+            seen = now;
+        }
+        panic!("woken ten times without being admitted");
     }
 }

@@ -31,6 +31,15 @@ pub(crate) struct ModelState {
     windows: Mutex<Windows>,
 }
 
+/// Why [`ModelState::try_admit`] refused a request, read in one critical section.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refused {
+    /// The earliest instant both windows would admit it, if nothing else changes.
+    pub(crate) ready_at: Instant,
+    /// The refund epoch at the check: pass it to [`ModelState::refunded_since`].
+    pub(crate) refunds: u64,
+}
+
 struct Windows {
     requests: SlidingWindow<SLOTS>,
     tokens: SlidingWindow<SLOTS>,
@@ -57,9 +66,14 @@ impl ModelState {
     }
 
     /// Admits one request of `estimated` tokens at `now` if both windows have room (charging
-    /// both), or returns the earliest instant at which both would (`Instant::MAX`: never,
-    /// within the clock's range).
-    pub(crate) fn try_admit(&self, estimated: u64, now: Instant) -> Result<SlotId, Instant> {
+    /// both), or says when both would (`Instant::MAX`: never, within the clock's range) and
+    /// which refund epoch that answer saw.
+    ///
+    /// The epoch is read in the same critical section as the check: a settle that refunds
+    /// tokens after this check bumps it, so [`refunded_since`](Self::refunded_since) with
+    /// the returned epoch completes at once. Reading it under a separate lock lost exactly the
+    /// refunds that landed in between (issue 8, item 4).
+    pub(crate) fn try_admit(&self, estimated: u64, now: Instant) -> Result<SlotId, Refused> {
         self.windows.with(|w| {
             if !(w.requests.fits_at(1, now) && w.tokens.fits_at(estimated, now)) {
                 let ready = Self::ready_at(w, estimated, now);
@@ -75,7 +89,7 @@ impl ModelState {
                         "request waits for rate-limit room"
                     );
                 }
-                return Err(ready);
+                return Err(Refused { ready_at: ready, refunds: w.refunds });
             }
             #[cfg(feature = "tracing")]
             tracing::debug!(target: "tollgate", model = &*self.name, estimated_tokens = estimated, "request admitted");
@@ -126,11 +140,10 @@ impl ModelState {
         }
     }
 
-    pub(crate) fn refund_epoch(&self) -> u64 {
-        self.windows.with(|w| w.refunds)
-    }
-
-    /// Completes once a settle has given tokens back since `seen` was read.
+    /// Completes once a settle has given tokens back since the check that returned the
+    /// epoch `seen` ([`try_admit`](Self::try_admit)). The epoch test and the registration of
+    /// the waker happen under one lock, and a refund bumps the epoch and takes the waker
+    /// under that lock too, so a refund is either seen here or wakes the registered waker.
     pub(crate) async fn refunded_since(&self, seen: u64) {
         poll_fn(|cx| {
             self.windows.with(|w| {

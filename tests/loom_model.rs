@@ -1,0 +1,109 @@
+//! Loom models of the model limiter: a settle that refunds tokens while a request is deciding to
+//! sleep for window room must wake it, in every interleaving (issue 8, item 4).
+//!
+//! The clock is a `ManualClock` that never moves, so the refund is the *only* thing that can
+//! admit the waiting request: a lost wake-up leaves its thread parked forever, which loom
+//! reports as a deadlock.
+//!
+//! `RUSTFLAGS="--cfg tollgate_loom" cargo test -p tollgate --test loom_model --release`
+//! (add `-- --nocapture --test-threads 1` to see how many executions each model explored).
+#![cfg(tollgate_loom)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures_util::task::{ArcWake, waker};
+use loom::thread;
+use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+
+type Limiter = ModelRateLimiter<Arc<ManualClock>>;
+
+/// Loom executions explored, summed over the models (std atomic: outside the model).
+static EXECUTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    let before = EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed);
+    loom::model(move || {
+        EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    let runs = EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    println!("loom model `{name}`: {runs} executions");
+}
+
+/// Wakes a loom thread.
+struct Unpark(thread::Thread);
+
+impl ArcWake for Unpark {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.unpark();
+    }
+}
+
+/// Drives `fut` on the current loom thread, parking while it is pending.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let waker: Waker = waker(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
+fn limiter(tpm: u64) -> Arc<Limiter> {
+    let config = RateLimitConfig { rpm: 100, tpm, max_parallel_requests: 4 };
+    Arc::new(
+        ModelRateLimiter::with_timer([("m", config)], config, Arc::new(ManualClock::new()))
+            .unwrap(),
+    )
+}
+
+/// One request holds 900 of 1000 tokens; another asks for 500 on one thread while the first
+/// settles at 100 on another. Whether the settle lands before the admission check, between
+/// the check and the waiter's registration, or after it sleeps, the request is admitted.
+#[test]
+fn a_refund_racing_the_admission_check_is_never_lost() {
+    model("admit-vs-settle", || {
+        let l = limiter(1_000);
+        let big = block_on(l.clone().acquire_owned("m", 900)).unwrap();
+        let waiter = {
+            let l = l.clone();
+            thread::spawn(move || block_on(l.acquire_owned("m", 500)).unwrap().settle(500))
+        };
+        let settler = thread::spawn(move || big.settle(100));
+        settler.join().unwrap();
+        waiter.join().unwrap();
+        let s = l.stats()["m"];
+        assert_eq!((s.tokens.used, s.requests.used, s.active.used), (600, 2, 0));
+    });
+}
+
+/// The FIFO queue behind the sleeper: two requests wait (500 at the gate's head, 400 behind
+/// it) while the 900-token holder settles at 100. Both fit after the refund, and both must be
+/// admitted without the clock moving: the head because the refund wakes it, the second because
+/// the head's admission opens the gate.
+#[test]
+fn a_refund_racing_the_check_admits_the_queue_behind_the_sleeper() {
+    model("admit-vs-settle-queue", || {
+        let l = limiter(1_000);
+        let big = block_on(l.clone().acquire_owned("m", 900)).unwrap();
+        let first = {
+            let l = l.clone();
+            thread::spawn(move || drop(block_on(l.acquire_owned("m", 500)).unwrap()))
+        };
+        let second = {
+            let l = l.clone();
+            thread::spawn(move || drop(block_on(l.acquire_owned("m", 400)).unwrap()))
+        };
+        big.settle(100);
+        first.join().unwrap();
+        second.join().unwrap();
+        let s = l.stats()["m"];
+        assert_eq!((s.tokens.used, s.requests.used, s.active.used), (1_000, 3, 0));
+    });
+}
