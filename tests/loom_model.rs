@@ -1,5 +1,5 @@
 //! Loom models of the model limiter: a settle that refunds tokens while a request is deciding to
-//! sleep for window room must wake it, in every interleaving (issue 8, item 4).
+//! sleep for window room must wake it, in every interleaving (issue 8).
 //!
 //! The clock is a `ManualClock` that never moves, so the refund is the *only* thing that can
 //! admit the waiting request: a lost wake-up leaves its thread parked forever, which loom

@@ -441,3 +441,45 @@ fn empty_and_very_long_model_names_are_ordinary_models() {
     assert_eq!(stats[""].tokens.to_string(), "7/100");
     assert_eq!(stats[long.as_str()].tokens.to_string(), "3/200000"); // the default config
 }
+
+// ---- Issue 8: bounded waiting is measured from the first poll. ----
+
+/// DESIGN.md "Bounded waiting": `max_wait` counts from the first poll, not from when the
+/// future was made. A future made, left unpolled while the clock moves 20 ms, then polled with
+/// a 5 ms budget on an idle limiter is admitted (it fits now); so is a zero budget.
+#[test]
+fn max_wait_is_measured_from_the_first_poll() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(100, 1_000, 5))]);
+    let five_ms = l.acquire_within("m", 1, Duration::from_millis(5));
+    let zero = l.acquire_within("m", 1, Duration::ZERO);
+    sim.clock.advance(Duration::from_millis(20));
+    let permit = futures_executor::block_on(five_ms).expect("fits now, within 5 ms of the poll");
+    assert_eq!(permit.admitted_at(), Instant::from_millis(20));
+    permit.settle(1);
+    futures_executor::block_on(zero).expect("max_wait = 0 admits when it fits now").settle(1);
+    assert_eq!(l.stats()["m"].requests.used, 2);
+}
+
+/// The budget of a request that must wait also runs from the first poll: made at 0 s with a
+/// 10 s budget, first polled at 55 s, room at ~61 s: it waits and is admitted.
+#[test]
+fn a_waiting_request_gets_its_whole_budget_from_the_first_poll() {
+    let mut sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(1, 1_000, 5))]);
+    futures_executor::block_on(l.acquire("m", 1)).unwrap().settle(1);
+    let result = Rc::new(RefCell::new(None));
+    let fut = {
+        let (l, result, clock) = (l.clone(), result.clone(), sim.clock.clone());
+        let fut = async move {
+            let admitted = l.acquire_within("m", 1, Duration::from_secs(10));
+            clock.set(Instant::from_secs(55)); // made at 0 s, first polled at 55 s
+            let r = admitted.await.map(|p| p.admitted_at());
+            *result.borrow_mut() = Some(r);
+        };
+        fut
+    };
+    sim.spawn(fut);
+    sim.run();
+    assert_eq!(*result.borrow(), Some(Ok(just_before(61))));
+}

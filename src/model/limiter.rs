@@ -147,7 +147,7 @@ impl<T: Timer> ModelRateLimiter<T> {
     ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state, estimated_tokens, Instant::MAX).await?;
+            let admitted = admit(&self.timer, state, estimated_tokens, None).await?;
             Ok(ModelPermit { limiter: self, admitted })
         }
     }
@@ -155,9 +155,12 @@ impl<T: Timer> ModelRateLimiter<T> {
     /// As [`acquire`](ModelRateLimiter::acquire), but gives up if admission would take longer
     /// than `max_wait`.
     ///
-    /// If the RPM/TPM windows alone show the request cannot be admitted in time, it fails at
-    /// once without queueing, with the instant it would be admitted. If it queues behind
-    /// other requests and the time runs out, it fails then, releasing its place.
+    /// `max_wait` is measured from the future's first poll, not from this call, and the
+    /// up-front check uses that same clock reading: `max_wait = 0` admits exactly when the
+    /// request fits now (a try). If the RPM/TPM windows alone show the request cannot be
+    /// admitted in time, it fails at once without queueing, with the instant it would be
+    /// admitted. If it queues behind other requests and the time runs out, it fails then,
+    /// releasing its place.
     ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
@@ -171,10 +174,30 @@ impl<T: Timer> ModelRateLimiter<T> {
         max_wait: Duration,
     ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
         let state = self.state(model);
-        let deadline = self.timer.now().saturating_add(max_wait);
         async move {
-            let admitted = admit(&self.timer, state, estimated_tokens, deadline).await?;
+            let admitted = admit(&self.timer, state, estimated_tokens, Some(max_wait)).await?;
             Ok(ModelPermit { limiter: self, admitted })
+        }
+    }
+
+    /// As [`acquire_within`](ModelRateLimiter::acquire_within) on an `Arc` of the limiter:
+    /// the future and the permit are `'static`, for spawned tasks.
+    ///
+    /// # Errors
+    /// As [`acquire_within`](ModelRateLimiter::acquire_within).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_within_owned(
+        self: Arc<Self>,
+        model: &str,
+        estimated_tokens: u64,
+        max_wait: Duration,
+    ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
+        let state = self.state(model);
+        async move {
+            let admitted = admit(&self.timer, state, estimated_tokens, Some(max_wait)).await?;
+            Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
 
@@ -193,18 +216,24 @@ impl<T: Timer> ModelRateLimiter<T> {
     ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state, estimated_tokens, Instant::MAX).await?;
+            let admitted = admit(&self.timer, state, estimated_tokens, None).await?;
             Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
 }
 
-/// The admission path shared by every `acquire` form.
+/// The admission path shared by every `acquire` form; `max_wait: None` waits as long as it
+/// takes.
+///
+/// Runs from the first poll: `max_wait` is measured from the clock reading taken here, and
+/// the up-front check uses that same reading (DESIGN.md, "Bounded waiting"). A deadline fixed
+/// when the future was created, checked against a later reading, refused `max_wait = 0` on an
+/// idle limiter on every real clock (issue 8).
 async fn admit<T: Timer>(
     timer: &T,
     state: Arc<ModelState>,
     estimated: u64,
-    deadline: Instant,
+    max_wait: Option<Duration>,
 ) -> Result<Admitted, Error> {
     if estimated > state.config.tpm {
         return Err(Error::InsufficientCapacity {
@@ -212,8 +241,10 @@ async fn admit<T: Timer>(
             capacity: state.config.tpm,
         });
     }
+    let start = timer.now();
+    let deadline = max_wait.map_or(Instant::MAX, |d| start.saturating_add(d));
     if deadline != Instant::MAX {
-        let ready_at = state.earliest_admission(estimated, timer.now());
+        let ready_at = state.earliest_admission(estimated, start);
         if ready_at > deadline {
             return Err(Error::MaxWaitExceeded { ready_at });
         }
@@ -349,7 +380,7 @@ mod tests {
         }
     }
 
-    /// Issue 8, item 4, forced deterministically: the settle that refunds tokens lands right
+    /// Issue 8, forced deterministically: the settle that refunds tokens lands right
     /// after the waiting request's admission check refused it, before it goes to sleep. The
     /// request must still see the refund: admitted in that very poll, or woken for it. The
     /// clock never moves, so nothing else could ever wake it (on a real clock it would sleep

@@ -72,7 +72,7 @@ impl ModelState {
     /// The epoch is read in the same critical section as the check: a settle that refunds
     /// tokens after this check bumps it, so [`refunded_since`](Self::refunded_since) with
     /// the returned epoch completes at once. Reading it under a separate lock lost exactly the
-    /// refunds that landed in between (issue 8, item 4).
+    /// refunds that landed in between (issue 8).
     pub(crate) fn try_admit(&self, estimated: u64, now: Instant) -> Result<SlotId, Refused> {
         self.windows.with(|w| {
             if !(w.requests.fits_at(1, now) && w.tokens.fits_at(estimated, now)) {

@@ -68,15 +68,34 @@ impl ModelRateLimiter {
     /// As [`acquire`](Self::acquire), but gives up after `max_wait`, or at once if the RPM/TPM
     /// windows alone show it cannot be admitted in time (with the instant it would be).
     ///
+    /// `max_wait` is measured from the clock reading the admission check uses, taken inside
+    /// this call, so `max_wait = 0` admits exactly when the request fits now (a try).
+    ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    pub fn acquire_within(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        max_wait: Duration,
+    ) -> Result<ModelPermit<'_>, Error> {
+        // `block_on` polls at once, and the core measures `max_wait` from the first poll.
+        block_on(self.inner.acquire_within(model, estimated_tokens, max_wait))
+    }
+
+    /// The former name of [`acquire_within`](Self::acquire_within) (DESIGN.md "Naming": the
+    /// blocking limiters use the async names).
+    ///
+    /// # Errors
+    /// As [`acquire_within`](Self::acquire_within).
+    #[doc(hidden)]
     pub fn acquire_timeout(
         &self,
         model: &str,
         estimated_tokens: u64,
         max_wait: Duration,
     ) -> Result<ModelPermit<'_>, Error> {
-        block_on(self.inner.acquire_within(model, estimated_tokens, max_wait))
+        self.acquire_within(model, estimated_tokens, max_wait)
     }
 
     /// Usage of every configured model and every model used so far.

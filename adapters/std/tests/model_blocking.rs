@@ -56,8 +56,30 @@ fn oversized_and_impatient_requests_fail_at_once() {
     );
     limiter.acquire("m", 10).unwrap().settle(10);
     let started = std::time::Instant::now();
-    let err = limiter.acquire_timeout("m", 10, Duration::from_secs(5)).unwrap_err();
+    let err = limiter.acquire_within("m", 10, Duration::from_secs(5)).unwrap_err();
     assert!(matches!(err, Error::MaxWaitExceeded { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_millis(500), "refused up front, not after waiting");
     assert_eq!(limiter.stats()["m"].active.used, 0);
+}
+
+/// DESIGN.md "Bounded waiting": `max_wait = 0` admits exactly when the request fits now. On
+/// an idle limiter and a real clock, every one of 100 zero-budget acquires is admitted (the
+/// deadline used to be fixed from an earlier clock reading than the admission check's).
+#[test]
+fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
+    let limiter = ModelRateLimiter::new(
+        [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 1 })],
+        RateLimitConfig::default(),
+    )
+    .unwrap();
+    let refused = (0..100)
+        .filter(|_| match limiter.acquire_within("m", 10, Duration::ZERO) {
+            Ok(permit) => {
+                permit.settle(10);
+                false
+            }
+            Err(_) => true,
+        })
+        .count();
+    assert_eq!(refused, 0, "{refused}/100 zero-budget acquires refused on an idle limiter");
 }

@@ -79,3 +79,42 @@ fn refunds_racing_the_admission_check_never_stall_the_queue() {
     assert!(attempts >= 1_000, "only {attempts} acquisitions ran in {budget:?}");
     assert_eq!(limiter.stats()["m"].active.used, 0);
 }
+
+/// `max_wait = 0` on an idle limiter on tokio's real clock: admitted every time.
+#[test]
+fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap();
+    let limiter = ModelRateLimiter::new(
+        [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 1 })],
+        RateLimitConfig::default(),
+    )
+    .unwrap();
+    let refused = runtime.block_on(async {
+        let mut refused = 0;
+        for _ in 0..100 {
+            match limiter.acquire_within("m", 10, Duration::ZERO).await {
+                Ok(permit) => permit.settle(10),
+                Err(_) => refused += 1,
+            }
+        }
+        refused
+    });
+    assert_eq!(refused, 0, "{refused}/100 zero-budget acquires refused on an idle limiter");
+}
+
+/// A 5 ms budget counts from the first poll: a future made, then first polled 20 ms later, is
+/// admitted on an idle limiter.
+#[test]
+fn the_budget_starts_at_the_first_poll_on_a_real_clock() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let limiter = ModelRateLimiter::new(
+        [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 1 })],
+        RateLimitConfig::default(),
+    )
+    .unwrap();
+    runtime.block_on(async {
+        let acquire = limiter.acquire_within("m", 10, Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        acquire.await.expect("fits now, within 5 ms of the first poll").settle(10);
+    });
+}
