@@ -239,17 +239,33 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     }
 
     /// Settles an earlier entry: the `from` units charged to `slot` become `to` (a refund
-    /// when lower, a further charge when higher).
+    /// when lower, a further charge when higher). Returns whether `slot` was still in the
+    /// window, i.e. whether anything changed.
     ///
-    /// If `slot` has already left the window ending at `now`, nothing changes: its units no
-    /// longer count anyway. The counter saturates at 0 and at `u64::MAX`, so a wrong `from`
-    /// can never underflow or panic.
-    pub fn adjust(&mut self, slot: SlotId, from: u64, to: u64, now: Instant) {
+    /// If `slot` has already left the window ending at `now`, nothing changes and it returns
+    /// `false`: its units no longer count anyway. A caller that must still charge an excess
+    /// (`to > from`) then adds it at `now` with [`add_at`](Self::add_at), as the model
+    /// limiter does. The counter saturates at 0 and at `u64::MAX`, so a wrong `from` can never
+    /// underflow or panic.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::{Instant, SlidingWindow};
+    ///
+    /// let mut w: SlidingWindow<61> = SlidingWindow::new(Duration::from_secs(60), 1_000);
+    /// let slot = w.add_at(100, Instant::ZERO);
+    /// assert!(w.adjust(slot, 100, 300, Instant::from_secs(30)));
+    /// assert_eq!(w.used_at(Instant::from_secs(30)), 300);
+    /// // At 70 s the slot has left the window: nothing to adjust.
+    /// assert!(!w.adjust(slot, 300, 900, Instant::from_secs(70)));
+    /// assert_eq!(w.used_at(Instant::from_secs(70)), 0);
+    /// ```
+    pub fn adjust(&mut self, slot: SlotId, from: u64, to: u64, now: Instant) -> bool {
         let now = self.advance(now);
         // Every slot from `first_slot` to `head` is in the ring (at most SLOTS of them); a
         // later slot can only come from another window.
         if slot.0 < self.first_slot(now) || slot.0 > self.head {
-            return;
+            return false;
         }
         let i = self.index(slot.0);
         let count = self.counts[i];
@@ -258,6 +274,7 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         } else {
             count.saturating_sub(from - to)
         };
+        true
     }
 
     /// Clamps `now` to the latest instant seen and zeroes the slots that left the ring,

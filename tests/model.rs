@@ -483,3 +483,35 @@ fn a_waiting_request_gets_its_whole_budget_from_the_first_poll() {
     sim.run();
     assert_eq!(*result.borrow(), Some(Ok(just_before(61))));
 }
+
+// ---- Issue 8: a settle above the estimate is charged even when it comes late. ----
+
+/// A long streaming call admitted with an under-estimate settles after its admission slot has
+/// left the 60 s window: the excess is charged at the settle (the current slot), so later
+/// requests wait for it to leave the window, instead of the excess being dropped.
+#[test]
+fn late_excess_is_charged_at_the_settle() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(100, 1_000, 5))]);
+    let permit = futures_executor::block_on(l.acquire("m", 100)).unwrap();
+    sim.clock.set(Instant::from_secs(70)); // slot 0 left the window at ~61 s
+    assert_eq!(l.stats()["m"].tokens.used, 0);
+    permit.settle(900);
+    assert_eq!(l.stats()["m"].tokens.used, 800, "the 800 over the estimate count from 70 s");
+    let err = futures_executor::block_on(l.acquire_within("m", 300, Duration::ZERO)).unwrap_err();
+    assert_eq!(err, Error::MaxWaitExceeded { ready_at: just_before(131) });
+    futures_executor::block_on(l.acquire_within("m", 200, Duration::ZERO)).unwrap().settle(200);
+}
+
+/// A late settle *below* the estimate refunds nothing: the estimate already left the window.
+#[test]
+fn a_late_refund_refunds_nothing() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(100, 1_000, 5))]);
+    let permit = futures_executor::block_on(l.acquire("m", 900)).unwrap();
+    sim.clock.set(Instant::from_secs(70));
+    let other = futures_executor::block_on(l.acquire("m", 500)).unwrap();
+    permit.settle(0);
+    assert_eq!(l.stats()["m"].tokens.used, 500);
+    other.settle(500);
+}

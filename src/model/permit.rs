@@ -37,8 +37,12 @@ pub struct ModelPermit<'a, T> {
 
 impl<T: Clock> ModelPermit<'_, T> {
     /// Replaces the reserved estimate with `actual_tokens`, in the window slot where the
-    /// request was admitted (a refund when lower, an extra charge when higher; nothing if
-    /// that slot has already left the 60 s window), and releases the parallel slot.
+    /// request was admitted (a refund when lower, an extra charge when higher), and releases
+    /// the parallel slot.
+    ///
+    /// If that slot has already left the 60 s window (a call that ran for over a minute), a
+    /// lower count refunds nothing, and a higher one charges the excess now, so it counts
+    /// for the next 60 s.
     pub fn settle(self, actual_tokens: u64) {
         self.admitted.settle(actual_tokens, self.limiter.timer());
     }

@@ -124,10 +124,22 @@ impl ModelState {
     }
 
     /// Moves an admitted request's charge from its estimate to `actual`, in the window slot
-    /// where it was admitted.
+    /// where it was admitted while that slot is still in the window.
+    ///
+    /// Once the admission slot has left the window, a refund refunds nothing (the estimate
+    /// no longer counts anyway), but an excess (`actual > estimated`) is charged at `now`, in
+    /// the current slot: those tokens were used, and a long, under-estimated streaming call
+    /// that settles late must still hold later requests back for a window (it was dropped,
+    /// issue 8). Like an in-window excess this is charged whether it fits or not: invariant 2
+    /// bounds the charge *at admission* (estimate + charged ≤ tpm), which holds because every
+    /// admission checks the sum of the counters, excess included; an excess can only push the
+    /// window over `tpm` and so delay later admissions, never admit more. When every request
+    /// settles at its estimate there is no excess, and no window ever holds more than `tpm`.
     pub(crate) fn settle(&self, slot: SlotId, estimated: u64, actual: u64, now: Instant) {
         let wake = self.windows.with(|w| {
-            w.tokens.adjust(slot, estimated, actual, now);
+            if !w.tokens.adjust(slot, estimated, actual, now) && actual > estimated {
+                let _ = w.tokens.add_at(actual - estimated, now);
+            }
             if actual < estimated {
                 w.refunds = w.refunds.wrapping_add(1);
                 w.gate_holder.take()
