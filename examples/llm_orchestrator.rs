@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo run --example llm_orchestrator` (exit code 1 on any 429).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
@@ -172,6 +172,9 @@ async fn main() {
     let local = tokio::task::LocalSet::new();
     let mut rng = Rng(0x7011_6a7e);
     let mut offered = 0usize;
+    // How far each request got: admitted by the limiter, and finished (settled).
+    let admitted = Rc::new(Cell::new(0usize));
+    let finished = Rc::new(Cell::new(0usize));
     let mut handles = Vec::new();
     for w in &workloads {
         let mut at = Duration::ZERO;
@@ -182,10 +185,12 @@ async fn main() {
             let actual = estimate * rng.between(55, 100) / 100;
             let latency = rng.duration(w.latency);
             let (limiter, provider, name) = (limiter.clone(), provider.clone(), w.name);
+            let (admitted, finished) = (admitted.clone(), finished.clone());
             offered += 1;
             handles.push(local.spawn_local(async move {
                 tokio::time::sleep_until(start + at).await;
                 let permit = limiter.acquire(name, estimate).await.expect("fits the model's TPM");
+                admitted.set(admitted.get() + 1);
                 let id = provider
                     .borrow_mut()
                     .models
@@ -201,6 +206,7 @@ async fn main() {
                     );
                 }
                 permit.settle(actual);
+                finished.set(finished.get() + 1);
             }));
         }
     }
@@ -236,8 +242,11 @@ async fn main() {
             tokio::time::sleep_until(start + RUN).await;
         })
         .await;
-    // Abandon whatever is still queued or running: their futures are dropped mid-wait.
-    let abandoned = handles.iter().filter(|h| !h.is_finished()).count();
+    // Abandon whatever is still queued or running: their futures are dropped mid-wait or
+    // mid-call. Counted before the abort, so every offered request is in exactly one bucket.
+    let served = finished.get();
+    let in_flight = admitted.get() - served;
+    let queued = offered - admitted.get();
     for h in &handles {
         h.abort();
     }
@@ -281,13 +290,23 @@ async fn main() {
     let leaked: u64 = limiter.stats().values().map(|s| s.active.used).sum();
     println!();
     println!(
-        "{} simulated minutes in {:.2?} real; {abandoned} requests still queued at the end were abandoned; slots held after: {leaked}",
+        "{} simulated minutes in {:.2?} real; of {offered} offered: {served} served, \
+         {in_flight} in flight and {queued} still queued at the end (both abandoned); \
+         slots held after: {leaked}",
         RUN.as_secs() / 60,
         real.elapsed()
     );
+    // Cross-check the limiter's side against the provider's: every admitted request reached
+    // the provider exactly once (served, or answered 429).
+    let reached: u64 = p.models.values().map(|m| m.requests + m.violations).sum();
+    let unaccounted = reached != admitted.get() as u64;
     println!("utilization of the binding limit: worst model {worst_binding:.1}%");
-    if violations > 0 || leaked > 0 {
-        eprintln!("FAILED: {violations} rate-limit violations (429s), {leaked} leaked slots");
+    if violations > 0 || leaked > 0 || unaccounted {
+        eprintln!(
+            "FAILED: {violations} rate-limit violations (429s), {leaked} leaked slots, \
+             {} admitted but {reached} reached the provider",
+            admitted.get()
+        );
         std::process::exit(1);
     }
     println!("OK: 0 violations");
