@@ -105,11 +105,18 @@ pub const RECORDING_LAG: Duration = Duration::from_millis(20);
 pub struct Limits {
     pub per_second: f64,
     pub burst: u64,
+    /// The recording lag the window check allows for (see [`RECORDING_LAG`]).
+    pub lag: Duration,
 }
 
 impl Limits {
     pub fn new(per_second: u32, burst: u64) -> Self {
-        Self { per_second: f64::from(per_second), burst }
+        Self { per_second: f64::from(per_second), burst, lag: RECORDING_LAG }
+    }
+
+    /// The same limits, for a log whose recording lag may reach `lag`.
+    pub fn with_lag(self, lag: Duration) -> Self {
+        Self { lag, ..self }
     }
 
     /// One emission interval (the time for one token).
@@ -117,12 +124,14 @@ impl Limits {
         Duration::from_secs_f64(1.0 / self.per_second)
     }
 
-    /// Extra tokens the window check tolerates: the recording lag's worth (the check is over
+    /// Extra tokens the window check tolerates: the recording lag's worth. When demand exceeds
+    /// the rate every window is tight against burst + rate·d, so one admission recorded `L` late
+    /// shows up as rate·L tokens of excess (the check is over
     /// closed intervals, so exact GCRA spacing needs no rounding allowance: admissions at 0 and
     /// one interval later are burst 1 + rate·d = 2 tokens). At 200/s this is 4 tokens; at 1/s,
     /// 0.02, so there any second call in the same interval fails.
     pub fn slack_tokens(&self) -> f64 {
-        self.per_second * RECORDING_LAG.as_secs_f64()
+        self.per_second * self.lag.as_secs_f64()
     }
 }
 
@@ -152,7 +161,10 @@ pub fn check_invariant_7(what: &str, entries: &[(Duration, u64)], limits: Limits
     assert!(
         excess <= slack,
         "{what}: invariant 7 broken: {excess:.2} tokens above burst + rate·d in [{from:?}, {to:?}] \
-         (allowed slack {slack:.2}; {} admissions, burst {}, {}/s)",
+         (allowed slack {slack:.2} = a recording lag of {:?}; this excess would need a lag of \
+         {:.1} ms; {} admissions, burst {}, {}/s)",
+        limits.lag,
+        excess / limits.per_second * 1e3,
         entries.len(),
         limits.burst,
         limits.per_second
