@@ -383,7 +383,13 @@ impl Semaphore {
         self.state.with(|s| s.waiters)
     }
 
-    /// Adds `n` permits (saturating at `usize::MAX`) and hands them to queued waiters in order.
+    /// Adds `n` permits and hands them to queued waiters in order. The
+    /// [`capacity`](Semaphore::capacity) saturates at `usize::MAX`: only the permits that fit
+    /// under it are added.
+    ///
+    /// So free plus held permits always equal the capacity, and no set of permits ever sums
+    /// past `usize::MAX` (which [`SemaphorePermit::merge`] relies on). Adding permits beyond the
+    /// capacity while it was saturated used to put more than `usize::MAX` permits out.
     ///
     /// ```
     /// let sem = tollgate::Semaphore::new(0);
@@ -393,8 +399,10 @@ impl Semaphore {
     /// ```
     pub fn add_permits(&self, n: usize) {
         self.update(false, |s| {
-            s.permits = s.permits.saturating_add(n);
-            s.capacity = s.capacity.saturating_add(n);
+            // `permits <= capacity`, so adding what fits under the capacity cannot overflow.
+            let added = n.min(usize::MAX - s.capacity);
+            s.permits += added;
+            s.capacity += added;
         });
     }
 
@@ -626,6 +634,23 @@ impl Semaphore {
                 Err(TryAcquireError::NoPermits)
             }
         })
+    }
+
+    /// Adds `n` permits of this semaphore to a permit holding `held`, losslessly.
+    ///
+    /// Free plus held permits always equal the capacity, at most `usize::MAX` (see
+    /// [`add_permits`](Semaphore::add_permits)), so two permits never sum past it and the
+    /// overflow branch is unreachable. Should it ever be reached, the permit keeps
+    /// `usize::MAX` and the rest goes back to the semaphore: nothing panics, nothing is lost.
+    fn merge_into(&self, held: &mut usize, n: usize) {
+        match held.checked_add(n) {
+            Some(sum) => *held = sum,
+            None => {
+                let excess = n - (usize::MAX - *held);
+                *held = usize::MAX;
+                self.release(excess);
+            }
+        }
     }
 
     /// Gives `n` held permits back and hands them on.
@@ -999,7 +1024,8 @@ impl SemaphorePermit<'_> {
         Some(Self { sem: self.sem, permits: n })
     }
 
-    /// Moves the permits of `other` into this one.
+    /// Moves the permits of `other` into this one. Permits of one semaphore never sum past
+    /// `usize::MAX` (its capacity saturates there), so this never overflows.
     ///
     /// # Panics
     ///
@@ -1016,7 +1042,7 @@ impl SemaphorePermit<'_> {
             ptr::eq(self.sem, other.sem),
             "merging permits from different tollgate::Semaphores"
         );
-        self.permits += core::mem::take(&mut other.permits);
+        self.sem.merge_into(&mut self.permits, core::mem::take(&mut other.permits));
     }
 }
 
@@ -1109,7 +1135,8 @@ impl OwnedSemaphorePermit {
         Some(Self { sem: self.sem.clone(), permits: n })
     }
 
-    /// Moves the permits of `other` into this one.
+    /// Moves the permits of `other` into this one. Permits of one semaphore never sum past
+    /// `usize::MAX` (its capacity saturates there), so this never overflows.
     ///
     /// # Panics
     ///
@@ -1128,7 +1155,7 @@ impl OwnedSemaphorePermit {
             Arc::ptr_eq(&self.sem, &other.sem),
             "merging permits from different tollgate::Semaphores"
         );
-        self.permits += core::mem::take(&mut other.permits);
+        self.sem.merge_into(&mut self.permits, core::mem::take(&mut other.permits));
     }
 }
 
@@ -1143,5 +1170,24 @@ impl Drop for OwnedSemaphorePermit {
 impl fmt::Debug for OwnedSemaphorePermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedSemaphorePermit").field("permits", &self.permits).finish()
+    }
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+
+    /// The overflow branch of `merge` cannot be reached through the public API (free plus
+    /// held permits equal the capacity, at most `usize::MAX`); forged counts show that, if it
+    /// ever were, the permit keeps `usize::MAX` and the excess goes back to the semaphore.
+    #[test]
+    fn a_merge_past_usize_max_hands_the_excess_back() {
+        let sem = Semaphore::new(0);
+        let mut big = SemaphorePermit { sem: &sem, permits: usize::MAX - 2 };
+        big.merge(SemaphorePermit { sem: &sem, permits: 5 });
+        assert_eq!(big.num_permits(), usize::MAX);
+        assert_eq!(sem.available_permits(), 3);
+        big.forget();
+        assert_eq!(sem.available_permits(), 3);
     }
 }

@@ -387,6 +387,50 @@ fn split_and_merge_move_permits_between_handles() {
     assert_eq!(sem.available_permits(), 5);
 }
 
+/// Issue 8: with `usize::MAX` permits out, `add_permits` (which saturates the
+/// capacity) must not hand out permits beyond it: the permits out could then sum past
+/// `usize::MAX`, and merging them panicked (debug) or wrapped and lost them (release). Free
+/// plus held permits always equal the capacity, so a merge can never overflow.
+#[test]
+fn merging_with_usize_max_permits_out_neither_panics_nor_loses_permits() {
+    let sem = Semaphore::new(usize::MAX);
+    let mut all = sem.try_acquire_many(usize::MAX).unwrap();
+    sem.add_permits(1);
+    if let Ok(more) = sem.try_acquire() {
+        all.merge(more);
+    }
+    assert_eq!(all.num_permits(), usize::MAX);
+    assert_eq!((sem.available_permits(), sem.capacity()), (0, usize::MAX));
+    // Halves merged back sum to exactly usize::MAX.
+    let half = all.split(usize::MAX / 2 + 1).unwrap();
+    all.merge(half);
+    assert_eq!(all.num_permits(), usize::MAX);
+    drop(all);
+    assert_eq!((sem.available_permits(), sem.capacity()), (usize::MAX, usize::MAX));
+
+    let sem = Arc::new(Semaphore::new(usize::MAX));
+    let mut all = sem.clone().try_acquire_many_owned(usize::MAX).unwrap();
+    sem.add_permits(usize::MAX);
+    if let Ok(more) = sem.clone().try_acquire_owned() {
+        all.merge(more);
+    }
+    drop(all);
+    assert_eq!((sem.available_permits(), sem.capacity()), (usize::MAX, usize::MAX));
+}
+
+/// `add_permits` near the top adds only what fits under `usize::MAX` to both the free permits
+/// and the capacity, so free + held stays equal to the capacity.
+#[test]
+fn add_permits_saturates_free_and_capacity_together() {
+    let sem = Semaphore::new(usize::MAX - 3);
+    let held = sem.try_acquire_many(10).unwrap();
+    sem.add_permits(5);
+    assert_eq!(sem.capacity(), usize::MAX);
+    assert_eq!(sem.available_permits(), usize::MAX - 10);
+    drop(held);
+    assert_eq!(sem.available_permits(), usize::MAX);
+}
+
 #[test]
 #[should_panic(expected = "different")]
 fn merging_permits_of_different_semaphores_panics() {
