@@ -290,3 +290,206 @@ fn cancelled_model_requests_leave_no_trace_at_any_await_point() {
     };
     sweep(&with_deadline, &spawn_others, &model_state, &fresh_model_sim);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cancel many waiters in random orders
+// ---------------------------------------------------------------------------------------------
+//
+// N waiters queue on one bucket limiter (rate 1/s, drained at the start), each polled only when
+// woken. A seeded random subset is cancelled (dropped) at random instants — several at the same
+// instant in a random order, some just before and some just after the woken waiters are polled
+// at that instant, the head included. The survivors must be admitted at exactly the instants of
+// a run in which the cancelled waiters never existed, and afterwards the bucket's next token
+// must be where that run leaves it: no capacity lost, no capacity gained.
+
+/// One waiter of a random scenario.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    tokens: u64,
+    /// Which acquire form: `acquire`, `acquire_n`, `acquire_n_within`, `acquire_n_before`.
+    form: u8,
+    /// When to drop it if still waiting: (instant, before the polls at that instant, order
+    /// among the cancellations of that instant).
+    cancel: Option<(Instant, bool, u64)>,
+}
+
+/// A tiny xorshift for the scenarios (seeded, so a failure names its seed).
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[derive(Debug)]
+struct Played {
+    /// (waiter, instant) of every admission, in the order they happened.
+    admitted: Vec<(usize, Instant)>,
+    /// Waiters dropped while still waiting.
+    cancelled: Vec<usize>,
+    /// Where a fresh request made at the last admission would get its token.
+    state: String,
+}
+
+/// Plays the waiters `include`d from `plans` on a fresh limiter, honouring cancellations only
+/// when `cancel` is set.
+fn play(plans: &[Planned], burst: u64, include: &dyn Fn(usize) -> bool, cancel: bool) -> Played {
+    let clock = Arc::new(ManualClock::new());
+    let limiter = Rc::new(AsyncRateLimiter::with_timer(Rate::per_second(1), burst, clock.clone()));
+    limiter.try_acquire_n(burst).unwrap(); // drained: everyone waits
+    let mut waiters: Vec<(usize, Option<Subject>, Arc<Flag>)> = Vec::new();
+    for (id, plan) in plans.iter().enumerate().filter(|(id, _)| include(*id)) {
+        let (l, n) = (limiter.clone(), plan.tokens);
+        let fut: Subject = match plan.form {
+            0 => Box::pin(async move { l.acquire().await }),
+            1 => Box::pin(async move { l.acquire_n(n).await.unwrap() }),
+            2 => Box::pin(async move {
+                l.acquire_n_within(n, Duration::from_secs(1_000)).await.unwrap();
+            }),
+            _ => Box::pin(async move {
+                l.acquire_n_before(n, Instant::from_secs(1_000)).await.unwrap();
+            }),
+        };
+        waiters.push((id, Some(fut), Arc::new(Flag(AtomicBool::new(true)))));
+    }
+    let mut admitted = Vec::new();
+    let mut cancelled = Vec::new();
+    // Polls every woken waiter, in arrival order, until none is woken.
+    let poll_woken = |waiters: &mut Vec<(usize, Option<Subject>, Arc<Flag>)>,
+                      admitted: &mut Vec<(usize, Instant)>| {
+        loop {
+            let mut any = false;
+            for (id, fut, flag) in waiters.iter_mut() {
+                if fut.is_some() && flag.0.swap(false, Ordering::SeqCst) {
+                    any = true;
+                    let waker = Waker::from(flag.clone());
+                    let mut cx = Context::from_waker(&waker);
+                    if fut.as_mut().unwrap().as_mut().poll(&mut cx).is_ready() {
+                        *fut = None;
+                        admitted.push((*id, clock.now()));
+                    }
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    };
+    let mut due: Vec<(Instant, bool, u64, usize)> = if cancel {
+        plans
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| include(*id))
+            .filter_map(|(id, p)| p.cancel.map(|(at, before, order)| (at, !before, order, id)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // By instant; at an instant, the "before the polls" ones first; then by the random order.
+    due.sort();
+    let mut next_cancel = 0;
+    loop {
+        let now = clock.now();
+        for after_polls in [false, true] {
+            if after_polls {
+                poll_woken(&mut waiters, &mut admitted);
+            }
+            while next_cancel < due.len()
+                && due[next_cancel].0 <= now
+                && due[next_cancel].1 == after_polls
+            {
+                let id = due[next_cancel].3;
+                next_cancel += 1;
+                let (_, fut, _) = waiters.iter_mut().find(|w| w.0 == id).unwrap();
+                if fut.take().is_some() {
+                    cancelled.push(id);
+                }
+            }
+        }
+        poll_woken(&mut waiters, &mut admitted);
+        let pending = waiters.iter().filter(|w| w.1.is_some()).count();
+        if pending == 0 {
+            break; // later cancellations have nobody left to cancel
+        }
+        let next = match (clock.next_deadline(), due.get(next_cancel).map(|d| d.0)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
+            Some(t) if t > now => clock.set(t),
+            // A cancellation due now but on the other side of the polls: already handled.
+            Some(_) if next_cancel < due.len() && due[next_cancel].0 <= now => {}
+            Some(_) => clock.set(now + Duration::from_nanos(1)),
+            None if pending == 0 => break,
+            None => panic!("{pending} waiters stalled at {now:?}: a lost wake-up"),
+        }
+    }
+    // The state as seen from the last admission (the same instant in both runs when they
+    // agree), not from the clock, which one run may have moved on to a later cancellation.
+    let end = admitted.iter().map(|a| a.1).max().unwrap_or(Instant::ZERO);
+    let r = limiter.bucket().reserve_at(1, end).unwrap();
+    let state = format!("next token at {:?}", r.ready_at());
+    assert!(limiter.bucket().cancel(r));
+    Played { admitted, cancelled, state }
+}
+
+/// Checks one scenario against the run without its cancelled waiters.
+fn check_random_cancellations(seed: u64, plans: &[Planned], burst: u64) {
+    let played = play(plans, burst, &|_| true, true);
+    let gone = played.cancelled.clone();
+    let baseline = play(plans, burst, &|id| !gone.contains(&id), false);
+    assert!(baseline.cancelled.is_empty());
+    assert_eq!(
+        played.admitted, baseline.admitted,
+        "seed {seed}: survivors admitted elsewhere than if {gone:?} never came ({plans:?})"
+    );
+    assert_eq!(played.state, baseline.state, "seed {seed}: capacity lost or gained");
+}
+
+#[test]
+fn many_waiters_cancelled_at_random_instants_in_random_orders_cost_nothing() {
+    // One token each: a waiter still waiting at t never held up a later one's instant (each
+    // survivor's instant is a whole second no earlier than t), so "never existed" is exact.
+    const N: usize = 12;
+    let mut exercised = 0;
+    for seed in 1..=300u64 {
+        let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let plans: Vec<Planned> = (0..N)
+            .map(|_| Planned {
+                tokens: 1,
+                form: rng.below(4) as u8,
+                cancel: (rng.below(2) == 0).then(|| {
+                    // Quarter seconds up to N s: often exactly when a token comes due.
+                    let at = Instant::from_millis(250 * rng.below(4 * N as u64 + 1));
+                    (at, rng.below(2) == 0, rng.below(1_000))
+                }),
+            })
+            .collect();
+        check_random_cancellations(seed, &plans, 1);
+        exercised += plans.iter().filter(|p| p.cancel.is_some()).count();
+    }
+    assert!(exercised > 1_000);
+}
+
+#[test]
+fn weighted_waiters_cancelled_in_random_orders_cost_nothing() {
+    // Weights 1–3 on a burst of 3, cancelled at the start (all queued, before time moves) in a
+    // random order, and some cancelled again later while a heavy one holds the head.
+    const N: usize = 10;
+    for seed in 1..=300u64 {
+        let mut rng = XorShift(seed.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let plans: Vec<Planned> = (0..N)
+            .map(|_| Planned {
+                tokens: 1 + rng.below(3),
+                form: 1 + rng.below(3) as u8,
+                cancel: (rng.below(2) == 0)
+                    .then(|| (Instant::ZERO, rng.below(2) == 0, rng.below(1_000))),
+            })
+            .collect();
+        check_random_cancellations(seed, &plans, 3);
+    }
+}
