@@ -10,11 +10,11 @@
 #![cfg(tollgate_loom)]
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use futures_util::task::{ArcWake, waker};
+use futures_util::task::{ArcWake, noop_waker, waker};
 use loom::thread;
 use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 
@@ -53,6 +53,10 @@ fn block_on<F: Future>(fut: F) -> F::Output {
         }
         thread::park();
     }
+}
+
+fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(&noop_waker()))
 }
 
 fn limiter(tpm: u64) -> Arc<Limiter> {
@@ -105,5 +109,26 @@ fn a_refund_racing_the_check_admits_the_queue_behind_the_sleeper() {
         second.join().unwrap();
         let s = l.stats()["m"];
         assert_eq!((s.tokens.used, s.requests.used, s.active.used), (1_000, 3, 0));
+    });
+}
+
+/// Invariant 4 under the same race: a request sleeping for window room (holding the gate and a
+/// parallel slot) is cancelled on one thread while the holder settles on another. Whatever
+/// the order, nothing leaks: no slot, no request, no tokens of the cancelled one, and the next
+/// request is admitted at once.
+#[test]
+fn a_request_cancelled_while_a_refund_lands_leaves_nothing_behind() {
+    model("cancel-vs-settle", || {
+        let l = limiter(1_000);
+        let big = block_on(l.clone().acquire_owned("m", 900)).unwrap();
+        let mut waiting = Box::pin(l.clone().acquire_owned("m", 500));
+        assert!(poll_once(waiting.as_mut()).is_pending());
+        let settler = thread::spawn(move || big.settle(100));
+        drop(waiting);
+        settler.join().unwrap();
+        let s = l.stats()["m"];
+        assert_eq!((s.tokens.used, s.requests.used, s.active.used), (100, 1, 0));
+        block_on(l.clone().acquire_owned("m", 900)).unwrap().settle(900);
+        assert_eq!(l.stats()["m"].active.used, 0);
     });
 }

@@ -469,17 +469,15 @@ fn a_waiting_request_gets_its_whole_budget_from_the_first_poll() {
     let l = limiter(&sim, &[("m", cfg(1, 1_000, 5))]);
     futures_executor::block_on(l.acquire("m", 1)).unwrap().settle(1);
     let result = Rc::new(RefCell::new(None));
-    let fut = {
+    {
         let (l, result, clock) = (l.clone(), result.clone(), sim.clock.clone());
-        let fut = async move {
+        sim.spawn(async move {
             let admitted = l.acquire_within("m", 1, Duration::from_secs(10));
             clock.set(Instant::from_secs(55)); // made at 0 s, first polled at 55 s
             let r = admitted.await.map(|p| p.admitted_at());
             *result.borrow_mut() = Some(r);
-        };
-        fut
-    };
-    sim.spawn(fut);
+        });
+    }
     sim.run();
     assert_eq!(*result.borrow(), Some(Ok(just_before(61))));
 }
