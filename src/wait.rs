@@ -392,7 +392,7 @@ mod tests {
     use futures_util::task::noop_waker;
 
     use super::*;
-    use crate::{Clock, ManualClock, Rate};
+    use crate::{ManualClock, Rate};
 
     fn poll<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
         let waker = noop_waker();
