@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tollgate::{Error, InvalidConfig, Rate, TokenBucket};
+use tollgate::{Error, Instant, InvalidConfig, Rate, TokenBucket};
 
 use crate::{StdTimer, block_on};
 
@@ -107,18 +107,18 @@ impl RateLimiter {
         }
     }
 
-    /// Blocks for one token unless that would take longer than `timeout`, in which case it
-    /// fails at once and reserves nothing.
+    /// Blocks for one token unless that would take longer than `max_wait`; see
+    /// [`acquire_n_within`](Self::acquire_n_within).
     ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] with the instant the token would be ready.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        self.acquire_n_timeout(1, timeout)
+    pub fn acquire_within(&self, max_wait: Duration) -> Result<(), Error> {
+        self.acquire_n_within(1, max_wait)
     }
 
-    /// Blocks for `n` tokens unless that would take longer than `timeout`, in which case it
-    /// fails at once, reserving nothing (load shedding: the decision is made up front, not
-    /// after sleeping).
+    /// Blocks for `n` tokens unless that would take longer than `max_wait`, in which case it
+    /// fails at once, taking nothing (load shedding: the decision is made up front, not
+    /// after sleeping). `max_wait = 0` admits exactly when the tokens are free now.
     ///
     /// ```
     /// use std::time::Duration;
@@ -126,18 +126,34 @@ impl RateLimiter {
     ///
     /// let limiter = RateLimiter::new(Rate::per_second(1), 1);
     /// limiter.acquire();
-    /// let refused = limiter.acquire_n_timeout(1, Duration::from_millis(10));
+    /// let refused = limiter.acquire_n_within(1, Duration::from_millis(10));
     /// assert!(matches!(refused, Err(Error::MaxWaitExceeded { .. })));
     /// ```
     ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] with the instant the tokens would be ready, or
     /// [`Error::InsufficientCapacity`] if `n > burst`.
-    pub fn acquire_n_timeout(&self, n: u64, timeout: Duration) -> Result<(), Error> {
-        match self.inner.try_acquire_n(n) {
-            Err(Error::RateLimited { .. }) => block_on(self.inner.acquire_n_within(n, timeout)),
-            other => other,
-        }
+    pub fn acquire_n_within(&self, n: u64, max_wait: Duration) -> Result<(), Error> {
+        // `block_on` polls at once: the budget and the up-front check share that reading.
+        block_on(self.inner.acquire_n_within(n, max_wait))
+    }
+
+    /// Blocks for one token unless it is not ready by `deadline`; see
+    /// [`acquire_n_before`](Self::acquire_n_before).
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`].
+    pub fn acquire_before(&self, deadline: Instant) -> Result<(), Error> {
+        self.acquire_n_before(1, deadline)
+    }
+
+    /// Blocks for `n` tokens unless they are not ready by `deadline` (an instant of
+    /// [`StdClock`](crate::StdClock)), in which case it fails at once, taking nothing.
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    pub fn acquire_n_before(&self, n: u64, deadline: Instant) -> Result<(), Error> {
+        block_on(self.inner.acquire_n_before(n, deadline))
     }
 
     /// Takes one token if available now; never blocks.

@@ -83,21 +83,6 @@ impl ModelRateLimiter {
         block_on(self.inner.acquire_within(model, estimated_tokens, max_wait))
     }
 
-    /// The former name of [`acquire_within`](Self::acquire_within) (DESIGN.md "Naming": the
-    /// blocking limiters use the async names).
-    ///
-    /// # Errors
-    /// As [`acquire_within`](Self::acquire_within).
-    #[doc(hidden)]
-    pub fn acquire_timeout(
-        &self,
-        model: &str,
-        estimated_tokens: u64,
-        max_wait: Duration,
-    ) -> Result<ModelPermit<'_>, Error> {
-        self.acquire_within(model, estimated_tokens, max_wait)
-    }
-
     /// Usage of every configured model and every model used so far.
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
         self.inner.stats()

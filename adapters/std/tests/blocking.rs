@@ -50,7 +50,7 @@ fn more_than_the_burst_fails_at_once() {
     let start = StdInstant::now();
     let expected = Error::InsufficientCapacity { requested: 4, capacity: 3 };
     assert_eq!(limiter.acquire_n(4), Err(expected));
-    assert_eq!(limiter.acquire_n_timeout(4, Duration::from_secs(60)), Err(expected));
+    assert_eq!(limiter.acquire_n_within(4, Duration::from_secs(60)), Err(expected));
     assert_eq!(limiter.try_acquire_n(4), Err(expected));
     assert!(start.elapsed() < Duration::from_millis(100));
     assert_eq!(limiter.available(), 3, "nothing was taken");
@@ -61,14 +61,14 @@ fn a_timeout_too_short_is_refused_up_front() {
     let limiter = RateLimiter::new(Rate::per_minute(1), 1);
     limiter.acquire();
     let start = StdInstant::now();
-    let refused = limiter.acquire_n_timeout(1, Duration::from_secs(1));
+    let refused = limiter.acquire_n_within(1, Duration::from_secs(1));
     assert!(matches!(refused, Err(Error::MaxWaitExceeded { .. })), "{refused:?}");
-    assert!(matches!(limiter.acquire_timeout(Duration::ZERO), Err(Error::MaxWaitExceeded { .. })));
+    assert!(matches!(limiter.acquire_within(Duration::ZERO), Err(Error::MaxWaitExceeded { .. })));
     assert!(start.elapsed() < Duration::from_millis(100));
     // A timeout long enough waits, then succeeds.
     let limiter = RateLimiter::new(Rate::per_second(50), 1);
     limiter.acquire();
-    assert_eq!(limiter.acquire_n_timeout(1, Duration::from_millis(500)), Ok(()));
+    assert_eq!(limiter.acquire_n_within(1, Duration::from_millis(500)), Ok(()));
 }
 
 #[test]

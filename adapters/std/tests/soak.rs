@@ -141,7 +141,7 @@ fn model_limiter_under_contention() {
                     let (name, cfg) = [("window", window), ("parallel", parallel)][m];
                     let estimate = 1 + rng.below(400);
                     let permit =
-                        match limiter.acquire_timeout(name, estimate, Duration::from_millis(20)) {
+                        match limiter.acquire_within(name, estimate, Duration::from_millis(20)) {
                             Ok(p) => p,
                             Err(Error::MaxWaitExceeded { .. }) => continue,
                             Err(e) => panic!("{e}"),
