@@ -1,4 +1,6 @@
-//! [`TokenBucket`]: a lock-free GCRA token bucket whose whole state is one `AtomicU64`.
+//! [`TokenBucket`]: a GCRA token bucket whose whole state is one 64-bit atomic word — lock-free
+//! on targets with native 64-bit atomics, one critical section per operation elsewhere (see
+//! `sync.rs`).
 //!
 //! # How it counts
 //!
@@ -185,7 +187,8 @@ impl Config {
     }
 }
 
-/// A lock-free token bucket (GCRA): up to `burst` tokens at once, refilled at `rate`.
+/// A token bucket (GCRA): up to `burst` tokens at once, refilled at `rate`. Lock-free where
+/// the target has native 64-bit atomics; elsewhere each operation is one critical section.
 ///
 /// Every operation takes the current time explicitly (`*_at(now)`), so the bucket works with
 /// any [`Clock`](crate::Clock) and in `static`s on targets with no clock at all; the limiters

@@ -1,6 +1,6 @@
 //! tollgate: rate limiting that runs anywhere.
 //!
-//! A `#![no_std]` core of lock-free accounting primitives ([`TokenBucket`], sliding windows,
+//! A `#![no_std]` core of accounting primitives (lock-free on targets with 64-bit atomics) ([`TokenBucket`], sliding windows,
 //! a fair semaphore) over an injected [`Clock`], with limiters built on them. Runtime adapter
 //! crates (`tollgate-tokio`, `tollgate-async-std`, `tollgate-std`, `tollgate-embassy`) add a
 //! clock and timer and re-export everything here.

@@ -33,10 +33,12 @@
 //!   none). Every rate works: conversions between ticks and nanoseconds are exact, and
 //!   deadlines round *up* to the next tick, so a waiter never wakes early.
 //!
-//! On targets without 64-bit atomics (`thumbv7em`, `thumbv6m`, `riscv32imc`) the core takes its
-//! atomics from `portable-atomic`; on those without compare-and-swap (`thumbv6m`,
-//! `riscv32imc`) enable `tollgate`'s `critical-section` feature and provide an implementation
-//! (embassy HALs do).
+//! On targets without 64-bit atomics (every Cortex-M, `riscv32imc`) each update of a bucket's
+//! 64-bit state is one critical section, and the internal locks are `critical_section::Mutex`
+//! everywhere without `std`: interrupt-safe, never a spin lock. So the firmware must provide a
+//! `critical-section` implementation (embassy HALs do; on single-core Cortex-M,
+//! `cortex-m/critical-section-single-core`). On targets without compare-and-swap (`thumbv6m`,
+//! `riscv32imc`) also enable `tollgate`'s `critical-section` feature.
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
