@@ -30,7 +30,9 @@
 //!
 //! # Features
 //!
-//! - `tower`: `RateLimitLayer` (tower 0.5).
+//! - `tower`: `RateLimitLayer` (tower 0.5): services whose clones share one budget, taking the
+//!   token when the request is passed on (no banking); they wait in line, wait at most a bound,
+//!   or refuse at once with a `RateLimited` error carrying when to retry.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod timer;
@@ -42,7 +44,7 @@ pub use tollgate::*;
 pub use timer::{TokioClock, TokioTimer};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use tower::{RateLimit, RateLimitLayer};
+pub use tower::{RateLimit, RateLimitLayer, RateLimited, ResponseFuture, WhenLimited};
 
 #[doc(inline)]
 pub use tollgate_macros::limit_rate_tokio as limit_rate;
