@@ -135,8 +135,11 @@ impl<F: Future> Future for CountPolls<F> {
     }
 }
 
+/// No herd: however many wait, each waiter is woken at most twice — once when it reaches the
+/// head of the line, once by its own timer (queue first, reserve at the head) — so it is polled
+/// at most three times, and every one finishes at its own millisecond.
 #[tokio::test(start_paused = true)]
-async fn ten_thousand_waiters_finish_on_time_each_woken_once() {
+async fn ten_thousand_waiters_finish_on_time_each_woken_at_most_twice() {
     const WAITERS: u32 = 10_000;
     let limiter = Arc::new(AsyncRateLimiter::new(Rate::per_second(1_000), 1));
     limiter.acquire().await;
@@ -157,7 +160,7 @@ async fn ten_thousand_waiters_finish_on_time_each_woken_once() {
     let mut finished = Vec::with_capacity(tasks.len());
     for task in tasks {
         let (polls, at) = task.await.unwrap();
-        assert!(polls <= 2, "polled {polls} times");
+        assert!(polls <= 3, "polled {polls} times");
         finished.push(at);
     }
     // One token every millisecond: each waiter finishes exactly at its own millisecond.
