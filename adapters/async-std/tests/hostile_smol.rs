@@ -166,6 +166,8 @@ fn smol_races_and_bounded_waits() {
                                     bad.check(took <= BOUNDED_WAIT_SLACK, || {
                                         format!("a refusal took {took:?}: not up front")
                                     });
+                                    // Refused at once: back off, or the loop never yields.
+                                    Timer::after(rng.millis(1, 3)).await;
                                 }
                                 Err(e) => bad.report(format!("{n} ≤ burst refused: {e}")),
                             }

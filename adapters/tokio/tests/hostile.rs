@@ -198,6 +198,9 @@ async fn bounded_waits_keep_their_bounds_and_the_rate() {
                                 "a refusal must come up front; it took {took:?} (bound {bound:?})"
                             )
                         });
+                        // A refusal comes without a wait: a retry loop must back off (as any
+                        // client does), or it never yields and monopolises a worker.
+                        sleep(rng.millis(1, 3)).await;
                     }
                     Err(e) => bad.report(format!("{n} tokens of a burst of 3: {e}")),
                 }

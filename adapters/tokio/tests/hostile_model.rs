@@ -113,7 +113,12 @@ async fn window_bound_model_under_timeouts() {
                     timeout(give_up, limiter.acquire_within("m", estimate, bound)).await
                 };
                 let permit = match acquired {
-                    Err(_) | Ok(Err(Error::MaxWaitExceeded { .. })) => continue,
+                    Err(_) => continue,
+                    Ok(Err(Error::MaxWaitExceeded { .. })) => {
+                        // Refused at once: back off, or the loop never yields.
+                        sleep(rng.millis(1, 3)).await;
+                        continue;
+                    }
                     Ok(Err(e)) => {
                         bad.report(format!("estimate {estimate} ≤ tpm refused: {e}"));
                         continue;

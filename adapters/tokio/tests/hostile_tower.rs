@@ -98,7 +98,7 @@ async fn clones_that_give_up_keep_the_rate() {
                         Ok(Ok(ready)) => {
                             let _ = ready.call(()).await;
                         }
-                        Ok(Err(e)) => match e {},
+                        Ok(Err(e)) => panic!("the service failed: {e}"),
                         Err(_) if rng.chance(2, 3) => mine = service.clone(),
                         Err(_) => {}
                     }
@@ -116,7 +116,7 @@ async fn clones_that_give_up_keep_the_rate() {
             let _ = ready.call(()).await;
             Some(start.elapsed())
         }
-        Ok(Err(e)) => match e {},
+        Ok(Err(e)) => panic!("the service failed: {e}"),
         Err(_) => None,
     };
     eprintln!(
