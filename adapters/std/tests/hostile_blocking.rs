@@ -45,15 +45,14 @@ fn model_within<'a>(
 #[test]
 fn many_threads_on_one_blocking_limiter() {
     let limiter = Arc::new(RateLimiter::new(Rate::per_second(RATE), 3));
-    let clock = limiter.as_async().timer().clone();
+    let clock = *limiter.as_async().timer();
     let log = Arc::new(AdmissionLog::new());
     let bad = Arc::new(Violations::new());
     let end = log.start() + RUN;
     let mut rng = Rng::new(41);
     let threads: Vec<_> = (0..THREADS)
         .map(|i| {
-            let (limiter, log, bad, clock) =
-                (limiter.clone(), log.clone(), bad.clone(), clock.clone());
+            let (limiter, log, bad, clock) = (limiter.clone(), log.clone(), bad.clone(), clock);
             let mut rng = rng.fork(i);
             std::thread::spawn(move || {
                 while Instant::now() < end {
