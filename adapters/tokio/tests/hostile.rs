@@ -204,10 +204,6 @@ async fn bounded_waits_keep_their_bounds_and_the_rate() {
                     }
                     Err(e) => bad.report(format!("{n} tokens of a burst of 3: {e}")),
                 }
-                // A refusal (and a free token) completes without yielding: without this a
-                // task that is refused up front, again and again, never gives its worker
-                // thread back, so on 2 workers the line ahead (and the abort) never runs.
-                tokio::task::yield_now().await;
             }
         }
     });
