@@ -9,55 +9,15 @@
 //! (add `-- --nocapture --test-threads 1` to see how many executions each model explored).
 #![cfg(tollgate_loom)]
 
-use std::future::Future;
-use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+mod loom_support;
 
-use futures_util::task::{ArcWake, noop_waker, waker};
+use loom_support::{block_on, model, poll_once};
+use std::sync::Arc;
+
 use loom::thread;
 use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 
 type Limiter = ModelRateLimiter<Arc<ManualClock>>;
-
-/// Loom executions explored, summed over the models (std atomic: outside the model).
-static EXECUTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    let before = EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed);
-    loom::model(move || {
-        EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    let runs = EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed) - before;
-    println!("loom model `{name}`: {runs} executions");
-}
-
-/// Wakes a loom thread.
-struct Unpark(thread::Thread);
-
-impl ArcWake for Unpark {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
-        arc_self.0.unpark();
-    }
-}
-
-/// Drives `fut` on the current loom thread, parking while it is pending.
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let waker: Waker = waker(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park();
-    }
-}
-
-fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(&noop_waker()))
-}
 
 fn limiter(tpm: u64) -> Arc<Limiter> {
     let config = RateLimitConfig { rpm: 100, tpm, max_parallel_requests: 4 };
