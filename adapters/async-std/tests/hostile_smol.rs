@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use smol::future::FutureExt;
 use smol::stream::StreamExt;
 use smol::{Executor, Task, Timer};
-use support::{AdmissionLog, BOUNDED_WAIT_SLACK, Limits, Rng, Violations};
+use support::{AdmissionLog, Bounded, Limits, Rng, Violations, check_bounded_wait};
 use tollgate_async_std::{
-    AsyncRateLimiter, Error, ModelRateLimiter, Rate, RateLimitConfig, StreamRateLimitExt,
+    AsyncRateLimiter, ModelRateLimiter, Rate, RateLimitConfig, StreamRateLimitExt,
 };
 
 const RATE: u32 = 200;
@@ -150,26 +150,10 @@ fn smol_races_and_bounded_waits() {
                             let start_lib = limiter.timer().from_std(start);
                             let result = limiter.acquire_n_within(n, bound).await;
                             let took = start.elapsed();
-                            match result {
-                                Ok(()) => {
-                                    log.record(n);
-                                    bad.check(took <= bound + BOUNDED_WAIT_SLACK, || {
-                                        format!("a wait bounded by {bound:?} took {took:?}")
-                                    });
-                                }
-                                Err(e @ Error::MaxWaitExceeded { .. }) => {
-                                    let ready_at = e.ready_at();
-                                    bad.check(
-                                        ready_at.is_some_and(|r| r > start_lib + bound),
-                                        || format!("refused within its bound {bound:?}: {e:?}"),
-                                    );
-                                    bad.check(took <= BOUNDED_WAIT_SLACK, || {
-                                        format!("a refusal took {took:?}: not up front")
-                                    });
-                                    // Refused at once: back off, or the loop never yields.
-                                    Timer::after(rng.millis(1, 3)).await;
-                                }
-                                Err(e) => bad.report(format!("{n} ≤ burst refused: {e}")),
+                            let outcome =
+                                check_bounded_wait(&log, &bad, (n, bound, took, start_lib), result);
+                            if outcome == Bounded::Refused {
+                                Timer::after(rng.millis(1, 3)).await;
                             }
                         }
                     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{AdmissionLog, BOUNDED_WAIT_SLACK, Limits, Rng, Violations};
+use support::{AdmissionLog, Bounded, Limits, Rng, Violations, check_bounded_wait};
 use tollgate_std::{Error, ModelPermit, ModelRateLimiter, Rate, RateLimitConfig, RateLimiter};
 
 const THREADS: u64 = 24;
@@ -79,25 +79,10 @@ fn many_threads_on_one_blocking_limiter() {
                             let start_lib = tollgate_std::Clock::now(&clock);
                             let result = rps_within(&limiter, n, bound);
                             let took = start.elapsed();
-                            match result {
-                                Ok(()) => {
-                                    log.record(n);
-                                    bad.check(took <= bound + BOUNDED_WAIT_SLACK, || {
-                                        format!("a wait bounded by {bound:?} took {took:?}")
-                                    });
-                                }
-                                Err(e @ Error::MaxWaitExceeded { .. }) => {
-                                    bad.check(
-                                        e.ready_at().is_some_and(|r| r > start_lib + bound),
-                                        || format!("refused within its bound {bound:?}: {e:?}"),
-                                    );
-                                    bad.check(took <= BOUNDED_WAIT_SLACK, || {
-                                        format!("a refusal took {took:?}: not up front")
-                                    });
-                                    // Refused at once: back off like a client would.
-                                    std::thread::sleep(rng.millis(1, 3));
-                                }
-                                Err(e) => bad.report(format!("{n} ≤ burst refused: {e}")),
+                            let outcome =
+                                check_bounded_wait(&log, &bad, (n, bound, took, start_lib), result);
+                            if outcome == Bounded::Refused {
+                                std::thread::sleep(rng.millis(1, 3));
                             }
                         }
                     }

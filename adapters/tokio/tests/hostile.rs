@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
-use support::{AdmissionLog, BOUNDED_WAIT_SLACK, Limits, Rng, Violations};
+use support::{
+    AdmissionLog, BOUNDED_WAIT_SLACK, Bounded, Limits, Rng, Violations, check_bounded_wait,
+};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
-use tollgate_tokio::{AsyncRateLimiter, Error, Rate, StreamRateLimitExt};
+use tollgate_tokio::{AsyncRateLimiter, Rate, StreamRateLimitExt};
 
 const RATE: u32 = 200;
 const TASKS: u64 = 50;
@@ -175,34 +177,10 @@ async fn bounded_waits_keep_their_bounds_and_the_rate() {
                 };
                 let Ok(result) = timeout(outer, wait).await else { continue };
                 let took = start.elapsed();
-                match result {
-                    Ok(()) => {
-                        log.record(n);
-                        bad.check(took <= bound + BOUNDED_WAIT_SLACK, || {
-                            format!("a wait bounded by {bound:?} took {took:?}")
-                        });
-                    }
-                    Err(e @ Error::MaxWaitExceeded { .. }) => {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                        match e.ready_at() {
-                            None => bad.report(format!("a refusal without ready_at: {e:?}")),
-                            Some(ready_at) => bad.check(ready_at > start_lib + bound, || {
-                                format!(
-                                    "refused although ready at {ready_at:?}, within the bound \
-                                     {bound:?} from {start_lib:?}"
-                                )
-                            }),
-                        }
-                        bad.check(took <= BOUNDED_WAIT_SLACK, || {
-                            format!(
-                                "a refusal must come up front; it took {took:?} (bound {bound:?})"
-                            )
-                        });
-                        // A refusal comes without a wait: a retry loop must back off (as any
-                        // client does), or it never yields and monopolises a worker.
-                        sleep(rng.millis(1, 3)).await;
-                    }
-                    Err(e) => bad.report(format!("{n} tokens of a burst of 3: {e}")),
+                let outcome = check_bounded_wait(&log, &bad, (n, bound, took, start_lib), result);
+                if outcome == Bounded::Refused {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    sleep(rng.millis(1, 3)).await;
                 }
             }
         }

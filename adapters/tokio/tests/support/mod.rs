@@ -243,3 +243,46 @@ impl Violations {
         }
     }
 }
+
+/// Where a bounded wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounded {
+    Admitted,
+    /// Refused up front: the caller should back off before trying again (a refusal returns
+    /// without yielding, so a retry loop that never waits never gives its thread back).
+    Refused,
+    Failed,
+}
+
+/// Checks one bounded wait of `n` tokens that began at `start_lib` (the limiter's clock) and
+/// took `took`: admitted within `bound` (plus [`BOUNDED_WAIT_SLACK`]) and logged, or refused up
+/// front with a `ready_at` past the bound. Anything else is a violation.
+pub fn check_bounded_wait(
+    log: &AdmissionLog,
+    bad: &Violations,
+    (n, bound, took, start_lib): (u64, Duration, Duration, tollgate::Instant),
+    result: Result<(), tollgate::Error>,
+) -> Bounded {
+    match result {
+        Ok(()) => {
+            log.record(n);
+            bad.check(took <= bound + BOUNDED_WAIT_SLACK, || {
+                format!("a wait bounded by {bound:?} took {took:?}")
+            });
+            Bounded::Admitted
+        }
+        Err(e @ tollgate::Error::MaxWaitExceeded { .. }) => {
+            bad.check(e.ready_at().is_some_and(|r| r > start_lib + bound), || {
+                format!("refused within its bound {bound:?} from {start_lib:?}: {e:?}")
+            });
+            bad.check(took <= BOUNDED_WAIT_SLACK, || {
+                format!("a refusal must come up front; it took {took:?} (bound {bound:?})")
+            });
+            Bounded::Refused
+        }
+        Err(e) => {
+            bad.report(format!("{n} tokens, within the burst, failed: {e}"));
+            Bounded::Failed
+        }
+    }
+}
