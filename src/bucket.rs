@@ -415,6 +415,13 @@ impl TokenBucket {
         }
     }
 
+    /// The instant from which the bucket is full again (its TAT as an instant): a head
+    /// handed the line later than this by a little was kept from its tokens by the hand-over
+    /// alone. `Instant::MAX` if that is past the end of the clock.
+    pub(crate) fn full_at(&self) -> Instant {
+        self.config.instant_of(self.tat.load(Ordering::Acquire)).unwrap_or(Instant::MAX)
+    }
+
     /// The instant at which `tokens` more could be admitted at the earliest, counting from
     /// the current state at `now` (never before `now`). Unlike the `try`/`reserve` paths,
     /// `tokens` may exceed the burst: the wait machine asks for everything queued ahead of a

@@ -26,14 +26,13 @@
 //! *Late heads.* A head is handed the line when its predecessor's task runs, which is after the
 //! predecessor's instant by the timer's lateness (tokio rounds sleeps up to the millisecond)
 //! plus a task switch. Booked at that later reading, a fast limiter with a small burst would
-//! lose that lateness on every token (6 % at 1 000/s with a burst of 1). So a head books its
-//! reservation as of up to one emission interval of its own tokens earlier — never before it
-//! arrived. The bucket's books stay exact GCRA (its TAT only ever moves forward, and the bound
-//! of invariant 7 holds on booked instants whatever clock readings they were made with). In
-//! real time, admissions lag their booked instants by the wake-up jitter every timer has; after
-//! the line stalls (an executor busy for longer than the burst's worth of intervals), the
-//! interval given back can put one more request's tokens beside the late one — never more, and
-//! never accumulated.
+//! lose that lateness on every token (6 % at 1 000/s with a burst of 1). So when the bucket
+//! has been full for less than one emission interval of the new head's tokens, the head books
+//! as of the moment it became full (never before it arrived): exactly the schedule of a line
+//! that is never late. A longer gap is a real pause and is not credited. The bucket's books
+//! stay exact GCRA (its TAT only moves forward, and the bound of invariant 7 holds on booked
+//! instants whatever clock readings they were made with); in real time admissions lag their
+//! booked instants by the lateness that every timer has, and by no more.
 //!
 //! *Bounded waits.* The deadline is fixed at the first poll from the same clock reading as the
 //! up-front check, so a zero budget admits exactly when the request fits now. If the tokens of
@@ -157,8 +156,10 @@ impl Limit {
 /// Where a [`TokenWait`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Not started (a stream between items), or finished: polling completes at once.
+    /// Not started (a stream between items): polling completes at once.
     Idle,
+    /// Finished: the outcome was returned, and there is nothing more to poll.
+    Done,
     /// Started, not polled yet: the clock has not been read.
     Fresh,
     /// In line, waiting for the head permit (and, if bounded, for the deadline).
@@ -200,10 +201,13 @@ pin_project! {
         arrived: Instant,
         deadline: Instant,
         phase: Phase,
-        ticket: Option<Ticket<'a>>,
+        // Dropped in this order: the queue place or the head (whose reservation goes back
+        // before its permit passes on) first, the ticket last, so the line never looks empty
+        // to a newcomer while a reservation is still out.
         #[pin]
         queue: Option<Acquire<'a>>,
         head: Option<Head<'a>>,
+        ticket: Option<Ticket<'a>>,
         #[pin]
         sleep: Option<T::Sleep<'a>>,
     }
@@ -219,9 +223,9 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
             arrived: Instant::ZERO,
             deadline: Instant::MAX,
             phase: Phase::Fresh,
-            ticket: None,
             queue: None,
             head: None,
+            ticket: None,
             sleep: None,
         }
     }
@@ -241,7 +245,10 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
     /// Begins a new wait for `n` tokens (the last one must have finished).
     pub(crate) fn start(self: Pin<&mut Self>, n: u64, limit: Limit) {
         let this = self.project();
-        debug_assert_eq!(*this.phase, Phase::Idle, "a wait started while another is under way");
+        debug_assert!(
+            matches!(*this.phase, Phase::Idle | Phase::Done),
+            "a wait started while another is under way"
+        );
         *this.n = n;
         *this.limit = limit;
         *this.phase = Phase::Fresh;
@@ -261,6 +268,9 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
         let outcome = loop {
             match *this.phase {
                 Phase::Idle => return Poll::Ready(Ok(())),
+                // As an `async fn` does: a second answer could only be a wrong one ("taken"
+                // after a refusal, or tokens taken twice).
+                Phase::Done => panic!("tollgate: a token wait was polled after it completed"),
                 Phase::Fresh => {
                     let now = timer.now();
                     let deadline = this.limit.deadline(now);
@@ -306,6 +316,14 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
                         let book_at = booking_instant(bucket, n, *this.arrived, now);
                         match bucket.reserve_before(n, book_at, *this.deadline) {
                             Err(e) => break Err(e), // the permit passes on as it drops
+                            // Granted the line only after its deadline (the line was slower
+                            // than estimated): a booking as of an earlier reading may still
+                            // fit, but the caller's bound is real time, so refuse.
+                            Ok(reservation) if reservation.ready_at().max(now) > *this.deadline => {
+                                let ready_at = reservation.ready_at().max(now);
+                                bucket.cancel(reservation); // the newest: exact
+                                break Err(Error::MaxWaitExceeded { ready_at });
+                            }
                             Ok(reservation) if reservation.ready_at() <= now => break Ok(()),
                             Ok(reservation) => {
                                 if let Some(ticket) = this.ticket.as_mut() {
@@ -362,36 +380,50 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
         this.sleep.set(None);
         *this.head = None;
         *this.ticket = None;
-        *this.phase = Phase::Idle;
+        *this.phase = Phase::Done;
         Poll::Ready(outcome)
     }
 }
 
-/// The clock reading a new head books its reservation at: `now`, less up to one emission
-/// interval of its own `n` tokens to absorb the lateness of the hand-over (module docs), never
-/// before the caller `arrived`.
+/// The clock reading a new head books its reservation at. Normally `now`. But if the bucket
+/// has been full since a moment less than one emission interval of the head's own `n` tokens
+/// ago — the line was kept from its tokens only by the lateness of the hand-over — it books as
+/// of that moment (never before it arrived): the line keeps its rate. A longer gap is a real
+/// pause (a stalled executor, a line that was empty) and is not credited.
 fn booking_instant(bucket: &TokenBucket, n: u64, arrived: Instant, now: Instant) -> Instant {
+    let full_at = bucket.full_at();
+    if now <= full_at {
+        return now; // not full yet: booking at `now` already continues the schedule
+    }
     let rate = bucket.rate();
     let interval = u128::from(n) * rate.period().as_nanos() / u128::from(rate.count());
     let interval = Duration::from_nanos(u64::try_from(interval).unwrap_or(u64::MAX));
-    now.saturating_sub(interval).max(arrived)
+    if now.saturating_duration_since(full_at) <= interval { full_at.max(arrived) } else { now }
 }
 
-/// Polls the sleep in `slot` until `deadline`; when it completes, clears the slot so the next
-/// round re-checks the clock and re-arms if the timer fired early.
+/// Polls the sleep in `slot` until `deadline`. `Ready` means it fired: the caller re-checks
+/// the clock and, if it is still early, comes back to arm a new sleep. A sleep armed in this
+/// call that fires at once while the clock is still early (a coarse timer that rounds
+/// deadlines down) is not re-armed again in the same poll — that would spin inside `poll`
+/// forever — but yields: the task is woken to try again.
 fn poll_sleep<'a, T: Timer + 'a>(
     mut slot: Pin<&mut Option<T::Sleep<'a>>>,
     timer: &'a T,
     deadline: Instant,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
-    if slot.is_none() {
+    let fresh = slot.is_none();
+    if fresh {
         slot.set(Some(timer.sleep_until(deadline)));
     }
     let sleep = slot.as_mut().as_pin_mut().expect("set just above");
     match sleep.poll(cx) {
         Poll::Ready(()) => {
             slot.set(None);
+            if fresh && timer.now() < deadline {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             Poll::Ready(())
         }
         Poll::Pending => Poll::Pending,
@@ -501,8 +533,9 @@ mod tests {
     }
 
     /// A head whose task runs late (a timer that fires late, a busy executor) hands the line
-    /// on late; the next head books as of up to one emission interval earlier, so the line
-    /// keeps its rate — but never books before it arrived, and never more than that interval.
+    /// on late; if the bucket has been full for less than one interval, the next head books as
+    /// of the moment it became full, so the line keeps its rate. A longer pause is not
+    /// credited, and nothing is booked before its caller arrived.
     #[test]
     fn a_late_hand_over_loses_no_time() {
         let clock = ManualClock::new();
@@ -516,15 +549,15 @@ mod tests {
         assert!(poll(c.as_mut()).is_pending());
         clock.set(Instant::from_millis(2_500)); // a's task runs 1.5 s late
         assert_eq!(poll(a.as_mut()), Poll::Ready(Ok(())));
-        assert_eq!(poll(b.as_mut()), Poll::Ready(Ok(()))); // booked at 2 s: due already
+        // The bucket has been full since 2 s, 0.5 s ago: b books as of 2 s (due already).
+        assert_eq!(poll(b.as_mut()), Poll::Ready(Ok(())));
         assert!(poll(c.as_mut()).is_pending());
-        // Booked at 2.5 s, c would be due at 3.5 s; as of 1.5 s it is due at 3 s.
+        // Had b booked at 2.5 s, c would be due at 3.5 s; it is due at 3 s.
         assert_eq!(clock.next_deadline(), Some(secs(3)));
         clock.set(secs(3));
         assert_eq!(poll(c.as_mut()), Poll::Ready(Ok(())));
-        // Lateness beyond one interval is not credited: after a 6 s stall the next head gets
-        // one interval back (it books as of 9 s, due at once), and the line then runs at the
-        // rate again from 10 s.
+        // A real pause is not credited: after a 6 s stall the next head books at 10 s, so
+        // nothing else is free at 10 s.
         let mut e = pin!(l.acquire_n(1));
         let mut f = pin!(l.acquire_n(1));
         assert!(poll(e.as_mut()).is_pending()); // due at 4 s
@@ -532,8 +565,20 @@ mod tests {
         clock.set(secs(10));
         assert_eq!(poll(e.as_mut()), Poll::Ready(Ok(())));
         assert_eq!(poll(f.as_mut()), Poll::Ready(Ok(())));
-        assert_eq!(l.try_acquire_n(1), Ok(()));
         assert_eq!(l.try_acquire(), Err(Error::RateLimited { ready_at: secs(11) }));
+    }
+
+    /// Found in review: polled again after it completed, a wait answered `Ok(())` ("taken")
+    /// even after a refusal. Now it panics, as an `async fn` does.
+    #[test]
+    #[should_panic(expected = "polled after it completed")]
+    fn a_wait_polled_after_it_completed_panics() {
+        let clock = ManualClock::new();
+        let l = AsyncRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+        l.try_acquire().unwrap();
+        let mut refused = pin!(l.acquire_within(Duration::ZERO));
+        assert!(matches!(poll(refused.as_mut()), Poll::Ready(Err(_))));
+        let _ = poll(refused.as_mut());
     }
 
     #[test]
@@ -575,11 +620,13 @@ mod tests {
         assert_eq!(l.waiters(), 2);
         let mut fits = pin!(l.acquire_within(Duration::from_secs(3)));
         assert!(poll(fits.as_mut()).is_pending());
-        for t in 1..=3 {
-            clock.set(secs(t));
-            let _ = poll(a.as_mut());
-            let _ = poll(b.as_mut());
-        }
+        clock.set(secs(1));
+        assert_eq!(poll(a.as_mut()), Poll::Ready(Ok(())));
+        assert!(poll(b.as_mut()).is_pending());
+        clock.set(secs(2));
+        assert_eq!(poll(b.as_mut()), Poll::Ready(Ok(())));
+        assert!(poll(fits.as_mut()).is_pending());
+        clock.set(secs(3));
         assert_eq!(poll(fits.as_mut()), Poll::Ready(Ok(())));
     }
 

@@ -329,7 +329,9 @@ where
                         let error = Error::MaxWaitExceeded { ready_at };
                         return ResponseFuture::refused(error, &limiter);
                     }
-                    _ => limiter.acquire_n_within_owned(1, max_wait),
+                    // The bound counts from the call, not from the response future's first
+                    // poll (which may come later): fix the deadline now.
+                    _ => limiter.acquire_n_before_owned(1, now.saturating_add(max_wait)),
                 }
             }
             WhenLimited::Wait => limiter.acquire_n_owned(1),
