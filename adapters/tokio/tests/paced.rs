@@ -225,3 +225,37 @@ async fn the_model_limiter_runs_on_the_paused_clock() {
     assert!(times[2] <= std::time::Duration::from_secs(61), "{:?}", times[2]);
     assert_eq!(limiter.stats()["m"].active.used, 0);
 }
+
+/// The review's second measurement (issue 8): 20 clients, each retrying
+/// `timeout(50 ms, acquire())` on 10/s for 5 s of paused time. Reserving for every waiter at
+/// once admitted 1 request instead of ~50, and a lone `acquire()` afterwards waited 195 s for
+/// tokens nobody used. Now every token of the 5 s is used and the lone caller waits at most
+/// one emission interval.
+#[tokio::test(start_paused = true)]
+async fn clients_that_time_out_leave_the_rate_intact() {
+    let limiter = Arc::new(AsyncRateLimiter::new(Rate::per_second(10), 1));
+    let admitted = Arc::new(Mutex::new(0u32));
+    let start = Instant::now();
+    let end = start + Duration::from_secs(5);
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let (limiter, admitted) = (Arc::clone(&limiter), Arc::clone(&admitted));
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let wait = tokio::time::timeout(50 * MS, limiter.acquire());
+                    if wait.await.is_ok() && Instant::now() < end {
+                        *admitted.lock().unwrap() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    // The burst of 1 at 0 s, then one every 100 ms up to (not including) 5 s.
+    assert_eq!(*admitted.lock().unwrap(), 50);
+    let lone = Instant::now();
+    limiter.acquire().await;
+    assert!(lone.elapsed() <= 100 * MS, "a lone caller waited {:?}", lone.elapsed());
+}
