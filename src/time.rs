@@ -67,6 +67,20 @@ impl Instant {
         self.0 / 1_000_000
     }
 
+    /// Whole seconds since the epoch, rounded down.
+    ///
+    /// ```
+    /// use tollgate::Instant;
+    ///
+    /// assert_eq!(Instant::from_millis(61_999).as_secs(), 61);
+    /// assert_eq!(Instant::MAX.as_secs(), 18_446_744_073); // about 584 years
+    /// const T: u64 = Instant::from_secs(5).as_secs();
+    /// assert_eq!(T, 5);
+    /// ```
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1_000_000_000
+    }
+
     /// Time since the epoch.
     pub const fn elapsed_since_epoch(self) -> Duration {
         Duration::from_nanos(self.0)
