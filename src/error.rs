@@ -30,6 +30,10 @@ pub enum Error {
     InvalidConfig(InvalidConfig),
     /// A bounded wait queue (allocation-free semaphore) is full.
     QueueFull,
+    /// A strict [`ModelRateLimiter`](crate::ModelRateLimiter) was asked for a model it was
+    /// not configured with (a typo such as `"gpt4"` for `"gpt-4"`). Nothing was created or
+    /// counted; retrying never helps.
+    UnknownModel,
 }
 
 /// Which configuration value was rejected, and why.
@@ -76,6 +80,9 @@ impl fmt::Display for Error {
             }
             Error::InvalidConfig(e) => fmt::Display::fmt(e, f),
             Error::QueueFull => f.write_str("the wait queue is full"),
+            Error::UnknownModel => {
+                f.write_str("model not configured, and the limiter is strict about model names")
+            }
         }
     }
 }

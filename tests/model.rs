@@ -513,3 +513,206 @@ fn a_late_refund_refunds_nothing() {
     assert_eq!(l.stats()["m"].tokens.used, 500);
     other.settle(500);
 }
+
+// ---- Issue 9: the missing forms (`try_acquire`, `acquire_before`) and strict mode. ----
+
+/// `try_acquire` admits when slot, RPM and TPM are all free now, and otherwise refuses at
+/// once with the instant the windows would have room, counting nothing.
+#[test]
+fn try_acquire_admits_now_or_says_when_the_windows_have_room() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(1, 1_000, 5))]);
+    let permit = l.try_acquire("m", 10).unwrap();
+    assert_eq!(permit.admitted_at(), Instant::ZERO);
+    permit.settle(10);
+    assert_eq!(
+        l.try_acquire("m", 10).unwrap_err(),
+        Error::RateLimited { ready_at: just_before(61) }
+    );
+    assert_eq!(
+        l.try_acquire("m", 1_001).unwrap_err(),
+        Error::InsufficientCapacity { requested: 1_001, capacity: 1_000 }
+    );
+    let s = l.stats()["m"];
+    assert_eq!((s.requests.used, s.tokens.used, s.active.used), (1, 10, 0));
+    sim.clock.set(just_before(61));
+    l.try_acquire("m", 10).expect("room again once the window moved on").settle(10);
+}
+
+/// No free parallel slot: `RateLimited` with the windows' instant (`now` when only the slot is
+/// missing; a slot frees when a permit ends, which no clock predicts).
+#[test]
+fn try_acquire_without_a_free_slot_is_rate_limited() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(100, 1_000, 1))]);
+    let held = l.try_acquire("m", 10).unwrap();
+    sim.clock.set(Instant::from_secs(3));
+    assert_eq!(
+        l.try_acquire("m", 10).unwrap_err(),
+        Error::RateLimited { ready_at: Instant::from_secs(3) }
+    );
+    assert_eq!(l.stats()["m"].active.used, 1);
+    drop(held);
+    l.try_acquire("m", 10).unwrap().settle(10);
+    assert_eq!(l.stats()["m"].requests.used, 2);
+}
+
+/// `try_acquire` never overtakes a request already waiting for that model, even when its own
+/// smaller request would fit the windows.
+#[test]
+fn try_acquire_does_not_overtake_a_waiting_request() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(100, 1_000, 5))]);
+    let big = l.try_acquire("m", 900).unwrap();
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut waiting = pin!(l.acquire("m", 500));
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    let err = l.try_acquire("m", 50).unwrap_err();
+    assert!(matches!(err, Error::RateLimited { .. }), "{err}");
+    assert_eq!(l.stats()["m"].requests.used, 1);
+    big.settle(100);
+    let Poll::Ready(Ok(p)) = waiting.as_mut().poll(&mut cx) else { panic!("refund admits it") };
+    p.settle(500);
+    l.try_acquire("m", 50).unwrap().settle(50);
+}
+
+/// `acquire_before(t)`: refused up front when the windows show room only after `t`, admitted
+/// when room comes by `t`, and a request whose deadline has passed is refused even when it
+/// would fit.
+#[test]
+fn acquire_before_waits_until_the_deadline_and_no_longer() {
+    let mut sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(1, 1_000, 5))]);
+    futures_executor::block_on(async {
+        l.acquire_before("m", 1, Instant::from_secs(1)).await.unwrap().settle(1);
+        let err = l.acquire_before("m", 1, Instant::from_secs(10)).await.unwrap_err();
+        assert_eq!(err, Error::MaxWaitExceeded { ready_at: just_before(61) });
+    });
+    let result = Rc::new(RefCell::new(None));
+    {
+        let (l, result) = (l.clone(), result.clone());
+        sim.spawn(async move {
+            let r = l.acquire_before("m", 1, just_before(61)).await.map(|p| p.admitted_at());
+            *result.borrow_mut() = Some(r);
+        });
+    }
+    sim.run();
+    assert_eq!(*result.borrow(), Some(Ok(just_before(61))));
+    let other = limiter(&sim, &[("m", cfg(100, 1_000, 5))]);
+    sim.clock.set(Instant::from_secs(200));
+    let err = futures_executor::block_on(other.acquire_before("m", 1, Instant::from_secs(199)))
+        .unwrap_err();
+    assert_eq!(err, Error::MaxWaitExceeded { ready_at: Instant::from_secs(200) });
+    assert_eq!(other.stats()["m"].requests.used, 0);
+}
+
+/// A request queued behind a held slot gives up at its deadline, releasing its place.
+#[test]
+fn acquire_before_gives_up_its_queue_place_at_the_deadline() {
+    let mut sim = Sim::new();
+    let l = limiter(&sim, &[("m", cfg(100, 1_000, 1))]);
+    let result = Rc::new(RefCell::new(None));
+    {
+        let (l, clock) = (l.clone(), sim.clock.clone());
+        sim.spawn(async move {
+            let p = l.acquire("m", 1).await.unwrap();
+            tollgate::Timer::sleep_until(&*clock, Instant::from_secs(30)).await;
+            p.settle(1);
+        });
+    }
+    {
+        let (l, result) = (l.clone(), result.clone());
+        sim.spawn(async move {
+            *result.borrow_mut() =
+                Some(l.acquire_before("m", 1, Instant::from_secs(5)).await.map(drop));
+        });
+    }
+    sim.run();
+    assert_eq!(
+        *result.borrow(),
+        Some(Err(Error::MaxWaitExceeded { ready_at: Instant::from_secs(5) }))
+    );
+    let s = l.stats()["m"];
+    assert_eq!((s.requests.used, s.active.used), (1, 0));
+}
+
+#[test]
+fn owned_try_and_before_forms_give_static_permits() {
+    let l = Arc::new(
+        ModelRateLimiter::<ManualClock>::new([("m", cfg(10, 100, 1))], RateLimitConfig::default())
+            .unwrap(),
+    );
+    fn assert_static<F: 'static>(_: &F) {}
+    let permit = l.clone().try_acquire_owned("m", 10).unwrap();
+    assert_static(&permit);
+    assert!(matches!(l.clone().try_acquire_owned("m", 10), Err(Error::RateLimited { .. })));
+    permit.settle(5);
+    let fut = l.clone().acquire_before_owned("m", 10, Instant::from_secs(1));
+    assert_static(&fut);
+    futures_executor::block_on(fut).unwrap().settle(10);
+    assert_eq!(l.stats()["m"].tokens.used, 15);
+}
+
+/// Strict mode: a model name that was not configured (a typo such as "gpt4") is an error at
+/// once from every form, and creates no state.
+#[test]
+fn strict_mode_refuses_unknown_models_and_creates_no_state() {
+    let sim = Sim::new();
+    let l = Arc::new(
+        ModelRateLimiter::strict_with_timer([("gpt-4", cfg(100, 1_000, 5))], sim.clock.clone())
+            .unwrap(),
+    );
+    assert!(l.is_strict());
+    assert_eq!(l.default_config(), None);
+    assert!(l.is_configured("gpt-4") && !l.is_configured("gpt4"));
+    assert_eq!(l.config("gpt-4"), cfg(100, 1_000, 5));
+    futures_executor::block_on(async {
+        assert_eq!(l.acquire("gpt4", 1).await.unwrap_err(), Error::UnknownModel);
+        assert_eq!(
+            l.acquire_within("gpt4", 1, Duration::from_secs(1)).await.unwrap_err(),
+            Error::UnknownModel
+        );
+        assert_eq!(
+            l.acquire_before("gpt4", 1, Instant::from_secs(1)).await.unwrap_err(),
+            Error::UnknownModel
+        );
+        assert_eq!(l.clone().acquire_owned("gpt4", 1).await.unwrap_err(), Error::UnknownModel);
+        assert_eq!(
+            l.clone().acquire_within_owned("gpt4", 1, Duration::ZERO).await.unwrap_err(),
+            Error::UnknownModel
+        );
+        assert_eq!(
+            l.clone().acquire_before_owned("gpt4", 1, Instant::MAX).await.unwrap_err(),
+            Error::UnknownModel
+        );
+        // Unknown beats oversized: the name is checked first.
+        assert_eq!(l.acquire("gpt4", u64::MAX).await.unwrap_err(), Error::UnknownModel);
+        l.acquire("gpt-4", 10).await.unwrap().settle(10);
+    });
+    assert_eq!(l.try_acquire("gpt4", 1).unwrap_err(), Error::UnknownModel);
+    assert_eq!(l.clone().try_acquire_owned("gpt4", 1).unwrap_err(), Error::UnknownModel);
+    assert_eq!(l.stats().keys().collect::<Vec<_>>(), ["gpt-4"]);
+    assert_eq!(Error::UnknownModel.ready_at(), None);
+    assert!(Error::UnknownModel.to_string().contains("not configured"));
+}
+
+/// The default mode is unchanged: an unknown name runs under the default config.
+#[test]
+fn the_default_mode_still_admits_unknown_models_under_the_default() {
+    let sim = Sim::new();
+    let l = limiter(&sim, &[("gpt-4", cfg(100, 1_000, 5))]);
+    assert!(!l.is_strict());
+    assert_eq!(l.default_config(), Some(RateLimitConfig::default()));
+    assert!(!l.is_configured("gpt4"));
+    assert_eq!(l.config("gpt4"), RateLimitConfig::default());
+    l.try_acquire("gpt4", 1).unwrap().settle(1);
+    assert_eq!(l.stats()["gpt4"].requests.to_string(), "1/10");
+}
+
+#[test]
+fn strict_mode_validates_configs_like_new() {
+    let err = ModelRateLimiter::<ManualClock>::strict([("m", cfg(0, 1_000, 5))]).unwrap_err();
+    assert_eq!(err.model.as_deref(), Some("m"));
+    assert_eq!(err.error.field, "rpm");
+}

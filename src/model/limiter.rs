@@ -21,7 +21,8 @@ use crate::{Clock, Error, Instant, Timer};
 /// [`acquire`](ModelRateLimiter::acquire) waits for a parallel slot, then for RPM and TPM
 /// room, and reserves the request's *estimated* tokens at admission; the returned permit
 /// settles the *actual* count. Admission is all-or-nothing and first-come-first-served per
-/// model; models never delay each other. Unknown models get the default config on first use.
+/// model; models never delay each other. Unknown models get the default config on first use,
+/// unless the limiter is [strict](ModelRateLimiter::strict).
 ///
 /// ```
 /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
@@ -43,7 +44,8 @@ use crate::{Clock, Error, Instant, Timer};
 /// ```
 pub struct ModelRateLimiter<T> {
     timer: T,
-    default_config: RateLimitConfig,
+    /// `None`: strict, an unconfigured model name is [`Error::UnknownModel`].
+    default_config: Option<RateLimitConfig>,
     /// Entries are never removed, so a state's `Arc` stays valid for every permit. The key is
     /// the state's own `name`, shared rather than stored twice.
     models: Mutex<BTreeMap<Arc<str>, Arc<ModelState>>>,
@@ -60,6 +62,33 @@ impl<T: Default> ModelRateLimiter<T> {
         S: Into<String>,
     {
         Self::with_timer(models, default_config, T::default())
+    }
+
+    /// A *strict* limiter: only the models given here exist. Every acquire of any other name
+    /// fails at once with [`Error::UnknownModel`], creating no state, so a typo cannot
+    /// silently run under some default limits.
+    ///
+    /// ```
+    /// use tollgate::{Error, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let limiter = ModelRateLimiter::<ManualClock>::strict([(
+    ///     "gpt-4",
+    ///     RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10 },
+    /// )])?;
+    /// assert_eq!(limiter.try_acquire("gpt4", 100).unwrap_err(), Error::UnknownModel);
+    /// limiter.try_acquire("gpt-4", 100)?.settle(90);
+    /// assert_eq!(limiter.stats().keys().collect::<Vec<_>>(), ["gpt-4"]); // no "gpt4"
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model and field if any limit is zero.
+    pub fn strict<I, S>(models: I) -> Result<Self, ModelConfigError>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
+        Self::strict_with_timer(models, T::default())
     }
 }
 
@@ -78,6 +107,30 @@ impl<T> ModelRateLimiter<T> {
         S: Into<String>,
     {
         default_config.validate().map_err(|error| ModelConfigError { model: None, error })?;
+        Self::build(models, Some(default_config), timer)
+    }
+
+    /// As [`ModelRateLimiter::strict`], waiting on `timer`.
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model and field if any limit is zero.
+    pub fn strict_with_timer<I, S>(models: I, timer: T) -> Result<Self, ModelConfigError>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
+        Self::build(models, None, timer)
+    }
+
+    fn build<I, S>(
+        models: I,
+        default_config: Option<RateLimitConfig>,
+        timer: T,
+    ) -> Result<Self, ModelConfigError>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
         let mut map = BTreeMap::new();
         for (name, config) in models {
             let name: String = name.into();
@@ -95,24 +148,44 @@ impl<T> ModelRateLimiter<T> {
         &self.timer
     }
 
-    /// The config used for models not configured explicitly.
-    pub fn default_config(&self) -> RateLimitConfig {
+    /// The config used for models not configured explicitly; `None` if the limiter is
+    /// [strict](ModelRateLimiter::strict) and refuses them instead.
+    pub fn default_config(&self) -> Option<RateLimitConfig> {
         self.default_config
     }
 
-    /// The config `model` runs under (the default if it was not configured).
-    pub fn config(&self, model: &str) -> RateLimitConfig {
-        self.models.with(|m| m.get(model).map_or(self.default_config, |s| s.config))
+    /// Whether unconfigured model names are refused ([`ModelRateLimiter::strict`]).
+    pub fn is_strict(&self) -> bool {
+        self.default_config.is_none()
     }
 
-    fn state(&self, model: &str) -> Arc<ModelState> {
+    /// Whether `model` was configured explicitly (in the constructor), as opposed to unknown
+    /// or running under the default config.
+    pub fn is_configured(&self, model: &str) -> bool {
+        self.models.with(|m| m.get(model).is_some_and(|s| s.configured))
+    }
+
+    /// The config `model` runs under (the default if it was not configured). On a strict
+    /// limiter an unconfigured model runs under none, it is refused: this then returns
+    /// [`RateLimitConfig::default()`]; ask [`is_configured`](Self::is_configured) first.
+    pub fn config(&self, model: &str) -> RateLimitConfig {
+        self.models
+            .with(|m| m.get(model).map_or(self.default_config.unwrap_or_default(), |s| s.config))
+    }
+
+    /// `model`'s state, created under the default config on first use; on a strict limiter,
+    /// [`Error::UnknownModel`] for a name not configured, creating nothing.
+    fn state(&self, model: &str) -> Result<Arc<ModelState>, Error> {
         self.models.with(|m| {
             if let Some(state) = m.get(model) {
-                return state.clone();
+                return Ok(state.clone());
             }
-            let state = Arc::new(ModelState::new(model.into(), self.default_config));
+            let config = self.default_config.ok_or(Error::UnknownModel)?;
+            let mut state = ModelState::new(model.into(), config);
+            state.configured = false;
+            let state = Arc::new(state);
             m.insert(state.name.clone(), state.clone());
-            state
+            Ok(state)
         })
     }
 }
@@ -125,6 +198,86 @@ impl<T: Clock> ModelRateLimiter<T> {
         let now = self.timer.now();
         models.into_iter().map(|state| (String::from(&*state.name), state.stats(now))).collect()
     }
+
+    /// Admits one request of `estimated_tokens` on `model` if it can be admitted now: a
+    /// parallel slot is free, RPM and TPM have room, and no request of that model is queued
+    /// ahead (it never overtakes one). Never waits.
+    ///
+    /// ```
+    /// use tollgate::{Error, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 1 };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config)], config)?;
+    /// let permit = limiter.try_acquire("m", 100)?;
+    /// permit.settle(80);
+    /// let Err(Error::RateLimited { ready_at }) = limiter.try_acquire("m", 100) else {
+    ///     panic!("one request per minute")
+    /// };
+    /// assert_eq!(ready_at.as_secs(), 60); // the RPM window has room again just before 61 s
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::InsufficientCapacity`] if `estimated_tokens > tpm`: it could never fit.
+    /// - [`Error::RateLimited`] if it cannot be admitted now. `ready_at` is the instant the
+    ///   RPM and TPM windows would have room for it, if nothing else arrives. When the obstacle
+    ///   is a parallel slot or a request queued ahead, this is only a lower bound (often `now`,
+    ///   when only that is missing): a slot frees when a permit ends, which no clock can
+    ///   predict. `Instant::MAX` means never (room only after the end of the clock).
+    /// - [`Error::UnknownModel`] on a [strict](ModelRateLimiter::strict) limiter for a model
+    ///   it was not configured with.
+    ///
+    /// Nothing is counted or reserved when it fails.
+    pub fn try_acquire(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+    ) -> Result<ModelPermit<'_, T>, Error> {
+        let admitted = self.try_admit_now(model, estimated_tokens)?;
+        Ok(ModelPermit { limiter: self, admitted })
+    }
+
+    /// As [`try_acquire`](ModelRateLimiter::try_acquire) on an `Arc` of the limiter: the
+    /// permit is `'static`, for spawned tasks (call it on a clone to keep the `Arc`).
+    ///
+    /// # Errors
+    /// As [`try_acquire`](ModelRateLimiter::try_acquire).
+    pub fn try_acquire_owned(
+        self: Arc<Self>,
+        model: &str,
+        estimated_tokens: u64,
+    ) -> Result<OwnedModelPermit<T>, Error> {
+        let admitted = self.try_admit_now(model, estimated_tokens)?;
+        Ok(OwnedModelPermit { limiter: self, admitted })
+    }
+
+    /// The non-waiting admission: the same gate, slot and window checks as [`admit`], each
+    /// tried once.
+    fn try_admit_now(&self, model: &str, estimated: u64) -> Result<Admitted, Error> {
+        let state = self.state(model)?;
+        fits_at_all(&state, estimated)?;
+        let now = self.timer.now();
+        let busy = |state: &ModelState| Error::RateLimited {
+            ready_at: state.earliest_admission(estimated, now),
+        };
+        // Gate first, as in `admit`: a free gate means nobody of this model is queued ahead.
+        let Ok(gate) = state.gate.try_acquire() else { return Err(busy(&state)) };
+        let Ok(slot) = state.slots.clone().try_acquire_owned() else {
+            return Err(busy(&state));
+        };
+        let admitted = state.try_admit(estimated, now);
+        drop(gate);
+        match admitted {
+            Ok(window_slot) => Ok(Admitted {
+                state: state.clone(),
+                estimated,
+                slot: window_slot,
+                at: now,
+                _slot: slot,
+            }),
+            Err(Refused { ready_at, .. }) => Err(Error::RateLimited { ready_at }),
+        }
+    }
 }
 
 impl<T: Timer> ModelRateLimiter<T> {
@@ -135,6 +288,8 @@ impl<T: Timer> ModelRateLimiter<T> {
     /// [`Error::InsufficientCapacity`] at once if `estimated_tokens > tpm`: it could never fit.
     /// [`Error::MaxWaitExceeded`] with `ready_at: Instant::MAX` if room would only come after
     /// the end of the clock (584 years of nanoseconds): it can never be admitted either.
+    /// [`Error::UnknownModel`] at once on a [strict](ModelRateLimiter::strict) limiter for a
+    /// model it was not configured with.
     ///
     /// # Cancel safety
     /// Dropping the future at any point before it completes leaves nothing behind: its queue
@@ -147,7 +302,7 @@ impl<T: Timer> ModelRateLimiter<T> {
     ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state, estimated_tokens, None).await?;
+            let admitted = admit(&self.timer, state?, estimated_tokens, Bound::Forever).await?;
             Ok(ModelPermit { limiter: self, admitted })
         }
     }
@@ -163,7 +318,7 @@ impl<T: Timer> ModelRateLimiter<T> {
     /// releasing its place.
     ///
     /// # Errors
-    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    /// [`Error::MaxWaitExceeded`], [`Error::InsufficientCapacity`] or [`Error::UnknownModel`].
     ///
     /// # Cancel safety
     /// As [`acquire`](ModelRateLimiter::acquire).
@@ -175,8 +330,73 @@ impl<T: Timer> ModelRateLimiter<T> {
     ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state, estimated_tokens, Some(max_wait)).await?;
+            let bound = Bound::Within(max_wait);
+            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
             Ok(ModelPermit { limiter: self, admitted })
+        }
+    }
+
+    /// As [`acquire`](ModelRateLimiter::acquire), but gives up unless it is admitted by
+    /// `deadline`, an instant of the limiter's clock.
+    ///
+    /// If the RPM/TPM windows alone show the request cannot be admitted by `deadline`, it
+    /// fails at once without queueing, with the instant it would be admitted; a deadline
+    /// already past fails at once even when the request would fit now. If it queues behind
+    /// other requests and `deadline` passes, it fails then, releasing its place.
+    /// `Instant::MAX` waits as long as [`acquire`](ModelRateLimiter::acquire).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::{Clock, Error, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 5 };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config)], config)?;
+    /// futures_executor::block_on(async {
+    ///     let by = limiter.timer().now() + Duration::from_secs(10);
+    ///     limiter.acquire_before("m", 100, by).await?.settle(100);
+    ///     let err = limiter.acquire_before("m", 100, by).await.unwrap_err();
+    ///     assert!(matches!(err, Error::MaxWaitExceeded { ready_at } if ready_at > by));
+    ///     Ok::<_, Error>(())
+    /// })?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`], [`Error::InsufficientCapacity`] or [`Error::UnknownModel`].
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_before<'a>(
+        &'a self,
+        model: &str,
+        estimated_tokens: u64,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
+        let state = self.state(model);
+        async move {
+            let bound = Bound::Before(deadline);
+            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
+            Ok(ModelPermit { limiter: self, admitted })
+        }
+    }
+
+    /// As [`acquire`](ModelRateLimiter::acquire) on an `Arc` of the limiter: the future and
+    /// the permit are `'static`, for spawned tasks.
+    ///
+    /// # Errors
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_owned(
+        self: Arc<Self>,
+        model: &str,
+        estimated_tokens: u64,
+    ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
+        let state = self.state(model);
+        async move {
+            let admitted = admit(&self.timer, state?, estimated_tokens, Bound::Forever).await?;
+            Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
 
@@ -196,53 +416,81 @@ impl<T: Timer> ModelRateLimiter<T> {
     ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state, estimated_tokens, Some(max_wait)).await?;
+            let bound = Bound::Within(max_wait);
+            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
             Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
 
-    /// As [`acquire`](ModelRateLimiter::acquire) on an `Arc` of the limiter: the future and
-    /// the permit are `'static`, for spawned tasks.
+    /// As [`acquire_before`](ModelRateLimiter::acquire_before) on an `Arc` of the limiter:
+    /// the future and the permit are `'static`, for spawned tasks.
     ///
     /// # Errors
-    /// As [`acquire`](ModelRateLimiter::acquire).
+    /// As [`acquire_before`](ModelRateLimiter::acquire_before).
     ///
     /// # Cancel safety
     /// As [`acquire`](ModelRateLimiter::acquire).
-    pub fn acquire_owned(
+    pub fn acquire_before_owned(
         self: Arc<Self>,
         model: &str,
         estimated_tokens: u64,
+        deadline: Instant,
     ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state, estimated_tokens, None).await?;
+            let bound = Bound::Before(deadline);
+            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
             Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
 }
 
-/// The admission path shared by every `acquire` form; `max_wait: None` waits as long as it
-/// takes.
-///
-/// Runs from the first poll: `max_wait` is measured from the clock reading taken here, and
-/// the up-front check uses that same reading (DESIGN.md, "Bounded waiting"). A deadline fixed
-/// when the future was created, checked against a later reading, refused `max_wait = 0` on an
-/// idle limiter on every real clock (issue 8).
-async fn admit<T: Timer>(
-    timer: &T,
-    state: Arc<ModelState>,
-    estimated: u64,
-    max_wait: Option<Duration>,
-) -> Result<Admitted, Error> {
+/// How long an acquire may wait.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Forever,
+    /// From the first poll.
+    Within(Duration),
+    Before(Instant),
+}
+
+impl Bound {
+    /// The deadline for an admission whose first poll read `start` (`Instant::MAX`: none).
+    fn deadline(self, start: Instant) -> Instant {
+        match self {
+            Bound::Forever => Instant::MAX,
+            Bound::Within(max_wait) => start.saturating_add(max_wait),
+            Bound::Before(deadline) => deadline,
+        }
+    }
+}
+
+/// `InsufficientCapacity` if `estimated` could never fit the model's TPM.
+fn fits_at_all(state: &ModelState, estimated: u64) -> Result<(), Error> {
     if estimated > state.config.tpm {
         return Err(Error::InsufficientCapacity {
             requested: estimated,
             capacity: state.config.tpm,
         });
     }
+    Ok(())
+}
+
+/// The admission path shared by every waiting `acquire` form.
+///
+/// Runs from the first poll: a `Within` budget is measured from the clock reading taken here,
+/// and the up-front check uses that same reading (DESIGN.md, "Bounded waiting"). A deadline
+/// fixed when the future was created, checked against a later reading, refused `max_wait = 0`
+/// on an idle limiter on every real clock (issue 8).
+async fn admit<T: Timer>(
+    timer: &T,
+    state: Arc<ModelState>,
+    estimated: u64,
+    bound: Bound,
+) -> Result<Admitted, Error> {
+    fits_at_all(&state, estimated)?;
     let start = timer.now();
-    let deadline = max_wait.map_or(Instant::MAX, |d| start.saturating_add(d));
+    let deadline = bound.deadline(start);
     if deadline != Instant::MAX {
         let ready_at = state.earliest_admission(estimated, start);
         if ready_at > deadline {

@@ -21,6 +21,8 @@ pub(crate) struct ModelState {
     /// The model's name: the limiter's map key, `stats()` and `tracing` events.
     pub(crate) name: alloc::sync::Arc<str>,
     pub(crate) config: RateLimitConfig,
+    /// Configured in the limiter's constructor (`false`: created under the default config).
+    pub(crate) configured: bool,
     /// In-flight requests. A slot is held from before rate admission until the permit ends;
     /// the permit owns it (hence the `Arc`), so releasing it is just dropping it.
     pub(crate) slots: alloc::sync::Arc<Semaphore>,
@@ -54,6 +56,7 @@ impl ModelState {
         Self {
             name,
             config,
+            configured: true,
             slots: alloc::sync::Arc::new(Semaphore::new(config.max_parallel_requests as usize)),
             gate: Semaphore::new(1),
             windows: Mutex::new(Windows {
