@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tollgate::{Error, ModelConfigError, ModelStats, RateLimitConfig};
+use tollgate::{Error, Instant, ModelConfigError, ModelStats, RateLimitConfig};
 
 use crate::{StdTimer, block_on};
 
@@ -56,11 +56,36 @@ impl ModelRateLimiter {
         Ok(Self { inner: tollgate::ModelRateLimiter::new(models, default_config)? })
     }
 
+    /// A *strict* limiter: only the models given here exist, and every call for another name
+    /// fails at once with [`Error::UnknownModel`], creating nothing (see
+    /// [`tollgate::ModelRateLimiter::strict`]).
+    ///
+    /// ```
+    /// use tollgate_std::{Error, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let limiter = ModelRateLimiter::strict([("gpt-4", RateLimitConfig::default())])?;
+    /// assert_eq!(limiter.acquire("gpt4", 100).unwrap_err(), Error::UnknownModel);
+    /// limiter.acquire("gpt-4", 100)?.settle(90);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model and field if any limit is zero.
+    pub fn strict<I, S>(models: I) -> Result<Self, ModelConfigError>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
+        Ok(Self { inner: tollgate::ModelRateLimiter::strict(models)? })
+    }
+
     /// Blocks until `model` can take one more request of `estimated_tokens`, then admits it,
     /// reserving the estimate: first a parallel slot, then RPM and TPM room.
     ///
     /// # Errors
-    /// [`Error::InsufficientCapacity`] at once if `estimated_tokens > tpm`.
+    /// [`Error::InsufficientCapacity`] at once if `estimated_tokens > tpm`;
+    /// [`Error::UnknownModel`] at once on a [strict](Self::strict) limiter for a model it was
+    /// not configured with.
     pub fn acquire(&self, model: &str, estimated_tokens: u64) -> Result<ModelPermit<'_>, Error> {
         block_on(self.inner.acquire(model, estimated_tokens))
     }
@@ -72,7 +97,7 @@ impl ModelRateLimiter {
     /// this call, so `max_wait = 0` admits exactly when the request fits now (a try).
     ///
     /// # Errors
-    /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
+    /// [`Error::MaxWaitExceeded`], [`Error::InsufficientCapacity`] or [`Error::UnknownModel`].
     pub fn acquire_within(
         &self,
         model: &str,
@@ -83,14 +108,54 @@ impl ModelRateLimiter {
         block_on(self.inner.acquire_within(model, estimated_tokens, max_wait))
     }
 
+    /// As [`acquire`](Self::acquire), but gives up unless admitted by `deadline` (an instant
+    /// of [`StdClock`](crate::StdClock)), or at once if the RPM/TPM windows alone show it
+    /// cannot be admitted by then (with the instant it would be).
+    ///
+    /// # Errors
+    /// [`Error::MaxWaitExceeded`], [`Error::InsufficientCapacity`] or [`Error::UnknownModel`].
+    pub fn acquire_before(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        deadline: Instant,
+    ) -> Result<ModelPermit<'_>, Error> {
+        block_on(self.inner.acquire_before(model, estimated_tokens, deadline))
+    }
+
+    /// Admits the request if it can be admitted now (a free parallel slot, RPM and TPM room,
+    /// nobody of that model queued ahead); never blocks.
+    ///
+    /// # Errors
+    /// As [`tollgate::ModelRateLimiter::try_acquire`]: [`Error::RateLimited`] (for a missing
+    /// parallel slot too, with a lower bound for `ready_at`), [`Error::InsufficientCapacity`]
+    /// or [`Error::UnknownModel`].
+    pub fn try_acquire(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+    ) -> Result<ModelPermit<'_>, Error> {
+        self.inner.try_acquire(model, estimated_tokens)
+    }
+
     /// Usage of every configured model and every model used so far.
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
         self.inner.stats()
     }
 
-    /// The config `model` runs under.
+    /// The config `model` runs under; see [`tollgate::ModelRateLimiter::config`].
     pub fn config(&self, model: &str) -> RateLimitConfig {
         self.inner.config(model)
+    }
+
+    /// Whether unconfigured model names are refused ([`strict`](Self::strict)).
+    pub fn is_strict(&self) -> bool {
+        self.inner.is_strict()
+    }
+
+    /// Whether `model` was configured in the constructor.
+    pub fn is_configured(&self, model: &str) -> bool {
+        self.inner.is_configured(model)
     }
 
     /// The async limiter underneath, for code that mixes threads and async.

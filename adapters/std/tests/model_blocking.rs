@@ -83,3 +83,64 @@ fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
         .count();
     assert_eq!(refused, 0, "{refused}/100 zero-budget acquires refused on an idle limiter");
 }
+
+/// Issue 9: `try_acquire` never blocks; `acquire_before` blocks until a `StdClock` instant at
+/// most, refusing at once when the windows show room only later.
+#[test]
+fn try_acquire_and_acquire_before_on_threads() {
+    use tollgate_std::{Clock, StdTimer};
+
+    let limiter = ModelRateLimiter::new(
+        [("m", RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1 })],
+        RateLimitConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        limiter.try_acquire("m", 101).unwrap_err(),
+        Error::InsufficientCapacity { requested: 101, capacity: 100 }
+    );
+    let permit = limiter.try_acquire("m", 10).unwrap();
+    let err = limiter.try_acquire("m", 10).unwrap_err();
+    assert!(matches!(err, Error::RateLimited { .. }), "{err}");
+    permit.settle(10);
+    let started = std::time::Instant::now();
+    let deadline = StdTimer.now() + Duration::from_secs(5);
+    let err = limiter.acquire_before("m", 10, deadline).unwrap_err();
+    assert!(matches!(err, Error::MaxWaitExceeded { ready_at } if ready_at > deadline), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(500), "refused up front, not after waiting");
+    let s = limiter.stats()["m"];
+    assert_eq!((s.requests.used, s.active.used), (1, 0));
+
+    let idle = ModelRateLimiter::new(
+        [("m", RateLimitConfig { rpm: 10, tpm: 100, max_parallel_requests: 1 })],
+        RateLimitConfig::default(),
+    )
+    .unwrap();
+    let soon = StdTimer.now() + Duration::from_secs(1);
+    idle.acquire_before("m", 10, soon).unwrap().settle(10);
+}
+
+/// Issue 9: a strict limiter refuses a model name it was not configured with, from every
+/// form, and lists only the configured models.
+#[test]
+fn strict_mode_refuses_unknown_models_on_threads() {
+    let limiter = ModelRateLimiter::strict([(
+        "gpt-4",
+        RateLimitConfig { rpm: 100, tpm: 1_000, max_parallel_requests: 2 },
+    )])
+    .unwrap();
+    assert!(limiter.is_strict());
+    assert_eq!(limiter.acquire("gpt4", 1).unwrap_err(), Error::UnknownModel);
+    assert_eq!(limiter.try_acquire("gpt4", 1).unwrap_err(), Error::UnknownModel);
+    assert_eq!(
+        limiter.acquire_within("gpt4", 1, Duration::from_secs(1)).unwrap_err(),
+        Error::UnknownModel
+    );
+    assert_eq!(
+        limiter.acquire_before("gpt4", 1, tollgate_std::Instant::MAX).unwrap_err(),
+        Error::UnknownModel
+    );
+    limiter.acquire("gpt-4", 10).unwrap().settle(10);
+    assert_eq!(limiter.stats().keys().collect::<Vec<_>>(), ["gpt-4"]);
+    assert!(limiter.is_configured("gpt-4") && !limiter.is_configured("gpt4"));
+}
