@@ -346,8 +346,8 @@ impl TokenBucket {
 
     /// Commits `n` tokens now and returns when the caller may proceed: the reservations of
     /// all callers are served in the order they were made, each at its own instant. This is
-    /// what waiting is built on: reserve once, then sleep once until
-    /// [`Reservation::ready_at`].
+    /// what waiting is built on: the first caller in a limiter's line reserves, then sleeps
+    /// once until [`Reservation::ready_at`].
     ///
     /// # Errors
     /// [`Error::InsufficientCapacity`] if `n > burst`; [`Error::MaxWaitExceeded`] if the queue

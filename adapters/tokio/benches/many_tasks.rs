@@ -3,7 +3,8 @@
 //! limiter paces them over about 3 s of real time.
 //!
 //! - `tollgate`: `tollgate_tokio::AsyncRateLimiter`, `acquire().await` per task. Each task
-//!   reserves its own instant and sleeps once on tokio's timer.
+//!   waits in the limiter's line, then (at its head) reserves its instant and sleeps once on
+//!   tokio's timer: woken at most twice.
 //! - `governor`: `governor::RateLimiter::direct(..)` (default quanta clock), `until_ready().await`
 //!   per task. A refused task sleeps (on `futures-timer`'s thread) until the limiter's earliest
 //!   possible instant and checks again.
