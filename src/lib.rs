@@ -43,8 +43,11 @@ pub use model::{
     Usage,
 };
 pub use rate::Rate;
-#[allow(unused_imports)] // filled in by the semaphore work
-pub use semaphore::*;
+pub use semaphore::{
+    Acquire, AcquireFuture, AcquireMany, Permit, Semaphore, SemaphorePermit, TryAcquireError,
+};
+#[cfg(feature = "alloc")]
+pub use semaphore::{AcquireManyOwned, AcquireOwned, OwnedSemaphorePermit};
 pub use stream::{RejectedItem, StreamRateLimitExt, Throttle, ThrottleBy};
 pub use time::{Clock, Instant, Timer};
 #[allow(unused_imports)] // filled in by the window work
