@@ -13,6 +13,7 @@ extern crate alloc;
 extern crate std;
 
 mod acquire;
+mod adapter_aliases;
 mod bucket;
 mod error;
 mod limiter;

@@ -34,23 +34,18 @@ pub use timer::{AsyncIoClock, AsyncIoSleep, AsyncIoTimer};
 #[doc(inline)]
 pub use tollgate_macros::limit_rate_async_std as limit_rate;
 
-/// [`tollgate::AsyncRateLimiter`] on the [`AsyncIoTimer`]: `AsyncRateLimiter::per_second(10)`
-/// needs no type parameter. Share it with `Arc` or a `static`.
-///
-/// ```
-/// use tollgate_async_std::{AsyncIoTimer, AsyncRateLimiter, Rate};
-///
-/// static LIMITER: AsyncRateLimiter =
-///     AsyncRateLimiter::with_timer(Rate::per_second(5), 5, AsyncIoTimer::new());
-/// async_std::task::block_on(LIMITER.acquire());
-/// ```
-pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<AsyncIoTimer>;
-
-/// [`tollgate::ModelRateLimiter`] on the [`AsyncIoTimer`]: per-model RPM, TPM and parallel limits.
-pub type ModelRateLimiter = tollgate::ModelRateLimiter<AsyncIoTimer>;
-
-/// An admitted request of [`ModelRateLimiter`].
-pub type ModelPermit<'a> = tollgate::ModelPermit<'a, AsyncIoTimer>;
-
-/// An admitted request of [`ModelRateLimiter::acquire_owned`], for spawned tasks.
-pub type OwnedModelPermit = tollgate::OwnedModelPermit<AsyncIoTimer>;
+tollgate::__adapter_aliases! {
+    timer: AsyncIoTimer,
+    flavor: async,
+    alloc: [],
+    /// Share it with `Arc` or a `static`.
+    ///
+    /// ```
+    /// use tollgate_async_std::{AsyncIoTimer, AsyncRateLimiter, Rate};
+    ///
+    /// static LIMITER: AsyncRateLimiter =
+    ///     AsyncRateLimiter::with_timer(Rate::per_second(5), 5, AsyncIoTimer::new());
+    /// async_std::task::block_on(LIMITER.acquire());
+    /// ```
+    AsyncRateLimiter
+}

@@ -51,9 +51,15 @@ pub use timer::{EmbassyClock, EmbassyTimer};
 #[doc(inline)]
 pub use tollgate_macros::limit_rate_embassy as limit_rate;
 
-/// [`tollgate::AsyncRateLimiter`] on embassy-time: `const`-constructible with
-/// [`with_timer`](tollgate::AsyncRateLimiter::with_timer) for a `static`, no allocator needed.
-pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<EmbassyTimer>;
+tollgate::__adapter_aliases! {
+    timer: EmbassyTimer,
+    flavor: async,
+    alloc: [#[cfg(feature = "alloc")] #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]],
+    /// `const`-constructible with [`with_timer`](tollgate::AsyncRateLimiter::with_timer) for a
+    /// `static`, no allocator needed. `ModelRateLimiter`, its permits and `AcquireTokensOwned`
+    /// need the `alloc` feature.
+    AsyncRateLimiter
+}
 
 // Compiled on every target, thumbv7em included: a limiter can be a `static` (it is `Sync` and
 // const-constructible there too, with the core's portable-atomic bucket).
@@ -62,11 +68,3 @@ const _: () = {
     static LIMITER: AsyncRateLimiter =
         AsyncRateLimiter::with_timer(Rate::per_second(5), 5, EmbassyTimer::new());
 };
-
-/// [`tollgate::ModelRateLimiter`] on embassy-time (feature `alloc`).
-#[cfg(feature = "alloc")]
-pub type ModelRateLimiter = tollgate::ModelRateLimiter<EmbassyTimer>;
-
-/// An admitted request of [`ModelRateLimiter`] (feature `alloc`).
-#[cfg(feature = "alloc")]
-pub type ModelPermit<'a> = tollgate::ModelPermit<'a, EmbassyTimer>;

@@ -42,19 +42,23 @@ pub use timer::{StdSleep, StdTimer};
 #[doc(inline)]
 pub use tollgate_macros::limit_rate_std as limit_rate;
 
-/// [`tollgate::AsyncRateLimiter`] on the [`StdTimer`]: await it under [`block_on`] (or any
-/// executor, through the timer's helper thread).
-///
-/// ```
-/// use tollgate_std::{block_on, AsyncRateLimiter};
-///
-/// let limiter = AsyncRateLimiter::per_second(5);
-/// block_on(async {
-///     limiter.acquire().await;
-///     assert_eq!(limiter.available(), 4);
-/// });
-/// ```
-pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<StdTimer>;
+tollgate::__adapter_aliases! {
+    timer: StdTimer,
+    flavor: blocking,
+    alloc: [],
+    /// Await it under [`block_on`] (or any executor, through the timer's helper thread).
+    ///
+    /// ```
+    /// use tollgate_std::{block_on, AsyncRateLimiter};
+    ///
+    /// let limiter = AsyncRateLimiter::per_second(5);
+    /// block_on(async {
+    ///     limiter.acquire().await;
+    ///     assert_eq!(limiter.available(), 4);
+    /// });
+    /// ```
+    AsyncRateLimiter
+}
 
 #[cfg(test)]
 mod tests {

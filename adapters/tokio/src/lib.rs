@@ -49,26 +49,21 @@ pub use tower::{RateLimit, RateLimitLayer, RateLimited, ResponseFuture, WhenLimi
 #[doc(inline)]
 pub use tollgate_macros::limit_rate_tokio as limit_rate;
 
-/// [`tollgate::AsyncRateLimiter`] on tokio's clock: `AsyncRateLimiter::per_second(10)` needs no
-/// type parameter. Share it with `Arc` or a `static`.
-///
-/// ```
-/// use tollgate_tokio::{AsyncRateLimiter, Rate, TokioTimer};
-///
-/// static LIMITER: AsyncRateLimiter =
-///     AsyncRateLimiter::with_timer(Rate::per_second(5), 5, TokioTimer::new());
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// LIMITER.acquire().await;
-/// # }
-/// ```
-pub type AsyncRateLimiter = tollgate::AsyncRateLimiter<TokioTimer>;
-
-/// [`tollgate::ModelRateLimiter`] on the [`TokioTimer`]: per-model RPM, TPM and parallel limits.
-pub type ModelRateLimiter = tollgate::ModelRateLimiter<TokioTimer>;
-
-/// An admitted request of [`ModelRateLimiter`].
-pub type ModelPermit<'a> = tollgate::ModelPermit<'a, TokioTimer>;
-
-/// An admitted request of [`ModelRateLimiter::acquire_owned`], for spawned tasks.
-pub type OwnedModelPermit = tollgate::OwnedModelPermit<TokioTimer>;
+tollgate::__adapter_aliases! {
+    timer: TokioTimer,
+    flavor: async,
+    alloc: [],
+    /// Share it with `Arc` or a `static`.
+    ///
+    /// ```
+    /// use tollgate_tokio::{AsyncRateLimiter, Rate, TokioTimer};
+    ///
+    /// static LIMITER: AsyncRateLimiter =
+    ///     AsyncRateLimiter::with_timer(Rate::per_second(5), 5, TokioTimer::new());
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// LIMITER.acquire().await;
+    /// # }
+    /// ```
+    AsyncRateLimiter
+}
