@@ -138,34 +138,22 @@ pub fn limit_rate_std(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// What one flavour of the attribute generates.
+///
+/// A function's own limiter is built through the adapter's hidden `__limit_rate` module
+/// (declared by `tollgate::__adapter_aliases!`): `static _: krate::__limit_rate::Limiter =
+/// krate::__limit_rate::new(rate, burst);`, a `const fn`. So the macro names no limiter or timer
+/// type: each adapter decides what its functions wait on.
 struct Flavor {
     /// The adapter crate the generated code names, e.g. `tollgate_tokio`.
     krate: &'static str,
-    /// `true` for the blocking flavour: sync fns and `RateLimiter`.
+    /// `true` for the blocking flavour: sync fns, and a limiter whose `acquire` blocks.
     blocking: bool,
-    /// The per-function limiter: `(type, timer)`, both relative to the crate path, built by
-    /// `type::with_timer(rate, burst, timer::new())` (blocking: `type::new(rate, burst)`) in
-    /// const context.
-    own_limiter: (&'static str, &'static str),
 }
 
-const TOKIO: Flavor = Flavor {
-    krate: "tollgate_tokio",
-    blocking: false,
-    own_limiter: ("AsyncRateLimiter", "TokioTimer"),
-};
-const ASYNC_STD: Flavor = Flavor {
-    krate: "tollgate_async_std",
-    blocking: false,
-    own_limiter: ("AsyncRateLimiter", "AsyncIoTimer"),
-};
-const EMBASSY: Flavor = Flavor {
-    krate: "tollgate_embassy",
-    blocking: false,
-    own_limiter: ("AsyncRateLimiter", "EmbassyTimer"),
-};
-const STD: Flavor =
-    Flavor { krate: "tollgate_std", blocking: true, own_limiter: ("RateLimiter", "") };
+const TOKIO: Flavor = Flavor { krate: "tollgate_tokio", blocking: false };
+const ASYNC_STD: Flavor = Flavor { krate: "tollgate_async_std", blocking: false };
+const EMBASSY: Flavor = Flavor { krate: "tollgate_embassy", blocking: false };
+const STD: Flavor = Flavor { krate: "tollgate_std", blocking: true };
 
 /// The largest burst a `TokenBucket` accepts is below this.
 const BURST_LIMIT: u64 = 1 << 61;
@@ -458,12 +446,12 @@ fn generate(flavor: &Flavor, args: &Args, mut func: ItemFn) -> TokenStream2 {
     let wait = if flavor.blocking { quote!() } else { quote!(.await) };
     let acquire = match &args.source {
         Source::Own { per_second, burst } => {
-            let ty = Ident::new(flavor.own_limiter.0, Span::call_site());
-            let ctor = own_constructor(flavor, &krate, *per_second, *burst);
+            let rate = quote!(#krate::Rate::new(#per_second, ::core::time::Duration::from_secs(1)));
             // In a block of its own, so the name cannot clash with anything in the body.
             quote! {
                 {
-                    static __TOLLGATE_LIMITER: #krate::#ty = #ctor;
+                    static __TOLLGATE_LIMITER: #krate::__limit_rate::Limiter =
+                        #krate::__limit_rate::new(#rate, #burst);
                     __TOLLGATE_LIMITER.acquire() #wait;
                 }
             }
@@ -496,24 +484,6 @@ fn generate(flavor: &Flavor, args: &Args, mut func: ItemFn) -> TokenStream2 {
             #(#inner)*
             #(#stmts)*
         }
-    }
-}
-
-/// The const expression building a function's own limiter.
-fn own_constructor(
-    flavor: &Flavor,
-    krate: &TokenStream2,
-    per_second: u64,
-    burst: u64,
-) -> TokenStream2 {
-    let ty = Ident::new(flavor.own_limiter.0, Span::call_site());
-    let rate = quote!(#krate::Rate::new(#per_second, ::core::time::Duration::from_secs(1)));
-    if flavor.blocking {
-        // `RateLimiter::new` is a `const fn` on the std clock.
-        quote!(#krate::#ty::new(#rate, #burst))
-    } else {
-        let timer = Ident::new(flavor.own_limiter.1, Span::call_site());
-        quote!(#krate::#ty::with_timer(#rate, #burst, #krate::#timer::new()))
     }
 }
 
