@@ -255,8 +255,12 @@ fn max_wait_refuses_up_front_with_the_admission_instant() {
     assert_eq!((s["m"].requests.used, s["m"].active.used), (1, 0));
 }
 
-#[test]
-fn a_waiter_queued_past_its_deadline_gives_up_its_place() {
+/// One slot, held for 30 s; a second request bounded to 5 s (by `bounded`) queues behind it and
+/// must give up at 5 s, releasing its place: one request counted, none active afterwards.
+fn a_bounded_waiter_behind_a_held_slot_gives_up_at_5s<F>(bounded: impl FnOnce(Rc<Limiter>) -> F)
+where
+    F: Future<Output = Result<(), Error>> + 'static,
+{
     let mut sim = Sim::new();
     let l = limiter(&sim, &[("m", cfg(100, 1_000, 1))]);
     let result = Rc::new(RefCell::new(None));
@@ -269,10 +273,9 @@ fn a_waiter_queued_past_its_deadline_gives_up_its_place() {
         });
     }
     {
-        let (l, result) = (l.clone(), result.clone());
+        let (wait, result) = (bounded(l.clone()), result.clone());
         sim.spawn(async move {
-            *result.borrow_mut() =
-                Some(l.acquire_within("m", 1, Duration::from_secs(5)).await.map(drop));
+            *result.borrow_mut() = Some(wait.await);
         });
     }
     sim.run();
@@ -280,7 +283,15 @@ fn a_waiter_queued_past_its_deadline_gives_up_its_place() {
         *result.borrow(),
         Some(Err(Error::MaxWaitExceeded { ready_at: Instant::from_secs(5) }))
     );
-    assert_eq!(l.stats()["m"].requests.used, 1);
+    let s = l.stats()["m"];
+    assert_eq!((s.requests.used, s.active.used), (1, 0));
+}
+
+#[test]
+fn a_waiter_queued_past_its_deadline_gives_up_its_place() {
+    a_bounded_waiter_behind_a_held_slot_gives_up_at_5s(|l| async move {
+        l.acquire_within("m", 1, Duration::from_secs(5)).await.map(drop)
+    });
 }
 
 #[test]
@@ -610,31 +621,9 @@ fn acquire_before_waits_until_the_deadline_and_no_longer() {
 /// A request queued behind a held slot gives up at its deadline, releasing its place.
 #[test]
 fn acquire_before_gives_up_its_queue_place_at_the_deadline() {
-    let mut sim = Sim::new();
-    let l = limiter(&sim, &[("m", cfg(100, 1_000, 1))]);
-    let result = Rc::new(RefCell::new(None));
-    {
-        let (l, clock) = (l.clone(), sim.clock.clone());
-        sim.spawn(async move {
-            let p = l.acquire("m", 1).await.unwrap();
-            tollgate::Timer::sleep_until(&*clock, Instant::from_secs(30)).await;
-            p.settle(1);
-        });
-    }
-    {
-        let (l, result) = (l.clone(), result.clone());
-        sim.spawn(async move {
-            *result.borrow_mut() =
-                Some(l.acquire_before("m", 1, Instant::from_secs(5)).await.map(drop));
-        });
-    }
-    sim.run();
-    assert_eq!(
-        *result.borrow(),
-        Some(Err(Error::MaxWaitExceeded { ready_at: Instant::from_secs(5) }))
-    );
-    let s = l.stats()["m"];
-    assert_eq!((s.requests.used, s.active.used), (1, 0));
+    a_bounded_waiter_behind_a_held_slot_gives_up_at_5s(|l| async move {
+        l.acquire_before("m", 1, Instant::from_secs(5)).await.map(drop)
+    });
 }
 
 #[test]
