@@ -19,7 +19,8 @@
 //! back exactly and the next waiter reserves as if it had never been there.
 //!
 //! The fast path (tokens free, nobody waiting) is one atomic load and the bucket's single CAS:
-//! no lock. The line's counters are advisory and need no ordering with the bucket: the bucket's
+//! no lock where the target has native 64-bit atomics (elsewhere the CAS is one critical
+//! section, see `sync.rs`). The line's counters are advisory and need no ordering with the bucket: the bucket's
 //! compare-and-swap alone decides who gets tokens; the counters only keep newcomers from
 //! overtaking waiters (FIFO) and let bounded waits estimate their instant up front.
 //!
