@@ -18,7 +18,8 @@ fn main() {
         let admitted_at = loop {
             match bucket.try_acquire_at(1, clock.now()) {
                 Ok(()) => break clock.now(),
-                Err(Error::RateLimited { ready_at }) => {
+                Err(Error::RateLimited(refusal)) => {
+                    let ready_at = refusal.ready_at();
                     println!(
                         "  request {request:>2}: refused at {:>6} ms, room at {} ms",
                         clock.now().as_millis(),

@@ -24,6 +24,7 @@
 use core::time::Duration;
 
 use crate::error::{Error, InvalidConfig};
+use crate::refusal::Refusal;
 use crate::sync::{AtomicU64, Ordering, const_fn};
 use crate::{Instant, Rate};
 
@@ -35,7 +36,7 @@ const HORIZON: u64 = 1 << 62;
 /// `burst << bits` must stay below this.
 const BURST_UNITS_MAX: u64 = 1 << 61;
 
-/// The immutable part of a bucket: rate, burst and the fixed-point conversion factors.
+/// The immutable part of a bucket: rate, burst and its token clock.
 #[derive(Debug, Clone, Copy)]
 struct Config {
     rate: Rate,
@@ -44,12 +45,20 @@ struct Config {
     bits: u32,
     /// `burst << bits`.
     burst_units: u64,
+    clock: TokenClock,
+}
+
+/// A bucket's fixed-point clock: converts instants to token units and back. Built from the
+/// rate and the fractional bits alone, by [`TokenClock::new`], so a [`Refusal`] that keeps
+/// those two can build the identical clock again when its instant is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenClock {
     /// Token units per nanosecond as a 64.64 fixed-point number: `int + frac / 2^64`.
     per_nano_int: u64,
     per_nano_frac: u64,
     /// Nanoseconds per token unit, 64.64 fixed-point, rounded down: the inverse of the
     /// above, used only to *estimate* ready instants (the exact answer is then searched from
-    /// the estimate against `tokens_at`). Replaces a 128-bit division on the refusal path.
+    /// the estimate against `tokens_at`). Replaces a 128-bit division per conversion.
     nanos_per_unit_int: u64,
     nanos_per_unit_frac: u64,
     /// The token clock at `Instant::MAX`: targets beyond it are never reached.
@@ -83,6 +92,36 @@ impl Config {
         {
             bits += 1;
         }
+        Ok(Self {
+            rate,
+            burst,
+            bits,
+            burst_units: burst << bits,
+            clock: TokenClock::new(rate.count(), rate.period_nanos(), bits),
+        })
+    }
+    #[inline]
+    fn check_n(&self, n: u64) -> Result<u64, Error> {
+        if n > self.burst {
+            return Err(Error::InsufficientCapacity { requested: n, capacity: self.burst });
+        }
+        Ok(n << self.bits)
+    }
+
+    /// The refusal of a request that would move the TAT to `new_tat`, which does not fit now:
+    /// its instant is computed only if asked for.
+    #[inline]
+    fn refusal(&self, new_tat: u64) -> Refusal {
+        Refusal::tokens(new_tat - self.burst_units, self.rate, self.bits)
+    }
+}
+
+impl TokenClock {
+    /// The clock of a bucket of `count` per `period_nanos` with `bits` fractional bits
+    /// (as [`Config::new`] picks them: then nothing here overflows).
+    pub(crate) const fn new(count: u64, period_nanos: u64, bits: u32) -> Self {
+        let n = count as u128;
+        let p = period_nanos as u128;
         let scaled = n << bits; // < 2^125
         let int = scaled / p;
         let rem = scaled % p; // < p ≤ 2^64
@@ -91,20 +130,19 @@ impl Config {
         let frac = (rem << 64).div_ceil(p);
         let inv_int = p / scaled; // p < 2^64, so this fits
         let inv_frac = ((p % scaled) << 64) / scaled; // p mod scaled ≤ p < 2^64: no overflow
-        let inv_frac = if inv_frac > u64::MAX as u128 { u64::MAX as u128 } else { inv_frac };
-        let mut config = Self {
-            rate,
-            burst,
-            nanos_per_unit_int: inv_int as u64,
-            nanos_per_unit_frac: inv_frac as u64,
-            bits,
-            burst_units: burst << bits,
+        let mut clock = Self {
             per_nano_int: if int > u64::MAX as u128 { u64::MAX } else { int as u64 },
             per_nano_frac: if frac > u64::MAX as u128 { u64::MAX } else { frac as u64 },
+            nanos_per_unit_int: inv_int as u64,
+            nanos_per_unit_frac: if inv_frac > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                inv_frac as u64
+            },
             clock_at_max: 0,
         };
-        config.clock_at_max = config.tokens_at(Instant::MAX);
-        Ok(config)
+        clock.clock_at_max = clock.tokens_at(Instant::MAX);
+        clock
     }
 
     /// The token clock: `now` in token units, rounded down, saturating at TOKEN_CLOCK_MAX.
@@ -117,10 +155,16 @@ impl Config {
         if units > TOKEN_CLOCK_MAX as u128 { TOKEN_CLOCK_MAX } else { units as u64 }
     }
 
+    /// Whether the token clock reads at least `units` at `t` ns.
+    #[inline]
+    const fn reached(&self, t: u64, units: u64) -> bool {
+        self.tokens_at(Instant::from_nanos(t)) >= units
+    }
+
     /// The first instant at which the token clock reads at least `units`, or `None` if it
     /// never does (the end of the clock comes first). "Never" must stay distinct from
     /// `Instant::MAX`: at `now == Instant::MAX` the two would otherwise read as "now".
-    fn instant_of(&self, units: u64) -> Option<Instant> {
+    pub(crate) const fn instant_of(&self, units: u64) -> Option<Instant> {
         if units == 0 {
             return Some(Instant::ZERO);
         }
@@ -133,18 +177,17 @@ impl Config {
         let estimate = units as u128 * self.nanos_per_unit_int as u128
             + ((units as u128 * self.nanos_per_unit_frac as u128) >> 64);
         let guess = if estimate > u64::MAX as u128 { u64::MAX } else { estimate as u64 };
-        let reached = |t: u64| self.tokens_at(Instant::from_nanos(t)) >= units;
         // Invariant once set up: !reached(lo) && reached(hi).
         let (mut lo, mut hi);
-        if reached(guess) {
-            if guess == 0 || !reached(guess - 1) {
+        if self.reached(guess, units) {
+            if guess == 0 || !self.reached(guess - 1, units) {
                 return Some(Instant::from_nanos(guess));
             }
             hi = guess - 1;
             let mut step: u64 = 1;
             loop {
                 let probe = hi.saturating_sub(step);
-                if !reached(probe) {
+                if !self.reached(probe, units) {
                     lo = probe;
                     break;
                 }
@@ -159,7 +202,7 @@ impl Config {
             let mut step: u64 = 1;
             loop {
                 let probe = lo.saturating_add(step);
-                if reached(probe) {
+                if self.reached(probe, units) {
                     hi = probe;
                     break;
                 }
@@ -169,21 +212,13 @@ impl Config {
         }
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if reached(mid) {
+            if self.reached(mid, units) {
                 hi = mid;
             } else {
                 lo = mid;
             }
         }
         Some(Instant::from_nanos(hi))
-    }
-
-    #[inline]
-    fn check_n(&self, n: u64) -> Result<u64, Error> {
-        if n > self.burst {
-            return Err(Error::InsufficientCapacity { requested: n, capacity: self.burst });
-        }
-        Ok(n << self.bits)
     }
 }
 
@@ -296,18 +331,13 @@ impl TokenBucket {
         if cost == 0 {
             return Ok(());
         }
-        let clock = self.config.tokens_at(now);
+        let clock = self.config.clock.tokens_at(now);
         let limit = clock + self.config.burst_units;
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let new_tat = tat.max(clock) + cost;
             if new_tat > limit {
-                return Err(Error::RateLimited {
-                    ready_at: self
-                        .config
-                        .instant_of(new_tat - self.config.burst_units)
-                        .unwrap_or(Instant::MAX),
-                });
+                return Err(Error::RateLimited(self.config.refusal(new_tat)));
             }
             match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
             {
@@ -323,23 +353,18 @@ impl TokenBucket {
     /// As [`TokenBucket::try_acquire_at`].
     pub fn peek_at(&self, n: u64, now: Instant) -> Result<(), Error> {
         let cost = self.config.check_n(n)?;
-        let clock = self.config.tokens_at(now);
+        let clock = self.config.clock.tokens_at(now);
         let new_tat = self.tat.load(Ordering::Acquire).max(clock) + cost;
         if cost == 0 || new_tat <= clock + self.config.burst_units {
             Ok(())
         } else {
-            Err(Error::RateLimited {
-                ready_at: self
-                    .config
-                    .instant_of(new_tat - self.config.burst_units)
-                    .unwrap_or(Instant::MAX),
-            })
+            Err(Error::RateLimited(self.config.refusal(new_tat)))
         }
     }
 
     /// Whole tokens available at `now`.
     pub fn available_at(&self, now: Instant) -> u64 {
-        let clock = self.config.tokens_at(now);
+        let clock = self.config.clock.tokens_at(now);
         let lead = self.tat.load(Ordering::Acquire).saturating_sub(clock);
         self.config.burst_units.saturating_sub(lead) >> self.config.bits
     }
@@ -354,7 +379,7 @@ impl TokenBucket {
     /// of reservations already reaches beyond 2^62 token units (about 146 years at one per
     /// nanosecond). Nothing is reserved on error.
     pub fn reserve_at(&self, n: u64, now: Instant) -> Result<Reservation, Error> {
-        self.reserve_before(n, now, Instant::MAX)
+        self.reserve_before_at(n, now, Instant::MAX)
     }
 
     /// Like [`TokenBucket::reserve_at`], but refuses up front if the caller could not proceed
@@ -369,7 +394,7 @@ impl TokenBucket {
         now: Instant,
         max_wait: Duration,
     ) -> Result<Reservation, Error> {
-        self.reserve_before(n, now, now.saturating_add(max_wait))
+        self.reserve_before_at(n, now, now.saturating_add(max_wait))
     }
 
     /// Like [`TokenBucket::reserve_at`], but refuses up front if the caller could not proceed
@@ -377,21 +402,21 @@ impl TokenBucket {
     ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
-    pub fn reserve_before(
+    pub fn reserve_before_at(
         &self,
         n: u64,
         now: Instant,
         deadline: Instant,
     ) -> Result<Reservation, Error> {
         let cost = self.config.check_n(n)?;
-        let clock = self.config.tokens_at(now);
+        let clock = self.config.clock.tokens_at(now);
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let new_tat = tat.max(clock) + cost;
             let ready_at = if new_tat <= clock + self.config.burst_units {
                 now
             } else {
-                match self.config.instant_of(new_tat - self.config.burst_units) {
+                match self.config.clock.instant_of(new_tat - self.config.burst_units) {
                     Some(at) => at.max(now),
                     // Only after the end of the clock: never, whatever the deadline.
                     None => {
@@ -419,7 +444,7 @@ impl TokenBucket {
     /// handed the line later than this by a little was kept from its tokens by the hand-over
     /// alone. `Instant::MAX` if that is past the end of the clock.
     pub(crate) fn full_at(&self) -> Instant {
-        self.config.instant_of(self.tat.load(Ordering::Acquire)).unwrap_or(Instant::MAX)
+        self.config.clock.instant_of(self.tat.load(Ordering::Acquire)).unwrap_or(Instant::MAX)
     }
 
     /// The instant at which `tokens` more could be admitted at the earliest, counting from
@@ -431,12 +456,13 @@ impl TokenBucket {
         if tokens > (u64::MAX >> bits) {
             return Instant::MAX;
         }
-        let clock = self.config.tokens_at(now);
+        let clock = self.config.clock.tokens_at(now);
         let new_tat = self.tat.load(Ordering::Acquire).max(clock).saturating_add(tokens << bits);
         if new_tat <= clock + self.config.burst_units {
             return now;
         }
         self.config
+            .clock
             .instant_of(new_tat - self.config.burst_units)
             .map_or(Instant::MAX, |at| at.max(now))
     }
@@ -475,7 +501,7 @@ mod tests {
             b.try_acquire_at(1, Instant::ZERO).unwrap();
         }
         let err = b.try_acquire_at(1, Instant::ZERO).unwrap_err();
-        assert_eq!(err, Error::RateLimited { ready_at: Instant::from_millis(100) });
+        assert_eq!(err, Error::RateLimited(Refusal::at(Instant::from_millis(100))));
         assert!(b.try_acquire_at(1, ns(99_999_999)).is_err());
         b.try_acquire_at(1, Instant::from_millis(100)).unwrap();
         assert_eq!(b.available_at(Instant::from_millis(100)), 0);
@@ -579,7 +605,7 @@ mod tests {
         );
         assert_eq!(
             b.try_acquire_at(1, Instant::MAX),
-            Err(Error::RateLimited { ready_at: Instant::MAX })
+            Err(Error::RateLimited(Refusal::at(Instant::MAX)))
         );
         assert_eq!(b.available_at(Instant::MAX), 0);
     }
@@ -618,7 +644,8 @@ mod tests {
             for _ in 0..50 {
                 match b.try_acquire_at(1, now) {
                     Ok(()) => {}
-                    Err(Error::RateLimited { ready_at }) => {
+                    Err(Error::RateLimited(refusal)) => {
+                        let ready_at = refusal.ready_at();
                         assert!(ready_at > now);
                         let before = Instant::from_nanos(ready_at.as_nanos() - 1);
                         assert!(b.peek_at(1, before).is_err(), "{rate:?} at {before:?}");
@@ -641,7 +668,8 @@ mod tests {
         for _ in 0..steps {
             now = match b.try_acquire_at(n, now) {
                 Ok(()) => now,
-                Err(Error::RateLimited { ready_at }) => {
+                Err(Error::RateLimited(refusal)) => {
+                    let ready_at = refusal.ready_at();
                     b.try_acquire_at(n, ready_at).unwrap();
                     ready_at
                 }

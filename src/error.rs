@@ -1,8 +1,9 @@
 //! The crate's typed errors: one small enum, `Display` by hand, `core::error::Error` always.
 
 use core::fmt;
+use core::time::Duration;
 
-use crate::Instant;
+use crate::{Instant, Refusal};
 
 /// Why a limiter refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,11 +17,9 @@ pub enum Error {
         /// The most that can ever be granted at once.
         capacity: u64,
     },
-    /// A non-waiting call (`try_*`) found no room now; room appears at `ready_at`.
-    RateLimited {
-        /// The earliest instant at which the same request would succeed, if nothing else arrives.
-        ready_at: Instant,
-    },
+    /// A non-waiting call (`try_*`) found no room now. The [`Refusal`] says when room
+    /// appears: [`Refusal::ready_at`], or [`Refusal::retry_after`] from a given instant.
+    RateLimited(Refusal),
     /// The wait needed exceeds the caller's maximum wait or deadline. Nothing was reserved.
     MaxWaitExceeded {
         /// The earliest instant at which the request would succeed, if nothing else arrives.
@@ -28,8 +27,6 @@ pub enum Error {
     },
     /// A rate, burst or limit was zero or out of range.
     InvalidConfig(InvalidConfig),
-    /// A bounded wait queue (allocation-free semaphore) is full.
-    QueueFull,
     /// A strict [`ModelRateLimiter`](crate::ModelRateLimiter) was asked for a model it was
     /// not configured with (a typo such as `"gpt4"` for `"gpt-4"`). Nothing was created or
     /// counted; retrying never helps.
@@ -72,14 +69,13 @@ impl fmt::Display for Error {
                 f,
                 "request for {requested} exceeds the capacity of {capacity} and can never be granted"
             ),
-            Error::RateLimited { ready_at } => {
-                write!(f, "rate limited; room at {ready_at:?}")
+            Error::RateLimited(refusal) => {
+                write!(f, "rate limited; room at {:?}", refusal.ready_at())
             }
             Error::MaxWaitExceeded { ready_at } => {
                 write!(f, "waiting would exceed the maximum wait; room at {ready_at:?}")
             }
             Error::InvalidConfig(e) => fmt::Display::fmt(e, f),
-            Error::QueueFull => f.write_str("the wait queue is full"),
             Error::UnknownModel => {
                 f.write_str("model not configured, and the limiter is strict about model names")
             }
@@ -98,12 +94,40 @@ impl core::error::Error for Error {
 
 impl Error {
     /// The instant at which the refused request would succeed, for the errors that have one.
+    ///
+    /// ```
+    /// use tollgate::{Error, Instant, Refusal};
+    ///
+    /// let refused = Error::RateLimited(Refusal::at(Instant::from_secs(2)));
+    /// assert_eq!(refused.ready_at(), Some(Instant::from_secs(2)));
+    /// assert_eq!(Error::UnknownModel.ready_at(), None);
+    /// ```
     pub const fn ready_at(&self) -> Option<Instant> {
         match self {
-            Error::RateLimited { ready_at } | Error::MaxWaitExceeded { ready_at } => {
-                Some(*ready_at)
-            }
+            Error::RateLimited(refusal) => Some(refusal.ready_at()),
+            Error::MaxWaitExceeded { ready_at } => Some(*ready_at),
             _ => None,
+        }
+    }
+
+    /// How long to wait from `now` until [`ready_at`](Error::ready_at) (zero if that is
+    /// past), for the errors that have one: what an HTTP `Retry-After` wants. `now` must
+    /// come from the limiter's clock.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::{Error, Instant, Refusal};
+    ///
+    /// let refused = Error::RateLimited(Refusal::at(Instant::from_secs(2)));
+    /// assert_eq!(refused.retry_after(Instant::from_secs(1)), Some(Duration::from_secs(1)));
+    /// let too_long = Error::MaxWaitExceeded { ready_at: Instant::from_secs(2) };
+    /// assert_eq!(too_long.retry_after(Instant::from_secs(3)), Some(Duration::ZERO));
+    /// assert_eq!(Error::UnknownModel.retry_after(Instant::ZERO), None);
+    /// ```
+    pub const fn retry_after(&self, now: Instant) -> Option<Duration> {
+        match self.ready_at() {
+            Some(at) => Some(at.saturating_duration_since(now)),
+            None => None,
         }
     }
 }

@@ -21,6 +21,7 @@ mod manual_clock;
 #[cfg(feature = "alloc")]
 mod model;
 mod rate;
+mod refusal;
 mod semaphore;
 mod stream;
 mod sync;
@@ -44,6 +45,7 @@ pub use model::{
     Usage,
 };
 pub use rate::Rate;
+pub use refusal::Refusal;
 pub use semaphore::{
     Acquire, AcquireFuture, AcquireMany, Permit, Semaphore, SemaphorePermit, TryAcquireError,
 };

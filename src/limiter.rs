@@ -17,7 +17,7 @@ use crate::acquire::AcquireTokensOwned;
 use crate::error::{Error, InvalidConfig};
 use crate::sync::const_fn;
 use crate::wait::{Limit, WaitLine};
-use crate::{Clock, Instant, Rate, Timer, TokenBucket};
+use crate::{Clock, Instant, Rate, Refusal, Timer, TokenBucket};
 
 /// An async token-bucket rate limiter: up to `burst` requests at once, then `rate`.
 ///
@@ -145,7 +145,7 @@ impl<T: Clock> AsyncRateLimiter<T> {
             });
         }
         // Free tokens belong to the line: taking them would overtake its waiters.
-        Err(Error::RateLimited { ready_at: self.line.estimate_ready_at(&self.bucket, n, now) })
+        Err(Error::RateLimited(Refusal::at(self.line.estimate_ready_at(&self.bucket, n, now))))
     }
 
     /// Whole tokens available now.

@@ -305,7 +305,7 @@ mod tests {
     use futures_util::task::noop_waker;
 
     use super::*;
-    use crate::{Clock, Instant, ManualClock, Rate};
+    use crate::{Clock, Instant, ManualClock, Rate, Refusal};
 
     /// Polls once with a no-op waker.
     fn poll_once<St: Stream>(s: Pin<&mut St>) -> Poll<Option<St::Item>> {
@@ -421,7 +421,7 @@ mod tests {
         // As if item 1 never came: the next token is ready at 1 s, not 2 s.
         assert_eq!(
             limiter.try_acquire(),
-            Err(Error::RateLimited { ready_at: Instant::from_secs(1) })
+            Err(Error::RateLimited(Refusal::at(Instant::from_secs(1))))
         );
     }
 

@@ -286,10 +286,13 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
                     if line.is_empty() {
                         match bucket.try_acquire_at(n, now) {
                             Ok(()) => break Ok(()),
-                            Err(Error::RateLimited { ready_at }) if ready_at > deadline => {
-                                break Err(Error::MaxWaitExceeded { ready_at });
+                            // An unbounded wait never asks the refusal for its instant.
+                            Err(Error::RateLimited(refused))
+                                if deadline != Instant::MAX && refused.ready_at() > deadline =>
+                            {
+                                break Err(Error::MaxWaitExceeded { ready_at: refused.ready_at() });
                             }
-                            Err(Error::RateLimited { .. }) => {}
+                            Err(Error::RateLimited(_)) => {}
                             Err(e) => break Err(e),
                         }
                     } else if n == 0 {
@@ -315,7 +318,7 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
                         this.sleep.set(None);
                         let now = timer.now();
                         let book_at = booking_instant(bucket, n, *this.arrived, now);
-                        match bucket.reserve_before(n, book_at, *this.deadline) {
+                        match bucket.reserve_before_at(n, book_at, *this.deadline) {
                             Err(e) => break Err(e), // the permit passes on as it drops
                             // Granted the line only after its deadline (the line was slower
                             // than estimated): a booking as of an earlier reading may still
@@ -451,7 +454,7 @@ mod tests {
     use futures_util::task::noop_waker;
 
     use super::*;
-    use crate::{ManualClock, Rate};
+    use crate::{ManualClock, Rate, Refusal};
 
     fn poll<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
         let waker = noop_waker();
@@ -488,7 +491,7 @@ mod tests {
         let mut b = pin!(l.acquire_n(1));
         assert!(poll(a.as_mut()).is_pending()); // head: due at 1 s
         assert!(poll(b.as_mut()).is_pending()); // behind: due at 2 s
-        assert_eq!(l.try_acquire(), Err(Error::RateLimited { ready_at: secs(3) }));
+        assert_eq!(l.try_acquire(), Err(Error::RateLimited(Refusal::at(secs(3)))));
         assert_eq!(
             l.try_acquire_n(2),
             Err(Error::InsufficientCapacity { requested: 2, capacity: 1 })
@@ -566,7 +569,7 @@ mod tests {
         clock.set(secs(10));
         assert_eq!(poll(e.as_mut()), Poll::Ready(Ok(())));
         assert_eq!(poll(f.as_mut()), Poll::Ready(Ok(())));
-        assert_eq!(l.try_acquire(), Err(Error::RateLimited { ready_at: secs(11) }));
+        assert_eq!(l.try_acquire(), Err(Error::RateLimited(Refusal::at(secs(11)))));
     }
 
     /// Found in review: polled again after it completed, a wait answered `Ok(())` ("taken")

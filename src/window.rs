@@ -64,7 +64,8 @@ use crate::time::duration_to_nanos_saturating;
 /// assert_eq!(rpm.used_at(t0), 3);
 ///
 /// // The fourth must wait until the slot holding the first three has left the window.
-/// let Err(Error::RateLimited { ready_at }) = rpm.try_add_at(1, t0) else { panic!() };
+/// let Err(Error::RateLimited(refused)) = rpm.try_add_at(1, t0) else { panic!() };
+/// let ready_at = refused.ready_at();
 /// assert!(ready_at >= t0 + Duration::from_secs(60));
 /// assert!(ready_at < t0 + Duration::from_secs(60) + rpm.slot_length());
 /// assert!(!rpm.fits_at(1, Instant::from_nanos(ready_at.as_nanos() - 1)));
@@ -225,7 +226,7 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         let now = self.advance(now);
         match self.ready_at(n, now)? {
             None => Ok(self.charge(n)),
-            Some(ready_at) => Err(Error::RateLimited { ready_at }),
+            Some(ready_at) => Err(Error::RateLimited(crate::Refusal::at(ready_at))),
         }
     }
 
@@ -445,7 +446,10 @@ mod tests {
         assert_eq!(w.earliest_fit(4, now), Ok(ns(167 + 999)));
         assert_eq!(w.earliest_fit(7, now), Ok(ns(3 * 167 + 999)));
         assert_eq!(w.earliest_fit(8, now), Ok(ns(6 * 167 + 999)));
-        assert_eq!(w.try_add_at(4, now), Err(Error::RateLimited { ready_at: ns(167 + 999) }));
+        assert_eq!(
+            w.try_add_at(4, now),
+            Err(Error::RateLimited(crate::Refusal::at(ns(167 + 999))))
+        );
         // Asking from later gives the same instant, and from the instant itself, "now".
         assert_eq!(w.earliest_fit(4, ns(1_100)), Ok(ns(1_166)));
         assert_eq!(w.earliest_fit(4, ns(1_166)), Ok(ns(1_166)));
@@ -537,7 +541,7 @@ mod tests {
         assert_eq!(w.earliest_fit(1, Instant::MAX), Ok(Instant::MAX));
         assert_eq!(
             w.try_add_at(1, Instant::MAX),
-            Err(Error::RateLimited { ready_at: Instant::MAX })
+            Err(Error::RateLimited(crate::Refusal::at(Instant::MAX)))
         );
         let s = w.add_at(1, Instant::MAX);
         w.adjust(s, 3, 0, Instant::MAX);
@@ -549,7 +553,7 @@ mod tests {
         assert_eq!(fine.earliest_fit(1, Instant::MAX), Ok(Instant::MAX));
         assert_eq!(
             fine.try_add_at(1, Instant::MAX),
-            Err(Error::RateLimited { ready_at: Instant::MAX })
+            Err(Error::RateLimited(crate::Refusal::at(Instant::MAX)))
         );
 
         let mut huge: SlidingWindow<2> = SlidingWindow::new(Duration::MAX, u64::MAX);
@@ -613,7 +617,7 @@ mod tests {
     fn a_one_nanosecond_window_with_two_slots() {
         let mut w: SlidingWindow<2> = SlidingWindow::new(Duration::from_nanos(1), 1);
         w.try_add_at(1, ns(5)).unwrap();
-        assert_eq!(w.try_add_at(1, ns(5)), Err(Error::RateLimited { ready_at: ns(6) }));
+        assert_eq!(w.try_add_at(1, ns(5)), Err(Error::RateLimited(crate::Refusal::at(ns(6)))));
         w.try_add_at(1, ns(6)).unwrap();
     }
 }

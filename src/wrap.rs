@@ -190,7 +190,7 @@ mod tests {
     use futures_util::task::noop_waker;
 
     use super::*;
-    use crate::{Error, Instant, ManualClock, Rate};
+    use crate::{Error, Instant, ManualClock, Rate, Refusal};
 
     /// Found in review: when the reservation is refused (the token would come only after the
     /// end of the clock), `run` and `wrap` must not go ahead without it; like `acquire`, they
@@ -297,7 +297,7 @@ mod tests {
         // Nothing was lost: the next token is still due at 1 s.
         assert_eq!(
             limiter.try_acquire(),
-            Err(Error::RateLimited { ready_at: Instant::from_secs(1) })
+            Err(Error::RateLimited(Refusal::at(Instant::from_secs(1))))
         );
     }
 

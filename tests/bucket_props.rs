@@ -306,7 +306,8 @@ fn run(rate: Rate, burst: u64, start: u64, ops: &[Op]) -> Result<(), TestCaseErr
                     prop_assert!(n > burst);
                     prop_assert_eq!((requested, capacity), (n, burst));
                 }
-                Err(Error::RateLimited { ready_at }) => {
+                Err(Error::RateLimited(refusal)) => {
+                    let ready_at = refusal.ready_at();
                     prop_assert!(n > 0 && n <= burst);
                     // `Instant::MAX` doubles as "not within the clock's range".
                     prop_assert!(
@@ -371,7 +372,7 @@ fn run(rate: Rate, burst: u64, start: u64, ops: &[Op]) -> Result<(), TestCaseErr
                     Err(Error::MaxWaitExceeded { .. }) => {
                         prop_assert!(n <= burst);
                         // Even `n == 0` is refused when the clock stepped back so far that the
-                        // bucket's lead over it passes the horizon (`reserve_before` checks the
+                        // bucket's lead over it passes the horizon (`reserve_before_at` checks the
                         // horizon before the `cost == 0` shortcut). Never on a forward clock.
                         prop_assert!(n > 0 || now < latest, "reserve(0) refused at {now}");
                         let after: Vec<_> = probe_at.iter().map(|&t| probe(&bucket, t)).collect();
@@ -409,7 +410,8 @@ fn run(rate: Rate, burst: u64, start: u64, ops: &[Op]) -> Result<(), TestCaseErr
                 match bucket.peek_at(n, at) {
                     Ok(()) => prop_assert!(n <= burst),
                     Err(Error::InsufficientCapacity { .. }) => prop_assert!(n > burst),
-                    Err(Error::RateLimited { ready_at }) => {
+                    Err(Error::RateLimited(refusal)) => {
+                        let ready_at = refusal.ready_at();
                         prop_assert!(n > 0 && n <= burst);
                         prop_assert!(ready_at.as_nanos() > now || ready_at == Instant::MAX);
                     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use loom::sync::Arc;
 use loom::thread;
-use tollgate::{Error, Instant, Rate, TokenBucket};
+use tollgate::{Error, Instant, Rate, Refusal, TokenBucket};
 
 /// All operations happen at this instant; the bucket starts full.
 const T0: Instant = Instant::ZERO;
@@ -81,7 +81,7 @@ fn three_tries_on_a_burst_of_two() {
         assert_eq!(ok, 2, "{results:?}");
         for r in &results {
             if let Err(e) = r {
-                assert_eq!(*e, Error::RateLimited { ready_at: secs(1) });
+                assert_eq!(*e, Error::RateLimited(Refusal::at(secs(1))));
             }
         }
         assert_eq!(committed(&bucket), 2);

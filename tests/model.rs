@@ -538,7 +538,7 @@ fn try_acquire_admits_now_or_says_when_the_windows_have_room() {
     permit.settle(10);
     assert_eq!(
         l.try_acquire("m", 10).unwrap_err(),
-        Error::RateLimited { ready_at: just_before(61) }
+        Error::RateLimited(tollgate::Refusal::at(just_before(61)))
     );
     assert_eq!(
         l.try_acquire("m", 1_001).unwrap_err(),
@@ -560,7 +560,7 @@ fn try_acquire_without_a_free_slot_is_rate_limited() {
     sim.clock.set(Instant::from_secs(3));
     assert_eq!(
         l.try_acquire("m", 10).unwrap_err(),
-        Error::RateLimited { ready_at: Instant::from_secs(3) }
+        Error::RateLimited(tollgate::Refusal::at(Instant::from_secs(3)))
     );
     assert_eq!(l.stats()["m"].active.used, 1);
     drop(held);
@@ -580,7 +580,7 @@ fn try_acquire_does_not_overtake_a_waiting_request() {
     let mut waiting = pin!(l.acquire("m", 500));
     assert!(waiting.as_mut().poll(&mut cx).is_pending());
     let err = l.try_acquire("m", 50).unwrap_err();
-    assert!(matches!(err, Error::RateLimited { .. }), "{err}");
+    assert!(matches!(err, Error::RateLimited(_)), "{err}");
     assert_eq!(l.stats()["m"].requests.used, 1);
     big.settle(100);
     let Poll::Ready(Ok(p)) = waiting.as_mut().poll(&mut cx) else { panic!("refund admits it") };
@@ -635,7 +635,7 @@ fn owned_try_and_before_forms_give_static_permits() {
     fn assert_static<F: 'static>(_: &F) {}
     let permit = l.clone().try_acquire_owned("m", 10).unwrap();
     assert_static(&permit);
-    assert!(matches!(l.clone().try_acquire_owned("m", 10), Err(Error::RateLimited { .. })));
+    assert!(matches!(l.clone().try_acquire_owned("m", 10), Err(Error::RateLimited(_))));
     permit.settle(5);
     let fut = l.clone().acquire_before_owned("m", 10, Instant::from_secs(1));
     assert_static(&fut);

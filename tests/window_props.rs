@@ -8,7 +8,7 @@
 use core::time::Duration;
 
 use proptest::prelude::*;
-use tollgate::{Error, Instant, SlidingWindow, SlotId};
+use tollgate::{Error, Instant, Refusal, SlidingWindow, SlotId};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -126,7 +126,7 @@ fn run<const SLOTS: usize>(
                         prop_assert!(fit > eff);
                         prop_assert_eq!(
                             err,
-                            Error::RateLimited { ready_at: Instant::from_nanos(fit) }
+                            Error::RateLimited(Refusal::at(Instant::from_nanos(fit)))
                         );
                     }
                 }

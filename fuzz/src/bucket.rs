@@ -266,7 +266,8 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                                 assert!(n > burst);
                                 assert_eq!((requested, capacity), (n, burst));
                             }
-                            Error::RateLimited { ready_at } => {
+                            Error::RateLimited(refusal) => {
+                                let ready_at = refusal.ready_at();
                                 assert!(n <= burst && n > 0);
                                 assert!(n > before.0, "refused {n} with {} available", before.0);
                                 let r = ready_at.as_nanos();
@@ -439,7 +440,8 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 match bucket.peek_at(n, t) {
                     Ok(()) => assert!(n <= avail || n == 0, "peek ok for {n} > available {avail}"),
                     Err(Error::InsufficientCapacity { .. }) => assert!(n > burst),
-                    Err(Error::RateLimited { ready_at }) => {
+                    Err(Error::RateLimited(refusal)) => {
+                        let ready_at = refusal.ready_at();
                         assert!(n > avail && n <= burst);
                         assert!(ready_at.as_nanos() >= now);
                     }

@@ -286,7 +286,8 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                         assert_eq!((requested, capacity), (n, limit));
                         assert_eq!(w.used_at(t), before);
                     }
-                    Err(Error::RateLimited { ready_at }) => {
+                    Err(Error::RateLimited(refusal)) => {
+                        let ready_at = refusal.ready_at();
                         assert_eq!(w.used_at(t), before, "a refused try_add changed the count");
                         assert_eq!(w.clone().earliest_fit(n, t), Ok(ready_at));
                         check_ready::<SLOTS>(&w, &m, n, limit, latest, ready_at.as_nanos());

@@ -210,9 +210,10 @@ impl<T: Clock> ModelRateLimiter<T> {
     /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config)], config)?;
     /// let permit = limiter.try_acquire("m", 100)?;
     /// permit.settle(80);
-    /// let Err(Error::RateLimited { ready_at }) = limiter.try_acquire("m", 100) else {
+    /// let Err(Error::RateLimited(refused)) = limiter.try_acquire("m", 100) else {
     ///     panic!("one request per minute")
     /// };
+    /// let ready_at = refused.ready_at();
     /// assert_eq!(ready_at.as_secs(), 60); // the RPM window has room again just before 61 s
     /// # Ok::<_, Box<dyn std::error::Error>>(())
     /// ```
@@ -257,8 +258,8 @@ impl<T: Clock> ModelRateLimiter<T> {
         let state = self.state(model)?;
         fits_at_all(&state, estimated)?;
         let now = self.timer.now();
-        let busy = |state: &ModelState| Error::RateLimited {
-            ready_at: state.earliest_admission(estimated, now),
+        let busy = |state: &ModelState| {
+            Error::RateLimited(crate::Refusal::at(state.earliest_admission(estimated, now)))
         };
         // Gate first, as in `admit`: a free gate means nobody of this model is queued ahead.
         let Ok(gate) = state.gate.try_acquire() else { return Err(busy(&state)) };
@@ -275,7 +276,7 @@ impl<T: Clock> ModelRateLimiter<T> {
                 at: now,
                 _slot: slot,
             }),
-            Err(Refused { ready_at, .. }) => Err(Error::RateLimited { ready_at }),
+            Err(Refused { ready_at, .. }) => Err(Error::RateLimited(crate::Refusal::at(ready_at))),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::task::{Wake, Waker};
 
 use embassy_time::{Duration, MockDriver};
 use tollgate_embassy::{
-    AsyncRateLimiter, Clock, EmbassyTimer, Error, Instant, Rate, Timer, limit_rate,
+    AsyncRateLimiter, Clock, EmbassyTimer, Error, Instant, Rate, Refusal, Timer, limit_rate,
 };
 
 static LIMITER: AsyncRateLimiter =
@@ -51,7 +51,7 @@ fn a_static_limiter_bursts_then_paces_on_the_mock_clock() {
     }
     assert_eq!(
         LIMITER.try_acquire(),
-        Err(Error::RateLimited { ready_at: Instant::from_millis(200) })
+        Err(Error::RateLimited(Refusal::at(Instant::from_millis(200))))
     );
 
     for k in 1..=3u64 {

@@ -102,7 +102,7 @@ impl RateLimiter {
     /// [`Error::InsufficientCapacity`] at once if `n > burst`: waiting would never help.
     pub fn acquire_n(&self, n: u64) -> Result<(), Error> {
         match self.inner.try_acquire_n(n) {
-            Err(Error::RateLimited { .. }) => block_on(self.inner.acquire_n(n)),
+            Err(Error::RateLimited(_)) => block_on(self.inner.acquire_n(n)),
             other => other,
         }
     }

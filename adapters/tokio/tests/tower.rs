@@ -393,7 +393,7 @@ async fn refusing_mode_refuses_with_retry_info() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     let refused = limited(&refused);
     assert_retry_after(&refused, 500 * MS);
-    assert!(matches!(refused.error(), Error::RateLimited { .. }));
+    assert!(matches!(refused.error(), Error::RateLimited(_)));
     assert!(refused.to_string().starts_with("rate limited; retry after "), "{refused}");
     assert_eq!(refused.retry_after_secs(), Some(1));
     assert!(std::error::Error::source(&refused).is_some());
