@@ -35,6 +35,9 @@ const TOKEN_CLOCK_MAX: u64 = 1 << 62;
 const HORIZON: u64 = 1 << 62;
 /// `burst << bits` must stay below this.
 const BURST_UNITS_MAX: u64 = 1 << 61;
+/// Orderings of every access to the TAT: see "Memory ordering" on `TokenBucket::update_tat`.
+const LOAD: Ordering = Ordering::Relaxed;
+const RMW: Ordering = Ordering::Relaxed;
 
 /// The immutable part of a bucket: rate, burst and its token clock.
 #[derive(Debug, Clone, Copy)]
@@ -108,11 +111,32 @@ impl Config {
         Ok(n << self.bits)
     }
 
-    /// The refusal of a request that would move the TAT to `new_tat`, which does not fit now:
-    /// its instant is computed only if asked for.
+    /// Where a request that would move the TAT to `new_tat` stands at token clock `clock`:
+    /// `None` if it fits now, else the token-clock reading from which it fits. The one place
+    /// that turns "a new TAT" into "when": [`Config::ready_at`] and [`Config::refusal`]
+    /// convert its answer, eagerly and lazily.
     #[inline]
-    fn refusal(&self, new_tat: u64) -> Refusal {
-        Refusal::tokens(new_tat - self.burst_units, self.rate, self.bits)
+    const fn wait_target(&self, new_tat: u64, clock: u64) -> Option<u64> {
+        if new_tat <= clock + self.burst_units { None } else { Some(new_tat - self.burst_units) }
+    }
+
+    /// The instant from which a TAT of `new_tat` fits, for a caller at `now` (`clock` on the
+    /// token clock): `now` if it fits already, `None` if only after the end of the clock.
+    #[inline]
+    fn ready_at(&self, new_tat: u64, clock: u64, now: Instant) -> Option<Instant> {
+        match self.wait_target(new_tat, clock) {
+            None => Some(now),
+            // Past `now`, since the token clock reads `clock < target` at `now`.
+            Some(target) => self.clock.instant_of(target),
+        }
+    }
+
+    /// The refusal of a request that fits from token-clock reading `target` on (a
+    /// [`Config::wait_target`]): the same instant as [`Config::ready_at`], computed only if
+    /// asked for.
+    #[inline]
+    fn refusal(&self, target: u64) -> Refusal {
+        Refusal::tokens(target, self.rate, self.bits)
     }
 }
 
@@ -323,8 +347,8 @@ impl TokenBucket {
     /// `n == 0` always succeeds and takes nothing. A refusal writes nothing.
     ///
     /// # Errors
-    /// [`Error::InsufficientCapacity`] if `n > burst`; [`Error::RateLimited`] with the instant
-    /// at which `n` tokens will be available otherwise.
+    /// [`Error::InsufficientCapacity`] if `n > burst`; [`Error::RateLimited`] otherwise, whose
+    /// [`Refusal`] says when `n` tokens will be available (computed only if asked for).
     #[inline]
     pub fn try_acquire_at(&self, n: u64, now: Instant) -> Result<(), Error> {
         let cost = self.config.check_n(n)?;
@@ -332,19 +356,13 @@ impl TokenBucket {
             return Ok(());
         }
         let clock = self.config.clock.tokens_at(now);
-        let limit = clock + self.config.burst_units;
-        let mut tat = self.tat.load(Ordering::Acquire);
-        loop {
+        self.update_tat(|tat| {
             let new_tat = tat.max(clock) + cost;
-            if new_tat > limit {
-                return Err(Error::RateLimited(self.config.refusal(new_tat)));
+            match self.config.wait_target(new_tat, clock) {
+                None => Ok((new_tat, ())),
+                Some(target) => Err(Error::RateLimited(self.config.refusal(target))),
             }
-            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Ok(()),
-                Err(actual) => tat = actual,
-            }
-        }
+        })
     }
 
     /// Reports whether `n` tokens are available at `now`, without taking them.
@@ -353,19 +371,21 @@ impl TokenBucket {
     /// As [`TokenBucket::try_acquire_at`].
     pub fn peek_at(&self, n: u64, now: Instant) -> Result<(), Error> {
         let cost = self.config.check_n(n)?;
+        if cost == 0 {
+            return Ok(());
+        }
         let clock = self.config.clock.tokens_at(now);
-        let new_tat = self.tat.load(Ordering::Acquire).max(clock) + cost;
-        if cost == 0 || new_tat <= clock + self.config.burst_units {
-            Ok(())
-        } else {
-            Err(Error::RateLimited(self.config.refusal(new_tat)))
+        let new_tat = self.tat.load(LOAD).max(clock) + cost;
+        match self.config.wait_target(new_tat, clock) {
+            None => Ok(()),
+            Some(target) => Err(Error::RateLimited(self.config.refusal(target))),
         }
     }
 
     /// Whole tokens available at `now`.
     pub fn available_at(&self, now: Instant) -> u64 {
         let clock = self.config.clock.tokens_at(now);
-        let lead = self.tat.load(Ordering::Acquire).saturating_sub(clock);
+        let lead = self.tat.load(LOAD).saturating_sub(clock);
         self.config.burst_units.saturating_sub(lead) >> self.config.bits
     }
 
@@ -400,6 +420,19 @@ impl TokenBucket {
     /// Like [`TokenBucket::reserve_at`], but refuses up front if the caller could not proceed
     /// by `deadline`.
     ///
+    /// ```
+    /// use tollgate::{Error, Instant, Rate, TokenBucket};
+    ///
+    /// let bucket = TokenBucket::new(Rate::per_second(1), 1);
+    /// let first = bucket.reserve_before_at(1, Instant::ZERO, Instant::ZERO).unwrap();
+    /// assert_eq!(first.ready_at(), Instant::ZERO);
+    /// // The next token comes at 1 s: too late for a deadline of 500 ms, so nothing is taken.
+    /// let late = bucket.reserve_before_at(1, Instant::ZERO, Instant::from_millis(500));
+    /// assert_eq!(late.unwrap_err(), Error::MaxWaitExceeded { ready_at: Instant::from_secs(1) });
+    /// let second = bucket.reserve_before_at(1, Instant::ZERO, Instant::from_secs(1)).unwrap();
+    /// assert_eq!(second.ready_at(), Instant::from_secs(1));
+    /// ```
+    ///
     /// # Errors
     /// [`Error::MaxWaitExceeded`] or [`Error::InsufficientCapacity`].
     pub fn reserve_before_at(
@@ -410,41 +443,28 @@ impl TokenBucket {
     ) -> Result<Reservation, Error> {
         let cost = self.config.check_n(n)?;
         let clock = self.config.clock.tokens_at(now);
-        let mut tat = self.tat.load(Ordering::Acquire);
-        loop {
+        self.update_tat(|tat| {
             let new_tat = tat.max(clock) + cost;
-            let ready_at = if new_tat <= clock + self.config.burst_units {
-                now
-            } else {
-                match self.config.clock.instant_of(new_tat - self.config.burst_units) {
-                    Some(at) => at.max(now),
-                    // Only after the end of the clock: never, whatever the deadline.
-                    None => {
-                        return Err(Error::MaxWaitExceeded { ready_at: Instant::MAX });
-                    }
-                }
+            let Some(ready_at) = self.config.ready_at(new_tat, clock, now) else {
+                // Only after the end of the clock: never, whatever the deadline.
+                return Err(Error::MaxWaitExceeded { ready_at: Instant::MAX });
             };
             if new_tat - clock > HORIZON || ready_at > deadline {
                 return Err(Error::MaxWaitExceeded { ready_at });
             }
             if cost == 0 {
-                return Ok(Reservation { tokens: 0, tat_after: tat, ready_at });
+                // Takes nothing, so it writes nothing: the TAT stays as it is.
+                return Ok((tat, Reservation { tokens: 0, tat_after: tat, ready_at }));
             }
-            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    return Ok(Reservation { tokens: n, tat_after: new_tat, ready_at });
-                }
-                Err(actual) => tat = actual,
-            }
-        }
+            Ok((new_tat, Reservation { tokens: n, tat_after: new_tat, ready_at }))
+        })
     }
 
     /// The instant from which the bucket is full again (its TAT as an instant): a head
     /// handed the line later than this by a little was kept from its tokens by the hand-over
     /// alone. `Instant::MAX` if that is past the end of the clock.
     pub(crate) fn full_at(&self) -> Instant {
-        self.config.clock.instant_of(self.tat.load(Ordering::Acquire)).unwrap_or(Instant::MAX)
+        self.config.clock.instant_of(self.tat.load(LOAD)).unwrap_or(Instant::MAX)
     }
 
     /// The instant at which `tokens` more could be admitted at the earliest, counting from
@@ -457,14 +477,8 @@ impl TokenBucket {
             return Instant::MAX;
         }
         let clock = self.config.clock.tokens_at(now);
-        let new_tat = self.tat.load(Ordering::Acquire).max(clock).saturating_add(tokens << bits);
-        if new_tat <= clock + self.config.burst_units {
-            return now;
-        }
-        self.config
-            .clock
-            .instant_of(new_tat - self.config.burst_units)
-            .map_or(Instant::MAX, |at| at.max(now))
+        let new_tat = self.tat.load(LOAD).max(clock).saturating_add(tokens << bits);
+        self.config.ready_at(new_tat, clock, now).unwrap_or(Instant::MAX)
     }
 
     /// Gives a reservation's tokens back, if that moves nobody else: that is, if no tokens
@@ -480,9 +494,51 @@ impl TokenBucket {
             return true;
         }
         let before = reservation.tat_after - (reservation.tokens << self.config.bits);
-        self.tat
-            .compare_exchange(reservation.tat_after, before, Ordering::AcqRel, Ordering::Acquire)
+        self.update_tat(|tat| if tat == reservation.tat_after { Ok((before, ())) } else { Err(()) })
             .is_ok()
+    }
+
+    /// The one read-modify-write of the TAT, shared by every operation that changes it:
+    /// reads the TAT, lets `decide` turn it into the new TAT and the caller's answer (or a
+    /// refusal, which writes nothing), and installs the new TAT with one compare-and-swap.
+    /// If another caller changed the TAT in between, `decide` runs again on the value that
+    /// won, so every decision is made on the TAT it replaces. A decision that returns the TAT
+    /// it was given writes nothing.
+    ///
+    /// # Memory ordering
+    ///
+    /// Relaxed throughout, on purpose. The TAT is the bucket's whole state, and nothing else
+    /// is published or consumed through it: a decision depends only on the TAT and the
+    /// caller's arguments, and an admitted caller learns nothing about any other memory from
+    /// having been admitted. What the bucket promises — no token granted twice, a cancel
+    /// undoing exactly its own reservation — needs only that each compare-and-swap decides
+    /// on the TAT it replaces, and that holds at every ordering: read-modify-writes of one
+    /// atomic are totally ordered (its modification order), and a compare-and-swap succeeds
+    /// only against the latest value in that order. A stale first `load` costs one failed
+    /// compare-and-swap, which returns the current value to decide on again. The plain
+    /// loads (`peek_at`, `available_at`, the estimates) are advisory snapshots either way.
+    /// Where an order with *other* state matters — a cancelled head's tokens coming back
+    /// before the next head reserves (`wait.rs`) — it comes from the semaphore hand-off
+    /// between the two, whose release and acquire order the two threads' bucket operations
+    /// like any other memory. `tests/loom_bucket.rs` checks these races under loom's model
+    /// of relaxed atomics.
+    ///
+    /// The cost of the stronger orderings would be nothing on x86 (the same `lock cmpxchg`
+    /// and plain load) and a barrier per operation on Arm and RISC-V; without native 64-bit
+    /// atomics every operation is a critical section, which orders everything anyway.
+    #[inline(always)]
+    fn update_tat<T, E>(&self, mut decide: impl FnMut(u64) -> Result<(u64, T), E>) -> Result<T, E> {
+        let mut tat = self.tat.load(LOAD);
+        loop {
+            let (new_tat, answer) = decide(tat)?;
+            if new_tat == tat {
+                return Ok(answer);
+            }
+            match self.tat.compare_exchange_weak(tat, new_tat, RMW, LOAD) {
+                Ok(_) => return Ok(answer),
+                Err(actual) => tat = actual,
+            }
+        }
     }
 }
 
@@ -656,6 +712,70 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The lazy refusal names the same instant as the eager paths (`reserve_at`, the wait
+    /// line's estimate) would, across the fixed-point regimes: many fractional bits, few,
+    /// and whole tokens.
+    #[test]
+    fn a_refusal_computes_the_instant_the_reservation_would_get() {
+        for (rate, burst) in [
+            (Rate::per_second(3), 3),
+            (Rate::per_second(7), 1),
+            (Rate::per_day(1), 1),
+            (Rate::per_second(700_000_000), 700_000_000),
+            (Rate::per_second(u32::MAX), 1 << 40),
+            (Rate::new(2, Duration::from_secs(5)), 2),
+            (Rate::new(8, Duration::from_nanos(1)), 8),
+            (Rate::new(1, Duration::MAX), 1),
+        ] {
+            let b = TokenBucket::new(rate, burst);
+            let mut now = Instant::from_secs(777);
+            b.try_acquire_at(burst, now).unwrap();
+            for step in 0..40u64 {
+                now = now + Duration::from_nanos(step * 1_234_567);
+                let n = 1 + step % burst;
+                match b.try_acquire_at(n, now) {
+                    Ok(()) => {}
+                    Err(Error::RateLimited(refusal)) => {
+                        let eager = b.estimate_ready_at(n, now);
+                        assert_eq!(refusal.ready_at(), eager, "{rate:?} n={n} at {now:?}");
+                        let reservation = b.reserve_at(n, now);
+                        match reservation {
+                            Ok(r) => {
+                                assert_eq!(r.ready_at(), eager);
+                                assert!(b.cancel(r));
+                            }
+                            Err(e) => assert_eq!(e.ready_at(), Some(Instant::MAX), "{e}"),
+                        }
+                        assert_eq!(b.peek_at(n, now), Err(Error::RateLimited(refusal)));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    }
+
+    /// The lazy form must not make `Error` bigger than its largest other variant
+    /// (`InvalidConfig`: two `&str`).
+    #[test]
+    fn a_refusal_is_small() {
+        assert!(core::mem::size_of::<Refusal>() <= 32);
+        assert_eq!(core::mem::size_of::<Error>(), 40);
+    }
+
+    /// A cancel that lost its race (someone reserved after it) gives nothing back and
+    /// changes nothing; the one that is still the newest does.
+    #[test]
+    fn cancel_is_exact_or_nothing() {
+        let b = TokenBucket::new(Rate::per_second(1), 1);
+        let first = b.reserve_at(1, Instant::ZERO).unwrap();
+        let second = b.reserve_at(1, Instant::ZERO).unwrap();
+        let before = b.tat.load(Ordering::Relaxed);
+        assert!(!b.cancel(first));
+        assert_eq!(b.tat.load(Ordering::Relaxed), before);
+        assert!(b.cancel(second));
+        assert_eq!(b.full_at(), Instant::from_secs(1));
     }
 
     /// Walk a bucket through `steps` admissions of `n`, each at its ready instant, and
