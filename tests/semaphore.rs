@@ -281,7 +281,7 @@ fn requests_above_capacity_fail_at_once() {
     assert_eq!(err, Error::InsufficientCapacity { requested: 4, capacity: 3 });
     assert_eq!(
         sem.try_acquire_many(4).unwrap_err(),
-        TryAcquireError::Insufficient { requested: 4, capacity: 3 }
+        TryAcquireError::InsufficientCapacity { requested: 4, capacity: 3 }
     );
     // Even while permits are held, or someone is queued: it can never fit.
     let _held = sem.try_acquire().unwrap();
@@ -292,7 +292,7 @@ fn requests_above_capacity_fail_at_once() {
         Poll::Ready(Err(Error::InsufficientCapacity { .. }))
     ));
     assert!(
-        format!("{}", TryAcquireError::Insufficient { requested: 4, capacity: 3 })
+        format!("{}", TryAcquireError::InsufficientCapacity { requested: 4, capacity: 3 })
             .contains("capacity of 3")
     );
 }
@@ -321,7 +321,7 @@ fn forget_shrinks_the_capacity() {
     assert_eq!((sem.available_permits(), sem.capacity()), (1, 1));
     assert_eq!(
         sem.try_acquire_many(2).unwrap_err(),
-        TryAcquireError::Insufficient { requested: 2, capacity: 1 }
+        TryAcquireError::InsufficientCapacity { requested: 2, capacity: 1 }
     );
     sem.add_permits(2);
     assert_eq!((sem.available_permits(), sem.capacity()), (3, 3));
@@ -458,7 +458,7 @@ fn owned_permits_hold_the_semaphore() {
     );
     assert_eq!(
         sem.clone().try_acquire_many_owned(3).unwrap_err(),
-        TryAcquireError::Insufficient { requested: 3, capacity: 2 }
+        TryAcquireError::InsufficientCapacity { requested: 3, capacity: 2 }
     );
     drop(both);
     drop(waiting);

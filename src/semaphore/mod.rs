@@ -63,6 +63,7 @@ pub use acquire::{AcquireManyOwned, AcquireOwned};
 pub use permit::OwnedSemaphorePermit;
 pub use permit::{Permit, SemaphorePermit};
 
+use crate::error::Error;
 use crate::sync::{Mutex, const_fn};
 use list::WaitList;
 use waiter::WakeList;
@@ -220,7 +221,7 @@ impl Semaphore {
     /// capacity shrinks by as much. Held permits are untouched (forget them with
     /// [`SemaphorePermit::forget`] to shrink further). Queued
     /// [`acquire_many`](Semaphore::acquire_many) requests that no longer fit the capacity fail
-    /// with [`Error::InsufficientCapacity`](crate::Error::InsufficientCapacity) rather than wait forever.
+    /// with [`Error::InsufficientCapacity`] rather than wait forever.
     ///
     /// ```
     /// let sem = tollgate::Semaphore::new(5);
@@ -252,7 +253,7 @@ impl Semaphore {
     /// assert!(sem.try_acquire().is_ok());
     /// ```
     pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
-        // One permit may be added later even at capacity 0, so this is never `Insufficient`,
+        // One permit may be added later even at capacity 0, so this is never `InsufficientCapacity`,
         // matching `acquire`, which waits.
         self.try_take(1, false).map(|permits| Permit::new(self, permits))
     }
@@ -262,7 +263,7 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`TryAcquireError::Insufficient`] if `n` exceeds the [`capacity`](Semaphore::capacity);
+    /// [`TryAcquireError::InsufficientCapacity`] if `n` exceeds the [`capacity`](Semaphore::capacity);
     /// [`TryAcquireError::NoPermits`] if too few are free or waiters are queued.
     ///
     /// ```
@@ -274,7 +275,7 @@ impl Semaphore {
     /// assert_eq!(sem.try_acquire_many(2).unwrap_err(), TryAcquireError::NoPermits);
     /// assert_eq!(
     ///     sem.try_acquire_many(4).unwrap_err(),
-    ///     TryAcquireError::Insufficient { requested: 4, capacity: 3 },
+    ///     TryAcquireError::InsufficientCapacity { requested: 4, capacity: 3 },
     /// );
     /// ```
     pub fn try_acquire_many(&self, n: usize) -> Result<SemaphorePermit<'_>, TryAcquireError> {
@@ -436,7 +437,8 @@ impl Semaphore {
         }
         self.state.with(|s| {
             if fallible && n > s.capacity {
-                Err(TryAcquireError::Insufficient { requested: n, capacity: s.capacity })
+                let (requested, capacity) = waiter::widen(n, s.capacity);
+                Err(TryAcquireError::InsufficientCapacity { requested, capacity })
             } else if s.waiters.is_empty() && s.permits >= n {
                 s.permits -= n;
                 Ok(n)
@@ -514,11 +516,13 @@ pub enum TryAcquireError {
     /// first). Waiting may help.
     NoPermits,
     /// More permits were requested than the semaphore has in total; waiting never helps.
-    Insufficient {
+    /// The same failure, with the same fields, as [`Error::InsufficientCapacity`], which the
+    /// waiting forms return.
+    InsufficientCapacity {
         /// Permits requested.
-        requested: usize,
+        requested: u64,
         /// The semaphore's [`capacity`](Semaphore::capacity).
-        capacity: usize,
+        capacity: u64,
     },
 }
 
@@ -528,10 +532,9 @@ impl fmt::Display for TryAcquireError {
             TryAcquireError::NoPermits => {
                 f.write_str("no permits free now, or other waiters are queued first")
             }
-            TryAcquireError::Insufficient { requested, capacity } => write!(
-                f,
-                "request for {requested} permits exceeds the capacity of {capacity} and can never be granted"
-            ),
+            &TryAcquireError::InsufficientCapacity { requested, capacity } => {
+                fmt::Display::fmt(&Error::InsufficientCapacity { requested, capacity }, f)
+            }
         }
     }
 }

@@ -157,8 +157,14 @@ impl<S: Deref<Target = Semaphore>> Drop for Waiter<S> {
 }
 
 fn insufficient(requested: usize, capacity: usize) -> Error {
+    let (requested, capacity) = widen(requested, capacity);
+    Error::InsufficientCapacity { requested, capacity }
+}
+
+/// Permit counts in the width of the crate's one capacity error.
+pub(super) fn widen(requested: usize, capacity: usize) -> (u64, u64) {
     // usize is at most 64 bits on every supported target.
-    Error::InsufficientCapacity { requested: requested as u64, capacity: capacity as u64 }
+    (requested as u64, capacity as u64)
 }
 
 impl State {
