@@ -264,6 +264,35 @@ impl<T: Timer + 'static> AsyncRateLimiter<T> {
         AcquireTokensOwned::new(self, n, Limit::Forever)
     }
 
+    /// [`acquire_within`](Self::acquire_within) on an `Arc`ed limiter.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use core::time::Duration;
+    /// use tollgate::{AsyncRateLimiter, Error, ManualClock, Rate};
+    ///
+    /// let limiter = Arc::new(AsyncRateLimiter::with_timer(Rate::per_second(1), 1, ManualClock::new()));
+    /// futures_executor::block_on(async {
+    ///     limiter.clone().acquire_within_owned(Duration::ZERO).await.unwrap();
+    ///     let late = limiter.clone().acquire_within_owned(Duration::from_millis(10)).await;
+    ///     assert!(matches!(late, Err(Error::MaxWaitExceeded { .. })));
+    /// });
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire_within`](Self::acquire_within).
+    pub fn acquire_within_owned(self: Arc<Self>, max_wait: Duration) -> AcquireTokensOwned<T> {
+        self.acquire_n_within_owned(1, max_wait)
+    }
+
+    /// [`acquire_before`](Self::acquire_before) on an `Arc`ed limiter.
+    ///
+    /// # Errors
+    /// As [`acquire_before`](Self::acquire_before).
+    pub fn acquire_before_owned(self: Arc<Self>, deadline: Instant) -> AcquireTokensOwned<T> {
+        self.acquire_n_before_owned(1, deadline)
+    }
+
     /// [`acquire_n_within`](Self::acquire_n_within) on an `Arc`ed limiter.
     ///
     /// # Errors

@@ -145,7 +145,7 @@ pub(crate) enum Limit {
 }
 
 impl Limit {
-    fn deadline(self, now: Instant) -> Instant {
+    fn deadline_at(self, now: Instant) -> Instant {
         match self {
             Limit::Forever => Instant::MAX,
             Limit::Within(d) => now.saturating_add(d),
@@ -274,7 +274,7 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
                 Phase::Done => panic!("tollgate: a token wait was polled after it completed"),
                 Phase::Fresh => {
                     let now = timer.now();
-                    let deadline = this.limit.deadline(now);
+                    let deadline = this.limit.deadline_at(now);
                     *this.arrived = now;
                     *this.deadline = deadline;
                     if n > bucket.burst() {
@@ -317,7 +317,7 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
                         this.queue.set(None);
                         this.sleep.set(None);
                         let now = timer.now();
-                        let book_at = booking_instant(bucket, n, *this.arrived, now);
+                        let book_at = booking_instant_at(bucket, n, *this.arrived, now);
                         match bucket.reserve_before_at(n, book_at, *this.deadline) {
                             Err(e) => break Err(e), // the permit passes on as it drops
                             // Granted the line only after its deadline (the line was slower
@@ -394,7 +394,7 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
 /// ago — the line was kept from its tokens only by the lateness of the hand-over — it books as
 /// of that moment (never before it arrived): the line keeps its rate. A longer gap is a real
 /// pause (a stalled executor, a line that was empty) and is not credited.
-fn booking_instant(bucket: &TokenBucket, n: u64, arrived: Instant, now: Instant) -> Instant {
+fn booking_instant_at(bucket: &TokenBucket, n: u64, arrived: Instant, now: Instant) -> Instant {
     let full_at = bucket.full_at();
     if now <= full_at {
         return now; // not full yet: booking at `now` already continues the schedule

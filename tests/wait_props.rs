@@ -92,7 +92,7 @@ fn a_timer_firing_early_never_spins_inside_poll_while_queued() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Late heads (booking_instant).
+// Late heads (booking_instant_at).
 // ---------------------------------------------------------------------------------------------
 
 /// Found in review: the first late-head rule credited one interval even after a long stall, so
