@@ -10,9 +10,9 @@
 //! `try_acquire_at(1, now)`, governor through a `FakeRelativeClock` that is never advanced)
 //! and the same rates. The allowed path uses a burst of `u32::MAX` so that a fresh limiter per
 //! sample admits every decision at that one instant; the rejected path uses a burst of 1,
-//! spent before timing. governor's `check()` does not compute when a refused cell could go
-//! (its `NotUntil` does that lazily), while tollgate's refusal carries `ready_at`; the
-//! `governor+wait` entry asks governor for that instant too, so that cost is visible.
+//! spent before timing. Neither library computes when a refused request could go unless asked
+//! (governor's `NotUntil` and tollgate's `Refusal` both convert on demand); the `+wait`
+//! entries ask for that instant, so that cost is visible too.
 //!
 //! Run: `cargo bench --bench bucket -- --warm-up-time 1 --measurement-time 3`.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
@@ -125,7 +125,14 @@ fn governor_rejected(limiter: &Governor) {
     black_box(r).ok();
 }
 
-/// governor's refusal plus the instant it could go, which tollgate's refusal always carries.
+/// tollgate's refusal plus the instant it could go: the lazy conversion, paid when asked.
+fn tollgate_rejected_with_wait(bucket: &TokenBucket) {
+    let r = bucket.try_acquire_at(black_box(1), black_box(NOW)).map_err(|e| e.ready_at());
+    debug_assert!(r.is_err());
+    black_box(r).ok();
+}
+
+/// governor's refusal plus the instant it could go.
 fn governor_rejected_with_wait(limiter: &Governor) {
     let r = limiter.check().map_err(|not_until| not_until.earliest_possible());
     debug_assert!(r.is_err());
@@ -155,6 +162,7 @@ fn decisions(c: &mut Criterion) {
         let bucket = tollgate_bucket(REJECTED);
         bucket.try_acquire_at(1, NOW).unwrap();
         rejected_path(&mut group, "tollgate", threads, &bucket, tollgate_rejected);
+        rejected_path(&mut group, "tollgate+wait", threads, &bucket, tollgate_rejected_with_wait);
         let limiter = governor_limiter(REJECTED);
         limiter.check().unwrap();
         rejected_path(&mut group, "governor", threads, &limiter, governor_rejected);

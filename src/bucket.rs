@@ -49,23 +49,21 @@ struct Config {
     /// `burst << bits`.
     burst_units: u64,
     clock: TokenClock,
+    /// Nanoseconds per token unit, 64.64 fixed-point, rounded down: the inverse of the
+    /// clock's factor, used only to *estimate* ready instants on the eager paths (the exact
+    /// instant is then searched from the estimate). Saves a 128-bit division per conversion.
+    nanos_per_unit_int: u64,
+    nanos_per_unit_frac: u64,
 }
 
-/// A bucket's fixed-point clock: converts instants to token units and back. Built from the
-/// rate and the fractional bits alone, by [`TokenClock::new`], so a [`Refusal`] that keeps
-/// those two can build the identical clock again when its instant is asked for.
+/// A bucket's fixed-point clock: converts instants to token units, and token units back to
+/// the first instant that reaches them. Two words define it completely, so a [`Refusal`]
+/// carries a copy and converts later to exactly the instant the bucket would have computed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TokenClock {
     /// Token units per nanosecond as a 64.64 fixed-point number: `int + frac / 2^64`.
     per_nano_int: u64,
     per_nano_frac: u64,
-    /// Nanoseconds per token unit, 64.64 fixed-point, rounded down: the inverse of the
-    /// above, used only to *estimate* ready instants (the exact answer is then searched from
-    /// the estimate against `tokens_at`). Replaces a 128-bit division per conversion.
-    nanos_per_unit_int: u64,
-    nanos_per_unit_frac: u64,
-    /// The token clock at `Instant::MAX`: targets beyond it are never reached.
-    clock_at_max: u64,
 }
 
 impl Config {
@@ -95,14 +93,24 @@ impl Config {
         {
             bits += 1;
         }
+        let scaled = n << bits; // < 2^125
+        let inv_int = p / scaled; // p < 2^64, so this fits
+        let inv_frac = ((p % scaled) << 64) / scaled; // p mod scaled ≤ p < 2^64: no overflow
         Ok(Self {
             rate,
             burst,
             bits,
             burst_units: burst << bits,
-            clock: TokenClock::new(rate.count(), rate.period_nanos(), bits),
+            clock: TokenClock::new(scaled, p),
+            nanos_per_unit_int: inv_int as u64,
+            nanos_per_unit_frac: if inv_frac > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                inv_frac as u64
+            },
         })
     }
+
     #[inline]
     fn check_n(&self, n: u64) -> Result<u64, Error> {
         if n > self.burst {
@@ -127,7 +135,7 @@ impl Config {
         match self.wait_target(new_tat, clock) {
             None => Some(now),
             // Past `now`, since the token clock reads `clock < target` at `now`.
-            Some(target) => self.clock.instant_of(target),
+            Some(target) => self.instant_of(target),
         }
     }
 
@@ -136,37 +144,32 @@ impl Config {
     /// asked for.
     #[inline]
     fn refusal(&self, target: u64) -> Refusal {
-        Refusal::tokens(target, self.rate, self.bits)
+        Refusal::tokens(target, self.clock)
+    }
+
+    /// The first instant at which the token clock reads `units` (see
+    /// [`TokenClock::instant_of`]), searched from the estimate of the precomputed inverse.
+    fn instant_of(&self, units: u64) -> Option<Instant> {
+        let estimate = units as u128 * self.nanos_per_unit_int as u128
+            + ((units as u128 * self.nanos_per_unit_frac as u128) >> 64);
+        let guess = if estimate > u64::MAX as u128 { u64::MAX } else { estimate as u64 };
+        self.clock.instant_of(units, guess)
     }
 }
 
 impl TokenClock {
-    /// The clock of a bucket of `count` per `period_nanos` with `bits` fractional bits
-    /// (as [`Config::new`] picks them: then nothing here overflows).
-    pub(crate) const fn new(count: u64, period_nanos: u64, bits: u32) -> Self {
-        let n = count as u128;
-        let p = period_nanos as u128;
-        let scaled = n << bits; // < 2^125
-        let int = scaled / p;
-        let rem = scaled % p; // < p ≤ 2^64
+    /// The clock that counts `scaled` token units (tokens shifted by the fractional bits)
+    /// per `period` nanoseconds; as [`Config::new`] picks them, nothing here overflows.
+    const fn new(scaled: u128, period: u128) -> Self {
+        let int = scaled / period;
+        let rem = scaled % period; // < period ≤ 2^64
         // Rounded up, so the token clock is exact at whole-token instants ("ready at 100 ms",
         // not 100.000001 ms); it may then read at most one unit high elsewhere.
-        let frac = (rem << 64).div_ceil(p);
-        let inv_int = p / scaled; // p < 2^64, so this fits
-        let inv_frac = ((p % scaled) << 64) / scaled; // p mod scaled ≤ p < 2^64: no overflow
-        let mut clock = Self {
+        let frac = (rem << 64).div_ceil(period);
+        Self {
             per_nano_int: if int > u64::MAX as u128 { u64::MAX } else { int as u64 },
             per_nano_frac: if frac > u64::MAX as u128 { u64::MAX } else { frac as u64 },
-            nanos_per_unit_int: inv_int as u64,
-            nanos_per_unit_frac: if inv_frac > u64::MAX as u128 {
-                u64::MAX
-            } else {
-                inv_frac as u64
-            },
-            clock_at_max: 0,
-        };
-        clock.clock_at_max = clock.tokens_at(Instant::MAX);
-        clock
+        }
     }
 
     /// The token clock: `now` in token units, rounded down, saturating at TOKEN_CLOCK_MAX.
@@ -185,22 +188,30 @@ impl TokenClock {
         self.tokens_at(Instant::from_nanos(t)) >= units
     }
 
+    /// A first guess at the instant the clock reaches `units`, for [`TokenClock::instant_of`]
+    /// when no precomputed inverse is at hand: one 128-bit division.
+    pub(crate) const fn estimate(&self, units: u64) -> u64 {
+        let per_nano = ((self.per_nano_int as u128) << 64) | self.per_nano_frac as u128;
+        // `units < 2^63`, so the shift fits; the factor is never zero (`frac` is rounded up).
+        let nanos = ((units as u128) << 64) / per_nano;
+        if nanos > u64::MAX as u128 { u64::MAX } else { nanos as u64 }
+    }
+
     /// The first instant at which the token clock reads at least `units`, or `None` if it
-    /// never does (the end of the clock comes first). "Never" must stay distinct from
-    /// `Instant::MAX`: at `now == Instant::MAX` the two would otherwise read as "now".
-    pub(crate) const fn instant_of(&self, units: u64) -> Option<Instant> {
+    /// never does (the end of the clock comes first), searched from the instant `guess`. The
+    /// answer does not depend on the guess, only the time taken to find it does. "Never"
+    /// must stay distinct from `Instant::MAX`: at `now == Instant::MAX` the two would
+    /// otherwise read as "now".
+    pub(crate) const fn instant_of(&self, units: u64, guess: u64) -> Option<Instant> {
         if units == 0 {
             return Some(Instant::ZERO);
         }
-        if units > self.clock_at_max {
+        if units > self.tokens_at(Instant::MAX) {
             return None;
         }
-        // Estimate from the inverse factor, then search for the first nanosecond at which the
-        // token clock reaches `units` (galloping, then bisecting): the token clock may be one
-        // unit off the exact value, and one unit can span many nanoseconds on slow rates.
-        let estimate = units as u128 * self.nanos_per_unit_int as u128
-            + ((units as u128 * self.nanos_per_unit_frac as u128) >> 64);
-        let guess = if estimate > u64::MAX as u128 { u64::MAX } else { estimate as u64 };
+        // Search for the first nanosecond at which the token clock reaches `units`
+        // (galloping from the guess, then bisecting): the token clock may be one unit off the
+        // exact value, and one unit can span many nanoseconds on slow rates.
         // Invariant once set up: !reached(lo) && reached(hi).
         let (mut lo, mut hi);
         if self.reached(guess, units) {
@@ -464,7 +475,7 @@ impl TokenBucket {
     /// handed the line later than this by a little was kept from its tokens by the hand-over
     /// alone. `Instant::MAX` if that is past the end of the clock.
     pub(crate) fn full_at(&self) -> Instant {
-        self.config.clock.instant_of(self.tat.load(LOAD)).unwrap_or(Instant::MAX)
+        self.config.instant_of(self.tat.load(LOAD)).unwrap_or(Instant::MAX)
     }
 
     /// The instant at which `tokens` more could be admitted at the earliest, counting from
@@ -751,6 +762,35 @@ mod tests {
                         assert_eq!(b.peek_at(n, now), Err(Error::RateLimited(refusal)));
                     }
                     Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    }
+
+    /// The conversion back from token units is a search whose answer does not depend on
+    /// where it starts: the lazy refusal's one-division guess, the eager paths' inverse
+    /// factor, or a poor guess all find the same first instant.
+    #[test]
+    fn the_instant_of_a_target_does_not_depend_on_the_guess() {
+        for rate in [
+            Rate::per_second(3),
+            Rate::per_day(1),
+            Rate::per_second(700_000_007),
+            Rate::new(8, Duration::from_nanos(1)),
+            Rate::new(1, Duration::MAX),
+        ] {
+            let config = TokenBucket::new(rate, 1).config;
+            let clock = config.clock;
+            for t in [1, 999, 1_000_000_007, 1 << 40, u64::MAX / 3] {
+                let units = clock.tokens_at(Instant::from_nanos(t)) + 1;
+                let eager = config.instant_of(units);
+                assert_eq!(clock.instant_of(units, clock.estimate(units)), eager, "{rate:?}");
+                for guess in [0, t / 2, t, t.saturating_mul(3), u64::MAX] {
+                    assert_eq!(clock.instant_of(units, guess), eager, "{rate:?} from {guess}");
+                }
+                if let Some(at) = eager {
+                    assert!(clock.tokens_at(at) >= units);
+                    assert!(clock.tokens_at(Instant::from_nanos(at.as_nanos() - 1)) < units);
                 }
             }
         }

@@ -5,15 +5,17 @@
 //! bucket's token clock the request would fit, but turning that position into an [`Instant`]
 //! costs several 64×64→128-bit multiplies and a short search. Most callers that are refused
 //! never ask (they drop the request, or count it), so the refusal keeps the position and the
-//! bucket's rate, and converts them when [`Refusal::ready_at`] is called. The instant is the
-//! same one an eager conversion would give, to the nanosecond.
+//! bucket's token clock (two words that define it completely), and converts them when
+//! [`Refusal::ready_at`] is called. The instant is the one the bucket's eager paths
+//! (`reserve_at`) compute, to the nanosecond: the same search on the same clock, started from
+//! another first guess (one division here, a precomputed inverse there).
 
 use core::fmt;
 use core::hash::{Hash, Hasher};
 use core::time::Duration;
 
+use crate::Instant;
 use crate::bucket::TokenClock;
-use crate::{Instant, Rate};
 
 /// When a refused request would succeed (if nothing else arrives first), carried by
 /// [`Error::RateLimited`](crate::Error::RateLimited).
@@ -43,10 +45,9 @@ pub struct Refusal {
 enum Repr {
     /// The instant is known already (windows, the model limiter, a waiting line).
     At(Instant),
-    /// A token bucket's refusal: the request fits once the bucket's token clock reads `units`.
-    /// `rate` and `bits` are what the bucket's clock was built from, so the clock can be built
-    /// again, identically, when the instant is asked for.
-    Tokens { units: u64, rate: Rate, bits: u8 },
+    /// A token bucket's refusal: the request fits once the bucket's token clock, of which
+    /// this is a copy, reads `units`.
+    Tokens { units: u64, clock: TokenClock },
 }
 
 impl Refusal {
@@ -61,31 +62,24 @@ impl Refusal {
         Self { repr: Repr::At(ready_at) }
     }
 
-    /// A bucket's refusal: room once its token clock (of `rate`, with `bits` fractional bits)
-    /// reads `units`.
+    /// A bucket's refusal: room once its token clock reads `units`.
     #[inline]
-    pub(crate) const fn tokens(units: u64, rate: Rate, bits: u32) -> Self {
-        // `bits` is at most 61 (see `bucket.rs`), so it fits a byte; the byte keeps the
-        // refusal, and so `Error`, small.
-        Self { repr: Repr::Tokens { units, rate, bits: bits as u8 } }
+    pub(crate) const fn tokens(units: u64, clock: TokenClock) -> Self {
+        Self { repr: Repr::Tokens { units, clock } }
     }
 
     /// The earliest instant at which the refused request would succeed, if nothing else
     /// arrives first. [`Instant::MAX`] if it can only succeed after the end of the clock.
     ///
-    /// For a bucket's refusal this is computed on each call (a few 128-bit divisions and
+    /// For a bucket's refusal this is computed on each call (one 128-bit division and a few
     /// multiplies); keep the result if you need it more than once.
     pub const fn ready_at(&self) -> Instant {
         match self.repr {
             Repr::At(at) => at,
-            Repr::Tokens { units, rate, bits } => {
-                match TokenClock::new(rate.count(), rate.period_nanos(), bits as u32)
-                    .instant_of(units)
-                {
-                    Some(at) => at,
-                    None => Instant::MAX,
-                }
-            }
+            Repr::Tokens { units, clock } => match clock.instant_of(units, clock.estimate(units)) {
+                Some(at) => at,
+                None => Instant::MAX,
+            },
         }
     }
 
@@ -128,14 +122,18 @@ impl fmt::Debug for Refusal {
 #[cfg(all(test, not(tollgate_loom)))]
 mod tests {
     use super::*;
-    use crate::TokenBucket;
+    use crate::{Rate, TokenBucket};
 
     #[test]
     fn a_known_instant_is_kept_and_compared_by_instant() {
         let r = Refusal::at(Instant::from_secs(1));
         assert_eq!(r.ready_at(), Instant::from_secs(1));
         // The same instant reached lazily, through a bucket's token clock.
-        let lazy = Refusal::tokens(1 << 40, Rate::per_second(1), 40);
+        let b = TokenBucket::new(Rate::per_second(1), 1);
+        b.try_acquire_at(1, Instant::ZERO).unwrap();
+        let Err(crate::Error::RateLimited(lazy)) = b.try_acquire_at(1, Instant::ZERO) else {
+            panic!("the only token is spent")
+        };
         assert_eq!(lazy.ready_at(), Instant::from_secs(1));
         assert_eq!(lazy, r);
         assert_ne!(Refusal::at(Instant::from_nanos(999_999_999)), lazy);

@@ -286,11 +286,12 @@ impl<'a, T: Timer + 'a> TokenWait<'a, T> {
                     if line.is_empty() {
                         match bucket.try_acquire_at(n, now) {
                             Ok(()) => break Ok(()),
-                            // An unbounded wait never asks the refusal for its instant.
-                            Err(Error::RateLimited(refused))
-                                if deadline != Instant::MAX && refused.ready_at() > deadline =>
-                            {
-                                break Err(Error::MaxWaitExceeded { ready_at: refused.ready_at() });
+                            // Only a bounded wait asks the refusal for its instant.
+                            Err(Error::RateLimited(refused)) if deadline != Instant::MAX => {
+                                let ready_at = refused.ready_at();
+                                if ready_at > deadline {
+                                    break Err(Error::MaxWaitExceeded { ready_at });
+                                }
                             }
                             Err(Error::RateLimited(_)) => {}
                             Err(e) => break Err(e),
