@@ -124,7 +124,6 @@ impl<T: Clock> AsyncRateLimiter<T> {
     ///
     /// # Errors
     /// [`Error::RateLimited`], whose [`Refusal`] says when the token will be available.
-    #[inline]
     pub fn try_acquire(&self) -> Result<(), Error> {
         self.try_acquire_n(1)
     }
@@ -134,19 +133,11 @@ impl<T: Clock> AsyncRateLimiter<T> {
     /// # Errors
     /// [`Error::InsufficientCapacity`] if `n > burst`; [`Error::RateLimited`] otherwise, whose
     /// [`Refusal`] says when the tokens could be ready (after the callers already waiting).
-    #[inline]
     pub fn try_acquire_n(&self, n: u64) -> Result<(), Error> {
         let now = self.timer.now();
         if self.line.is_empty() {
             return self.bucket.try_acquire_at(n, now);
         }
-        self.refuse_behind_the_line(n, now)
-    }
-
-    /// [`try_acquire_n`](Self::try_acquire_n) while callers wait: out of line, so the fast
-    /// path that is inlined into callers stays one clock read and the bucket's decision.
-    #[cold]
-    fn refuse_behind_the_line(&self, n: u64, now: Instant) -> Result<(), Error> {
         if n > self.bucket.burst() {
             return Err(Error::InsufficientCapacity {
                 requested: n,
