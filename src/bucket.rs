@@ -192,7 +192,8 @@ impl TokenClock {
     /// when no precomputed inverse is at hand: one 128-bit division.
     pub(crate) const fn estimate(&self, units: u64) -> u64 {
         let per_nano = ((self.per_nano_int as u128) << 64) | self.per_nano_frac as u128;
-        // `units < 2^63`, so the shift fits; the factor is never zero (`frac` is rounded up).
+        // A u64 shifted by 64 fits in 128 bits; the factor is never zero (`frac` is rounded
+        // up, and `int` is at least 1 when there is no remainder).
         let nanos = ((units as u128) << 64) / per_nano;
         if nanos > u64::MAX as u128 { u64::MAX } else { nanos as u64 }
     }
