@@ -1,7 +1,9 @@
 //! [`block_on`]: runs a future to completion on the calling thread, parking between polls.
 //!
-//! This is how the blocking limiters reuse the async core: they build the same futures as the
-//! async adapters and drive them here, so there is one implementation of the waiting logic.
+//! This is how the blocking model limiter reuses the async core: it builds the same futures as
+//! the async adapters and drives them here, so there is one implementation of that waiting
+//! logic. (The blocking `RateLimiter` needs no futures: it reserves and sleeps; it comes here
+//! only to join the async line when tasks of `as_async` are waiting in it.)
 
 use std::cell::Cell;
 use std::future::Future;

@@ -5,9 +5,12 @@
 //! clock: `tollgate_std::AsyncRateLimiter` is `tollgate::AsyncRateLimiter<StdTimer>`, so
 //! `AsyncRateLimiter::per_second(10)` needs no type parameter.
 //!
-//! The blocking limiters add no accounting of their own: they build the core's futures and
-//! drive them on the calling thread with [`block_on`] (park/unpark waker, `park_timeout` until
-//! the next deadline). `block_on` is public so other blocking wrappers can do the same.
+//! The blocking limiters add no accounting of their own. A blocking wait is never cancelled,
+//! so [`RateLimiter`] reserves its tokens in the core's bucket and sleeps the thread until the
+//! reservation's instant (arrival order across threads follows from the order of the
+//! reservations). [`ModelRateLimiter`] builds the core's model futures and drives them on the
+//! calling thread with [`block_on`] (park/unpark waker, `park_timeout` until the next
+//! deadline). `block_on` is public so other blocking wrappers can do the same.
 //!
 //! ```
 //! use tollgate_std::RateLimiter;
@@ -29,6 +32,7 @@ mod block_on;
 mod clock;
 mod limiter;
 mod model;
+mod park;
 mod timer;
 
 pub use tollgate::*;

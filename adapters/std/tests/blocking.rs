@@ -2,7 +2,7 @@
 //! manual clock; these tests only check that waits really block, for about the right time,
 //! and never hang. Bounds are loose: CI machines are shared and slow.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -42,6 +42,110 @@ fn threads_share_one_budget() {
     let elapsed = start.elapsed();
     assert!(elapsed >= Duration::from_millis(145), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+}
+
+/// The bucket's next free instant for one token, read without taking anything.
+fn next_free(limiter: &RateLimiter) -> Instant {
+    match limiter.bucket().peek_at(1, StdClock::new().now()) {
+        Ok(()) => StdClock::new().now(),
+        Err(e) => e.ready_at().expect("a refusal says when"),
+    }
+}
+
+/// Polls `done` every millisecond for up to two seconds.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let give_up = StdInstant::now() + Duration::from_secs(2);
+    while StdInstant::now() < give_up {
+        if done() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    done()
+}
+
+/// FIFO across threads: a waiting thread reserves on arrival (the bucket's next free instant
+/// moves before it returns), so threads that arrive in a known order — large requests among
+/// small ones — are admitted in that order, each no earlier than its booked instant.
+#[test]
+fn threads_are_admitted_in_arrival_order() {
+    let limiter = Arc::new(RateLimiter::new(Rate::per_second(20), 3)); // 50 ms a token
+    limiter.acquire_n(3).unwrap(); // empty: everyone below waits
+    let admitted = Arc::new(Mutex::new(Vec::new()));
+    let weights = [1, 3, 1, 2, 1, 3, 1];
+    let mut threads = Vec::new();
+    for (i, n) in weights.into_iter().enumerate() {
+        let before = next_free(&limiter);
+        let booked = match limiter.bucket().peek_at(n, StdClock::new().now()) {
+            Err(e) => e.ready_at().unwrap(),
+            Ok(()) => panic!("arrival {i}: {n} tokens free in an emptied bucket"),
+        };
+        let (mine, log) = (Arc::clone(&limiter), Arc::clone(&admitted));
+        threads.push(thread::spawn(move || {
+            mine.acquire_n(n).unwrap();
+            let at = StdClock::new().now();
+            log.lock().unwrap().push(i);
+            (at, booked)
+        }));
+        // Arrival is the reservation: wait for it before the next thread arrives.
+        assert!(eventually(|| next_free(&limiter) > before), "arrival {i} reserved nothing");
+    }
+    for (i, t) in threads.into_iter().enumerate() {
+        let (at, booked) = t.join().unwrap();
+        assert!(at >= booked, "arrival {i} admitted {:?} before its instant", booked - at);
+    }
+    assert_eq!(*admitted.lock().unwrap(), (0..weights.len()).collect::<Vec<_>>());
+}
+
+/// Threads and async tasks on one budget: while tasks wait in the async limiter's line, a
+/// thread that must wait joins that line behind them instead of reserving past them.
+#[test]
+fn a_thread_does_not_overtake_tasks_waiting_in_line() {
+    let limiter = Arc::new(RateLimiter::new(Rate::per_second(20), 1));
+    limiter.acquire();
+    let admitted = Arc::new(Mutex::new(Vec::new()));
+    let mut threads = Vec::new();
+    for who in ["task 1", "task 2", "thread"] {
+        let (mine, log) = (Arc::clone(&limiter), Arc::clone(&admitted));
+        let waiting = limiter.as_async().waiters();
+        threads.push(thread::spawn(move || {
+            if who == "thread" {
+                mine.acquire();
+            } else {
+                block_on(mine.as_async().acquire());
+            }
+            log.lock().unwrap().push(who);
+        }));
+        // Task 1 is the head (it holds the only reservation); task 2 waits behind it without
+        // one. A thread reserving directly would go before task 2; it must queue instead.
+        let in_line = eventually(|| limiter.as_async().waiters() > waiting);
+        assert!(in_line, "{who} did not join the line");
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*admitted.lock().unwrap(), ["task 1", "task 2", "thread"]);
+}
+
+/// The bounded forms decide up front, from one clock reading, and a refusal takes nothing.
+#[test]
+fn bounded_waits_refuse_up_front_taking_nothing() {
+    let limiter = RateLimiter::new(Rate::per_second(10), 1); // 100 ms a token
+    limiter.acquire();
+    let free_at = next_free(&limiter);
+    let start = StdInstant::now();
+    let within = limiter.acquire_n_within(1, Duration::from_millis(20)).unwrap_err();
+    let deadline = StdClock::new().now() + Duration::from_millis(20);
+    let before = limiter.acquire_before(deadline).unwrap_err();
+    assert!(start.elapsed() < Duration::from_millis(50), "{:?}", start.elapsed());
+    for refused in [within, before] {
+        assert!(matches!(refused, Error::MaxWaitExceeded { .. }), "{refused:?}");
+        assert_eq!(refused.ready_at(), Some(free_at), "the instant it would have gone");
+    }
+    assert_eq!(next_free(&limiter), free_at, "a refusal reserved nothing");
+    // A bound that covers the instant waits for it and no longer.
+    limiter.acquire_before(free_at).unwrap();
+    assert!(StdClock::new().now() >= free_at);
 }
 
 #[test]
