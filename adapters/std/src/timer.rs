@@ -1,7 +1,35 @@
 //! [`StdTimer`]: the [`StdClock`] as a [`Timer`], for async code driven by [`block_on`] — or,
 //! through a helper thread, by any other executor.
 //!
+//! # Why the helper thread stays
+//!
+//! Nothing blocking in this crate uses it: the blocking [`RateLimiter`] sleeps the calling
+//! thread itself, and the blocking [`ModelRateLimiter`]'s futures run under [`block_on`], whose
+//! sleeps tell the driver their deadline (`tests/no_helper_thread.rs` checks that neither
+//! starts the thread). It exists for the futures of this crate that *other* code polls:
+//!
+//! - `tollgate_std::AsyncRateLimiter` and the other aliases every adapter exports (the set is
+//!   fixed by `tollgate::__adapter_aliases!`), and [`RateLimiter::as_async`], which lets
+//!   threads and tasks share one budget. Their futures may be awaited on any executor —
+//!   `futures::executor`, a tokio or async-io runtime, a test harness — and a [`StdSleep`]
+//!   polled there has nobody else to wake it when its deadline comes.
+//! - Sleeps polled *under* [`block_on`] but with a waker that is not `block_on`'s: combinators
+//!   that give each child its own waker (`FuturesUnordered`, `join_all` over many futures,
+//!   instrumentation wrappers). The sleep cannot tell that case from a foreign executor: both
+//!   show a waker it does not know.
+//!
+//! Without the thread, such a sleep would either never wake (a silent hang of correct code),
+//! panic (a crash of correct code, including the combinator case above, under our own
+//! `block_on`), or wake itself at once on every poll (a busy loop, one CPU per waiting task).
+//! One thread, started only on the first such poll (never, in a program that uses only the
+//! blocking limiters or `block_on`), is the cheapest of the four. A program on tokio or
+//! async-io should use `tollgate-tokio` / `tollgate-async-std`, whose timers are the
+//! runtime's own; the thread is the fallback that keeps the std aliases correct everywhere.
+//!
 //! [`block_on`]: crate::block_on
+//! [`RateLimiter`]: crate::RateLimiter
+//! [`RateLimiter::as_async`]: crate::RateLimiter::as_async
+//! [`ModelRateLimiter`]: crate::ModelRateLimiter
 
 use std::collections::BTreeMap;
 use std::future::Future;
