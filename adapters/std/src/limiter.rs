@@ -60,7 +60,10 @@ use crate::{StdTimer, block_on};
 /// [`as_async`](Self::as_async) is the async limiter on the same bucket, for programs that
 /// mix threads and tasks. Its tasks wait in a line; while any task waits there, a thread that
 /// must wait joins the same line (driven by [`block_on`] on the calling thread) instead of
-/// reserving past it, so nobody is overtaken in either direction.
+/// reserving past it, so nobody is overtaken in either direction. (A thread that reserves in
+/// the instant a task becomes the line's head books after the head; if that head is then
+/// cancelled, its tokens can no longer be given back exactly and stay spent: one slot is lost,
+/// nothing is ever over-admitted.)
 #[derive(Debug)]
 pub struct RateLimiter {
     inner: tollgate::AsyncRateLimiter<StdTimer>,
