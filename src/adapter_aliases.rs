@@ -40,26 +40,26 @@ macro_rules! __adapter_aliases {
         pub type AsyncRateLimiter = $crate::AsyncRateLimiter<$timer>;
 
         #[doc = concat!(
-            "`tollgate::AcquireTokens` on the [`", stringify!($timer), "`]: the future of ",
+            "`tollgate::limiter::AcquireTokens` on the [`", stringify!($timer), "`]: the future of ",
             "[`AsyncRateLimiter`]`::acquire_n` and its bounded forms.",
         )]
-        pub type AcquireTokens<'a> = $crate::AcquireTokens<'a, $timer>;
+        pub type AcquireTokens<'a> = $crate::limiter::AcquireTokens<'a, $timer>;
 
         $crate::__adapter_aliases!(@model $flavor $timer [$(#[$gate])*]);
 
         $(#[$gate])*
         #[doc = concat!(
-            "`tollgate::OwnedModelPermit` on the [`", stringify!($timer), "`]: an admitted ",
+            "`tollgate::model::OwnedModelPermit` on the [`", stringify!($timer), "`]: an admitted ",
             "request of `tollgate::ModelRateLimiter::acquire_owned`, for spawned tasks.",
         )]
-        pub type OwnedModelPermit = $crate::OwnedModelPermit<$timer>;
+        pub type OwnedModelPermit = $crate::model::OwnedModelPermit<$timer>;
 
         $(#[$gate])*
         #[doc = concat!(
-            "`tollgate::AcquireTokensOwned` on the [`", stringify!($timer), "`]: the ",
+            "`tollgate::limiter::AcquireTokensOwned` on the [`", stringify!($timer), "`]: the ",
             "`'static` future of [`AsyncRateLimiter`]`::acquire_n_owned` and its bounded forms.",
         )]
-        pub type AcquireTokensOwned = $crate::AcquireTokensOwned<$timer>;
+        pub type AcquireTokensOwned = $crate::limiter::AcquireTokensOwned<$timer>;
 
         $crate::__adapter_aliases!(@limit_rate $flavor $timer);
     };
@@ -73,10 +73,10 @@ macro_rules! __adapter_aliases {
 
         $(#[$gate])*
         #[doc = concat!(
-            "`tollgate::ModelPermit` on the [`", stringify!($timer), "`]: an admitted ",
+            "`tollgate::model::ModelPermit` on the [`", stringify!($timer), "`]: an admitted ",
             "request of [`ModelRateLimiter`].",
         )]
-        pub type ModelPermit<'a> = $crate::ModelPermit<'a, $timer>;
+        pub type ModelPermit<'a> = $crate::model::ModelPermit<'a, $timer>;
     };
     (@model blocking $timer:ident [$(#[$gate:meta])*]) => {};
     (@limit_rate async $timer:ident) => {
@@ -127,7 +127,7 @@ macro_rules! __assert_adapter_aliases {
             same(P::<$adapter::AsyncRateLimiter>, P::<$crate::AsyncRateLimiter<$adapter::$timer>>);
             same(
                 P::<$adapter::AcquireTokens<'static>>,
-                P::<$crate::AcquireTokens<'static, $adapter::$timer>>,
+                P::<$crate::limiter::AcquireTokens<'static, $adapter::$timer>>,
             );
             $crate::__assert_adapter_aliases!(@limit_rate $flavor $adapter);
         }
@@ -139,12 +139,12 @@ macro_rules! __assert_adapter_aliases {
             $crate::__assert_adapter_aliases!(@model $flavor $adapter $timer);
             same(
                 P::<$adapter::ModelPermit<'static>>,
-                P::<$crate::ModelPermit<'static, $adapter::$timer>>,
+                P::<$crate::model::ModelPermit<'static, $adapter::$timer>>,
             );
-            same(P::<$adapter::OwnedModelPermit>, P::<$crate::OwnedModelPermit<$adapter::$timer>>);
+            same(P::<$adapter::OwnedModelPermit>, P::<$crate::model::OwnedModelPermit<$adapter::$timer>>);
             same(
                 P::<$adapter::AcquireTokensOwned>,
-                P::<$crate::AcquireTokensOwned<$adapter::$timer>>,
+                P::<$crate::limiter::AcquireTokensOwned<$adapter::$timer>>,
             );
         }
     };

@@ -1,9 +1,11 @@
-//! tollgate: rate limiting that runs anywhere.
+// The README is the crate's front page: one text for the repository and docs.rs, and its Rust
+// examples run as this crate's doctests (the adapters they use are dev-dependencies).
+#![doc = include_str!("../README.md")]
 //!
-//! A `#![no_std]` core of accounting primitives (lock-free on targets with 64-bit atomics) ([`TokenBucket`], sliding windows,
-//! a fair semaphore) over an injected [`Clock`], with limiters built on them. Runtime adapter
-//! crates (`tollgate-tokio`, `tollgate-async-std`, `tollgate-std`, `tollgate-embassy`) add a
-//! clock and timer and re-export everything here.
+//! # Feature flags
+//!
+//! From `Cargo.toml`, where each feature is declared:
+#![doc = document_features::document_features!()]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -14,45 +16,33 @@ extern crate std;
 
 mod acquire;
 mod adapter_aliases;
-mod bucket;
+pub mod bucket;
 mod error;
-mod limiter;
+pub mod limiter;
 mod manual_clock;
 #[cfg(feature = "alloc")]
-mod model;
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod model;
 mod rate;
 mod refusal;
-mod semaphore;
-mod stream;
+pub mod semaphore;
+pub mod stream;
 mod sync;
-mod time;
+pub mod time;
 mod wait;
-mod window;
+pub mod window;
 mod wrap;
 
-pub use acquire::AcquireTokens;
-#[cfg(feature = "alloc")]
-pub use acquire::AcquireTokensOwned;
-pub use bucket::{Reservation, TokenBucket};
+// The root lists the types a user starts from; the futures, permits, guards and secondary
+// errors they lead to live in the modules above.
+pub use bucket::TokenBucket;
 pub use error::{Error, InvalidConfig};
 pub use limiter::AsyncRateLimiter;
-pub use manual_clock::ManualClock;
 #[cfg(feature = "alloc")]
-pub use manual_clock::ManualSleep;
-#[cfg(feature = "alloc")]
-pub use model::{
-    ModelConfigError, ModelPermit, ModelRateLimiter, ModelStats, OwnedModelPermit, RateLimitConfig,
-    Usage,
-};
+pub use model::{ModelRateLimiter, ModelStats, RateLimitConfig, Usage};
 pub use rate::Rate;
 pub use refusal::Refusal;
-pub use semaphore::{
-    Acquire, AcquireFuture, AcquireMany, Permit, Semaphore, SemaphorePermit, TryAcquireError,
-};
-#[cfg(feature = "alloc")]
-pub use semaphore::{AcquireManyOwned, AcquireOwned, OwnedSemaphorePermit};
-pub use stream::{RejectedItem, StreamRateLimitExt, Throttle, ThrottleBy};
-pub use time::{Clock, Instant, Timer};
-#[allow(unused_imports)] // filled in by the window work
-pub use window::*;
-pub use wrap::{Call, Run};
+pub use semaphore::Semaphore;
+pub use stream::StreamRateLimitExt;
+pub use time::{Clock, Instant, ManualClock, Timer};
+pub use window::SlidingWindow;

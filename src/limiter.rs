@@ -11,12 +11,14 @@ use core::time::Duration;
 #[cfg(feature = "alloc")]
 use alloc::sync::Arc;
 
-use crate::acquire::AcquireTokens;
+// The futures the limiter's methods return, named beside it.
+pub use crate::acquire::AcquireTokens;
 #[cfg(feature = "alloc")]
-use crate::acquire::AcquireTokensOwned;
+pub use crate::acquire::AcquireTokensOwned;
 use crate::error::{Error, InvalidConfig};
 use crate::sync::const_fn;
 use crate::wait::{Limit, WaitLine};
+pub use crate::wrap::{Call, Run};
 use crate::{Clock, Instant, Rate, Refusal, Timer, TokenBucket};
 
 /// An async token-bucket rate limiter: up to `burst` requests at once, then `rate`.

@@ -17,8 +17,8 @@
 //!   handler runs our code) it is `portable-atomic`'s lock-based fallback. `portable-atomic`'s
 //!   fallback is never used without `std`: it is a seqlock whose writers spin with interrupts
 //!   enabled, even with its `critical-section` feature on targets that have 32-bit CAS.
-//! - `AtomicBool` and `AtomicUsize` are native wherever the target has CAS; on targets without
-//!   it (thumbv6m, riscv32imc) they come from `portable-atomic`, whose `critical-section`
+//! - `AtomicUsize` is native wherever the target has CAS; on targets without
+//!   it (thumbv6m, riscv32imc) it comes from `portable-atomic`, whose `critical-section`
 //!   feature (enabled by ours) makes every operation a critical section.
 //! - `Mutex` is `std::sync::Mutex` with `std` and `critical_section::Mutex` without it, on every
 //!   target (there is no spin lock).
@@ -28,43 +28,35 @@
 //! `critical-section`'s `acquire`/`release` and must provide an implementation, e.g. `cortex-m`
 //! with feature `critical-section-single-core`.
 
-// Not every configuration uses every type.
 #[cfg(tollgate_loom)]
-#[allow(unused_imports)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(all(
     not(tollgate_loom),
     any(feature = "portable-atomic", not(target_has_atomic = "64"))
 ))]
-#[allow(unused_imports)]
-pub(crate) use portable_atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use portable_atomic::{AtomicUsize, Ordering};
 
 #[cfg(all(
     not(tollgate_loom),
     not(any(feature = "portable-atomic", not(target_has_atomic = "64")))
 ))]
-#[allow(unused_imports)]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
 
 // 64-bit: native where the target has it (through `portable-atomic` if asked, which then is
 // the native atomic too).
 #[cfg(all(not(tollgate_loom), target_has_atomic = "64", feature = "portable-atomic"))]
-#[allow(unused_imports)]
 pub(crate) use portable_atomic::AtomicU64;
 
 #[cfg(all(not(tollgate_loom), target_has_atomic = "64", not(feature = "portable-atomic")))]
-#[allow(unused_imports)]
 pub(crate) use core::sync::atomic::AtomicU64;
 
 // No native 64-bit atomics, under an OS: `portable-atomic`'s lock-based fallback.
 #[cfg(all(not(tollgate_loom), not(target_has_atomic = "64"), feature = "std"))]
-#[allow(unused_imports)]
 pub(crate) use portable_atomic::AtomicU64;
 
 // No native 64-bit atomics, bare metal: a critical section per operation.
 #[cfg(all(not(tollgate_loom), not(target_has_atomic = "64"), not(feature = "std")))]
-#[allow(unused_imports)]
 pub(crate) use cs::AtomicU64;
 
 /// Declares a constructor that is `const fn` normally and a plain `fn` under loom, whose

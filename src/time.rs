@@ -9,6 +9,11 @@ use core::future::Future;
 use core::ops::{Add, Sub};
 use core::time::Duration;
 
+// The test clock lives in its own file; it is found here beside the traits it implements.
+pub use crate::manual_clock::ManualClock;
+#[cfg(feature = "alloc")]
+pub use crate::manual_clock::ManualSleep;
+
 /// A point in time: nanoseconds since the epoch of the [`Clock`] that produced it.
 ///
 /// Instants from different clocks are not comparable. Arithmetic never panics: the operators

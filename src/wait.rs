@@ -49,9 +49,10 @@ use core::time::Duration;
 
 use pin_project_lite::pin_project;
 
+use crate::bucket::Reservation;
 use crate::semaphore::{Acquire, Semaphore, SemaphorePermit};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, const_fn};
-use crate::{AsyncRateLimiter, Error, Instant, Reservation, Timer, TokenBucket};
+use crate::{AsyncRateLimiter, Error, Instant, Timer, TokenBucket};
 
 /// The waiting line of one limiter: the FIFO queue and what is waiting in it.
 #[derive(Debug)]

@@ -20,7 +20,8 @@
 use core::time::Duration;
 
 use proptest::prelude::*;
-use tollgate::{Error, Instant, Rate, Reservation, TokenBucket};
+use tollgate::bucket::Reservation;
+use tollgate::{Error, Instant, Rate, TokenBucket};
 
 const DAY_NANOS: u64 = 86_400 * 1_000_000_000;
 

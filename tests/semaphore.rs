@@ -10,7 +10,8 @@ use std::task::{Context, Poll, Waker};
 
 use futures_executor::block_on;
 use futures_util::task::{ArcWake, noop_waker, waker};
-use tollgate::{Error, Semaphore, SemaphorePermit, TryAcquireError};
+use tollgate::semaphore::{SemaphorePermit, TryAcquireError};
+use tollgate::{Error, Semaphore};
 
 /// A waker that counts how often it was woken.
 struct Counter(AtomicUsize);

@@ -281,7 +281,7 @@ fn action(burst: u64) -> impl Strategy<Value = Action> {
     ]
 }
 
-type Fut<'a> = Pin<Box<tollgate::AcquireTokens<'a, &'a ManualClock>>>;
+type Fut<'a> = Pin<Box<tollgate::limiter::AcquireTokens<'a, &'a ManualClock>>>;
 
 struct Live<'a> {
     id: usize,

@@ -8,7 +8,8 @@
 use core::time::Duration;
 
 use proptest::prelude::*;
-use tollgate::{Error, Instant, Refusal, SlidingWindow, SlotId};
+use tollgate::window::SlotId;
+use tollgate::{Error, Instant, Refusal, SlidingWindow};
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -23,7 +23,8 @@ use core::time::Duration;
 
 use crate::AmountIn;
 use arbitrary::{Arbitrary, Unstructured};
-use tollgate::{Error, Instant, Rate, Reservation, TokenBucket};
+use tollgate::bucket::Reservation;
+use tollgate::{Error, Instant, Rate, TokenBucket};
 
 use crate::MAX_OPS;
 use crate::u256::U256;

@@ -24,7 +24,8 @@ use core::time::Duration;
 
 use crate::AmountIn;
 use arbitrary::{Arbitrary, Unstructured};
-use tollgate::{Error, Instant, SlidingWindow, SlotId};
+use tollgate::window::SlotId;
+use tollgate::{Error, Instant, SlidingWindow};
 
 use crate::MAX_OPS;
 

@@ -5,7 +5,9 @@ use alloc::sync::Arc;
 
 use super::limiter::ModelRateLimiter;
 use super::state::ModelState;
-use crate::{Clock, Instant, OwnedSemaphorePermit, SlotId};
+use crate::semaphore::OwnedSemaphorePermit;
+use crate::window::SlotId;
+use crate::{Clock, Instant};
 
 /// The part of a permit that does not depend on how the limiter is held.
 pub(crate) struct Admitted {

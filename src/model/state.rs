@@ -9,7 +9,8 @@ use core::time::Duration;
 use super::config::RateLimitConfig;
 use super::stats::{ModelStats, Usage};
 use crate::sync::Mutex;
-use crate::{Instant, Semaphore, SlidingWindow, SlotId};
+use crate::window::SlotId;
+use crate::{Instant, Semaphore, SlidingWindow};
 
 /// RPM and TPM are per minute.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);

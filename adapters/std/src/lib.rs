@@ -30,8 +30,9 @@
 
 mod block_on;
 mod clock;
-mod limiter;
-mod model;
+// Public under the core's module names: each is the core module plus its blocking types.
+pub mod limiter;
+pub mod model;
 mod park;
 mod timer;
 

@@ -13,6 +13,9 @@ use tollgate::{Clock, Error, Instant, InvalidConfig, Rate, TokenBucket};
 use crate::park::sleep_until;
 use crate::{StdTimer, block_on};
 
+// The core's limiter module (the async limiter and its futures) beside the blocking one.
+pub use tollgate::limiter::*;
+
 /// A blocking token-bucket rate limiter: up to `burst` requests at once, then `rate`.
 ///
 /// A call that must wait **reserves its tokens in the bucket and sleeps** until the

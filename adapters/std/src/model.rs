@@ -3,13 +3,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tollgate::{Error, Instant, ModelConfigError, ModelStats, RateLimitConfig};
+use tollgate::{Error, Instant};
 
 use crate::{StdTimer, block_on};
 
+// The rest of the core's model module (its errors, stats, owned permit), so this module is the
+// whole model API for threads; the two items below replace their async namesakes.
+pub use tollgate::model::*;
+
 /// An admitted request of the blocking [`ModelRateLimiter`]: settle it with the actual token
 /// count, or drop it to keep the estimate charged.
-pub type ModelPermit<'a> = tollgate::ModelPermit<'a, StdTimer>;
+pub type ModelPermit<'a> = tollgate::model::ModelPermit<'a, StdTimer>;
 
 /// Per-model RPM, TPM and parallel-request limits for threads: [`tollgate::ModelRateLimiter`]
 /// on the [`StdTimer`], with each waiting call driven on the calling thread by [`block_on`].

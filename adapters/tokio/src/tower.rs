@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use tollgate::{AcquireTokensOwned, Clock, Error, Instant, InvalidConfig, Rate};
+use tollgate::limiter::AcquireTokensOwned;
+use tollgate::{Clock, Error, Instant, InvalidConfig, Rate};
 use tower::{BoxError, Layer, Service};
 
 use crate::{AsyncRateLimiter, TokioTimer};
