@@ -17,9 +17,9 @@
 //! Run: `cargo bench --bench bucket -- --warm-up-time 1 --measurement-time 3`.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::hint::black_box;
-use std::num::NonZeroU32;
-use std::time::Duration;
+use core::hint::black_box;
+use core::num::NonZeroU32;
+use core::time::Duration;
 
 #[path = "support/timed.rs"]
 mod timed;

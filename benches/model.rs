@@ -3,10 +3,10 @@
 //! measures the limiter, not a clock.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::future::Future;
-use std::hint::black_box;
+use core::future::Future;
+use core::hint::black_box;
+use core::task::{Context, Poll};
 use std::pin::pin;
-use std::task::{Context, Poll};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::task::noop_waker;

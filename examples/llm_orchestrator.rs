@@ -9,10 +9,10 @@
 //!
 //! Run: `cargo run --example llm_orchestrator` (exit code 1 on any 429).
 
-use std::cell::{Cell, RefCell};
+use core::cell::{Cell, RefCell};
+use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tollgate_tokio::{ModelRateLimiter, RateLimitConfig};

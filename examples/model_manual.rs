@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo run --example model_manual` (tokio's paused clock: no real waiting).
 
-use std::time::Duration;
+use core::time::Duration;
 
 use tollgate_tokio::{Error, ModelRateLimiter, RateLimitConfig};
 

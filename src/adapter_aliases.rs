@@ -40,8 +40,8 @@ macro_rules! __adapter_aliases {
         pub type AsyncRateLimiter = $crate::AsyncRateLimiter<$timer>;
 
         #[doc = concat!(
-            "`tollgate::limiter::AcquireTokens` on the [`", stringify!($timer), "`]: the future of ",
-            "[`AsyncRateLimiter`]`::acquire_n` and its bounded forms.",
+            "`tollgate::limiter::AcquireTokens` on the [`", stringify!($timer), "`]: the future ",
+            "of [`AsyncRateLimiter`]`::acquire_n` and its bounded forms.",
         )]
         pub type AcquireTokens<'a> = $crate::limiter::AcquireTokens<'a, $timer>;
 

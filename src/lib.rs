@@ -8,6 +8,9 @@
 #![doc = document_features::document_features!()]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// With `std` on, what `alloc` has still comes from `alloc`, so the no-`std` build sees the same
+// imports (the workspace lints add `std_instead_of_core` and `alloc_instead_of_core`).
+#![warn(clippy::std_instead_of_alloc)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -33,16 +36,26 @@ mod wait;
 pub mod window;
 mod wrap;
 
-// The root lists the types a user starts from; the futures, permits, guards and secondary
-// errors they lead to live in the modules above.
+// The root lists the types a user starts from (inlined, so its page shows them as its own);
+// the futures, permits and secondary errors they lead to live in the modules above.
+#[doc(inline)]
 pub use bucket::TokenBucket;
+#[doc(inline)]
 pub use error::{Error, InvalidConfig};
+#[doc(inline)]
 pub use limiter::AsyncRateLimiter;
 #[cfg(feature = "alloc")]
+#[doc(inline)]
 pub use model::{ModelRateLimiter, ModelStats, RateLimitConfig, Usage};
+#[doc(inline)]
 pub use rate::Rate;
+#[doc(inline)]
 pub use refusal::Refusal;
+#[doc(inline)]
 pub use semaphore::Semaphore;
+#[doc(inline)]
 pub use stream::StreamRateLimitExt;
+#[doc(inline)]
 pub use time::{Clock, Instant, ManualClock, Timer};
+#[doc(inline)]
 pub use window::SlidingWindow;

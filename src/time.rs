@@ -2,7 +2,7 @@
 //! [`Timer`] that lets an async task wait for it.
 //!
 //! The core never reads a system clock itself. Adapters supply clocks backed by `std`, tokio,
-//! async-io or embassy; tests use [`ManualClock`](crate::ManualClock).
+//! async-io or embassy; tests use [`ManualClock`].
 
 use core::fmt;
 use core::future::Future;

@@ -6,14 +6,15 @@
 
 mod support;
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
+use core::cell::RefCell;
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::task::Wake;
 
 use support::Sim;
 use tollgate::{

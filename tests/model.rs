@@ -2,13 +2,13 @@
 
 mod support;
 
-use std::cell::RefCell;
-use std::future::Future;
+use core::cell::RefCell;
+use core::future::Future;
+use core::task::{Context, Poll};
+use core::time::Duration;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_util::task::noop_waker;
 use support::Sim;

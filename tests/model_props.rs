@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::cell::RefCell;
+use core::cell::RefCell;
+use core::time::Duration;
 use std::collections::BTreeMap;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use proptest::prelude::*;

@@ -21,7 +21,7 @@ impl Visit for Line {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0.push_str(&format!(" {}={value}", field.name()));
     }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+    fn record_debug(&mut self, field: &Field, value: &dyn core::fmt::Debug) {
         if field.name() == "message" {
             self.0.insert_str(0, &format!("{value:?}"));
         }

@@ -2,11 +2,11 @@
 //! embassy-sync #6964), capacity errors, owned permits, and a multi-threaded stress run.
 #![cfg(not(tollgate_loom))]
 
-use std::future::Future;
-use std::pin::{Pin, pin};
+use core::future::Future;
+use core::pin::{Pin, pin};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::task::{Context, Poll, Waker};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
 
 use futures_executor::block_on;
 use futures_util::task::{ArcWake, noop_waker, waker};

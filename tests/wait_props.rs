@@ -4,11 +4,11 @@
 //! early, a bounded waiter granted the line after its deadline, the late-head rule, odd inputs,
 //! clocks that step back, the `Arc`-owned future's life cycle).
 
-use std::cell::Cell;
-use std::future::Future;
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use core::cell::Cell;
+use core::future::Future;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll};
+use core::time::Duration;
 
 use futures_util::task::noop_waker;
 use proptest::prelude::*;
@@ -230,7 +230,7 @@ fn owned_future_lifecycle() {
     let l = Arc::new(AsyncRateLimiter::with_timer(Rate::per_second(1), 1, Arc::clone(&clock)));
     l.try_acquire().unwrap();
     let moved = Arc::clone(&l).acquire_n_owned(1);
-    let moved = std::convert::identity(moved); // moved while unpolled
+    let moved = core::convert::identity(moved); // moved while unpolled
     let mut head = Box::pin(moved);
     let mut second = Box::pin(Arc::clone(&l).acquire_n_owned(1));
     let mut third = Box::pin(Arc::clone(&l).acquire_n_owned(1));
@@ -238,7 +238,7 @@ fn owned_future_lifecycle() {
     assert!(poll(second.as_mut()).is_pending());
     assert!(poll(third.as_mut()).is_pending());
     // Forget the middle one while queued: leaks its Arc, node stays linked in leaked memory.
-    std::mem::forget(second);
+    core::mem::forget(second);
     // Drop the head from another thread.
     std::thread::spawn(move || drop(head)).join().unwrap();
     // The forgotten one now holds the line forever (it is granted, never polled, never

@@ -1,7 +1,8 @@
 //! The timing loop shared by the benches: one thread, or several contending for one limiter.
 
+use core::time::Duration;
 use std::sync::Barrier;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Instant as StdInstant;
 
 /// Runs `decide` `iters` times on each of `threads` threads at once (released together by a
 /// barrier, so thread start-up is not timed) and returns the slowest thread's time: with one

@@ -3,7 +3,8 @@
 use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use tollgate_macros::{limit_rate_async_std, limit_rate_embassy};
 

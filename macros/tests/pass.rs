@@ -2,8 +2,8 @@
 //! shape of signature the attribute must keep intact.
 #![deny(warnings)]
 
+use core::time::Duration;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tollgate_macros::{limit_rate_std, limit_rate_tokio as limit_rate};
@@ -98,13 +98,13 @@ mod shapes {
 
     pub struct Client {
         pub limiter: AsyncRateLimiter,
-        pub calls: std::sync::atomic::AtomicU32,
+        pub calls: core::sync::atomic::AtomicU32,
     }
 
     impl Client {
         #[limit_rate(limiter = self.limiter)]
         pub async fn call(&self) -> u32 {
-            self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+            self.calls.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1
         }
 
         #[limit_rate(requests_per_second = 100)]

@@ -590,8 +590,8 @@ mod tests {
 
     use alloc::boxed::Box;
     use core::pin::pin;
+    use core::sync::atomic::{AtomicUsize, Ordering};
     use core::task::Context;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use futures_util::task::{ArcWake, waker};
 

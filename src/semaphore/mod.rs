@@ -267,7 +267,8 @@ impl Semaphore {
     /// [`TryAcquireError::NoPermits`] if too few are free or waiters are queued.
     ///
     /// ```
-    /// use tollgate::{Semaphore, TryAcquireError};
+    /// use tollgate::Semaphore;
+    /// use tollgate::semaphore::TryAcquireError;
     ///
     /// let sem = Semaphore::new(3);
     /// let two = sem.try_acquire_many(2).unwrap();

@@ -3,7 +3,7 @@
 //! clock. No test sleeps for real.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::future::Future;
+use core::future::Future;
 use std::sync::Arc;
 
 use futures_executor::LocalPool;

@@ -1,11 +1,11 @@
 //! [`AsyncIoTimer`]: tollgate's clock and timer on `std::time::Instant` and `async-io`, the
 //! timer both async-std and smol run on.
 
-use std::future::Future;
-use std::pin::Pin;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tollgate::{Clock, Instant, Timer};
 

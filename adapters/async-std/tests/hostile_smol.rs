@@ -8,11 +8,12 @@
 #[path = "../../tokio/tests/support/mod.rs"]
 mod support;
 
-use std::future::Future;
+use core::future::Future;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use smol::future::FutureExt;
 use smol::stream::StreamExt;

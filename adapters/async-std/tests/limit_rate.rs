@@ -1,6 +1,7 @@
 //! `#[limit_rate]` as re-exported by this crate, under smol (real clock, loose bounds).
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use tollgate_async_std::limit_rate;
 

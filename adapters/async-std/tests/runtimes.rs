@@ -1,10 +1,11 @@
 //! The async-io timer under both runtimes it serves. async-io has no paused clock, so these
 //! run in real time: short waits, loose bounds.
 
-use std::future::Future;
-use std::pin::Pin;
+use core::future::Future;
+use core::pin::Pin;
+use core::time::Duration;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tollgate_async_std::{AsyncRateLimiter, Error, Rate};
 
@@ -98,7 +99,7 @@ async fn drop_first_when_second_ends(
 ) {
     let mut first = std::pin::pin!(first);
     let mut second = std::pin::pin!(second);
-    std::future::poll_fn(|cx| {
+    core::future::poll_fn(|cx| {
         assert!(first.as_mut().poll(cx).is_pending(), "the waiter finished early");
         second.as_mut().poll(cx)
     })

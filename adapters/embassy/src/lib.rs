@@ -39,6 +39,11 @@
 //! `critical-section` implementation (embassy HALs do; on single-core Cortex-M,
 //! `cortex-m/critical-section-single-core`). On targets without compare-and-swap (`thumbv6m`,
 //! `riscv32imc`) also enable `tollgate`'s `critical-section` feature.
+//!
+//! # Feature flags
+//!
+//! From `Cargo.toml`, where each feature is declared:
+#![doc = document_features::document_features!()]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -5,10 +5,11 @@
 
 use core::future::Future;
 use core::pin::pin;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::task::Waker;
 use core::task::{Context, Poll};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Wake, Waker};
+use std::task::Wake;
 
 use embassy_time::{Duration, MockDriver};
 use tollgate_embassy::{

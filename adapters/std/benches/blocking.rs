@@ -20,8 +20,8 @@
 //! Run: `cargo bench -p tollgate-std --bench blocking -- --warm-up-time 1 --measurement-time 3`.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::hint::black_box;
-use std::num::NonZeroU32;
+use core::hint::black_box;
+use core::num::NonZeroU32;
 
 // Shared with the core's bucket bench, so both measure contention the same way.
 #[path = "../../../benches/support/timed.rs"]

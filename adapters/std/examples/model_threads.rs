@@ -3,9 +3,10 @@
 //!
 //! Run: `cargo run -p tollgate-std --example model_threads` (about one second).
 
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tollgate_std::{ModelRateLimiter, RateLimitConfig};
 

@@ -5,12 +5,13 @@
 //! logic. (The blocking `RateLimiter` needs no futures: it reserves and sleeps; it comes here
 //! only to join the async line when tasks of `as_async` are waiting in it.)
 
-use std::cell::Cell;
-use std::future::Future;
+use core::cell::Cell;
+use core::future::Future;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Wake;
 use std::thread::{self, Thread};
 
 use tollgate::{Clock, Instant};
@@ -129,7 +130,7 @@ struct Driver {
 }
 
 impl Driver {
-    const NONE: Driver = Driver { signal: std::ptr::null(), deadline: None };
+    const NONE: Driver = Driver { signal: core::ptr::null(), deadline: None };
 
     /// Polls with this `block_on` installed as the thread's driver and returns the poll result
     /// with the earliest deadline a sleep registered. The previous driver (an outer
@@ -172,7 +173,7 @@ pub(crate) fn register_deadline(waker: &Waker, deadline: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use core::time::Duration;
 
     #[test]
     fn ready_futures_return_at_once() {
@@ -197,7 +198,7 @@ mod tests {
 
     impl Future for WaitFlag {
         type Output = ();
-        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        fn poll(mut self: core::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
             if self.done.load(Ordering::Acquire) {
                 return Poll::Ready(());
             }

@@ -26,6 +26,11 @@
 //! [`limit_rate`] (from `tollgate-macros`) rate-limits every call of a plain `fn`, blocking the
 //! calling thread: `#[limit_rate(requests_per_second = 5)]` for its own limiter, or
 //! `#[limit_rate(limiter = SHARED)]` to share a `static` [`RateLimiter`] between functions.
+//!
+//! # Feature flags
+//!
+//! From `Cargo.toml`, where each feature is declared:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod block_on;

@@ -6,7 +6,7 @@
 //! limiter must not do that (a cancelled waiter in the middle of the queue would leave its
 //! tokens spent, see the core's `wait.rs`); a thread can.
 
-use std::time::Duration;
+use core::time::Duration;
 
 use tollgate::{Clock, Error, Instant, InvalidConfig, Rate, TokenBucket};
 

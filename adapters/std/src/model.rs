@@ -1,7 +1,7 @@
 //! [`ModelRateLimiter`]: the blocking LLM model limiter for threads.
 
+use core::time::Duration;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use tollgate::{Error, Instant};
 

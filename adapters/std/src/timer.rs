@@ -31,11 +31,11 @@
 //! [`RateLimiter::as_async`]: crate::RateLimiter::as_async
 //! [`ModelRateLimiter`]: crate::ModelRateLimiter
 
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::task::{Context, Poll, Waker};
 use std::thread;
 
 use tollgate::{Clock, Instant, Timer};
@@ -246,8 +246,8 @@ impl Helper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::time::Duration;
     use std::pin::pin;
-    use std::time::Duration;
 
     fn registered(key: (Instant, u64)) -> bool {
         HELPER.get().is_some_and(|h| h.lock().sleepers.contains_key(&key))
@@ -273,7 +273,7 @@ mod tests {
         let deadline = StdClock::new().now() + Duration::from_millis(5);
         crate::block_on(async {
             let mut sleep = pin!(StdTimer::new().sleep_until(deadline));
-            std::future::poll_fn(|cx| {
+            core::future::poll_fn(|cx| {
                 let poll = sleep.as_mut().poll(cx);
                 assert!(sleep.fallback.is_none());
                 poll

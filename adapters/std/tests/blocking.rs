@@ -2,9 +2,10 @@
 //! manual clock; these tests only check that waits really block, for about the right time,
 //! and never hang. Bounds are loose: CI machines are shared and slow.
 
+use core::time::Duration;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Instant as StdInstant;
 
 use tollgate_std::{Clock, Error, Instant, Rate, RateLimiter, StdClock, StdTimer, Timer, block_on};
 
@@ -242,10 +243,10 @@ fn block_on_parks_until_the_earliest_deadline() {
     block_on(async {
         let (mut first, mut second) =
             (std::pin::pin!(timer.sleep_until(a)), std::pin::pin!(timer.sleep_until(b)));
-        std::future::poll_fn(|cx| {
+        core::future::poll_fn(|cx| {
             let a_done = first.as_mut().poll(cx).is_ready();
             let b_done = second.as_mut().poll(cx).is_ready();
-            if a_done && b_done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+            if a_done && b_done { core::task::Poll::Ready(()) } else { core::task::Poll::Pending }
         })
         .await;
     });

@@ -11,9 +11,10 @@
 #[path = "../../tokio/tests/support/mod.rs"]
 mod support;
 
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use support::{AdmissionLog, Bounded, Limits, Rng, Violations, check_bounded_wait};
 use tollgate_std::{Error, ModelPermit, ModelRateLimiter, Rate, RateLimitConfig, RateLimiter};

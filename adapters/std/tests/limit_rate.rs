@@ -1,6 +1,7 @@
 //! `#[limit_rate]` as re-exported by this crate: blocking, on the real clock (loose bounds).
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use tollgate_std::{Rate, RateLimiter, limit_rate};
 

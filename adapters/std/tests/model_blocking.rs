@@ -1,9 +1,9 @@
 //! The blocking model limiter on real threads: the parallel cap holds across threads and
 //! nothing leaks. Real time, but short (the limits here never make anyone wait long).
 
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use tollgate_std::{Error, ModelRateLimiter, RateLimitConfig};
 

@@ -4,9 +4,9 @@
 //! `#[ignore]`d: run with `cargo test -p tollgate-std --release --test soak -- --ignored`.
 //! `TOLLGATE_SOAK_SECS` sets how long each part runs (default 3; `.ci/run` uses more).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::time::Duration;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tollgate_std::{
     Clock, Error, Instant, ModelRateLimiter, Rate, RateLimitConfig, StdClock, TokenBucket,

@@ -14,9 +14,10 @@
 //! Run: `cargo bench -p tollgate-tokio --bench async_acquire -- --warm-up-time 1 --measurement-time 3`.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::future::Future;
-use std::hint::black_box;
-use std::time::{Duration, Instant as StdInstant};
+use core::future::Future;
+use core::hint::black_box;
+use core::time::Duration;
+use std::time::Instant as StdInstant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;

@@ -19,10 +19,11 @@
 //! (e.g. `cargo test --benches`) it does one quick run of each as a smoke test.
 #![allow(missing_docs)] // the bench's items are not an API
 
-use std::future::Future;
-use std::num::NonZeroU32;
+use core::future::Future;
+use core::num::NonZeroU32;
+use core::time::Duration;
 use std::sync::Arc;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Instant as StdInstant;
 
 use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::runtime::Runtime;
@@ -48,7 +49,7 @@ fn process_cpu_time() -> Duration {
         Duration::from_secs(secs) + Duration::from_micros(micros)
     };
     // SAFETY: `rusage` is a plain C struct of integers, for which all-zero bytes are valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut usage: libc::rusage = unsafe { core::mem::zeroed() };
     // SAFETY: `usage` is a valid, exclusively borrowed `rusage` for the call to fill in.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     assert_eq!(rc, 0, "getrusage failed");

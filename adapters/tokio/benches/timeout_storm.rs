@@ -17,11 +17,11 @@
 //! `cargo test --benches`) it does one short run of each as a smoke test.
 #![allow(missing_docs)] // the bench's items are not an API
 
-use std::future::Future;
-use std::num::NonZeroU32;
+use core::future::Future;
+use core::num::NonZeroU32;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::runtime::Runtime;

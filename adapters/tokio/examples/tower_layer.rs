@@ -5,7 +5,7 @@
 //!
 //! Run with `cargo run -p tollgate-tokio --example tower_layer --features tower`.
 
-use std::convert::Infallible;
+use core::convert::Infallible;
 
 use tokio::time::Instant;
 use tollgate_tokio::{Rate, RateLimitLayer, RateLimited};

@@ -28,11 +28,10 @@
 //! `#[limit_rate(requests_per_second = 5)]` for its own limiter, or
 //! `#[limit_rate(limiter = SHARED)]` to share a `static` [`AsyncRateLimiter`] between functions.
 //!
-//! # Features
+//! # Feature flags
 //!
-//! - `tower`: `RateLimitLayer` (tower 0.5): services whose clones share one budget, taking the
-//!   token when the request is passed on (no banking); they wait in line, wait at most a bound,
-//!   or refuse at once with a `RateLimited` error carrying when to retry.
+//! From `Cargo.toml`, where each feature is declared:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod timer;

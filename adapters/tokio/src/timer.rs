@@ -1,8 +1,8 @@
 //! [`TokioTimer`]: tollgate's clock and timer on `tokio::time`, so a paused tokio clock
 //! (`tokio::time::pause`, `#[tokio::test(start_paused = true)]`) drives limiters too.
 
+use core::time::Duration;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use tollgate::{Clock, Instant, Timer};
 

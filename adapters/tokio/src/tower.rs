@@ -18,13 +18,13 @@
 //! ([`AsyncRateLimiter::acquire_n_owned`]): FIFO with every other waiter of the limiter, and
 //! a response future dropped while waiting gives everything back.
 
+use core::future::Future;
+use core::mem;
+use core::pin::Pin;
+use core::task::{Context, Poll, ready};
+use core::time::Duration;
 use std::fmt;
-use std::future::Future;
-use std::mem;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -403,8 +403,8 @@ impl fmt::Display for RateLimited {
     }
 }
 
-impl std::error::Error for RateLimited {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for RateLimited {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         Some(&self.error)
     }
 }

@@ -12,11 +12,11 @@
 
 mod support;
 
-use std::future::Future;
+use core::future::Future;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use support::{

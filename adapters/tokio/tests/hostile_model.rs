@@ -13,9 +13,9 @@
 
 mod support;
 
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 use support::{Rng, Violations};
 use tokio::time::{Instant, sleep, timeout};
@@ -38,7 +38,7 @@ struct Admission {
 async fn run_storm<F, Fut>(seed: u64, body: F) -> Vec<Admission>
 where
     F: Fn(u64, Rng, Arc<AtomicBool>) -> Fut,
-    Fut: std::future::Future<Output = Vec<Admission>> + Send + 'static,
+    Fut: core::future::Future<Output = Vec<Admission>> + Send + 'static,
 {
     let stop = Arc::new(AtomicBool::new(false));
     let mut rng = Rng::new(seed);

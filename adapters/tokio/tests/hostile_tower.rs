@@ -12,12 +12,12 @@
 
 mod support;
 
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
+use core::convert::Infallible;
+use core::future::{Future, Ready, ready};
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use support::{AdmissionLog, Limits, Rng};
 use tokio::task::JoinHandle;

@@ -1,6 +1,6 @@
 //! `#[limit_rate]` as re-exported by this crate.
 
-use std::time::Duration;
+use core::time::Duration;
 
 use tokio::time::Instant;
 use tollgate_tokio::{AsyncRateLimiter, Rate, TokioTimer, limit_rate};

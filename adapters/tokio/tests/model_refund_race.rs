@@ -2,9 +2,10 @@
 //! items 4 and 5). Bounded: each test takes well under a few seconds when the limiter is
 //! right, and a stall is cut off by a timeout and counted rather than waited out.
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tollgate_tokio::{ModelRateLimiter, RateLimitConfig};
 
@@ -50,7 +51,7 @@ fn refunds_racing_the_admission_check_never_stall_the_queue() {
                             Ok(permit) => {
                                 admitted.fetch_add(1, Ordering::Relaxed);
                                 for _ in 0..(i * 37 + task * 101) % 500 {
-                                    std::hint::spin_loop();
+                                    core::hint::spin_loop();
                                 }
                                 permit.unwrap().settle(0);
                             }

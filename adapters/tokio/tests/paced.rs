@@ -1,10 +1,10 @@
 //! `AsyncRateLimiter` on tokio's paused clock: every wait is exact and takes no real time.
 
-use std::future::Future;
-use std::pin::Pin;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tollgate_tokio::{AsyncRateLimiter, Error, Rate};
@@ -218,11 +218,11 @@ async fn the_model_limiter_runs_on_the_paused_clock() {
         times.push(t.await.unwrap());
     }
     times.sort();
-    assert_eq!(times[0], std::time::Duration::ZERO);
-    assert_eq!(times[1], std::time::Duration::ZERO);
+    assert_eq!(times[0], core::time::Duration::ZERO);
+    assert_eq!(times[1], core::time::Duration::ZERO);
     // The third waits until second 0 has left the 60 s window (one-second slots).
-    assert!(times[2] >= std::time::Duration::from_secs(60), "{:?}", times[2]);
-    assert!(times[2] <= std::time::Duration::from_secs(61), "{:?}", times[2]);
+    assert!(times[2] >= core::time::Duration::from_secs(60), "{:?}", times[2]);
+    assert!(times[2] <= core::time::Duration::from_secs(61), "{:?}", times[2]);
     assert_eq!(limiter.stats()["m"].active.used, 0);
 }
 

@@ -6,12 +6,12 @@
 //! real multi-thread runtime.
 #![cfg(feature = "tower")]
 
-use std::convert::Infallible;
-use std::future::{Future, Ready, poll_fn, ready};
-use std::pin::{Pin, pin};
+use core::convert::Infallible;
+use core::future::{Future, Ready, poll_fn, ready};
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tollgate_tokio::{
@@ -221,7 +221,7 @@ async fn a_ready_clone_swapped_out_and_called_keeps_the_budget() {
     for i in 0..3 {
         service.ready().await.unwrap();
         let fresh = service.clone();
-        let mut ready = std::mem::replace(&mut service, fresh);
+        let mut ready = core::mem::replace(&mut service, fresh);
         assert_eq!(ready.call(i).await.unwrap(), i);
     }
     assert_eq!(start.elapsed(), 200 * MS);
@@ -396,7 +396,7 @@ async fn refusing_mode_refuses_with_retry_info() {
     assert!(matches!(refused.error(), Error::RateLimited(_)));
     assert!(refused.to_string().starts_with("rate limited; retry after "), "{refused}");
     assert_eq!(refused.retry_after_secs(), Some(1));
-    assert!(std::error::Error::source(&refused).is_some());
+    assert!(core::error::Error::source(&refused).is_some());
     sleep(refused.retry_after().unwrap()).await;
     service.ready().await.unwrap().call(3).await.unwrap();
     assert_eq!(calls.lock().unwrap().len(), 3);

@@ -2,11 +2,11 @@
 //! response future dropped while it waits. Needs the `tower` feature (the README's test
 //! command enables every feature).
 
-use std::convert::Infallible;
-use std::future::Future;
+use core::convert::Infallible;
+use core::future::Future;
+use core::task::Context;
+use core::time::Duration;
 use std::sync::Arc;
-use std::task::Context;
-use std::time::Duration;
 
 use futures_util::task::noop_waker;
 use tokio::time::Instant;
@@ -49,10 +49,10 @@ async fn wait_at_most_counts_from_the_call() {
 /// delayed), and never calls the inner service.
 #[tokio::test(start_paused = true)]
 async fn a_response_future_dropped_while_waiting_costs_nothing() {
-    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let calls = Arc::new(core::sync::atomic::AtomicU32::new(0));
     let c = Arc::clone(&calls);
     let inner = service_fn(move |n: u32| {
-        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        c.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
         async move { Ok::<_, Infallible>(n) }
     });
     let mut svc = RateLimitLayer::new(Rate::per_second(1), 1).layer(inner);
@@ -68,5 +68,5 @@ async fn a_response_future_dropped_while_waiting_costs_nothing() {
     svc.ready().await.unwrap();
     svc.call(3).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(1));
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(calls.load(core::sync::atomic::Ordering::SeqCst), 2);
 }

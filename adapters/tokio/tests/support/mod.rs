@@ -4,8 +4,9 @@
 //! Runtime-free (std only) so that the smol and std test crates include it by path.
 #![allow(dead_code)] // each test binary uses a different part
 
+use core::time::Duration;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A tiny xorshift64* generator: deterministic per seed, no dependency.
 #[derive(Debug, Clone)]
