@@ -455,7 +455,7 @@ fn empty_and_very_long_model_names_are_ordinary_models() {
 
 // ---- Issue 8: bounded waiting is measured from the first poll. ----
 
-/// DESIGN.md "Bounded waiting": `max_wait` counts from the first poll, not from when the
+/// ARCHITECTURE.md "Bounded waiting": `max_wait` counts from the first poll, not from when the
 /// future was made. A future made, left unpolled while the clock moves 20 ms, then polled with
 /// a 5 ms budget on an idle limiter is admitted (it fits now); so is a zero budget.
 #[test]

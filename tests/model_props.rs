@@ -1,5 +1,5 @@
 //! Property test of the model limiter: random arrivals, sizes, settles, drops and
-//! cancellations over several models, checked against DESIGN.md's invariants 1–6 on the
+//! cancellations over several models, checked against ARCHITECTURE.md's invariants 1–6 on the
 //! admission log. Runs on a manual clock; no real time passes.
 #![cfg(not(miri))] // proptest is far too slow under miri; tests/model.rs covers the paths
 

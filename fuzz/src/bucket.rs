@@ -3,7 +3,7 @@
 //!
 //! Checked:
 //! - never panics (the harness builds with overflow checks);
-//! - **rate bound** (DESIGN.md invariant 7): over any interval `[a, b]` of the admission log,
+//! - **rate bound** (ARCHITECTURE.md invariant 7): over any interval `[a, b]` of the admission log,
 //!   admitted ≤ burst + rate·(b − a) + 2^(1 − fractional_bits), in exact 256-bit integer
 //!   arithmetic, with `b − a` widened by 1 ns when the interval holds a queued reservation
 //!   (its `ready_at` is the GCRA instant rounded *up* to a nanosecond, as in

@@ -2,7 +2,7 @@
 //!
 //! Each `run_*` function decodes an arbitrary byte string into a configuration and a sequence
 //! of operations (with [`arbitrary`]), drives one of the core primitives with it, and checks
-//! the invariants of `DESIGN.md` with plain `assert!`: a failed assertion or any panic inside
+//! the invariants of `ARCHITECTURE.md` with plain `assert!`: a failed assertion or any panic inside
 //! the library is a crash for libFuzzer. The same functions replay the committed corpus in
 //! `tests/replay.rs` on stable Rust, without libFuzzer.
 //!

@@ -9,7 +9,7 @@
 //! included), cancel a pending acquire (dropping its future), move the clock (forwards, by
 //! years, backwards, to the end of its range, to the next sleeper's deadline), read stats.
 //!
-//! Checked (DESIGN.md invariants):
+//! Checked (ARCHITECTURE.md invariants):
 //! - 1 RPM: among admissions of a model whose clock readings are within 60 s of each other —
 //!   and with no backwards clock step between them, after which the limiter rightly counts
 //!   time from the latest instant it saw — at most `rpm`;

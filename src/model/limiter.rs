@@ -480,7 +480,7 @@ fn fits_at_all(state: &ModelState, estimated: u64) -> Result<(), Error> {
 /// The admission path shared by every waiting `acquire` form.
 ///
 /// Runs from the first poll: a `Within` budget is measured from the clock reading taken here,
-/// and the up-front check uses that same reading (DESIGN.md, "Bounded waiting"). A deadline
+/// and the up-front check uses that same reading (ARCHITECTURE.md, "Bounded waiting"). A deadline
 /// fixed when the future was created, checked against a later reading, refused `max_wait = 0`
 /// on an idle limiter on every real clock (issue 8).
 async fn admit<T: Timer>(

@@ -196,7 +196,8 @@ mod tests {
     use super::*;
     use alloc::sync::Arc;
 
-    /// DESIGN.md budget: a model's state costs at most 2 KiB, whatever its limits.
+    /// The budget (ARCHITECTURE.md, "The model limiter"): a model's state costs at most 2 KiB,
+    /// whatever its limits.
     #[test]
     fn a_model_costs_at_most_two_kib() {
         // The Arc'd state plus the map entry (shared-name key + Arc pointer); BTreeMap nodes

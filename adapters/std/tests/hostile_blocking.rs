@@ -29,7 +29,7 @@ const RATE: u32 = 200;
 /// admission recorded 48 ms late (an apparent 9.6-token excess at 200/s).
 const LAG: Duration = Duration::from_millis(60);
 
-// The bounded waits, in one place: DESIGN.md's naming table calls them `acquire_within` /
+// The bounded waits, in one place: ARCHITECTURE.md's naming table calls them `acquire_within` /
 // `acquire_n_within` on the blocking limiters too.
 fn rps_within(l: &RateLimiter, n: u64, d: Duration) -> Result<(), Error> {
     l.acquire_n_within(n, d)

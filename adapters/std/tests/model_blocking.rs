@@ -62,7 +62,7 @@ fn oversized_and_impatient_requests_fail_at_once() {
     assert_eq!(limiter.stats()["m"].active.used, 0);
 }
 
-/// DESIGN.md "Bounded waiting": `max_wait = 0` admits exactly when the request fits now. On
+/// ARCHITECTURE.md "Bounded waiting": `max_wait = 0` admits exactly when the request fits now. On
 /// an idle limiter and a real clock, every one of 100 zero-budget acquires is admitted (the
 /// deadline used to be fixed from an earlier clock reading than the admission check's).
 #[test]

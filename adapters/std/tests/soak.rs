@@ -1,5 +1,5 @@
 //! Concurrency soak: threads hammer shared limiters on the real clock while every admission is
-//! logged; afterwards a checker verifies DESIGN.md's invariants on the log.
+//! logged; afterwards a checker verifies ARCHITECTURE.md's invariants on the log.
 //!
 //! `#[ignore]`d: run with `cargo test -p tollgate-std --release --test soak -- --ignored`.
 //! `TOLLGATE_SOAK_SECS` sets how long each part runs (default 3; `.ci/run` uses more).

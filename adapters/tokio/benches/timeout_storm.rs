@@ -1,5 +1,5 @@
 //! Timeout storm: how much of its rate a limiter still admits when every waiter gives up after a
-//! timeout (DESIGN.md invariant 8). 50 tasks each loop `tokio::time::timeout(d, acquire)` on a
+//! timeout (ARCHITECTURE.md invariant 8). 50 tasks each loop `tokio::time::timeout(d, acquire)` on a
 //! limiter of 100 a second with a burst of 1, for 3 s of real time, on a multi-thread tokio
 //! runtime (2 workers). Counted: acquires that completed before the end. Reported: admitted as a
 //! share of the ideal `burst + rate·run`, and tollgate's share over the best peer's.

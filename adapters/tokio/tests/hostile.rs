@@ -1,6 +1,6 @@
 //! Hostile use of the RPS limiter on a real multi-thread tokio runtime with the real clock: many
 //! tasks, random timeouts and `select!` around every await, every acquire form. Each test logs
-//! the instant of every admission and checks DESIGN.md's invariants on the log:
+//! the instant of every admission and checks ARCHITECTURE.md's invariants on the log:
 //!
 //! - 7: in any interval of length d, admitted ≤ burst + rate·d (+ the recording-lag slack of
 //!   `support::RECORDING_LAG`);

@@ -269,7 +269,7 @@ async fn parallel_bound_model_never_stalls() {
     assert!(probe.is_ok(), "all slots free but refused: {probe:?}");
 }
 
-/// `acquire_within(model, est, 0)` is a try (DESIGN.md "Bounded waiting": `max_wait` is
+/// `acquire_within(model, est, 0)` is a try (ARCHITECTURE.md "Bounded waiting": `max_wait` is
 /// measured from the first poll with the same clock reading as the up-front check): on a real
 /// clock, which ticks between any two readings, a request that fits now must be admitted, and a
 /// refusal must name an instant after its deadline, never one already past.

@@ -1,5 +1,5 @@
 //! Shared by the hostile tests (tokio, smol, std threads): a seeded RNG, an admission log of
-//! real instants, and checkers for DESIGN.md's invariants 7 and 8 on that log.
+//! real instants, and checkers for ARCHITECTURE.md's invariants 7 and 8 on that log.
 //!
 //! Runtime-free (std only) so that the smol and std test crates include it by path.
 #![allow(dead_code)] // each test binary uses a different part
