@@ -1,0 +1,90 @@
+//! The public layout the README's "Where things are" promises: the types a user starts from at
+//! the root, what they hand out in the module named after them, and the same paths through an
+//! adapter's glob re-export. The check is the build: moving or dropping a name breaks it.
+#![cfg(not(tollgate_loom))]
+
+use core::future::Ready;
+use core::marker::PhantomData as P;
+
+use futures_util::stream::Empty;
+use tollgate::{ManualClock as C, Semaphore};
+
+/// Compiles only if both arguments name the same type.
+fn same<T: ?Sized>(_: P<T>, _: P<T>) {}
+
+/// Compiles only if `T` is a type at that path.
+fn named<T: ?Sized>() {}
+
+#[test]
+fn each_root_name_is_the_type_of_its_module() {
+    same(P::<tollgate::AsyncRateLimiter<C>>, P::<tollgate::limiter::AsyncRateLimiter<C>>);
+    same(P::<tollgate::TokenBucket>, P::<tollgate::bucket::TokenBucket>);
+    same(P::<tollgate::SlidingWindow<60>>, P::<tollgate::window::SlidingWindow<60>>);
+    same(P::<tollgate::Semaphore>, P::<tollgate::semaphore::Semaphore>);
+    same(P::<tollgate::Instant>, P::<tollgate::time::Instant>);
+    same(P::<tollgate::ManualClock>, P::<tollgate::time::ManualClock>);
+    same(P::<tollgate::ModelRateLimiter<C>>, P::<tollgate::model::ModelRateLimiter<C>>);
+    same(P::<tollgate::RateLimitConfig>, P::<tollgate::model::RateLimitConfig>);
+    same(P::<tollgate::ModelStats>, P::<tollgate::model::ModelStats>);
+    same(P::<tollgate::Usage>, P::<tollgate::model::Usage>);
+    // The traits, as bounds from the root and from their modules.
+    fn root<K: tollgate::Clock, T: tollgate::Timer, S: tollgate::StreamRateLimitExt>() {}
+    fn modules<
+        K: tollgate::time::Clock,
+        T: tollgate::time::Timer,
+        S: tollgate::stream::StreamRateLimitExt,
+    >() {
+    }
+    root::<C, C, Empty<()>>();
+    modules::<C, C, Empty<()>>();
+    // Root only: no module of their own.
+    named::<(tollgate::Error, tollgate::InvalidConfig, tollgate::Rate)>();
+}
+
+#[test]
+fn secondary_types_live_in_the_module_of_the_type_that_hands_them_out() {
+    use tollgate::limiter::{AcquireTokens, AcquireTokensOwned, Call, Run};
+    use tollgate::model::{ModelConfigError, ModelPermit, OwnedModelPermit};
+    use tollgate::semaphore::{
+        Acquire, AcquireFuture, AcquireMany, AcquireManyOwned, AcquireOwned, OwnedSemaphorePermit,
+        Permit, SemaphorePermit, TryAcquireError,
+    };
+    use tollgate::stream::{RejectedItem, Throttle, ThrottleBy};
+
+    named::<tollgate::bucket::Reservation>();
+    named::<tollgate::window::SlotId>();
+    named::<AcquireTokens<'static, C>>();
+    named::<AcquireTokensOwned<C>>();
+    named::<Run<'static, C, Ready<()>>>();
+    named::<Call<'static, C, fn(()) -> Ready<()>, (), Ready<()>>>();
+    named::<ModelConfigError>();
+    named::<ModelPermit<'static, C>>();
+    named::<OwnedModelPermit<C>>();
+    named::<(Acquire<'static>, AcquireMany<'static>, AcquireOwned, AcquireManyOwned)>();
+    named::<(SemaphorePermit<'static>, OwnedSemaphorePermit, TryAcquireError)>();
+    same(P::<Permit<&'static Semaphore>>, P::<SemaphorePermit<'static>>);
+    same(P::<AcquireFuture<&'static Semaphore, false>>, P::<Acquire<'static>>);
+    named::<Throttle<'static, Empty<()>, C>>();
+    named::<ThrottleBy<'static, Empty<()>, C, fn(&()) -> u64>>();
+    named::<RejectedItem<()>>();
+    named::<tollgate::time::ManualSleep<'static>>();
+}
+
+#[test]
+fn adapters_reach_the_same_modules_through_their_glob() {
+    same(
+        P::<tollgate_tokio::semaphore::SemaphorePermit<'static>>,
+        P::<tollgate::semaphore::SemaphorePermit<'static>>,
+    );
+    same(P::<tollgate_tokio::bucket::Reservation>, P::<tollgate::bucket::Reservation>);
+    same(P::<tollgate_tokio::model::ModelConfigError>, P::<tollgate::model::ModelConfigError>);
+    // tollgate-std's `limiter` and `model` are the core's modules plus its blocking types.
+    same(P::<tollgate_std::model::ModelConfigError>, P::<tollgate::model::ModelConfigError>);
+    same(P::<tollgate_std::model::ModelRateLimiter>, P::<tollgate_std::ModelRateLimiter>);
+    same(P::<tollgate_std::limiter::RateLimiter>, P::<tollgate_std::RateLimiter>);
+    type Timer = tollgate_std::StdTimer;
+    same(
+        P::<tollgate_std::limiter::Run<'static, Timer, Ready<()>>>,
+        P::<tollgate::limiter::Run<'static, Timer, Ready<()>>>,
+    );
+}
