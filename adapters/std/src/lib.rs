@@ -3,7 +3,8 @@
 //!
 //! Everything in [`tollgate`] is re-exported, with the generic names specialised to the std
 //! clock: `tollgate_std::AsyncRateLimiter` is `tollgate::AsyncRateLimiter<StdTimer>`, so
-//! `AsyncRateLimiter::per_second(10)` needs no type parameter.
+//! `AsyncRateLimiter::per_second(10)` needs no type parameter. The core's modules come along
+//! too; [`limiter`] and [`model`] are the core's modules with the blocking types added.
 //!
 //! The blocking limiters add no accounting of their own. A blocking wait is never cancelled,
 //! so [`RateLimiter`] reserves its tokens in the core's bucket and sleeps the thread until the
