@@ -141,7 +141,10 @@ macro_rules! __assert_adapter_aliases {
                 P::<$adapter::ModelPermit<'static>>,
                 P::<$crate::model::ModelPermit<'static, $adapter::$timer>>,
             );
-            same(P::<$adapter::OwnedModelPermit>, P::<$crate::model::OwnedModelPermit<$adapter::$timer>>);
+            same(
+                P::<$adapter::OwnedModelPermit>,
+                P::<$crate::model::OwnedModelPermit<$adapter::$timer>>,
+            );
             same(
                 P::<$adapter::AcquireTokensOwned>,
                 P::<$crate::limiter::AcquireTokensOwned<$adapter::$timer>>,

@@ -1,8 +1,9 @@
 //! Timeout storm: how much of its rate a limiter still admits when every waiter gives up after a
-//! timeout (ARCHITECTURE.md invariant 8). 50 tasks each loop `tokio::time::timeout(d, acquire)` on a
-//! limiter of 100 a second with a burst of 1, for 3 s of real time, on a multi-thread tokio
-//! runtime (2 workers). Counted: acquires that completed before the end. Reported: admitted as a
-//! share of the ideal `burst + rate·run`, and tollgate's share over the best peer's.
+//! timeout (ARCHITECTURE.md invariant 8). 50 tasks each loop
+//! `tokio::time::timeout(d, acquire)` on a limiter of 100 a second with a burst of 1, for 3 s of
+//! real time, on a multi-thread tokio runtime (2 workers). Counted: acquires that completed
+//! before the end. Reported: admitted as a share of the ideal `burst + rate·run`, and
+//! tollgate's share over the best peer's.
 //!
 //! - `tollgate`: `tollgate_tokio::AsyncRateLimiter::new(Rate::per_second(100), 1)`, `acquire()`.
 //! - `governor`: `RateLimiter::direct(Quota::per_second(100).allow_burst(1))`, `until_ready()`.
