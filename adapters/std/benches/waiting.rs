@@ -18,8 +18,9 @@
 //! Run: `cargo bench -p tollgate-std --bench waiting` (`-- 9` for nine runs of each form).
 #![allow(missing_docs)] // a bench binary, not API
 
+use core::time::Duration;
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tollgate_std::{Clock, Rate, RateLimiter, StdClock};
 
@@ -110,7 +111,7 @@ fn median<T: Copy + Ord>(mut values: Vec<T>) -> T {
 fn main() {
     // Criterion-style arguments (`--bench`) are ignored; a bare number is the run count.
     let runs = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5usize).max(1);
-    std::hint::black_box(StdClock::new().now()); // calibrate the clock outside the runs
+    core::hint::black_box(StdClock::new().now()); // calibrate the clock outside the runs
     println!(
         "waiting: {THREADS} threads, {TOTAL} acquires, {RATE}/s burst 1, ideal {IDEAL:?}, {runs} runs"
     );

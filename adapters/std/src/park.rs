@@ -35,9 +35,9 @@ pub(crate) fn sleep_until(deadline: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::time::Duration;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
 
     #[test]
     fn a_past_deadline_returns_at_once() {

@@ -3,7 +3,7 @@
 //! sleeps register with the driver. Its own test binary (a process of its own), so no other
 //! test can have started the helper thread.
 
-use std::time::Duration;
+use core::time::Duration;
 
 use tollgate_std::{ModelRateLimiter, Rate, RateLimitConfig, RateLimiter};
 
