@@ -1,4 +1,7 @@
-//! [`SlidingWindow`]: a fixed ring of per-slot counters enforcing "at most `limit` per window".
+//! [`RingWindow`]: a ring of per-slot counters enforcing "at most `limit` per window", with its
+//! storage inline ([`SlidingWindow<SLOTS>`](SlidingWindow), no allocation) or on the heap
+//! ([`HeapWindow`], ring length chosen at run time). The ring arithmetic below is written once,
+//! over any `AsRef<[u64]> + AsMut<[u64]>` storage; `SLOTS` stands for the ring's length.
 //!
 //! # How it counts
 //!
@@ -23,24 +26,48 @@
 //!
 //! # Cost
 //!
-//! Memory is `SLOTS` counters whatever the limit. Every operation is `O(SLOTS)` at worst:
+//! Memory is one ring of counters whatever the limit. Every operation is `O(SLOTS)` at worst:
 //! slots that fell out of the window are zeroed lazily on the next call, and a jump of any
 //! length (even years) clears at most `SLOTS` counters.
 
 use core::time::Duration;
 
+#[cfg(feature = "alloc")]
+use alloc::boxed::Box;
+
 use crate::Instant;
 use crate::error::{Error, InvalidConfig};
 use crate::time::duration_to_nanos_saturating;
 
-/// A sliding-window counter: at most `limit` units admitted in any window of length `window`,
-/// tracked in a fixed ring of `SLOTS` counters (see the module docs for the slot
-/// rule).
+/// A sliding-window counter over a ring of counters kept in `C`: at most `limit` units
+/// admitted in any window of length `window` (see the module docs for the slot rule).
 ///
-/// It is plain data mutated through `&mut self`: no allocation, no atomics. Limiters that
-/// share one keep it behind a lock. Time is passed explicitly to every call (`*_at(now)`);
-/// a `now` earlier than one already seen is treated as that latest instant, so a clock that
-/// steps back can delay admissions but never double-counts or over-admits.
+/// One implementation of the ring arithmetic for every kind of storage; use it through its
+/// aliases: [`SlidingWindow<SLOTS>`](SlidingWindow) (an inline array, no allocation, `const`
+/// constructor, for `static`s and embedded targets) and, with `alloc`, [`HeapWindow`] (a ring
+/// whose length is chosen at run time, e.g. from a config file). The two behave identically
+/// for the same ring length.
+///
+/// It is plain data mutated through `&mut self`: no atomics, no locks. Limiters that share one
+/// keep it behind a lock. Time is passed explicitly to every call (`*_at(now)`); a `now`
+/// earlier than one already seen is treated as that latest instant, so a clock that steps back
+/// can delay admissions but never double-counts or over-admits.
+#[derive(Debug, Clone)]
+pub struct RingWindow<C> {
+    /// `counts[k % len]` holds slot `k` for `k` in `head + 1 - len ..= head`.
+    counts: C,
+    /// Absolute number of the slot holding `latest`.
+    head: u64,
+    /// The latest instant seen; earlier `now`s are clamped up to it.
+    latest: Instant,
+    window_nanos: u64,
+    slot_nanos: u64,
+    limit: u64,
+}
+
+/// A sliding-window counter: at most `limit` units admitted in any window of length `window`,
+/// tracked in a fixed ring of `SLOTS` counters held inline (see the module docs for the slot
+/// rule). No allocation; [`new`](RingWindow::new) is `const`.
 ///
 /// `SLOTS` must be at least 2 (a compile-time error otherwise). More slots mean a finer
 /// count and shorter extra waits (less than one slot length, `window / (SLOTS - 1)`).
@@ -71,28 +98,53 @@ use crate::time::duration_to_nanos_saturating;
 /// assert!(!rpm.fits_at(1, Instant::from_nanos(ready_at.as_nanos() - 1)));
 /// assert!(rpm.try_add_at(1, ready_at).is_ok());
 /// ```
-#[derive(Debug, Clone)]
-pub struct SlidingWindow<const SLOTS: usize> {
-    /// `counts[k % SLOTS]` holds slot `k` for `k` in `head + 1 - SLOTS ..= head`.
-    counts: [u64; SLOTS],
-    /// Absolute number of the slot holding `latest`.
-    head: u64,
-    /// The latest instant seen; earlier `now`s are clamped up to it.
-    latest: Instant,
-    window_nanos: u64,
-    slot_nanos: u64,
-    limit: u64,
-}
+pub type SlidingWindow<const SLOTS: usize> = RingWindow<[u64; SLOTS]>;
 
-/// The slot an admission was charged to, returned by [`SlidingWindow::try_add_at`] and
-/// [`SlidingWindow::add_at`] and passed back to [`SlidingWindow::adjust`] to settle it.
+/// A [`RingWindow`] whose ring length is chosen at run time (`alloc`): the same counting as
+/// [`SlidingWindow`], for windows configured as data (the model limiter's limits).
+///
+/// ```
+/// use core::time::Duration;
+/// use tollgate::{HeapWindow, Instant};
+///
+/// // Requests per day in 24 one-hour slots: a ring of 25.
+/// let mut rpd = HeapWindow::try_new_in(Duration::from_secs(86_400), 1_000, 25)?;
+/// assert_eq!(rpd.slot_length(), Duration::from_secs(3_600));
+/// rpd.try_add_at(1_000, Instant::ZERO)?;
+/// assert!(!rpd.fits_at(1, Instant::from_secs(86_000)));
+/// # Ok::<_, tollgate::Error>(())
+/// ```
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub type HeapWindow = RingWindow<Box<[u64]>>;
+
+/// The slot an admission was charged to, returned by [`RingWindow::try_add_at`] and
+/// [`RingWindow::add_at`] and passed back to [`RingWindow::adjust_at`] to settle it.
 ///
 /// Opaque: it names an absolute slot of the window that issued it and means nothing to
 /// another window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotId(u64);
 
-impl<const SLOTS: usize> SlidingWindow<SLOTS> {
+/// Validates a window's parameters and derives its slot length for a ring of `ring` counters
+/// (`ring >= 2`): `SLOTS - 1` slots cover the whole window, so the window overlaps at most
+/// `ring` of them.
+const fn slot_nanos(
+    window: Duration,
+    limit: u64,
+    ring: usize,
+) -> Result<(u64, u64), InvalidConfig> {
+    let window_nanos = duration_to_nanos_saturating(window);
+    if window_nanos == 0 {
+        return Err(InvalidConfig::new("window", "must be at least one nanosecond"));
+    }
+    if limit == 0 {
+        return Err(InvalidConfig::new("limit", "must be greater than zero"));
+    }
+    Ok((window_nanos, window_nanos.div_ceil(ring as u64 - 1)))
+}
+
+impl<const SLOTS: usize> RingWindow<[u64; SLOTS]> {
     /// Rejects `SLOTS < 2` when the type is used, not at run time.
     const fn assert_slots() {
         const {
@@ -130,24 +182,46 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     /// ```
     pub const fn try_new(window: Duration, limit: u64) -> Result<Self, InvalidConfig> {
         Self::assert_slots();
-        let window_nanos = duration_to_nanos_saturating(window);
-        if window_nanos == 0 {
-            return Err(InvalidConfig::new("window", "must be at least one nanosecond"));
+        match slot_nanos(window, limit, SLOTS) {
+            Ok((window_nanos, slot_nanos)) => Ok(Self {
+                counts: [0; SLOTS],
+                head: 0,
+                latest: Instant::ZERO,
+                window_nanos,
+                slot_nanos,
+                limit,
+            }),
+            Err(e) => Err(e),
         }
-        if limit == 0 {
-            return Err(InvalidConfig::new("limit", "must be greater than zero"));
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl RingWindow<Box<[u64]>> {
+    /// An empty window with a ring of `ring` counters allocated on the heap: as
+    /// [`SlidingWindow::<ring>::try_new`](SlidingWindow::try_new) with `ring` chosen at run
+    /// time. Memory is `8 · ring` bytes, whatever the limit.
+    ///
+    /// # Errors
+    /// [`InvalidConfig`] if `window` or `limit` is zero (fields `"window"`, `"limit"`), or if
+    /// `ring < 2` (field `"slots"`).
+    pub fn try_new_in(window: Duration, limit: u64, ring: usize) -> Result<Self, InvalidConfig> {
+        if ring < 2 {
+            return Err(InvalidConfig::new("slots", "a ring needs at least 2 counters"));
         }
+        let (window_nanos, slot_nanos) = slot_nanos(window, limit, ring)?;
         Ok(Self {
-            counts: [0; SLOTS],
+            counts: alloc::vec![0; ring].into_boxed_slice(),
             head: 0,
             latest: Instant::ZERO,
             window_nanos,
-            // SLOTS - 1 slots cover the whole window, so the window overlaps at most SLOTS.
-            slot_nanos: window_nanos.div_ceil(SLOTS as u64 - 1),
+            slot_nanos,
             limit,
         })
     }
+}
 
+impl<C> RingWindow<C> {
     /// The most that may be admitted in any window.
     pub const fn limit(&self) -> u64 {
         self.limit
@@ -158,7 +232,7 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         Duration::from_nanos(self.window_nanos)
     }
 
-    /// The length of one slot, `ceil(window / (SLOTS - 1))`: a request may wait less than
+    /// The length of one slot, `ceil(window / (ring - 1))`: a request may wait less than
     /// this much longer than an exact sliding log would require.
     ///
     /// ```
@@ -170,6 +244,19 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     /// ```
     pub const fn slot_length(&self) -> Duration {
         Duration::from_nanos(self.slot_nanos)
+    }
+
+    /// The latest instant this window has seen (every `now` is clamped up to it).
+    pub const fn latest(&self) -> Instant {
+        self.latest
+    }
+
+    /// The slot an admission at `at` was charged to, for an `at` this window has seen
+    /// (e.g. the instant returned with the charge): the same [`SlotId`] that
+    /// [`add_at`](Self::add_at) returned then. Lets a caller keep one instant for several
+    /// windows instead of one slot id per window.
+    pub const fn slot_of(&self, at: Instant) -> SlotId {
+        SlotId(at.as_nanos() / self.slot_nanos)
     }
 
     /// Changes the limit (e.g. from a provider's rate-limit headers). Admissions already
@@ -185,6 +272,41 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         Ok(())
     }
 
+    /// The oldest slot overlapping `(now - W, now]`; its first instant is `now - W + 1`.
+    fn first_slot(&self, now: Instant) -> u64 {
+        now.as_nanos().saturating_sub(self.window_nanos - 1) / self.slot_nanos
+    }
+
+    fn fits(&self, used: u64, n: u64) -> bool {
+        used <= self.limit && n <= self.limit - used
+    }
+}
+
+impl<C: AsRef<[u64]> + AsMut<[u64]>> RingWindow<C> {
+    /// The ring's counters as stored: `counts()[k % len]` holds slot `k` (for stores that
+    /// serialise the window; see [`restore`](Self::restore)).
+    pub fn counts(&self) -> &[u64] {
+        self.counts.as_ref()
+    }
+
+    /// Replaces the mutable state, `latest` and the ring's counters, with values read back
+    /// from [`latest`](Self::latest) and [`counts`](Self::counts) of a window of the same
+    /// parameters (how a store that keeps the state serialised rebuilds it).
+    ///
+    /// # Errors
+    /// [`InvalidConfig`] (field `"slots"`) if `counts` has another length than the ring; the
+    /// window is unchanged.
+    pub fn restore(&mut self, latest: Instant, counts: &[u64]) -> Result<(), InvalidConfig> {
+        let ring = self.counts.as_mut();
+        if counts.len() != ring.len() {
+            return Err(InvalidConfig::new("slots", "the ring has another length"));
+        }
+        ring.copy_from_slice(counts);
+        self.latest = latest;
+        self.head = latest.as_nanos() / self.slot_nanos;
+        Ok(())
+    }
+
     /// The conservative count of the window ending at `now`: every slot overlapping
     /// `(now - window, now]`, counted whole (saturating at `u64::MAX`).
     pub fn used_at(&mut self, now: Instant) -> u64 {
@@ -195,7 +317,8 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     /// Whether `n` more fit at `now`: `used_at(now) + n <= limit`.
     ///
     /// `n == 0` fits unless the window is over its limit (possible after
-    /// [`add_at`](Self::add_at), [`adjust`](Self::adjust) or [`set_limit`](Self::set_limit)).
+    /// [`add_at`](Self::add_at), [`adjust_at`](Self::adjust_at) or
+    /// [`set_limit`](Self::set_limit)).
     pub fn fits_at(&mut self, n: u64, now: Instant) -> bool {
         let used = self.used_at(now);
         self.fits(used, n)
@@ -216,8 +339,8 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     }
 
     /// Adds `n` at `now` if it fits, and returns the slot charged (keep it to
-    /// [`adjust`](Self::adjust) the amount later). A refusal changes nothing but the ring's
-    /// lazy expiry.
+    /// [`adjust_at`](Self::adjust_at) the amount later). A refusal changes nothing but the
+    /// ring's lazy expiry.
     ///
     /// # Errors
     /// [`Error::InsufficientCapacity`] if `n > limit`; [`Error::RateLimited`] with the
@@ -255,31 +378,31 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     ///
     /// let mut w: SlidingWindow<61> = SlidingWindow::new(Duration::from_secs(60), 1_000);
     /// let slot = w.add_at(100, Instant::ZERO);
-    /// assert!(w.adjust(slot, 100, 300, Instant::from_secs(30)));
+    /// assert!(w.adjust_at(slot, 100, 300, Instant::from_secs(30)));
     /// assert_eq!(w.used_at(Instant::from_secs(30)), 300);
     /// // At 70 s the slot has left the window: nothing to adjust.
-    /// assert!(!w.adjust(slot, 300, 900, Instant::from_secs(70)));
+    /// assert!(!w.adjust_at(slot, 300, 900, Instant::from_secs(70)));
     /// assert_eq!(w.used_at(Instant::from_secs(70)), 0);
     /// ```
-    pub fn adjust(&mut self, slot: SlotId, from: u64, to: u64, now: Instant) -> bool {
+    pub fn adjust_at(&mut self, slot: SlotId, from: u64, to: u64, now: Instant) -> bool {
         let now = self.advance(now);
-        // Every slot from `first_slot` to `head` is in the ring (at most SLOTS of them); a
-        // later slot can only come from another window.
+        // Every slot from `first_slot` to `head` is in the ring (at most its length of them);
+        // a later slot can only come from another window.
         if slot.0 < self.first_slot(now) || slot.0 > self.head {
             return false;
         }
         let i = self.index(slot.0);
-        let count = self.counts[i];
-        self.counts[i] = if to >= from {
-            count.saturating_add(to - from)
+        let counts = self.counts.as_mut();
+        counts[i] = if to >= from {
+            counts[i].saturating_add(to - from)
         } else {
-            count.saturating_sub(from - to)
+            counts[i].saturating_sub(from - to)
         };
         true
     }
 
     /// Clamps `now` to the latest instant seen and zeroes the slots that left the ring,
-    /// clearing at most `SLOTS` counters however far time jumped.
+    /// clearing at most one ring of counters however far time jumped.
     fn advance(&mut self, now: Instant) -> Instant {
         if now <= self.latest {
             return self.latest;
@@ -287,34 +410,26 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         self.latest = now;
         let head = now.as_nanos() / self.slot_nanos;
         let gap = head - self.head;
-        if gap >= SLOTS as u64 {
-            self.counts = [0; SLOTS];
+        if gap >= self.counts.as_ref().len() as u64 {
+            self.counts.as_mut().fill(0);
         } else {
             for k in self.head + 1..=head {
                 let i = self.index(k);
-                self.counts[i] = 0;
+                self.counts.as_mut()[i] = 0;
             }
         }
         self.head = head;
         now
     }
 
-    /// The oldest slot overlapping `(now - W, now]`; its first instant is `now - W + 1`.
-    fn first_slot(&self, now: Instant) -> u64 {
-        now.as_nanos().saturating_sub(self.window_nanos - 1) / self.slot_nanos
-    }
-
     /// The sum of slots `first ..= head`, saturating.
     fn used_from(&self, first: u64) -> u64 {
+        let counts = self.counts.as_ref();
         let mut sum: u64 = 0;
         for k in first..=self.head {
-            sum = sum.saturating_add(self.counts[self.index(k)]);
+            sum = sum.saturating_add(counts[self.index(k)]);
         }
         sum
-    }
-
-    fn fits(&self, used: u64, n: u64) -> bool {
-        used <= self.limit && n <= self.limit - used
     }
 
     /// When `n` more fit, for an advanced `now`: `None` if they fit now, else the first
@@ -333,10 +448,11 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
         // Summing from the new end keeps the sum exact below `limit` even when older slots
         // saturate.
         // `start` is u128: with one-nanosecond slots the head slot can be u64::MAX.
+        let counts = self.counts.as_ref();
         let mut start = self.head as u128 + 1; // with every slot gone, n <= limit fits
         let mut sum: u64 = 0;
         while start > first as u128 {
-            sum = sum.saturating_add(self.counts[self.index((start - 1) as u64)]);
+            sum = sum.saturating_add(counts[self.index((start - 1) as u64)]);
             if !self.fits(sum, n) {
                 break;
             }
@@ -350,12 +466,13 @@ impl<const SLOTS: usize> SlidingWindow<SLOTS> {
     /// Adds `n` to the head slot; the ring must already be advanced.
     fn charge(&mut self, n: u64) -> SlotId {
         let i = self.index(self.head);
-        self.counts[i] = self.counts[i].saturating_add(n);
+        let counts = self.counts.as_mut();
+        counts[i] = counts[i].saturating_add(n);
         SlotId(self.head)
     }
 
     fn index(&self, slot: u64) -> usize {
-        (slot % SLOTS as u64) as usize
+        (slot % self.counts.as_ref().len() as u64) as usize
     }
 }
 
@@ -460,25 +577,25 @@ mod tests {
         let mut w = ten_by_one(10);
         let a = w.try_add_at(8, secs(1)).unwrap();
         assert!(!w.fits_at(3, secs(2)));
-        w.adjust(a, 8, 5, secs(2)); // refund 3
+        w.adjust_at(a, 8, 5, secs(2)); // refund 3
         assert_eq!(w.used_at(secs(2)), 5);
         let b = w.try_add_at(5, secs(2)).unwrap();
         assert_ne!(a, b);
-        w.adjust(b, 5, 7, secs(3)); // charge 2 more: over the limit
+        w.adjust_at(b, 5, 7, secs(3)); // charge 2 more: over the limit
         assert_eq!(w.used_at(secs(3)), 12);
         assert!(!w.fits_at(0, secs(3)));
         // Slot 1 leaves once t - 10 s + 1 ns >= 2 s.
         assert_eq!(w.earliest_fit(3, secs(3)), Ok(ns(11_999_999_999)));
         // Once slot 1 has left, adjusting it changes nothing (not even the reused counter).
-        w.adjust(a, 5, 0, secs(12));
-        w.adjust(a, 0, 1_000, secs(12));
+        w.adjust_at(a, 5, 0, secs(12));
+        w.adjust_at(a, 0, 1_000, secs(12));
         assert_eq!(w.used_at(secs(12)), 7);
         // Much later, when the ring index of slot 1 is reused.
         let c = w.add_at(1, secs(23));
         assert_eq!(w.used_at(secs(23)), 1);
-        w.adjust(a, 0, 1_000, secs(23));
+        w.adjust_at(a, 0, 1_000, secs(23));
         assert_eq!(w.used_at(secs(23)), 1);
-        w.adjust(c, 1, 0, secs(23));
+        w.adjust_at(c, 1, 0, secs(23));
         assert_eq!(w.used_at(secs(23)), 0);
     }
 
@@ -486,10 +603,10 @@ mod tests {
     fn adjust_saturates_instead_of_wrapping() {
         let mut w = ten_by_one(10);
         let a = w.try_add_at(2, secs(1)).unwrap();
-        w.adjust(a, 100, 0, secs(1));
+        w.adjust_at(a, 100, 0, secs(1));
         assert_eq!(w.used_at(secs(1)), 0);
-        w.adjust(a, 0, u64::MAX, secs(1));
-        w.adjust(a, 0, u64::MAX, secs(1));
+        w.adjust_at(a, 0, u64::MAX, secs(1));
+        w.adjust_at(a, 0, u64::MAX, secs(1));
         assert_eq!(w.used_at(secs(1)), u64::MAX);
         w.add_at(u64::MAX, secs(2));
         assert_eq!(w.used_at(secs(2)), u64::MAX);
@@ -497,7 +614,7 @@ mod tests {
         // Slot 2 is saturated too, so room comes only when it leaves.
         assert_eq!(w.earliest_fit(1, secs(2)), Ok(ns(12_999_999_999)));
         // A slot id from the future (another window) is ignored.
-        w.adjust(SlotId(1_000), 5, 0, secs(2));
+        w.adjust_at(SlotId(1_000), 5, 0, secs(2));
         assert_eq!(w.used_at(secs(2)), u64::MAX);
     }
 
@@ -544,7 +661,7 @@ mod tests {
             Err(Error::RateLimited(crate::Refusal::at(Instant::MAX)))
         );
         let s = w.add_at(1, Instant::MAX);
-        w.adjust(s, 3, 0, Instant::MAX);
+        w.adjust_at(s, 3, 0, Instant::MAX);
         assert_eq!(w.used_at(Instant::MAX), 1);
 
         // One-nanosecond slots: the head slot number itself reaches u64::MAX.
@@ -570,7 +687,7 @@ mod tests {
         assert_eq!(w.earliest_fit(0, secs(1)), Ok(secs(1)));
         let s = w.try_add_at(0, secs(1)).unwrap();
         assert_eq!(w.used_at(secs(1)), 2);
-        w.adjust(s, 0, 1, secs(1));
+        w.adjust_at(s, 0, 1, secs(1));
         assert!(!w.fits_at(0, secs(1)));
         assert_eq!(w.earliest_fit(0, secs(1)), Ok(ns(11_999_999_999)));
     }
@@ -611,6 +728,39 @@ mod tests {
         assert_eq!(w.limit(), 500);
         w.try_add_at(500, secs(1)).unwrap();
         assert!(!w.fits_at(1, secs(1)));
+    }
+
+    /// The heap ring runs the same arithmetic as the inline one: same answers for the same
+    /// operations, at every step.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn the_heap_ring_counts_as_the_inline_ring() {
+        let mut a: SlidingWindow<7> = SlidingWindow::new(Duration::from_nanos(1_000), 10);
+        let mut b = HeapWindow::try_new_in(Duration::from_nanos(1_000), 10, 7).unwrap();
+        assert_eq!(a.slot_length(), b.slot_length());
+        let mut t = 0u64;
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t += x % 300;
+            let (now, n) = (ns(t), x % 12);
+            assert_eq!(a.try_add_at(n, now), b.try_add_at(n, now));
+            assert_eq!(a.earliest_fit(n, now), b.earliest_fit(n, now));
+            let s = a.slot_of(now);
+            assert_eq!(a.adjust_at(s, n, n / 2, now), b.adjust_at(s, n, n / 2, now));
+            assert_eq!(a.used_at(now), b.used_at(now));
+        }
+        assert_eq!(a.counts(), b.counts());
+        let mut c = HeapWindow::try_new_in(Duration::from_nanos(1_000), 10, 7).unwrap();
+        c.restore(b.latest(), b.counts()).unwrap();
+        assert_eq!(c.used_at(b.latest()), b.used_at(b.latest()));
+        assert_eq!(c.restore(Instant::ZERO, &[0; 3]).unwrap_err().field, "slots");
+        assert_eq!(
+            HeapWindow::try_new_in(Duration::from_secs(1), 1, 1).unwrap_err().field,
+            "slots"
+        );
     }
 
     #[test]

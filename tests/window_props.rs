@@ -142,7 +142,7 @@ fn run<const SLOTS: usize>(
                     let i = pick % log.entries.len();
                     let from = log.entries[i].amount;
                     let to = if overcharge { to % (2 * limit + 1) } else { to % (from + 1) };
-                    w.adjust(log.entries[i].slot, from, to, now);
+                    w.adjust_at(log.entries[i].slot, from, to, now);
                     log.entries[i].amount = to;
                 }
             }
@@ -256,7 +256,7 @@ proptest! {
                 }
                 _ => {
                     if let Some(&slot) = slots.get(from as usize % (slots.len() + 1)) {
-                        w.adjust(slot, from, to, now);
+                        w.adjust_at(slot, from, to, now);
                     }
                 }
             }

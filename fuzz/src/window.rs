@@ -321,7 +321,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 if !e.gone && total - e.amount as u128 + to as u128 > u64::MAX as u128 {
                     m.lost = true; // a counter may saturate
                 }
-                w.adjust(e.slot, e.amount, to, t);
+                w.adjust_at(e.slot, e.amount, to, t);
                 let after = w.used_at(t);
                 if !m.lost && !e.gone {
                     let applied = (before as i128) + (to as i128 - e.amount as i128);
@@ -358,7 +358,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     continue;
                 }
                 let e = m.entries[pick as usize % m.entries.len()];
-                w.adjust(e.slot, from, to, t);
+                w.adjust_at(e.slot, from, to, t);
                 let after = w.used_at(t);
                 if to >= from {
                     assert!(after >= before);
