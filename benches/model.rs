@@ -13,7 +13,12 @@ use futures_util::task::noop_waker;
 use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 
 fn roomy() -> RateLimitConfig {
-    RateLimitConfig { rpm: u32::MAX, tpm: u64::MAX, max_parallel_requests: 64 }
+    RateLimitConfig {
+        rpm: u32::MAX,
+        tpm: u64::MAX,
+        max_parallel_requests: 64,
+        ..Default::default()
+    }
 }
 
 /// Polls a future that must complete on its first poll.

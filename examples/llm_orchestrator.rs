@@ -37,7 +37,12 @@ fn workloads() -> Vec<Workload> {
         // TPM binds: 30 000 tokens/min at ~1 500 tokens per request ≈ 20-35 requests/min.
         Workload {
             name: "gpt-4o",
-            limits: RateLimitConfig { rpm: 500, tpm: 30_000, max_parallel_requests: 8 },
+            limits: RateLimitConfig {
+                rpm: 500,
+                tpm: 30_000,
+                max_parallel_requests: 8,
+                ..Default::default()
+            },
             arrival_gap: Duration::from_millis(1_200),
             estimate: (500, 2_500),
             latency: (Duration::from_millis(800), Duration::from_secs(6)),
@@ -45,7 +50,12 @@ fn workloads() -> Vec<Workload> {
         // RPM binds: 300/min with plenty of parallelism and tokens.
         Workload {
             name: "gpt-4o-mini",
-            limits: RateLimitConfig { rpm: 300, tpm: 1_000_000, max_parallel_requests: 20 },
+            limits: RateLimitConfig {
+                rpm: 300,
+                tpm: 1_000_000,
+                max_parallel_requests: 20,
+                ..Default::default()
+            },
             arrival_gap: Duration::from_millis(150),
             estimate: (100, 600),
             latency: (Duration::from_millis(300), Duration::from_secs(3)),
@@ -53,7 +63,12 @@ fn workloads() -> Vec<Workload> {
         // Parallel requests bind: 4 at a time with 1–3 s latency ≈ 120/min.
         Workload {
             name: "claude-haiku",
-            limits: RateLimitConfig { rpm: 1_000, tpm: 500_000, max_parallel_requests: 4 },
+            limits: RateLimitConfig {
+                rpm: 1_000,
+                tpm: 500_000,
+                max_parallel_requests: 4,
+                ..Default::default()
+            },
             arrival_gap: Duration::from_millis(350),
             estimate: (200, 1_200),
             latency: (Duration::from_secs(1), Duration::from_secs(3)),
@@ -155,7 +170,7 @@ async fn main() {
     let workloads = workloads();
     let limiter = Rc::new(
         ModelRateLimiter::new(
-            workloads.iter().map(|w| (w.name, w.limits)),
+            workloads.iter().map(|w| (w.name, w.limits.clone())),
             RateLimitConfig::default(),
         )
         .expect("valid limits"),
@@ -165,7 +180,7 @@ async fn main() {
         provider
             .borrow_mut()
             .models
-            .insert(w.name, ProviderModel { limits: w.limits, ..Default::default() });
+            .insert(w.name, ProviderModel { limits: w.limits.clone(), ..Default::default() });
     }
 
     let start = Instant::now();

@@ -17,7 +17,10 @@ async fn call_model(prompt: &str) -> u64 {
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), Error> {
     let limiter = ModelRateLimiter::new(
-        [("gpt-4", RateLimitConfig { rpm: 3, tpm: 4_000, max_parallel_requests: 2 })],
+        [(
+            "gpt-4",
+            RateLimitConfig { rpm: 3, tpm: 4_000, max_parallel_requests: 2, ..Default::default() },
+        )],
         RateLimitConfig::default(),
     )?;
     let start = tokio::time::Instant::now();

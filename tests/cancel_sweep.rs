@@ -227,7 +227,10 @@ fn cancelled_semaphore_waiters_leave_no_trace() {
 fn fresh_model_sim() -> Sim {
     let sim = Sim::new();
     let limiter = ModelRateLimiter::with_timer(
-        [("m", RateLimitConfig { rpm: 3, tpm: 1_000, max_parallel_requests: 1 })],
+        [(
+            "m",
+            RateLimitConfig { rpm: 3, tpm: 1_000, max_parallel_requests: 1, ..Default::default() },
+        )],
         RateLimitConfig::default(),
         sim.clock.clone(),
     )
@@ -238,7 +241,7 @@ fn fresh_model_sim() -> Sim {
 
 fn model_state(sim: &Sim) -> String {
     let l = model();
-    let s = l.stats()["m"];
+    let s = l.stats()["m"].clone();
     // Also where a fresh request would be admitted: catches any charge left behind.
     let next = {
         let waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));

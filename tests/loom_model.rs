@@ -20,10 +20,14 @@ use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 type Limiter = ModelRateLimiter<Arc<ManualClock>>;
 
 fn limiter(tpm: u64) -> Arc<Limiter> {
-    let config = RateLimitConfig { rpm: 100, tpm, max_parallel_requests: 4 };
+    let config = RateLimitConfig { rpm: 100, tpm, max_parallel_requests: 4, ..Default::default() };
     Arc::new(
-        ModelRateLimiter::with_timer([("m", config)], config, Arc::new(ManualClock::new()))
-            .unwrap(),
+        ModelRateLimiter::with_timer(
+            [("m", config.clone())],
+            config.clone(),
+            Arc::new(ManualClock::new()),
+        )
+        .unwrap(),
     )
 }
 
@@ -42,7 +46,7 @@ fn a_refund_racing_the_admission_check_is_never_lost() {
         let settler = thread::spawn(move || big.settle(100));
         settler.join().unwrap();
         waiter.join().unwrap();
-        let s = l.stats()["m"];
+        let s = l.stats()["m"].clone();
         assert_eq!((s.tokens.used, s.requests.used, s.active.used), (600, 2, 0));
     });
 }
@@ -67,7 +71,7 @@ fn a_refund_racing_the_check_admits_the_queue_behind_the_sleeper() {
         big.settle(100);
         first.join().unwrap();
         second.join().unwrap();
-        let s = l.stats()["m"];
+        let s = l.stats()["m"].clone();
         assert_eq!((s.tokens.used, s.requests.used, s.active.used), (1_000, 3, 0));
     });
 }
@@ -86,7 +90,7 @@ fn a_request_cancelled_while_a_refund_lands_leaves_nothing_behind() {
         let settler = thread::spawn(move || big.settle(100));
         drop(waiting);
         settler.join().unwrap();
-        let s = l.stats()["m"];
+        let s = l.stats()["m"].clone();
         assert_eq!((s.tokens.used, s.requests.used, s.active.used), (100, 1, 0));
         block_on(l.clone().acquire_owned("m", 900)).unwrap().settle(900);
         assert_eq!(l.stats()["m"].active.used, 0);

@@ -17,13 +17,13 @@ use tollgate::{Error, Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
 type Limiter = ModelRateLimiter<Arc<ManualClock>>;
 
 fn cfg(rpm: u32, tpm: u64, max_parallel_requests: u32) -> RateLimitConfig {
-    RateLimitConfig { rpm, tpm, max_parallel_requests }
+    RateLimitConfig { rpm, tpm, max_parallel_requests, ..Default::default() }
 }
 
 fn limiter(sim: &Sim, models: &[(&str, RateLimitConfig)]) -> Rc<Limiter> {
     Rc::new(
         ModelRateLimiter::with_timer(
-            models.iter().map(|(n, c)| (*n, *c)),
+            models.iter().map(|(n, c)| (*n, c.clone())),
             RateLimitConfig::default(),
             sim.clock.clone(),
         )
@@ -283,7 +283,7 @@ where
         *result.borrow(),
         Some(Err(Error::MaxWaitExceeded { ready_at: Instant::from_secs(5) }))
     );
-    let s = l.stats()["m"];
+    let s = l.stats()["m"].clone();
     assert_eq!((s.requests.used, s.active.used), (1, 0));
 }
 
@@ -435,7 +435,7 @@ fn nothing_is_admitted_after_the_end_of_the_clock() {
         let err = l.acquire_within("m", 1, Duration::from_secs(1)).await.unwrap_err();
         assert_eq!(err, Error::MaxWaitExceeded { ready_at: Instant::MAX });
     });
-    let s = l.stats()["m"];
+    let s = l.stats()["m"].clone();
     assert_eq!((s.requests.used, s.active.used), (1, 0));
 }
 
@@ -544,7 +544,7 @@ fn try_acquire_admits_now_or_says_when_the_windows_have_room() {
         l.try_acquire("m", 1_001).unwrap_err(),
         Error::InsufficientCapacity { requested: 1_001, capacity: 1_000 }
     );
-    let s = l.stats()["m"];
+    let s = l.stats()["m"].clone();
     assert_eq!((s.requests.used, s.tokens.used, s.active.used), (1, 10, 0));
     sim.clock.set(just_before(61));
     l.try_acquire("m", 10).expect("room again once the window moved on").settle(10);

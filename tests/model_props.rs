@@ -55,6 +55,7 @@ fn config() -> impl Strategy<Value = RateLimitConfig> {
         rpm,
         tpm,
         max_parallel_requests,
+        ..Default::default()
     })
 }
 
@@ -83,7 +84,7 @@ fn run(configs: &[RateLimitConfig], reqs: &[Request]) -> (Vec<Event>, Rc<Lim>) {
     let names: Vec<String> = (0..configs.len()).map(|i| format!("model-{i}")).collect();
     let limiter = Rc::new(
         ModelRateLimiter::with_timer(
-            names.iter().cloned().zip(configs.iter().copied()),
+            names.iter().cloned().zip(configs.iter().cloned()),
             RateLimitConfig::default(),
             sim.clock.clone(),
         )

@@ -53,7 +53,15 @@ fn waits_and_admissions_are_traced() {
         let mut sim = Sim::new();
         let l = Arc::new(
             ModelRateLimiter::with_timer(
-                [("m", RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 1 })],
+                [(
+                    "m",
+                    RateLimitConfig {
+                        rpm: 1,
+                        tpm: 1_000,
+                        max_parallel_requests: 1,
+                        ..Default::default()
+                    },
+                )],
                 RateLimitConfig::default(),
                 sim.clock.clone(),
             )

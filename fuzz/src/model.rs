@@ -226,6 +226,7 @@ fn config_of(c: ConfigIn) -> RateLimitConfig {
             ParIn::Any(n) => n % 100_000, // 0 sometimes: invalid
             ParIn::Max => u32::MAX,
         },
+        ..Default::default()
     }
 }
 
@@ -296,7 +297,8 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let clock = Arc::new(ManualClock::starting_at(Instant::from_nanos(
         u.arbitrary::<u32>()? as u64 * 1_000_000,
     )));
-    let built = ModelRateLimiter::with_timer(named.iter().cloned(), default_cfg, clock.clone());
+    let built =
+        ModelRateLimiter::with_timer(named.iter().cloned(), default_cfg.clone(), clock.clone());
     let all_valid = valid(&default_cfg) && named.iter().all(|(_, c)| valid(c));
     let limiter = match built {
         Ok(l) => {
@@ -314,18 +316,18 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let mut configs: Vec<RateLimitConfig> = Vec::new();
     let mut map: BTreeMap<String, RateLimitConfig> = BTreeMap::new();
     for (name, cfg) in &named {
-        map.insert(name.clone(), *cfg);
+        map.insert(name.clone(), cfg.clone());
     }
     for (name, _) in &named {
         if !names.contains(name) {
             names.push(name.clone());
-            configs.push(map[name]);
+            configs.push(map[name].clone());
         }
     }
     for _ in 0..u.int_in_range(0..=2)? {
         let name = name_of(&u.arbitrary()?);
         if !names.contains(&name) {
-            configs.push(*map.get(&name).unwrap_or(&default_cfg));
+            configs.push(map.get(&name).unwrap_or(&default_cfg).clone());
             names.push(name);
         }
     }
@@ -391,7 +393,7 @@ impl Harness {
         match op {
             OpIn::Acquire { model, est, wait } => {
                 let name = model as usize % self.names.len();
-                let cfg = self.configs[name];
+                let cfg = self.configs[name].clone();
                 let est = tokens_of(est, cfg.tpm);
                 self.start(name, est, wait.map(wait_of));
             }
@@ -511,7 +513,7 @@ impl Harness {
         self.reqs.push(Req {
             name,
             est,
-            cfg: self.configs[name],
+            cfg: self.configs[name].clone(),
             within: wait.is_some(),
             shared,
             abort,
@@ -570,7 +572,7 @@ impl Harness {
             match e {
                 Event::Admitted { req, at, segment } => {
                     let name = self.reqs[req].name;
-                    let cfg = self.reqs[req].cfg;
+                    let cfg = self.reqs[req].cfg.clone();
                     let est = self.reqs[req].est;
                     assert!(est <= cfg.tpm);
                     self.in_flight[name] += 1;
@@ -631,7 +633,7 @@ impl Harness {
         let stats = self.limiter.stats();
         for (i, name) in self.names.iter().enumerate() {
             let Some(s) = stats.get(name) else { continue };
-            let cfg = self.configs[i];
+            let cfg = &self.configs[i];
             assert_eq!(s.active.limit, cfg.max_parallel_requests as u64);
             assert_eq!(s.requests.limit, cfg.rpm as u64);
             assert_eq!(s.tokens.limit, cfg.tpm);

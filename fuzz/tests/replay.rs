@@ -121,8 +121,9 @@ fn model_at_instant_max_refuses_instead_of_over_admitting() {
     use std::sync::Arc;
     use tollgate::{Error, Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
     let clock = Arc::new(ManualClock::starting_at(Instant::MAX));
-    let cfg = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 10 };
-    let limiter = ModelRateLimiter::with_timer([("m", cfg)], cfg, clock).unwrap();
+    let cfg =
+        RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 10, ..Default::default() };
+    let limiter = ModelRateLimiter::with_timer([("m", cfg.clone())], cfg, clock).unwrap();
     drop(futures_executor::block_on(limiter.acquire("m", 1)).unwrap());
     let second = futures_executor::block_on(limiter.acquire("m", 1));
     assert_eq!(second.unwrap_err(), Error::MaxWaitExceeded { ready_at: Instant::MAX });

@@ -1,4 +1,11 @@
-//! [`ModelRateLimiter`]: per-model RPM, TPM and parallel limits, waited for on any [`Timer`].
+//! [`ModelRateLimiter`]: per-model rate limits (RPM, TPM and any further [`Limit`]s) and
+//! parallel limits, waited for on any [`Timer`].
+//!
+//! This file is the waiting: the FIFO gate, the parallel slot, sleeping until the store says
+//! there is room or a settle gives tokens back, and the bounds of `acquire_within` /
+//! `acquire_before`. The decisions are the store's (`state.rs`, `store.rs`, `rule.rs`).
+//!
+//! [`Limit`]: super::Limit
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -15,11 +22,11 @@ use super::stats::ModelStats;
 use crate::sync::Mutex;
 use crate::{Clock, Error, Instant, Timer};
 
-/// Rate limits for LLM APIs, per model: requests per minute, tokens per minute, and requests
-/// in flight.
+/// Rate limits for LLM APIs, per model: requests per minute, tokens per minute, any further
+/// [`Limit`](crate::Limit)s of the model's config, and requests in flight.
 ///
-/// [`acquire`](ModelRateLimiter::acquire) waits for a parallel slot, then for RPM and TPM
-/// room, and reserves the request's *estimated* tokens at admission; the returned permit
+/// [`acquire`](ModelRateLimiter::acquire) waits for a parallel slot, then for room in every
+/// rate limit, and reserves the request's *estimated* tokens at admission; the returned permit
 /// settles the *actual* count. Admission is all-or-nothing and first-come-first-served per
 /// model; models never delay each other. Unknown models get the default config on first use,
 /// unless the limiter is [strict](ModelRateLimiter::strict).
@@ -28,8 +35,8 @@ use crate::{Clock, Error, Instant, Timer};
 /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 ///
 /// let limiter = ModelRateLimiter::<ManualClock>::new(
-///     [("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10 })],
-///     RateLimitConfig { rpm: 10, tpm: 200_000, max_parallel_requests: 5 },
+///     [("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10, ..Default::default() })],
+///     RateLimitConfig { rpm: 10, tpm: 200_000, max_parallel_requests: 5, ..Default::default() },
 /// )?;
 /// futures_executor::block_on(async {
 ///     let permit = limiter.acquire("gpt-4", 8_000).await?;
@@ -73,7 +80,7 @@ impl<T: Default> ModelRateLimiter<T> {
     ///
     /// let limiter = ModelRateLimiter::<ManualClock>::strict([(
     ///     "gpt-4",
-    ///     RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10 },
+    ///     RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10, ..Default::default() },
     /// )])?;
     /// assert_eq!(limiter.try_acquire("gpt4", 100).unwrap_err(), Error::UnknownModel);
     /// limiter.try_acquire("gpt-4", 100)?.settle(90);
@@ -106,7 +113,7 @@ impl<T> ModelRateLimiter<T> {
         I: IntoIterator<Item = (S, RateLimitConfig)>,
         S: Into<String>,
     {
-        default_config.validate().map_err(|error| ModelConfigError { model: None, error })?;
+        default_config.validate()?;
         Self::build(models, Some(default_config), timer)
     }
 
@@ -134,8 +141,8 @@ impl<T> ModelRateLimiter<T> {
         let mut map = BTreeMap::new();
         for (name, config) in models {
             let name: String = name.into();
-            if let Err(error) = config.validate() {
-                return Err(ModelConfigError { model: Some(name), error });
+            if let Err(e) = config.validate() {
+                return Err(ModelConfigError { model: Some(name), ..e });
             }
             let state = Arc::new(ModelState::new(name.into(), config));
             map.insert(state.name.clone(), state);
@@ -151,7 +158,7 @@ impl<T> ModelRateLimiter<T> {
     /// The config used for models not configured explicitly; `None` if the limiter is
     /// [strict](ModelRateLimiter::strict) and refuses them instead.
     pub fn default_config(&self) -> Option<RateLimitConfig> {
-        self.default_config
+        self.default_config.clone()
     }
 
     /// Whether unconfigured model names are refused ([`ModelRateLimiter::strict`]).
@@ -169,8 +176,10 @@ impl<T> ModelRateLimiter<T> {
     /// limiter an unconfigured model runs under none, it is refused: this then returns
     /// [`RateLimitConfig::default()`]; ask [`is_configured`](Self::is_configured) first.
     pub fn config(&self, model: &str) -> RateLimitConfig {
-        self.models
-            .with(|m| m.get(model).map_or(self.default_config.unwrap_or_default(), |s| s.config))
+        self.models.with(|m| match m.get(model) {
+            Some(state) => state.config.clone(),
+            None => self.default_config.clone().unwrap_or_default(),
+        })
     }
 
     /// `model`'s state, created under the default config on first use; on a strict limiter,
@@ -180,7 +189,7 @@ impl<T> ModelRateLimiter<T> {
             if let Some(state) = m.get(model) {
                 return Ok(state.clone());
             }
-            let config = self.default_config.ok_or(Error::UnknownModel)?;
+            let config = self.default_config.clone().ok_or(Error::UnknownModel)?;
             let mut state = ModelState::new(model.into(), config);
             state.configured = false;
             let state = Arc::new(state);
@@ -200,14 +209,14 @@ impl<T: Clock> ModelRateLimiter<T> {
     }
 
     /// Admits one request of `estimated_tokens` on `model` if it can be admitted now: a
-    /// parallel slot is free, RPM and TPM have room, and no request of that model is queued
+    /// parallel slot is free, every rate limit has room, and no request of that model is queued
     /// ahead (it never overtakes one). Never waits.
     ///
     /// ```
     /// use tollgate::{Error, ManualClock, ModelRateLimiter, RateLimitConfig};
     ///
-    /// let config = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 1 };
-    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config)], config)?;
+    /// let config = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 1, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config.clone())?;
     /// let permit = limiter.try_acquire("m", 100)?;
     /// permit.settle(80);
     /// let Err(Error::RateLimited(refused)) = limiter.try_acquire("m", 100) else {
@@ -219,9 +228,10 @@ impl<T: Clock> ModelRateLimiter<T> {
     /// ```
     ///
     /// # Errors
-    /// - [`Error::InsufficientCapacity`] if `estimated_tokens > tpm`: it could never fit.
-    /// - [`Error::RateLimited`] if it cannot be admitted now. `ready_at` is the instant the
-    ///   RPM and TPM windows would have room for it, if nothing else arrives. When the obstacle
+    /// - [`Error::InsufficientCapacity`] if `estimated_tokens` exceeds `tpm` or any other
+    ///   token limit: it could never fit.
+    /// - [`Error::RateLimited`] if it cannot be admitted now. `ready_at` is the instant every
+    ///   rate limit would have room for it, if nothing else arrives. When the obstacle
     ///   is a parallel slot or a request queued ahead, this is only a lower bound (often `now`,
     ///   when only that is missing): a slot frees when a permit ends, which no clock can
     ///   predict. `Instant::MAX` means never (room only after the end of the clock).
@@ -256,11 +266,9 @@ impl<T: Clock> ModelRateLimiter<T> {
     /// tried once.
     fn try_admit_now(&self, model: &str, estimated: u64) -> Result<Admitted, Error> {
         let state = self.state(model)?;
-        fits_at_all(&state, estimated)?;
+        state.fits_at_all(estimated)?;
         let now = self.timer.now();
-        let busy = |state: &ModelState| {
-            Error::RateLimited(crate::Refusal::at(state.earliest_admission(estimated, now)))
-        };
+        let busy = |state: &ModelState| rate_limited(state.earliest_admission(estimated, now));
         // Gate first, as in `admit`: a free gate means nobody of this model is queued ahead.
         let Ok(gate) = state.gate.try_acquire() else { return Err(busy(&state)) };
         let Ok(slot) = state.slots.clone().try_acquire_owned() else {
@@ -269,14 +277,8 @@ impl<T: Clock> ModelRateLimiter<T> {
         let admitted = state.try_admit(estimated, now);
         drop(gate);
         match admitted {
-            Ok(window_slot) => Ok(Admitted {
-                state: state.clone(),
-                estimated,
-                slot: window_slot,
-                at: now,
-                _slot: slot,
-            }),
-            Err(Refused { ready_at, .. }) => Err(Error::RateLimited(crate::Refusal::at(ready_at))),
+            Ok(charge) => Ok(Admitted { state: state.clone(), charge, at: now, _slot: slot }),
+            Err(Refused { ready_at, .. }) => Err(rate_limited(ready_at)),
         }
     }
 }
@@ -350,8 +352,8 @@ impl<T: Timer> ModelRateLimiter<T> {
     /// use core::time::Duration;
     /// use tollgate::{Clock, Error, ManualClock, ModelRateLimiter, RateLimitConfig};
     ///
-    /// let config = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 5 };
-    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config)], config)?;
+    /// let config = RateLimitConfig { rpm: 1, tpm: 1_000, max_parallel_requests: 5, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config.clone())?;
     /// futures_executor::block_on(async {
     ///     let by = limiter.timer().now() + Duration::from_secs(10);
     ///     limiter.acquire_before("m", 100, by).await?.settle(100);
@@ -466,15 +468,9 @@ impl Bound {
     }
 }
 
-/// `InsufficientCapacity` if `estimated` could never fit the model's TPM.
-fn fits_at_all(state: &ModelState, estimated: u64) -> Result<(), Error> {
-    if estimated > state.config.tpm {
-        return Err(Error::InsufficientCapacity {
-            requested: estimated,
-            capacity: state.config.tpm,
-        });
-    }
-    Ok(())
+/// The one place this file builds a refusal for the non-waiting path.
+fn rate_limited(ready_at: Instant) -> Error {
+    Error::RateLimited(crate::Refusal::at(ready_at))
 }
 
 /// The admission path shared by every waiting `acquire` form.
@@ -489,7 +485,7 @@ async fn admit<T: Timer>(
     estimated: u64,
     bound: Bound,
 ) -> Result<Admitted, Error> {
-    fits_at_all(&state, estimated)?;
+    state.fits_at_all(estimated)?;
     let start = timer.now();
     let deadline = bound.deadline(start);
     if deadline != Instant::MAX {
@@ -514,15 +510,9 @@ async fn admit<T: Timer>(
     loop {
         let now = timer.now();
         match state.try_admit(estimated, now) {
-            Ok(window_slot) => {
+            Ok(charge) => {
                 drop(gate);
-                return Ok(Admitted {
-                    state: state.clone(),
-                    estimated,
-                    slot: window_slot,
-                    at: now,
-                    _slot: slot,
-                });
+                return Ok(Admitted { state: state.clone(), charge, at: now, _slot: slot });
             }
             // `Instant::MAX` is "never": fail instead of sleeping until a deadline that is
             // already now at the end of the clock (that would spin).
@@ -636,10 +626,19 @@ mod tests {
     /// until the 60 s window let its slot go).
     #[test]
     fn a_refund_between_the_admission_check_and_the_sleep_is_not_lost() {
-        let config = RateLimitConfig { rpm: 100, tpm: 1_000, max_parallel_requests: 4 };
+        let config = RateLimitConfig {
+            rpm: 100,
+            tpm: 1_000,
+            max_parallel_requests: 4,
+            ..Default::default()
+        };
         let l = Arc::new(
-            ModelRateLimiter::with_timer([("m", config)], config, Arc::new(ManualClock::new()))
-                .unwrap(),
+            ModelRateLimiter::with_timer(
+                [("m", config.clone())],
+                config.clone(),
+                Arc::new(ManualClock::new()),
+            )
+            .unwrap(),
         );
         let big = futures_executor::block_on(l.clone().acquire_owned("m", 900)).unwrap();
         hook::set_after_admission_check(Box::new(move || big.settle(100)));

@@ -1,17 +1,37 @@
-//! The model rate limiter for LLM APIs: per model, requests per minute (RPM), tokens per
-//! minute (TPM) and a cap on parallel requests.
+//! The model rate limiter for LLM APIs: per model, a list of rate limits (requests per
+//! minute, tokens per minute, and any further [`Limit`]: windows of any length and slot count,
+//! token buckets) and a cap on parallel requests.
 //!
 //! A request *reserves* its estimated tokens when it is admitted and *settles* the actual
-//! count when it ends, so concurrent requests can never overrun TPM between admission and
-//! completion (the Python seed counted tokens only after a call ended).
+//! count when it ends, so concurrent requests can never overrun a token limit between
+//! admission and completion (the Python seed counted tokens only after a call ended).
+//!
+//! The layers, one job per file:
+//! - `limit.rs`, `config.rs`: the limits as data ([`Limit`], [`RateLimitConfig`]);
+//! - `rule.rs`: the admission rule, pure functions over plain data ([`RateState`]);
+//! - `store.rs`: where that state lives ([`StateStore`]; [`MemoryStore`] in memory), and
+//!   `parity.rs`: the harness that checks another store decides the same
+//!   ([`check_store_parity`]);
+//! - `state.rs`, `limiter.rs`, `permit.rs`: the waiting — FIFO gate, parallel slots (a
+//!   semaphore, not a rate limit: a slot comes back when a request ends, not with time),
+//!   refund wake-ups — and the permits;
+//! - `stats.rs`: what [`ModelRateLimiter::stats`] reports.
 
 mod config;
+mod limit;
 mod limiter;
+mod parity;
 mod permit;
+mod rule;
 mod state;
 mod stats;
+mod store;
 
 pub use config::{ModelConfigError, RateLimitConfig};
+pub use limit::{Counts, Limit, LimitKind};
 pub use limiter::ModelRateLimiter;
-pub use permit::{ModelPermit, OwnedModelPermit};
-pub use stats::{ModelStats, Usage};
+pub use parity::{ParityMismatch, ParityReport, check_store_parity};
+pub use permit::{ModelPermit, ModelPermitOf, OwnedModelPermit};
+pub use rule::{Charge, RateState, Wait};
+pub use stats::{LimitUsage, ModelStats, Usage};
+pub use store::{MemoryStore, StateStore};

@@ -1,6 +1,11 @@
-//! Per-model statistics: [`ModelStats`] and its [`Usage`] figures.
+//! Per-model statistics: [`ModelStats`], its [`Usage`] figures, and one [`LimitUsage`] per
+//! rate limit of the model.
 
+use alloc::borrow::Cow;
+use alloc::vec::Vec;
 use core::fmt;
+
+use super::limit::Counts;
 
 /// How much of a limit is in use. Displays as `"used/limit"`.
 ///
@@ -22,8 +27,37 @@ impl fmt::Display for Usage {
     }
 }
 
+/// The usage of one rate limit of a model, named as in its config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitUsage {
+    /// The limit's name (`"rpm"`, `"tpm"`, or the [`Limit::name`](crate::Limit::name) given).
+    pub name: Cow<'static, str>,
+    /// What it counts.
+    pub counts: Counts,
+    /// Charged in the window ending now (a bucket: its burst minus what it could admit now),
+    /// against the limit's `max`.
+    pub usage: Usage,
+}
+
 /// One model's usage, from [`ModelRateLimiter::stats`](crate::ModelRateLimiter::stats).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+///
+/// ```
+/// use core::time::Duration;
+/// use tollgate::{Limit, ManualClock, ModelRateLimiter, RateLimitConfig};
+///
+/// let config = RateLimitConfig {
+///     limits: vec![Limit::requests("rpd", 1_000, Duration::from_secs(86_400))],
+///     ..Default::default()
+/// };
+/// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+/// limiter.try_acquire("m", 500)?.settle(400);
+/// let stats = &limiter.stats()["m"];
+/// let by_name: Vec<String> =
+///     stats.limits.iter().map(|l| format!("{} {}", l.name, l.usage)).collect();
+/// assert_eq!(by_name, ["rpm 1/10", "tpm 400/200000", "rpd 1/1000"]);
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct ModelStats {
     /// Requests admitted in the current 60-second window, against `rpm`.
     pub requests: Usage,
@@ -31,4 +65,7 @@ pub struct ModelStats {
     pub tokens: Usage,
     /// Parallel slots held (admitted or waiting for RPM/TPM room), against `max_parallel_requests`.
     pub active: Usage,
+    /// Every rate limit of the model in list order (`rpm`, `tpm`, then
+    /// [`RateLimitConfig::limits`](crate::RateLimitConfig::limits)), each with its usage.
+    pub limits: Vec<LimitUsage>,
 }

@@ -199,8 +199,14 @@ fn smol_streams_under_timeouts() {
 #[test]
 fn smol_model_limiter_under_timeouts() {
     on_executor(|ex| async move {
-        let config = RateLimitConfig { rpm: 100_000, tpm: 100_000_000, max_parallel_requests: 4 };
-        let limiter = Arc::new(ModelRateLimiter::new([("m", config)], config).unwrap());
+        let config = RateLimitConfig {
+            rpm: 100_000,
+            tpm: 100_000_000,
+            max_parallel_requests: 4,
+            ..Default::default()
+        };
+        let limiter =
+            Arc::new(ModelRateLimiter::new([("m", config.clone())], config.clone()).unwrap());
         let in_flight = Arc::new(AtomicU32::new(0));
         let admitted = Arc::new(AtomicU64::new(0));
         let charged = Arc::new(AtomicU64::new(0));
@@ -262,7 +268,7 @@ fn smol_model_limiter_under_timeouts() {
             assert!(done.is_some(), "a model task did not finish its iteration within 2 s");
         }
         bad.assert_none("smol model");
-        let stats = limiter.stats()["m"];
+        let stats = limiter.stats()["m"].clone();
         eprintln!("smol model: {} admissions, stats {stats:?}", admitted.load(Ordering::SeqCst));
         assert_eq!(stats.active.used, 0, "invariant 4: a slot leaked");
         assert_eq!(stats.requests.used, admitted.load(Ordering::SeqCst), "requests ≠ admitted");

@@ -13,7 +13,15 @@ use tollgate_std::{ModelRateLimiter, RateLimitConfig};
 fn main() {
     let limiter = Arc::new(
         ModelRateLimiter::new(
-            [("gpt-4o-mini", RateLimitConfig { rpm: 600, tpm: 100_000, max_parallel_requests: 3 })],
+            [(
+                "gpt-4o-mini",
+                RateLimitConfig {
+                    rpm: 600,
+                    tpm: 100_000,
+                    max_parallel_requests: 3,
+                    ..Default::default()
+                },
+            )],
             RateLimitConfig::default(),
         )
         .expect("valid limits"),

@@ -24,7 +24,7 @@ pub type ModelPermit<'a> = tollgate::model::ModelPermit<'a, StdTimer>;
 /// use tollgate_std::{ModelRateLimiter, RateLimitConfig};
 ///
 /// let limiter = Arc::new(ModelRateLimiter::new(
-///     [("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 2 })],
+///     [("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 2, ..Default::default() })],
 ///     RateLimitConfig::default(),
 /// )?);
 /// let workers: Vec<_> = (0..4)

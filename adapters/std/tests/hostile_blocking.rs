@@ -110,9 +110,16 @@ fn many_threads_on_one_blocking_limiter() {
 #[test]
 fn many_threads_on_one_blocking_model_limiter() {
     // RPM binds within the run ("w"); only the parallel slots bind on "p".
-    let w = RateLimitConfig { rpm: 300, tpm: 30_000, max_parallel_requests: 5 };
-    let p = RateLimitConfig { rpm: 1_000_000, tpm: 1_000_000_000, max_parallel_requests: 3 };
-    let limiter = Arc::new(ModelRateLimiter::new([("w", w), ("p", p)], w).unwrap());
+    let w =
+        RateLimitConfig { rpm: 300, tpm: 30_000, max_parallel_requests: 5, ..Default::default() };
+    let p = RateLimitConfig {
+        rpm: 1_000_000,
+        tpm: 1_000_000_000,
+        max_parallel_requests: 3,
+        ..Default::default()
+    };
+    let limiter =
+        Arc::new(ModelRateLimiter::new([("w", w.clone()), ("p", p.clone())], w.clone()).unwrap());
     let in_flight = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
     let bad = Arc::new(Violations::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,13 +128,14 @@ fn many_threads_on_one_blocking_model_limiter() {
         .map(|i| {
             let (limiter, in_flight, bad, stop) =
                 (limiter.clone(), in_flight.clone(), bad.clone(), stop.clone());
+            let (w, p) = (w.clone(), p.clone());
             let mut rng = rng.fork(i);
             std::thread::spawn(move || {
                 // (model index, admitted_at, estimate, final charge)
                 let mut mine = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
                     let m = rng.range(0, 1) as usize;
-                    let (name, cfg) = [("w", w), ("p", p)][m];
+                    let (name, cfg) = [("w", &w), ("p", &p)][m];
                     let estimate = rng.range(1, 200);
                     let permit = if rng.chance(1, 3) && m == 1 {
                         match limiter.acquire(name, estimate) {
@@ -180,9 +188,9 @@ fn many_threads_on_one_blocking_model_limiter() {
     bad.assert_none("blocking model");
     let stats = limiter.stats();
     eprintln!("blocking model: {} admissions, stats {stats:?}", log.len());
-    for (m, name, cfg) in [(0, "w", w), (1, "p", p)] {
+    for (m, name, cfg) in [(0, "w", &w), (1, "p", &p)] {
         let mine: Vec<_> = log.iter().filter(|e| e.0 == m).collect();
-        let s = stats[name];
+        let s = &stats[name];
         // The whole run is inside one 60 s window: RPM and TPM are budgets for the run.
         assert!(mine.len() as u64 <= u64::from(cfg.rpm), "invariant 1 on {name}");
         assert_eq!(s.active.used, 0, "invariant 4 on {name}: a slot leaked");

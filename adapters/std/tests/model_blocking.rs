@@ -11,7 +11,15 @@ use tollgate_std::{Error, ModelRateLimiter, RateLimitConfig};
 fn threads_are_capped_at_max_parallel_requests() {
     let limiter = Arc::new(
         ModelRateLimiter::new(
-            [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 3 })],
+            [(
+                "m",
+                RateLimitConfig {
+                    rpm: 1_000,
+                    tpm: 1_000_000,
+                    max_parallel_requests: 3,
+                    ..Default::default()
+                },
+            )],
             RateLimitConfig::default(),
         )
         .unwrap(),
@@ -37,7 +45,7 @@ fn threads_are_capped_at_max_parallel_requests() {
         t.join().unwrap();
     }
     assert!(peak.load(Ordering::SeqCst) <= 3);
-    let s = limiter.stats()["m"];
+    let s = limiter.stats()["m"].clone();
     assert_eq!(s.requests.used, 40);
     assert_eq!(s.tokens.used, 40 * 50);
     assert_eq!(s.active.used, 0);
@@ -46,7 +54,10 @@ fn threads_are_capped_at_max_parallel_requests() {
 #[test]
 fn oversized_and_impatient_requests_fail_at_once() {
     let limiter = ModelRateLimiter::new(
-        [("m", RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1 })],
+        [(
+            "m",
+            RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1, ..Default::default() },
+        )],
         RateLimitConfig::default(),
     )
     .unwrap();
@@ -68,7 +79,15 @@ fn oversized_and_impatient_requests_fail_at_once() {
 #[test]
 fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
     let limiter = ModelRateLimiter::new(
-        [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 1 })],
+        [(
+            "m",
+            RateLimitConfig {
+                rpm: 1_000,
+                tpm: 1_000_000,
+                max_parallel_requests: 1,
+                ..Default::default()
+            },
+        )],
         RateLimitConfig::default(),
     )
     .unwrap();
@@ -91,7 +110,10 @@ fn try_acquire_and_acquire_before_on_threads() {
     use tollgate_std::{Clock, StdTimer};
 
     let limiter = ModelRateLimiter::new(
-        [("m", RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1 })],
+        [(
+            "m",
+            RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1, ..Default::default() },
+        )],
         RateLimitConfig::default(),
     )
     .unwrap();
@@ -108,11 +130,14 @@ fn try_acquire_and_acquire_before_on_threads() {
     let err = limiter.acquire_before("m", 10, deadline).unwrap_err();
     assert!(matches!(err, Error::MaxWaitExceeded { ready_at } if ready_at > deadline), "{err}");
     assert!(started.elapsed() < Duration::from_millis(500), "refused up front, not after waiting");
-    let s = limiter.stats()["m"];
+    let s = limiter.stats()["m"].clone();
     assert_eq!((s.requests.used, s.active.used), (1, 0));
 
     let idle = ModelRateLimiter::new(
-        [("m", RateLimitConfig { rpm: 10, tpm: 100, max_parallel_requests: 1 })],
+        [(
+            "m",
+            RateLimitConfig { rpm: 10, tpm: 100, max_parallel_requests: 1, ..Default::default() },
+        )],
         RateLimitConfig::default(),
     )
     .unwrap();
@@ -126,7 +151,7 @@ fn try_acquire_and_acquire_before_on_threads() {
 fn strict_mode_refuses_unknown_models_on_threads() {
     let limiter = ModelRateLimiter::strict([(
         "gpt-4",
-        RateLimitConfig { rpm: 100, tpm: 1_000, max_parallel_requests: 2 },
+        RateLimitConfig { rpm: 100, tpm: 1_000, max_parallel_requests: 2, ..Default::default() },
     )])
     .unwrap();
     assert!(limiter.is_strict());

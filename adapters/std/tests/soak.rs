@@ -116,11 +116,17 @@ struct Admission {
 #[ignore = "soak: run explicitly or from .ci/run"]
 fn model_limiter_under_contention() {
     // "window" binds on RPM/TPM within the soak; "parallel" only on its 3 slots.
-    let window = RateLimitConfig { rpm: 1_500, tpm: 60_000, max_parallel_requests: 6 };
-    let parallel = RateLimitConfig { rpm: 1_000_000, tpm: 1_000_000_000, max_parallel_requests: 3 };
+    let window =
+        RateLimitConfig { rpm: 1_500, tpm: 60_000, max_parallel_requests: 6, ..Default::default() };
+    let parallel = RateLimitConfig {
+        rpm: 1_000_000,
+        tpm: 1_000_000_000,
+        max_parallel_requests: 3,
+        ..Default::default()
+    };
     let limiter = Arc::new(
         ModelRateLimiter::new(
-            [("window", window), ("parallel", parallel)],
+            [("window", window.clone()), ("parallel", parallel.clone())],
             RateLimitConfig::default(),
         )
         .unwrap(),
@@ -132,13 +138,14 @@ fn model_limiter_under_contention() {
     let threads: Vec<_> = (0..THREADS)
         .map(|i| {
             let (limiter, in_flight, log) = (limiter.clone(), in_flight.clone(), log.clone());
+            let (window, parallel) = (window.clone(), parallel.clone());
             std::thread::spawn(move || {
                 let mut rng = Rng(0xC0FF_EE00 + i as u64);
                 let clock = StdClock::new();
                 let mut mine = Vec::new();
                 while clock.now() < end {
                     let m = rng.below(2) as usize;
-                    let (name, cfg) = [("window", window), ("parallel", parallel)][m];
+                    let (name, cfg) = [("window", &window), ("parallel", &parallel)][m];
                     let estimate = 1 + rng.below(400);
                     let permit =
                         match limiter.acquire_within(name, estimate, Duration::from_millis(20)) {

@@ -58,7 +58,7 @@ where
 
 /// Invariants 1 and 2 over the log, as in the std soak test: for each admission, the
 /// requests and charges of the 60 s before it.
-fn check_windows(log: &[Admission], config: RateLimitConfig) {
+fn check_windows(log: &[Admission], config: &RateLimitConfig) {
     let minute = Duration::from_secs(60);
     for (k, a) in log.iter().enumerate() {
         let window: Vec<&Admission> = log[..k].iter().filter(|b| a.at - b.at < minute).collect();
@@ -95,8 +95,9 @@ fn charged(log: &[Admission]) -> u64 {
 /// work drops the permit unsettled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_bound_model_under_timeouts() {
-    let config = RateLimitConfig { rpm: 400, tpm: 24_000, max_parallel_requests: 6 };
-    let limiter = Arc::new(ModelRateLimiter::new([("m", config)], config).unwrap());
+    let config =
+        RateLimitConfig { rpm: 400, tpm: 24_000, max_parallel_requests: 6, ..Default::default() };
+    let limiter = Arc::new(ModelRateLimiter::new([("m", config.clone())], config.clone()).unwrap());
     let in_flight = Arc::new(AtomicU32::new(0));
     let bad = Arc::new(Violations::new());
     let log = run_storm(11, |_, mut rng, stop| {
@@ -154,8 +155,8 @@ async fn window_bound_model_under_timeouts() {
     .await;
     bad.assert_none("window model");
     assert!(log.len() > 10, "only {} admissions", log.len());
-    check_windows(&log, config);
-    let stats = limiter.stats()["m"];
+    check_windows(&log, &config);
+    let stats = limiter.stats()["m"].clone();
     eprintln!("window model: {} admissions, stats {stats:?}", log.len());
     assert_eq!(stats.active.used, 0, "invariant 4: a slot leaked");
     assert_eq!(stats.requests.used, log.len() as u64, "requests counted ≠ admitted");
@@ -178,8 +179,13 @@ async fn window_bound_model_under_timeouts() {
 /// cancelled head loses a wake-up (which would show up as a stall).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_bound_model_never_stalls() {
-    let config = RateLimitConfig { rpm: 1_000_000, tpm: 1_000_000_000, max_parallel_requests: 3 };
-    let limiter = Arc::new(ModelRateLimiter::new([("p", config)], config).unwrap());
+    let config = RateLimitConfig {
+        rpm: 1_000_000,
+        tpm: 1_000_000_000,
+        max_parallel_requests: 3,
+        ..Default::default()
+    };
+    let limiter = Arc::new(ModelRateLimiter::new([("p", config.clone())], config.clone()).unwrap());
     let in_flight = Arc::new(AtomicU32::new(0));
     let slowest = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(Violations::new());
@@ -259,7 +265,7 @@ async fn parallel_bound_model_never_stalls() {
         Duration::from_micros(slowest.load(Ordering::Relaxed))
     );
     bad.assert_none("parallel model");
-    let stats = limiter.stats()["p"];
+    let stats = limiter.stats()["p"].clone();
     assert_eq!(stats.active.used, 0, "invariant 4: a slot leaked");
     assert_eq!(stats.requests.used, log.len() as u64, "requests counted ≠ admitted");
     assert_eq!(stats.tokens.used, charged(&log), "tokens charged ≠ the log's charges");
@@ -275,8 +281,13 @@ async fn parallel_bound_model_never_stalls() {
 /// refusal must name an instant after its deadline, never one already past.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_max_wait_admits_what_fits_now() {
-    let config = RateLimitConfig { rpm: 1_000_000, tpm: 1_000_000_000, max_parallel_requests: 3 };
-    let limiter = ModelRateLimiter::new([("p", config)], config).unwrap();
+    let config = RateLimitConfig {
+        rpm: 1_000_000,
+        tpm: 1_000_000_000,
+        max_parallel_requests: 3,
+        ..Default::default()
+    };
+    let limiter = ModelRateLimiter::new([("p", config.clone())], config.clone()).unwrap();
     let mut refused = Vec::new();
     for _ in 0..1_000 {
         let called = limiter.timer().from_tokio(Instant::now());

@@ -27,7 +27,15 @@ fn refunds_racing_the_admission_check_never_stall_the_queue() {
         .unwrap();
     let limiter = Arc::new(
         ModelRateLimiter::new(
-            [("m", RateLimitConfig { rpm: 1_000_000, tpm: 1_000, max_parallel_requests: 8 })],
+            [(
+                "m",
+                RateLimitConfig {
+                    rpm: 1_000_000,
+                    tpm: 1_000,
+                    max_parallel_requests: 8,
+                    ..Default::default()
+                },
+            )],
             RateLimitConfig::default(),
         )
         .unwrap(),
@@ -86,7 +94,15 @@ fn refunds_racing_the_admission_check_never_stall_the_queue() {
 fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap();
     let limiter = ModelRateLimiter::new(
-        [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 1 })],
+        [(
+            "m",
+            RateLimitConfig {
+                rpm: 1_000,
+                tpm: 1_000_000,
+                max_parallel_requests: 1,
+                ..Default::default()
+            },
+        )],
         RateLimitConfig::default(),
     )
     .unwrap();
@@ -109,7 +125,15 @@ fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
 fn the_budget_starts_at_the_first_poll_on_a_real_clock() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let limiter = ModelRateLimiter::new(
-        [("m", RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 1 })],
+        [(
+            "m",
+            RateLimitConfig {
+                rpm: 1_000,
+                tpm: 1_000_000,
+                max_parallel_requests: 1,
+                ..Default::default()
+            },
+        )],
         RateLimitConfig::default(),
     )
     .unwrap();

@@ -196,7 +196,15 @@ async fn the_model_limiter_runs_on_the_paused_clock() {
 
     let limiter = Arc::new(
         ModelRateLimiter::new(
-            [("m", RateLimitConfig { rpm: 2, tpm: 1_000, max_parallel_requests: 2 })],
+            [(
+                "m",
+                RateLimitConfig {
+                    rpm: 2,
+                    tpm: 1_000,
+                    max_parallel_requests: 2,
+                    ..Default::default()
+                },
+            )],
             RateLimitConfig::default(),
         )
         .unwrap(),

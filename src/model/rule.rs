@@ -1,0 +1,458 @@
+//! The admission rule as pure functions over plain data: [`RateState`] holds one model's
+//! counters (no pointers into anything, no locks, no clock), and each operation takes `now`.
+//! Where the state lives — in memory, serialised, in Redis — is the [`StateStore`]'s business
+//! (`store.rs`); how a caller waits is the limiter's.
+//!
+//! The rule, for a model with limits `L₀ … Lₙ` and a request of `t` estimated tokens (weight 1
+//! in a [`Counts::Requests`] limit, `t` in a [`Counts::Tokens`] one):
+//!
+//! - **clock**: every operation, reads included, first clamps `now` to the latest instant the
+//!   state has seen and records it, so a clock that steps back only delays;
+//! - **admit**: if every limit has room for its weight, charge every limit and return a
+//!   [`Charge`]; otherwise charge nothing and return a [`Wait`]: the latest of the limits'
+//!   earliest instants, and which limit that is (`Instant::MAX`: never);
+//! - **settle**: in every token limit, the estimate charged at admission becomes the actual
+//!   count — in a window, in the slot it was charged to while that slot is in the window; once
+//!   it has left, a refund refunds nothing and an excess is charged now (it was used); in a
+//!   bucket, a refund moves the bucket back but never past full, an excess is charged now;
+//! - **usage**: per limit, what is charged in the window ending now (a bucket: its burst
+//!   minus what it could admit now).
+//!
+//! [`StateStore`]: super::StateStore
+
+use alloc::vec::Vec;
+
+use super::limit::{Counts, Limit, LimitKind};
+use crate::error::InvalidConfig;
+use crate::{HeapWindow, Instant};
+
+/// What an admission charged, to settle it later: the instant it was charged at (after the
+/// state's clock clamp) and the estimate. Plain data, so it can cross to another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Charge {
+    /// The state's clock at admission: every window charged it in the slot of this instant.
+    pub at: Instant,
+    /// The tokens reserved (the estimate).
+    pub tokens: u64,
+}
+
+/// Why a request does not fit now: when it would, if nothing else changes, and which limit
+/// is the last to have room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Wait {
+    /// The earliest instant every limit has room; `Instant::MAX`: never (room only after the
+    /// end of the clock).
+    pub ready_at: Instant,
+    /// The index, in the model's list of limits, of the limit that has room last.
+    pub limit: usize,
+}
+
+/// One model's rate-limit counters: plain data, one entry per limit in list order. Built from
+/// the limits, changed only by the rule's operations, and convertible to and from a flat list
+/// of integers ([`encode`](Self::encode), [`decode`](Self::decode)) for stores that keep it
+/// elsewhere.
+#[derive(Debug, Clone)]
+pub struct RateState {
+    latest: Instant,
+    meters: Vec<Meter>,
+}
+
+#[derive(Debug, Clone)]
+struct Meter {
+    counts: Counts,
+    how: How,
+}
+
+#[derive(Debug, Clone)]
+enum How {
+    Window(HeapWindow),
+    Bucket(Gcra),
+}
+
+/// A GCRA token bucket in exact integers. Time runs in units of `1 / count` ns, so one token
+/// costs exactly `period` units and the clock at `t` ns is `t · count` units: no rounding,
+/// ever (both products fit a `u128`).
+#[derive(Debug, Clone)]
+struct Gcra {
+    /// Theoretical arrival time, in units: when the bucket is full again.
+    tat: u128,
+    count: u64,
+    period: u64,
+    burst: u64,
+}
+
+impl Gcra {
+    fn clock(&self, now: Instant) -> u128 {
+        now.as_nanos() as u128 * self.count as u128
+    }
+
+    fn cost(&self, n: u64) -> u128 {
+        n as u128 * self.period as u128
+    }
+
+    /// The TAT after admitting `n` at `now`, and the latest TAT that admission allows.
+    fn after(&self, n: u64, now: Instant) -> (u128, u128) {
+        let clock = self.clock(now);
+        let tat = self.tat.max(clock).saturating_add(self.cost(n));
+        (tat, clock.saturating_add(self.cost(self.burst)))
+    }
+
+    fn fits(&self, n: u64, now: Instant) -> bool {
+        let (tat, limit) = self.after(n, now);
+        n <= self.burst && tat <= limit
+    }
+
+    /// The first instant `n` fit: when the clock reaches `TAT + n·T - burst·T` (never if
+    /// `n > burst`).
+    fn earliest(&self, n: u64, now: Instant) -> Instant {
+        if n > self.burst {
+            return Instant::MAX;
+        }
+        let need = self.tat.max(self.clock(now)).saturating_add(self.cost(n));
+        let need = need.saturating_sub(self.cost(self.burst));
+        let nanos = need.div_ceil(self.count as u128);
+        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).max(now)
+    }
+
+    fn charge(&mut self, n: u64, now: Instant) {
+        self.tat = self.after(n, now).0;
+    }
+
+    fn refund(&mut self, n: u64, now: Instant) {
+        // Never past full: a bucket that has refilled has nothing to give back.
+        self.tat = self.tat.saturating_sub(self.cost(n)).max(self.clock(now).min(self.tat));
+    }
+
+    fn used(&self, now: Instant) -> u64 {
+        let lead = self.tat.saturating_sub(self.clock(now));
+        u64::try_from(lead.div_ceil(self.period as u128)).unwrap_or(u64::MAX)
+    }
+}
+
+impl Meter {
+    fn new(limit: &Limit) -> Self {
+        let how = match limit.kind {
+            // Validated limits: the window is at least 1 ns, 1 ≤ slots ≤ MAX_SLOTS, max ≥ 1.
+            LimitKind::Window { window, slots } => How::Window(
+                HeapWindow::try_new_in(window, limit.max.max(1), slots.max(1) as usize + 1)
+                    .unwrap_or_else(|_| unreachable_window()),
+            ),
+            LimitKind::Bucket { rate } => How::Bucket(Gcra {
+                tat: 0,
+                count: rate.count(),
+                period: rate.period_nanos(),
+                burst: limit.max,
+            }),
+        };
+        Self { counts: limit.counts, how }
+    }
+
+    fn weight(&self, tokens: u64) -> u64 {
+        match self.counts {
+            Counts::Requests => 1,
+            Counts::Tokens => tokens,
+        }
+    }
+
+    fn fits(&mut self, n: u64, now: Instant) -> bool {
+        match &mut self.how {
+            How::Window(w) => w.fits_at(n, now),
+            How::Bucket(b) => b.fits(n, now),
+        }
+    }
+
+    /// When `n` fit (`n` within the limit's capacity, checked before the rule runs).
+    fn earliest(&mut self, n: u64, now: Instant) -> Instant {
+        match &mut self.how {
+            How::Window(w) => w.earliest_fit(n, now).unwrap_or(Instant::MAX),
+            How::Bucket(b) => b.earliest(n, now),
+        }
+    }
+
+    fn charge(&mut self, n: u64, now: Instant) {
+        match &mut self.how {
+            How::Window(w) => {
+                w.add_at(n, now);
+            }
+            How::Bucket(b) => b.charge(n, now),
+        }
+    }
+
+    fn settle(&mut self, charge: Charge, actual: u64, now: Instant) {
+        let estimated = charge.tokens;
+        match &mut self.how {
+            How::Window(w) => {
+                let slot = w.slot_of(charge.at);
+                if !w.adjust_at(slot, estimated, actual, now) && actual > estimated {
+                    w.add_at(actual - estimated, now);
+                }
+            }
+            How::Bucket(b) if actual > estimated => b.charge(actual - estimated, now),
+            How::Bucket(b) => b.refund(estimated - actual, now),
+        }
+    }
+
+    fn used(&mut self, now: Instant) -> u64 {
+        match &mut self.how {
+            How::Window(w) => w.used_at(now),
+            How::Bucket(b) => b.used(now),
+        }
+    }
+}
+
+/// A validated `Window` limit always builds; this is never reached.
+#[cold]
+fn unreachable_window() -> HeapWindow {
+    // A valid fallback rather than a panic: a one-nanosecond window with a limit of 1.
+    HeapWindow::try_new_in(core::time::Duration::from_nanos(1), 1, 2)
+        .unwrap_or_else(|_| unreachable_window())
+}
+
+impl RateState {
+    /// Empty counters for `limits`, which must be valid ([`Limit::validate`]; the model
+    /// limiter validates them in its constructor).
+    pub fn new(limits: &[Limit]) -> Self {
+        Self { latest: Instant::ZERO, meters: limits.iter().map(Meter::new).collect() }
+    }
+
+    /// Bytes this state holds on the heap (the per-limit entries and the windows' rings).
+    pub fn heap_bytes(&self) -> usize {
+        let rings: usize = self
+            .meters
+            .iter()
+            .map(|m| match &m.how {
+                How::Window(w) => core::mem::size_of_val(w.counts()),
+                How::Bucket(_) => 0,
+            })
+            .sum();
+        self.meters.capacity() * core::mem::size_of::<Meter>() + rings
+    }
+
+    /// The latest instant the state has seen.
+    pub fn latest(&self) -> Instant {
+        self.latest
+    }
+
+    fn clamp(&mut self, now: Instant) -> Instant {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
+
+    /// Admits a request of `tokens` estimated tokens at `now` if every limit has room,
+    /// charging every limit; otherwise charges nothing and says when it would fit.
+    ///
+    /// The caller checks first that `tokens` is within every token limit's capacity
+    /// ([`capacity`]); beyond it the answer is a `Wait` until `Instant::MAX`.
+    ///
+    /// # Errors
+    /// A [`Wait`] when some limit has no room now.
+    pub fn admit_at(&mut self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
+        let now = self.clamp(now);
+        if !self.meters.iter_mut().all(|m| m.fits(m.weight(tokens), now)) {
+            return Err(self.wait(tokens, now));
+        }
+        for m in &mut self.meters {
+            m.charge(m.weight(tokens), now);
+        }
+        Ok(Charge { at: now, tokens })
+    }
+
+    /// `None` if a request of `tokens` would be admitted at `now`; otherwise when it would
+    /// be, as [`admit_at`](Self::admit_at) would refuse it. Charges nothing.
+    pub fn earliest_at(&mut self, tokens: u64, now: Instant) -> Option<Wait> {
+        let now = self.clamp(now);
+        if self.meters.iter_mut().all(|m| m.fits(m.weight(tokens), now)) {
+            None
+        } else {
+            Some(self.wait(tokens, now))
+        }
+    }
+
+    /// For a request that does not fit now: the latest earliest instant over the limits.
+    fn wait(&mut self, tokens: u64, now: Instant) -> Wait {
+        let mut wait = Wait { ready_at: now, limit: 0 };
+        for (i, m) in self.meters.iter_mut().enumerate() {
+            let at = m.earliest(m.weight(tokens), now);
+            if at > wait.ready_at {
+                wait = Wait { ready_at: at, limit: i };
+            }
+        }
+        // Not fitting now, yet "ready" now, happens only at the end of the clock, where the
+        // windows say "room only after Instant::MAX": that is never, not now.
+        if wait.ready_at <= now {
+            wait.ready_at = Instant::MAX;
+        }
+        wait
+    }
+
+    /// Replaces `charge`'s estimate with `actual` tokens in every token limit (see the module
+    /// docs for a settle after the charge has left a window).
+    pub fn settle_at(&mut self, charge: Charge, actual: u64, now: Instant) {
+        let now = self.clamp(now);
+        for m in &mut self.meters {
+            if m.counts == Counts::Tokens {
+                m.settle(charge, actual, now);
+            }
+        }
+    }
+
+    /// Usage of each limit at `now`, in list order, into `used` (cleared first).
+    pub fn usage_at(&mut self, now: Instant, used: &mut Vec<u64>) {
+        let now = self.clamp(now);
+        used.clear();
+        used.extend(self.meters.iter_mut().map(|m| m.used(now)));
+    }
+
+    /// The whole state as integers: the latest instant, then per limit in list order a
+    /// window's latest instant and ring counters, or a bucket's TAT as two words (low, high).
+    /// [`decode`](Self::decode) with the same limits reads it back.
+    pub fn encode(&self, out: &mut Vec<u64>) {
+        out.clear();
+        out.push(self.latest.as_nanos());
+        for m in &self.meters {
+            match &m.how {
+                How::Window(w) => {
+                    out.push(w.latest().as_nanos());
+                    out.extend_from_slice(w.counts());
+                }
+                How::Bucket(b) => {
+                    out.push(b.tat as u64);
+                    out.push((b.tat >> 64) as u64);
+                }
+            }
+        }
+    }
+
+    /// Rebuilds the state [`encode`](Self::encode) wrote, for the same `limits`.
+    ///
+    /// # Errors
+    /// [`InvalidConfig`] with field `"state"` if `words` does not have the length `limits`
+    /// give it; nothing is built.
+    pub fn decode(limits: &[Limit], words: &[u64]) -> Result<Self, InvalidConfig> {
+        let bad = InvalidConfig::new("state", "does not match the limits");
+        let mut state = Self::new(limits);
+        let (&latest, mut rest) = words.split_first().ok_or(bad)?;
+        state.latest = Instant::from_nanos(latest);
+        for m in &mut state.meters {
+            match &mut m.how {
+                How::Window(w) => {
+                    let len = w.counts().len() + 1;
+                    if rest.len() < len {
+                        return Err(bad);
+                    }
+                    let (head, tail) = rest.split_at(len);
+                    w.restore(Instant::from_nanos(head[0]), &head[1..]).map_err(|_| bad)?;
+                    rest = tail;
+                }
+                How::Bucket(b) => {
+                    let [lo, hi, tail @ ..] = rest else { return Err(bad) };
+                    b.tat = *lo as u128 | (*hi as u128) << 64;
+                    rest = tail;
+                }
+            }
+        }
+        if rest.is_empty() { Ok(state) } else { Err(bad) }
+    }
+}
+
+/// The largest estimate every token limit of `limits` could ever hold at once, and the index
+/// of the limit that bounds it (`None`: no token limit, any estimate fits). An estimate above
+/// it can never be admitted: the limiter fails it at once with
+/// `Error::InsufficientCapacity`.
+pub(crate) fn capacity(limits: &[Limit]) -> Option<(u64, usize)> {
+    limits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.counts == Counts::Tokens)
+        .map(|(i, l)| (l.max, i))
+        .min_by_key(|&(max, _)| max)
+}
+
+#[cfg(all(test, not(tollgate_loom)))]
+mod tests {
+    use super::*;
+    use crate::Rate;
+    use core::time::Duration;
+
+    fn ns(n: u64) -> Instant {
+        Instant::from_nanos(n)
+    }
+
+    #[test]
+    fn a_bucket_admits_its_burst_then_paces_exactly() {
+        // Bursts of 3, then one per 3 ns.
+        let limits =
+            [Limit::bucket("b", Counts::Requests, 3, Rate::new(1, Duration::from_nanos(3)))];
+        let mut s = RateState::new(&limits);
+        for _ in 0..3 {
+            s.admit_at(0, ns(100)).unwrap();
+        }
+        let wait = s.admit_at(0, ns(100)).unwrap_err();
+        assert_eq!(wait, Wait { ready_at: ns(103), limit: 0 });
+        assert!(s.admit_at(0, ns(102)).is_err());
+        s.admit_at(0, ns(103)).unwrap();
+        let mut used = Vec::new();
+        s.usage_at(ns(103), &mut used);
+        assert_eq!(used, [3]);
+        s.usage_at(ns(112), &mut used);
+        assert_eq!(used, [0]);
+    }
+
+    #[test]
+    fn a_token_bucket_settles_refunds_up_to_full_and_charges_excess() {
+        let limits = [Limit::bucket("b", Counts::Tokens, 100, Rate::per_second(10))];
+        let mut s = RateState::new(&limits);
+        let c = s.admit_at(100, Instant::from_secs(10)).unwrap();
+        assert!(s.earliest_at(1, Instant::from_secs(10)).is_some());
+        s.settle_at(c, 40, Instant::from_secs(10));
+        assert_eq!(s.earliest_at(60, Instant::from_secs(10)), None);
+        assert!(s.earliest_at(61, Instant::from_secs(10)).is_some());
+        // Long after, the bucket is full: a refund gives nothing beyond full.
+        let c = s.admit_at(100, Instant::from_secs(100)).unwrap();
+        s.settle_at(c, 0, Instant::from_secs(200));
+        assert_eq!(s.earliest_at(100, Instant::from_secs(200)), None);
+        let never = Wait { ready_at: Instant::MAX, limit: 0 };
+        assert_eq!(s.earliest_at(101, Instant::from_secs(200)), Some(never));
+        let mut used = Vec::new();
+        s.usage_at(Instant::from_secs(200), &mut used);
+        assert_eq!(used, [0]);
+        // An excess is charged now.
+        let c = s.admit_at(10, Instant::from_secs(300)).unwrap();
+        s.settle_at(c, 90, Instant::from_secs(300));
+        s.usage_at(Instant::from_secs(300), &mut used);
+        assert_eq!(used, [90]);
+    }
+
+    #[test]
+    fn encode_and_decode_round_trip() {
+        let limits = [
+            Limit::requests("rpm", 3, Duration::from_secs(60)),
+            Limit::bucket("b", Counts::Tokens, 100, Rate::per_second(10)),
+        ];
+        let mut s = RateState::new(&limits);
+        s.admit_at(30, Instant::from_secs(5)).unwrap();
+        let mut words = Vec::new();
+        s.encode(&mut words);
+        assert_eq!(words.len(), 1 + 1 + 61 + 2);
+        let mut t = RateState::decode(&limits, &words).unwrap();
+        for now in [5, 6, 70] {
+            let now = Instant::from_secs(now);
+            assert_eq!(s.earliest_at(80, now), t.earliest_at(80, now));
+        }
+        assert_eq!(RateState::decode(&limits, &words[1..]).unwrap_err().field, "state");
+        assert!(RateState::decode(&limits, &[]).is_err());
+        words.push(0);
+        assert!(RateState::decode(&limits, &words).is_err());
+    }
+
+    #[test]
+    fn capacity_is_the_smallest_token_limit() {
+        let limits = [
+            Limit::requests("r", 1, Duration::from_secs(1)),
+            Limit::tokens("a", 500, Duration::from_secs(1)),
+            Limit::bucket("b", Counts::Tokens, 200, Rate::per_second(1)),
+        ];
+        assert_eq!(capacity(&limits), Some((200, 2)));
+        assert_eq!(capacity(&limits[..1]), None);
+    }
+}
