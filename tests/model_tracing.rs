@@ -82,3 +82,38 @@ fn waits_and_admissions_are_traced() {
         "{lines:?}"
     );
 }
+
+/// A limit added through config is named in the "why it waits" event when it is the one that
+/// binds (here, one request per hour on a model whose RPM allows ten).
+#[test]
+fn the_waiting_event_names_a_limit_added_through_config() {
+    let collect = Collect::default();
+    tracing::subscriber::with_default(collect.clone(), || {
+        let mut sim = Sim::new();
+        let config = RateLimitConfig {
+            limits: vec![tollgate::Limit::requests(
+                "rph",
+                1,
+                std::time::Duration::from_secs(3_600),
+            )],
+            ..Default::default()
+        };
+        let l = Arc::new(
+            ModelRateLimiter::with_timer(
+                [("m", config)],
+                RateLimitConfig::default(),
+                sim.clock.clone(),
+            )
+            .unwrap(),
+        );
+        for _ in 0..2 {
+            let l = l.clone();
+            sim.spawn(async move { l.acquire("m", 10).await.unwrap().settle(10) });
+        }
+        sim.run();
+    });
+    let lines = collect.0.lock().unwrap().clone();
+    let waits: Vec<_> =
+        lines.iter().filter(|l| l.starts_with("request waits for rate-limit room")).collect();
+    assert!(!waits.is_empty() && waits.iter().all(|l| l.contains("limit=rph")), "{lines:?}");
+}
