@@ -210,14 +210,27 @@ impl RingWindow<Box<[u64]>> {
             return Err(InvalidConfig::new("slots", "a ring needs at least 2 counters"));
         }
         let (window_nanos, slot_nanos) = slot_nanos(window, limit, ring)?;
-        Ok(Self {
+        Ok(Self::build(window_nanos, slot_nanos, limit, ring))
+    }
+
+    /// As [`try_new_in`](Self::try_new_in), with each value clamped to the nearest valid one
+    /// instead of an error (window ≥ 1 ns, limit ≥ 1, ring ≥ 2): for callers that validated
+    /// first and must not panic if they did not.
+    pub(crate) fn clamped_in(window: Duration, limit: u64, ring: usize) -> Self {
+        let window_nanos = duration_to_nanos_saturating(window).max(1);
+        let ring = ring.max(2);
+        Self::build(window_nanos, window_nanos.div_ceil(ring as u64 - 1), limit.max(1), ring)
+    }
+
+    fn build(window_nanos: u64, slot_nanos: u64, limit: u64, ring: usize) -> Self {
+        Self {
             counts: alloc::vec![0; ring].into_boxed_slice(),
             head: 0,
             latest: Instant::ZERO,
             window_nanos,
             slot_nanos,
             limit,
-        })
+        }
     }
 }
 

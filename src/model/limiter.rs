@@ -285,10 +285,11 @@ impl<T: Clock> ModelRateLimiter<T> {
 
 impl<T: Timer> ModelRateLimiter<T> {
     /// Waits until `model` can take one more request of `estimated_tokens`, then admits it,
-    /// reserving the estimate. Waits first for a parallel slot, then for RPM and TPM room.
+    /// reserving the estimate. Waits first for a parallel slot, then for room in every rate limit.
     ///
     /// # Errors
-    /// [`Error::InsufficientCapacity`] at once if `estimated_tokens > tpm`: it could never fit.
+    /// [`Error::InsufficientCapacity`] at once if `estimated_tokens` exceeds `tpm` or any other
+    /// token limit: it could never fit.
     /// [`Error::MaxWaitExceeded`] with `ready_at: Instant::MAX` if room would only come after
     /// the end of the clock (584 years of nanoseconds): it can never be admitted either.
     /// [`Error::UnknownModel`] at once on a [strict](ModelRateLimiter::strict) limiter for a
@@ -315,7 +316,7 @@ impl<T: Timer> ModelRateLimiter<T> {
     ///
     /// `max_wait` is measured from the future's first poll, not from this call, and the
     /// up-front check uses that same clock reading: `max_wait = 0` admits exactly when the
-    /// request fits now (a try). If the RPM/TPM windows alone show the request cannot be
+    /// request fits now (a try). If the rate limits alone show the request cannot be
     /// admitted in time, it fails at once without queueing, with the instant it would be
     /// admitted. If it queues behind other requests and the time runs out, it fails then,
     /// releasing its place.
@@ -342,7 +343,7 @@ impl<T: Timer> ModelRateLimiter<T> {
     /// As [`acquire`](ModelRateLimiter::acquire), but gives up unless it is admitted by
     /// `deadline`, an instant of the limiter's clock.
     ///
-    /// If the RPM/TPM windows alone show the request cannot be admitted by `deadline`, it
+    /// If the rate limits alone show the request cannot be admitted by `deadline`, it
     /// fails at once without queueing, with the instant it would be admitted; a deadline
     /// already past fails at once even when the request would fit now. If it queues behind
     /// other requests and `deadline` passes, it fails then, releasing its place.

@@ -132,16 +132,18 @@ impl Gcra {
 impl Meter {
     fn new(limit: &Limit) -> Self {
         let how = match limit.kind {
-            // Validated limits: the window is at least 1 ns, 1 ≤ slots ≤ MAX_SLOTS, max ≥ 1.
-            LimitKind::Window { window, slots } => How::Window(
-                HeapWindow::try_new_in(window, limit.max.max(1), slots.max(1) as usize + 1)
-                    .unwrap_or_else(|_| unreachable_window()),
-            ),
+            // Limits are validated first; should one not be, its values are clamped to valid
+            // ones (at most MAX_SLOTS slots) rather than panic.
+            LimitKind::Window { window, slots } => How::Window(HeapWindow::clamped_in(
+                window,
+                limit.max,
+                slots.clamp(1, Limit::MAX_SLOTS) as usize + 1,
+            )),
             LimitKind::Bucket { rate } => How::Bucket(Gcra {
                 tat: 0,
                 count: rate.count(),
                 period: rate.period_nanos(),
-                burst: limit.max,
+                burst: limit.max.max(1),
             }),
         };
         Self { counts: limit.counts, how }
@@ -200,17 +202,10 @@ impl Meter {
     }
 }
 
-/// A validated `Window` limit always builds; this is never reached.
-#[cold]
-fn unreachable_window() -> HeapWindow {
-    // A valid fallback rather than a panic: a one-nanosecond window with a limit of 1.
-    HeapWindow::try_new_in(core::time::Duration::from_nanos(1), 1, 2)
-        .unwrap_or_else(|_| unreachable_window())
-}
-
 impl RateState {
-    /// Empty counters for `limits`, which must be valid ([`Limit::validate`]; the model
-    /// limiter validates them in its constructor).
+    /// Empty counters for `limits`, which should be valid ([`Limit::validate`]; the model
+    /// limiter validates them in its constructor). An invalid value is clamped to the nearest
+    /// valid one (a zero `max` to 1, slots into `1..=MAX_SLOTS`), never a panic.
     pub fn new(limits: &[Limit]) -> Self {
         Self { latest: Instant::ZERO, meters: limits.iter().map(Meter::new).collect() }
     }

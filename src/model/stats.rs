@@ -63,7 +63,7 @@ pub struct ModelStats {
     pub requests: Usage,
     /// Tokens charged in the current 60-second window (estimates until settled), against `tpm`.
     pub tokens: Usage,
-    /// Parallel slots held (admitted or waiting for RPM/TPM room), against `max_parallel_requests`.
+    /// Parallel slots held (admitted or waiting for rate-limit room), against `max_parallel_requests`.
     pub active: Usage,
     /// Every rate limit of the model in list order (`rpm`, `tpm`, then
     /// [`RateLimitConfig::limits`](crate::RateLimitConfig::limits)), each with its usage.
