@@ -161,3 +161,45 @@ fn the_harness_catches_a_store_that_decides_differently() {
     assert!(mismatch.operation.starts_with("admit_at("), "{mismatch}");
     assert!(mismatch.left.starts_with("Err(") && mismatch.right.starts_with("Ok("), "{mismatch}");
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limit() -> impl Strategy<Value = Limit> {
+        let counts = prop_oneof![Just(Counts::Requests), Just(Counts::Tokens)];
+        let max = prop_oneof![1u64..10, 1u64..100_000, Just(u64::MAX)];
+        let window = prop_oneof![
+            Just(Duration::from_nanos(1)),
+            (1u64..10_000).prop_map(Duration::from_nanos),
+            (1u64..100_000).prop_map(Duration::from_millis),
+            Just(Duration::from_secs(86_400)),
+            Just(Duration::MAX),
+        ];
+        let rate = prop_oneof![
+            (1u64..1_000, 1u64..1_000_000_000)
+                .prop_map(|(n, p)| Rate::new(n, Duration::from_nanos(p))),
+            Just(Rate::per_day(1)),
+            Just(Rate::new(u64::MAX, Duration::MAX)),
+        ];
+        prop_oneof![
+            (counts.clone(), max.clone(), window, 1u32..200)
+                .prop_map(|(c, m, w, s)| Limit::window("w", c, m, w).with_slots(s)),
+            (counts, max, rate).prop_map(|(c, m, r)| Limit::bucket("b", c, m, r)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any valid list of limits, any seed: the encoded store decides as the memory store,
+        /// and neither panics, at any value or clock position.
+        #[test]
+        fn any_limits_any_seed(limits in proptest::collection::vec(limit(), 1..5), seed: u64) {
+            let (a, b) = (MemoryStore::new(&limits), EncodedStore::new(&limits));
+            if let Err(m) = check_store_parity(&limits, &a, &b, seed, 400) {
+                panic!("{m} with {limits:?}");
+            }
+        }
+    }
+}
