@@ -237,7 +237,7 @@ impl RateState {
     /// charging every limit; otherwise charges nothing and says when it would fit.
     ///
     /// The caller checks first that `tokens` is within every token limit's capacity
-    /// ([`capacity`]); beyond it the answer is a `Wait` until `Instant::MAX`.
+    /// (`Error::InsufficientCapacity` otherwise); beyond it the answer is a `Wait` until `Instant::MAX`.
     ///
     /// # Errors
     /// A [`Wait`] when some limit has no room now.
