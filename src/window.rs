@@ -30,6 +30,7 @@
 //! slots that fell out of the window are zeroed lazily on the next call, and a jump of any
 //! length (even years) clears at most `SLOTS` counters.
 
+use core::ops::Range;
 use core::time::Duration;
 
 #[cfg(feature = "alloc")]
@@ -425,24 +426,32 @@ impl<C: AsRef<[u64]> + AsMut<[u64]>> RingWindow<C> {
         let gap = head - self.head;
         if gap >= self.counts.as_ref().len() as u64 {
             self.counts.as_mut().fill(0);
-        } else {
-            for k in self.head + 1..=head {
-                let i = self.index(k);
-                self.counts.as_mut()[i] = 0;
-            }
+        } else if gap > 0 {
+            let (a, b) = self.positions(self.head + 1, head);
+            let counts = self.counts.as_mut();
+            counts[a].fill(0);
+            counts[b].fill(0);
         }
         self.head = head;
         now
     }
 
-    /// The sum of slots `first ..= head`, saturating.
+    /// The sum of slots `first ..= head` (`first <= head`), saturating.
     fn used_from(&self, first: u64) -> u64 {
+        let (a, b) = self.positions(first, self.head);
         let counts = self.counts.as_ref();
-        let mut sum: u64 = 0;
-        for k in first..=self.head {
-            sum = sum.saturating_add(counts[self.index(k)]);
-        }
-        sum
+        counts[a].iter().chain(&counts[b]).fold(0, |sum: u64, &c| sum.saturating_add(c))
+    }
+
+    /// Where slots `first ..= last` (`first <= last`, at most one ring of them; the newest
+    /// kept if more) sit in the ring: up to two index ranges, in slot order. Contiguous ranges
+    /// instead of one `%` per slot, which is a division when the ring's length is only known
+    /// at run time.
+    fn positions(&self, first: u64, last: u64) -> (Range<usize>, Range<usize>) {
+        let len = self.counts.as_ref().len();
+        let n = (last - first).min(len as u64 - 1) as usize + 1;
+        let start = self.index(last - (n as u64 - 1));
+        if start + n <= len { (start..start + n, 0..0) } else { (start..len, 0..start + n - len) }
     }
 
     /// When `n` more fit, for an advanced `now`: `None` if they fit now, else the first
@@ -461,11 +470,13 @@ impl<C: AsRef<[u64]> + AsMut<[u64]>> RingWindow<C> {
         // Summing from the new end keeps the sum exact below `limit` even when older slots
         // saturate.
         // `start` is u128: with one-nanosecond slots the head slot can be u64::MAX.
+        let (a, b) = self.positions(first, self.head);
         let counts = self.counts.as_ref();
         let mut start = self.head as u128 + 1; // with every slot gone, n <= limit fits
         let mut sum: u64 = 0;
-        while start > first as u128 {
-            sum = sum.saturating_add(counts[self.index((start - 1) as u64)]);
+        // Slots `head`, `head - 1`, … down to `first`.
+        for &count in counts[b].iter().rev().chain(counts[a].iter().rev()) {
+            sum = sum.saturating_add(count);
             if !self.fits(sum, n) {
                 break;
             }
