@@ -8,7 +8,8 @@
 //!
 //! The layers, one job per file:
 //! - `limit.rs`, `config.rs`: the limits as data ([`Limit`], [`RateLimitConfig`]);
-//! - `rule.rs`: the admission rule, pure functions over plain data ([`RateState`]);
+//! - `rule.rs`: the admission rule, pure functions over plain data ([`RateState`]), with
+//!   `gcra.rs` for the token-bucket kind;
 //! - `store.rs`: where that state lives ([`StateStore`]; [`MemoryStore`] in memory), and
 //!   `parity.rs`: the harness that checks another store decides the same
 //!   ([`check_store_parity`]);
@@ -18,6 +19,7 @@
 //! - `stats.rs`: what [`ModelRateLimiter::stats`] reports.
 
 mod config;
+mod gcra;
 mod limit;
 mod limiter;
 mod parity;

@@ -22,6 +22,7 @@
 
 use alloc::vec::Vec;
 
+use super::gcra::Gcra;
 use super::limit::{Counts, Limit, LimitKind};
 use crate::error::InvalidConfig;
 use crate::{HeapWindow, Instant};
@@ -69,66 +70,6 @@ enum How {
     Bucket(Gcra),
 }
 
-/// A GCRA token bucket in exact integers. Time runs in units of `1 / count` ns, so one token
-/// costs exactly `period` units and the clock at `t` ns is `t · count` units: no rounding,
-/// ever (both products fit a `u128`).
-#[derive(Debug, Clone)]
-struct Gcra {
-    /// Theoretical arrival time, in units: when the bucket is full again.
-    tat: u128,
-    count: u64,
-    period: u64,
-    burst: u64,
-}
-
-impl Gcra {
-    fn clock(&self, now: Instant) -> u128 {
-        now.as_nanos() as u128 * self.count as u128
-    }
-
-    fn cost(&self, n: u64) -> u128 {
-        n as u128 * self.period as u128
-    }
-
-    /// The TAT after admitting `n` at `now`, and the latest TAT that admission allows.
-    fn after(&self, n: u64, now: Instant) -> (u128, u128) {
-        let clock = self.clock(now);
-        let tat = self.tat.max(clock).saturating_add(self.cost(n));
-        (tat, clock.saturating_add(self.cost(self.burst)))
-    }
-
-    fn fits(&self, n: u64, now: Instant) -> bool {
-        let (tat, limit) = self.after(n, now);
-        n <= self.burst && tat <= limit
-    }
-
-    /// The first instant `n` fit: when the clock reaches `TAT + n·T - burst·T` (never if
-    /// `n > burst`).
-    fn earliest(&self, n: u64, now: Instant) -> Instant {
-        if n > self.burst {
-            return Instant::MAX;
-        }
-        let need = self.tat.max(self.clock(now)).saturating_add(self.cost(n));
-        let need = need.saturating_sub(self.cost(self.burst));
-        let nanos = need.div_ceil(self.count as u128);
-        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)).max(now)
-    }
-
-    fn charge(&mut self, n: u64, now: Instant) {
-        self.tat = self.after(n, now).0;
-    }
-
-    fn refund(&mut self, n: u64, now: Instant) {
-        // Never past full: a bucket that has refilled has nothing to give back.
-        self.tat = self.tat.saturating_sub(self.cost(n)).max(self.clock(now).min(self.tat));
-    }
-
-    fn used(&self, now: Instant) -> u64 {
-        let lead = self.tat.saturating_sub(self.clock(now));
-        u64::try_from(lead.div_ceil(self.period as u128)).unwrap_or(u64::MAX)
-    }
-}
-
 impl Meter {
     fn new(limit: &Limit) -> Self {
         let how = match limit.kind {
@@ -139,12 +80,7 @@ impl Meter {
                 limit.max,
                 slots.clamp(1, Limit::MAX_SLOTS) as usize + 1,
             )),
-            LimitKind::Bucket { rate } => How::Bucket(Gcra {
-                tat: 0,
-                count: rate.count(),
-                period: rate.period_nanos(),
-                burst: limit.max.max(1),
-            }),
+            LimitKind::Bucket { rate } => How::Bucket(Gcra::new(rate, limit.max.max(1))),
         };
         Self { counts: limit.counts, how }
     }
