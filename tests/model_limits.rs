@@ -205,3 +205,70 @@ fn the_default_config_carries_its_limits() {
     assert_eq!(l.stats()["known"].limits.len(), 2);
     assert_eq!(clock.now(), Instant::ZERO);
 }
+
+/// Many requests against a model whose binding limits are all added through config (a 5 s
+/// request window, a 3 s token window, a request bucket): from the admission log, every true
+/// window and interval holds no more than its limit, every request is admitted (nothing
+/// hangs), and nothing leaks.
+#[test]
+fn added_limits_hold_in_every_window_of_the_admission_log() {
+    let mut sim = Sim::new();
+    let config = RateLimitConfig {
+        rpm: 10_000,
+        tpm: 10_000_000,
+        max_parallel_requests: 4,
+        limits: vec![
+            Limit::requests("r5s", 3, Duration::from_secs(5)).with_slots(5),
+            Limit::tokens("t3s", 100, Duration::from_secs(3)).with_slots(3),
+            Limit::bucket("rps", Counts::Requests, 2, Rate::per_second(1)),
+        ],
+    };
+    let l = Rc::new(limiter(&sim.clock, config));
+    let log = Rc::new(Cell::new(Vec::new()));
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const N: usize = 60;
+    for _ in 0..N {
+        let start = Instant::from_millis(next() % 20_000);
+        let est = 1 + next() % 60;
+        let hold = Duration::from_millis(next() % 4_000);
+        let (l, log, clock) = (l.clone(), log.clone(), sim.clock.clone());
+        sim.spawn(async move {
+            tollgate::Timer::sleep_until(&*clock, start).await;
+            let permit = l.acquire("m", est).await.unwrap();
+            let mut v = log.take();
+            v.push((permit.admitted_at().as_nanos(), est));
+            log.set(v);
+            tollgate::Timer::sleep_until(&*clock, clock.now() + hold).await;
+            permit.settle(est);
+        });
+    }
+    sim.run();
+    let mut log = log.take();
+    assert_eq!(log.len(), N, "requests left waiting");
+    log.sort();
+    let (w5, w3) = (5_000_000_000u64, 3_000_000_000u64);
+    for (i, &(t, _)) in log.iter().enumerate() {
+        let in5 = log[i..].iter().take_while(|&&(u, _)| u < t + w5).count();
+        assert!(in5 <= 3, "r5s: {in5} requests in [{t}, +5 s)");
+        let in3: u64 = log[i..].iter().take_while(|&&(u, _)| u < t + w3).map(|e| e.1).sum();
+        assert!(in3 <= 100, "t3s: {in3} tokens in [{t}, +3 s)");
+        for (k, &(u, _)) in log[i..].iter().enumerate() {
+            // Bucket: over [t, u], at most burst + rate · (u - t) admissions.
+            assert!((k as u64) < 2 + (u - t) / 1_000_000_000, "rps: {} in [{t}, {u}]", k + 1);
+        }
+    }
+    let stats = &l.stats()["m"];
+    assert_eq!(stats.active.used, 0);
+    // The 3 s token window bound: the run cannot be much faster than that limit allows.
+    let tokens: u64 = log.iter().map(|e| e.1).sum();
+    let span = log.last().unwrap().0 - log[0].0;
+    assert!(span >= (tokens / 100).saturating_sub(1) * w3, "{tokens} tokens in {span} ns");
+    // The 5 s request window binds: 60 requests, 3 per window, need 19 windows after the first.
+    assert!(span >= 19 * w5, "{N} requests in {span} ns: r5s did not bind");
+}
