@@ -52,6 +52,31 @@ pub struct Wait {
 /// the limits, changed only by the rule's operations, and convertible to and from a flat list
 /// of integers ([`encode`](Self::encode), [`decode`](Self::decode)) for stores that keep it
 /// elsewhere.
+///
+/// ```
+/// use core::time::Duration;
+/// use tollgate::{Instant, Limit, RateState};
+///
+/// let limits = [
+///     Limit::requests("rpm", 2, Duration::from_secs(60)),
+///     Limit::tokens("tpm", 1_000, Duration::from_secs(60)),
+/// ];
+/// let mut state = RateState::new(&limits);
+/// let charge = state.admit_at(800, Instant::ZERO).unwrap();
+/// let wait = state.admit_at(300, Instant::ZERO).unwrap_err();
+/// assert_eq!(wait.limit, 1); // tpm is the limit that has room last
+/// state.settle_at(charge, 500, Instant::from_secs(1));
+/// assert!(state.earliest_at(300, Instant::from_secs(1)).is_none());
+///
+/// // The same state as integers, and back.
+/// let mut words = Vec::new();
+/// state.encode(&mut words);
+/// let mut back = RateState::decode(&limits, &words)?;
+/// let mut used = Vec::new();
+/// back.usage_at(Instant::from_secs(1), &mut used);
+/// assert_eq!(used, [1, 500]);
+/// # Ok::<_, tollgate::InvalidConfig>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RateState {
     latest: Instant,
