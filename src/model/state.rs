@@ -6,6 +6,13 @@
 //! through an epoch: the holder reads it *before* asking the store, and a settle bumps it
 //! *after* the store has applied the refund, so a refund the check did not see always shows
 //! as a changed epoch (issue 8's lost wake-up cannot come back).
+//!
+//! The epoch and a "holder is about to sleep" bit share one atomic word, so a settle takes
+//! the waker's lock only when someone waits: the holder sets the bit (and reads the epoch) in
+//! one read-modify-write under that lock, the settle bumps the epoch (and reads the bit) in
+//! another. Two RMWs of one word are always ordered: either the settle sees the bit and takes
+//! the waker (waiting for the lock until it is registered), or the holder sees the new epoch.
+//! So the common settle, with nobody waiting, costs one lock (the store's).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -19,6 +26,9 @@ use super::stats::{LimitUsage, ModelStats, Usage};
 use super::store::{MemoryStore, StateStore};
 use crate::sync::{AtomicUsize, Mutex, Ordering};
 use crate::{Error, Instant, Semaphore};
+
+/// Bit 0 of `ModelState::refunds`: the gate holder is registering to sleep on the epoch.
+const WAITING: usize = 1;
 
 pub(crate) struct ModelState {
     /// The model's name: the limiter's map key, `stats()` and `tracing` events.
@@ -38,7 +48,8 @@ pub(crate) struct ModelState {
     /// The largest estimate every token limit can hold, and which limit bounds it.
     capacity: Option<(u64, usize)>,
     store: MemoryStore,
-    /// Bumped (under `gate_holder`'s lock) after a settle gives tokens back.
+    /// The refund epoch (bumped by 2 after a settle gives tokens back) and, in bit 0,
+    /// whether the gate holder is registering to sleep on it.
     refunds: AtomicUsize,
     gate_holder: Mutex<Option<Waker>>,
 }
@@ -86,7 +97,7 @@ impl ModelState {
     /// and which refund epoch preceded the check.
     pub(crate) fn try_admit(&self, estimated: u64, now: Instant) -> Result<Charge, Refused> {
         // Before the check: a refund the check misses bumps the epoch after this read.
-        let refunds = self.refunds.load(Ordering::SeqCst);
+        let refunds = self.refunds.load(Ordering::SeqCst) >> 1;
         match self.store.admit_at(estimated, now) {
             Ok(charge) => {
                 #[cfg(feature = "tracing")]
@@ -126,9 +137,9 @@ impl ModelState {
     /// settles at its estimate there is no excess, and no window ever holds more than `tpm`.
     pub(crate) fn settle(&self, charge: Charge, actual: u64, now: Instant) {
         self.store.settle_at(charge, actual, now);
-        if actual < charge.tokens {
+        if actual < charge.tokens && self.refunds.fetch_add(2, Ordering::SeqCst) & WAITING != 0 {
             let wake = self.gate_holder.with(|holder| {
-                self.refunds.fetch_add(1, Ordering::SeqCst);
+                self.refunds.fetch_and(!WAITING, Ordering::SeqCst);
                 holder.take()
             });
             if let Some(waker) = wake {
@@ -138,13 +149,14 @@ impl ModelState {
     }
 
     /// Completes once a settle has given tokens back since the check that returned the
-    /// epoch `seen` ([`try_admit`](Self::try_admit)). The epoch test and the registration of
-    /// the waker happen under one lock, and a refund bumps the epoch and takes the waker
-    /// under that lock too, so a refund is either seen here or wakes the registered waker.
+    /// epoch `seen` ([`try_admit`](Self::try_admit)). Setting the waiting bit reads the epoch
+    /// in the same RMW, under the lock a settle that sees the bit takes to wake, so a refund is
+    /// either seen here or wakes the registered waker (see the module docs).
     pub(crate) async fn refunded_since(&self, seen: usize) {
         poll_fn(|cx| {
             self.gate_holder.with(|holder| {
-                if self.refunds.load(Ordering::SeqCst) != seen {
+                if self.refunds.fetch_or(WAITING, Ordering::SeqCst) >> 1 != seen {
+                    self.refunds.fetch_and(!WAITING, Ordering::SeqCst);
                     Poll::Ready(())
                 } else {
                     *holder = Some(cx.waker().clone());
