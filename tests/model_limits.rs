@@ -44,9 +44,10 @@ fn a_fourth_limit_added_through_config_is_enforced() {
     // The first admission is in slot 0 (hour 0): it leaves the window (T - 1 day, T] once
     // T - 1 day + 1 ns reaches hour 1.
     let room = Instant::from_nanos(HOUR + DAY.as_nanos() as u64 - 1);
-    let Err(Error::RateLimited { ready_at }) = l.try_acquire("m", 10) else {
+    let Err(Error::RateLimited(refused)) = l.try_acquire("m", 10) else {
         panic!("a fourth request in one day was admitted")
     };
+    let ready_at = refused.ready_at();
     assert_eq!(ready_at, room);
 
     let stats = &l.stats()["m"];
@@ -117,7 +118,7 @@ fn every_token_limit_bounds_and_settles() {
     assert_eq!(l.stats()["m"].requests.used, 0, "a refused request was counted");
 
     let permit = l.try_acquire("m", 500).unwrap();
-    assert!(matches!(l.try_acquire("m", 1), Err(Error::RateLimited { .. })));
+    assert!(matches!(l.try_acquire("m", 1), Err(Error::RateLimited(_))));
     permit.settle(200);
     let stats = &l.stats()["m"];
     assert_eq!((stats.tokens.used, stats.limits[2].usage.used), (200, 200));
@@ -141,7 +142,8 @@ fn a_bucket_limit_paces_requests() {
     let l = limiter(&clock, config);
     l.try_acquire("m", 1).unwrap().settle(1);
     l.try_acquire("m", 1).unwrap().settle(1);
-    let Err(Error::RateLimited { ready_at }) = l.try_acquire("m", 1) else { panic!() };
+    let Err(Error::RateLimited(refused)) = l.try_acquire("m", 1) else { panic!() };
+    let ready_at = refused.ready_at();
     assert_eq!(ready_at, Instant::from_millis(250));
     clock.set(ready_at);
     l.try_acquire("m", 1).unwrap().settle(1);
