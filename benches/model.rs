@@ -50,7 +50,7 @@ fn acquire_settle(c: &mut Criterion) {
     let moving = ModelRateLimiter::<ManualClock>::new([("gpt-4", roomy())], roomy()).unwrap();
     group.bench_function("1 model, moving clock", |b| {
         b.iter(|| {
-            moving.timer().advance(std::time::Duration::from_millis(100));
+            moving.timer().advance(core::time::Duration::from_millis(100));
             ready(moving.acquire(black_box("gpt-4"), black_box(1_000))).unwrap().settle(900)
         })
     });

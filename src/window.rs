@@ -106,7 +106,8 @@ pub type SlidingWindow<const SLOTS: usize> = RingWindow<[u64; SLOTS]>;
 ///
 /// ```
 /// use core::time::Duration;
-/// use tollgate::{HeapWindow, Instant};
+/// use tollgate::window::HeapWindow;
+/// use tollgate::Instant;
 ///
 /// // Requests per day in 24 one-hour slots: a ring of 25.
 /// let mut rpd = HeapWindow::try_new_in(Duration::from_secs(86_400), 1_000, 25)?;

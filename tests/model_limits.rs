@@ -4,15 +4,14 @@
 
 mod support;
 
-use std::cell::Cell;
+use core::cell::Cell;
+use core::time::Duration;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use support::Sim;
-use tollgate::{
-    Clock, Counts, Error, Instant, Limit, ManualClock, ModelRateLimiter, Rate, RateLimitConfig,
-};
+use tollgate::model::{Counts, Limit};
+use tollgate::{Clock, Error, Instant, ManualClock, ModelRateLimiter, Rate, RateLimitConfig};
 
 const HOUR: u64 = 3_600_000_000_000;
 const DAY: Duration = Duration::from_secs(86_400);

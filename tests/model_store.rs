@@ -3,13 +3,14 @@
 //! store such as Redis holds it), over several limit sets and seeds — and shown to catch a
 //! store that decides differently.
 
+use core::time::Duration;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use tollgate::{
-    Charge, Counts, Instant, Limit, MemoryStore, ParityMismatch, Rate, RateState, StateStore, Wait,
+use tollgate::model::{
+    Charge, Counts, Limit, MemoryStore, ParityMismatch, RateState, StateStore, Wait,
     check_store_parity,
 };
+use tollgate::{Instant, Rate};
 
 /// The state serialised as `u64` words between operations: decode, run the rule, encode.
 struct EncodedStore {

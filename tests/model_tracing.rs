@@ -91,10 +91,10 @@ fn the_waiting_event_names_a_limit_added_through_config() {
     tracing::subscriber::with_default(collect.clone(), || {
         let mut sim = Sim::new();
         let config = RateLimitConfig {
-            limits: vec![tollgate::Limit::requests(
+            limits: vec![tollgate::model::Limit::requests(
                 "rph",
                 1,
-                std::time::Duration::from_secs(3_600),
+                core::time::Duration::from_secs(3_600),
             )],
             ..Default::default()
         };

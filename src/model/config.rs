@@ -56,7 +56,8 @@ impl RateLimitConfig {
     ///
     /// ```
     /// use core::time::Duration;
-    /// use tollgate::{Limit, RateLimitConfig};
+    /// use tollgate::model::Limit;
+    /// use tollgate::RateLimitConfig;
     ///
     /// let config = RateLimitConfig {
     ///     limits: vec![Limit::requests("rpd", 0, Duration::from_secs(86_400))],

@@ -48,7 +48,8 @@ pub enum LimitKind {
 ///
 /// ```
 /// use core::time::Duration;
-/// use tollgate::{Counts, Limit, LimitKind, Rate, RateLimitConfig};
+/// use tollgate::model::{Counts, Limit, LimitKind};
+/// use tollgate::{Rate, RateLimitConfig};
 ///
 /// const DAY: Duration = Duration::from_secs(86_400);
 /// let config = RateLimitConfig {
@@ -66,7 +67,7 @@ pub enum LimitKind {
 /// };
 /// config.validate()?;
 /// assert_eq!(config.limits[0].kind, LimitKind::Window { window: DAY, slots: 24 });
-/// # Ok::<_, tollgate::ModelConfigError>(())
+/// # Ok::<_, tollgate::model::ModelConfigError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Limit {
@@ -126,7 +127,7 @@ impl Limit {
     ///
     /// ```
     /// use core::time::Duration;
-    /// use tollgate::{Limit, LimitKind};
+    /// use tollgate::model::{Limit, LimitKind};
     ///
     /// let rph = Limit::requests("rph", 100, Duration::from_secs(3_600)).with_slots(12);
     /// assert_eq!(rph.kind, LimitKind::Window { window: Duration::from_secs(3_600), slots: 12 });

@@ -80,7 +80,8 @@ impl Rng {
 ///
 /// ```
 /// use core::time::Duration;
-/// use tollgate::{Counts, Limit, MemoryStore, Rate, check_store_parity};
+/// use tollgate::model::{Counts, Limit, MemoryStore, check_store_parity};
+/// use tollgate::Rate;
 ///
 /// let limits = [
 ///     Limit::requests("rpm", 5, Duration::from_secs(60)),
@@ -90,7 +91,7 @@ impl Rng {
 /// let (a, b) = (MemoryStore::new(&limits), MemoryStore::new(&limits));
 /// let report = check_store_parity(&limits, &a, &b, 7, 2_000)?;
 /// assert!(report.admitted > 0 && report.refused > 0);
-/// # Ok::<_, tollgate::ParityMismatch>(())
+/// # Ok::<_, tollgate::model::ParityMismatch>(())
 /// ```
 ///
 /// # Errors

@@ -24,8 +24,9 @@ use alloc::vec::Vec;
 
 use super::gcra::Gcra;
 use super::limit::{Counts, Limit, LimitKind};
+use crate::Instant;
 use crate::error::InvalidConfig;
-use crate::{HeapWindow, Instant};
+use crate::window::HeapWindow;
 
 /// What an admission charged, to settle it later: the instant it was charged at (after the
 /// state's clock clamp) and the estimate. Plain data, so it can cross to another process.
@@ -55,7 +56,8 @@ pub struct Wait {
 ///
 /// ```
 /// use core::time::Duration;
-/// use tollgate::{Instant, Limit, RateState};
+/// use tollgate::model::{Limit, RateState};
+/// use tollgate::Instant;
 ///
 /// let limits = [
 ///     Limit::requests("rpm", 2, Duration::from_secs(60)),

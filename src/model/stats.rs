@@ -43,7 +43,8 @@ pub struct LimitUsage {
 ///
 /// ```
 /// use core::time::Duration;
-/// use tollgate::{Limit, ManualClock, ModelRateLimiter, RateLimitConfig};
+/// use tollgate::model::Limit;
+/// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 ///
 /// let config = RateLimitConfig {
 ///     limits: vec![Limit::requests("rpd", 1_000, Duration::from_secs(86_400))],

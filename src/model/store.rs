@@ -22,7 +22,8 @@ use crate::sync::Mutex;
 ///
 /// ```
 /// use core::time::Duration;
-/// use tollgate::{Instant, Limit, MemoryStore, StateStore};
+/// use tollgate::model::{Limit, MemoryStore, StateStore};
+/// use tollgate::Instant;
 ///
 /// let store = MemoryStore::new(&[Limit::requests("rpm", 1, Duration::from_secs(60))]);
 /// let charge = store.admit_at(0, Instant::ZERO).unwrap();

@@ -27,8 +27,13 @@ fn blocking_waits_start_no_helper_thread() {
         limiter.acquire(); // waits 5 ms each after the first
     }
     limiter.acquire_n_within(1, Duration::from_secs(1)).unwrap();
-    let cfg = RateLimitConfig { rpm: 1_000, tpm: 1_000_000, max_parallel_requests: 1 };
-    let models = ModelRateLimiter::new([("m", cfg)], cfg).unwrap();
+    let cfg = RateLimitConfig {
+        rpm: 1_000,
+        tpm: 1_000_000,
+        max_parallel_requests: 1,
+        ..Default::default()
+    };
+    let models = ModelRateLimiter::new([("m", cfg.clone())], cfg).unwrap();
     let held = models.acquire("m", 1).unwrap();
     std::thread::scope(|s| {
         // Queued for the slot (a semaphore wait under `block_on`), and, being bounded, also
