@@ -23,7 +23,7 @@ pub enum Counts {
 pub enum LimitKind {
     /// At most `max` in any window of length `window`, counted in `slots` slots of
     /// `ceil(window / slots)` each (a ring of `slots + 1` counters, see
-    /// [`RingWindow`](crate::RingWindow)). A slot counts whole while any part of it is in the
+    /// [`RingWindow`](crate::window::RingWindow)). A slot counts whole while any part of it is in the
     /// window, so the limit holds in every true sliding window; a request waits at most one
     /// slot longer than an exact log would make it wait. Memory: `8 · (slots + 1)` bytes.
     Window {

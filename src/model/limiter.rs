@@ -23,7 +23,7 @@ use crate::sync::Mutex;
 use crate::{Clock, Error, Instant, Timer};
 
 /// Rate limits for LLM APIs, per model: requests per minute, tokens per minute, any further
-/// [`Limit`](crate::Limit)s of the model's config, and requests in flight.
+/// [`Limit`](crate::model::Limit)s of the model's config, and requests in flight.
 ///
 /// [`acquire`](ModelRateLimiter::acquire) waits for a parallel slot, then for room in every
 /// rate limit, and reserves the request's *estimated* tokens at admission; the returned permit

@@ -30,7 +30,7 @@ impl fmt::Display for Usage {
 /// The usage of one rate limit of a model, named as in its config.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LimitUsage {
-    /// The limit's name (`"rpm"`, `"tpm"`, or the [`Limit::name`](crate::Limit::name) given).
+    /// The limit's name (`"rpm"`, `"tpm"`, or the [`Limit::name`](crate::model::Limit::name) given).
     pub name: Cow<'static, str>,
     /// What it counts.
     pub counts: Counts,

@@ -308,7 +308,7 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`Error::InsufficientCapacity`](crate::Error::InsufficientCapacity) if `n` exceeds the [`capacity`](Semaphore::capacity)
+    /// [`Error::InsufficientCapacity`] if `n` exceeds the [`capacity`](Semaphore::capacity)
     /// when first polled (or the capacity later shrinks below `n` while it waits): it could
     /// never be served, so it fails instead of hanging.
     ///
