@@ -38,7 +38,7 @@ fn each_root_name_is_the_type_of_its_module() {
     root::<C, C, Empty<()>>();
     modules::<C, C, Empty<()>>();
     // Root only: no module of their own.
-    named::<(tollgate::Error, tollgate::InvalidConfig, tollgate::Rate)>();
+    named::<(tollgate::Error, tollgate::InvalidConfig, tollgate::Rate, tollgate::Refusal)>();
 }
 
 #[test]
@@ -53,6 +53,18 @@ fn secondary_types_live_in_the_module_of_the_type_that_hands_them_out() {
 
     named::<tollgate::bucket::Reservation>();
     named::<tollgate::window::SlotId>();
+    named::<(tollgate::window::HeapWindow, tollgate::window::RingWindow<[u64; 4]>)>();
+    same(P::<tollgate::SlidingWindow<4>>, P::<tollgate::window::RingWindow<[u64; 4]>>);
+    named::<(tollgate::model::Limit, tollgate::model::Counts, tollgate::model::LimitKind)>();
+    named::<(tollgate::model::LimitUsage, tollgate::model::Charge, tollgate::model::Wait)>();
+    named::<(tollgate::model::RateState, tollgate::model::MemoryStore)>();
+    named::<(tollgate::model::ParityReport, tollgate::model::ParityMismatch)>();
+    fn store<S: tollgate::model::StateStore>() {}
+    store::<tollgate::model::MemoryStore>();
+    same(
+        P::<ModelPermit<'static, C>>,
+        P::<tollgate::model::ModelPermitOf<&'static tollgate::ModelRateLimiter<C>>>,
+    );
     named::<AcquireTokens<'static, C>>();
     named::<AcquireTokensOwned<C>>();
     named::<Run<'static, C, Ready<()>>>();
