@@ -348,7 +348,7 @@ impl<C: AsRef<[u64]> + AsMut<[u64]>> RingWindow<C> {
     ///
     /// # Errors
     /// [`Error::InsufficientCapacity`] if `n > limit`: no wait would ever help.
-    pub fn earliest_fit(&mut self, n: u64, now: Instant) -> Result<Instant, Error> {
+    pub fn earliest_fit_at(&mut self, n: u64, now: Instant) -> Result<Instant, Error> {
         let now = self.advance(now);
         Ok(self.ready_at(n, now)?.unwrap_or(now))
     }
@@ -359,7 +359,7 @@ impl<C: AsRef<[u64]> + AsMut<[u64]>> RingWindow<C> {
     ///
     /// # Errors
     /// [`Error::InsufficientCapacity`] if `n > limit`; [`Error::RateLimited`] with the
-    /// [`earliest_fit`](Self::earliest_fit) instant otherwise.
+    /// [`earliest_fit_at`](Self::earliest_fit_at) instant otherwise.
     pub fn try_add_at(&mut self, n: u64, now: Instant) -> Result<SlotId, Error> {
         let now = self.advance(now);
         match self.ready_at(n, now)? {
@@ -578,23 +578,23 @@ mod tests {
         w.try_add_at(3, ns(400)).unwrap(); // slot 2
         w.try_add_at(3, ns(900)).unwrap(); // slot 5
         let now = ns(950);
-        assert_eq!(w.earliest_fit(0, now), Ok(now));
+        assert_eq!(w.earliest_fit_at(0, now), Ok(now));
         for n in 1..=10 {
-            let at = w.earliest_fit(n, now).unwrap();
+            let at = w.earliest_fit_at(n, now).unwrap();
             assert!(w.clone().fits_at(n, at), "n={n} at={at:?}");
             assert!(!w.clone().fits_at(n, ns(at.as_nanos() - 1)), "n={n} at={at:?}");
         }
         // Slot 0 leaves once t - 1000 + 1 >= 167; slot 2 once >= 3·167; slot 5 once >= 6·167.
-        assert_eq!(w.earliest_fit(4, now), Ok(ns(167 + 999)));
-        assert_eq!(w.earliest_fit(7, now), Ok(ns(3 * 167 + 999)));
-        assert_eq!(w.earliest_fit(8, now), Ok(ns(6 * 167 + 999)));
+        assert_eq!(w.earliest_fit_at(4, now), Ok(ns(167 + 999)));
+        assert_eq!(w.earliest_fit_at(7, now), Ok(ns(3 * 167 + 999)));
+        assert_eq!(w.earliest_fit_at(8, now), Ok(ns(6 * 167 + 999)));
         assert_eq!(
             w.try_add_at(4, now),
             Err(Error::RateLimited(crate::Refusal::at(ns(167 + 999))))
         );
         // Asking from later gives the same instant, and from the instant itself, "now".
-        assert_eq!(w.earliest_fit(4, ns(1_100)), Ok(ns(1_166)));
-        assert_eq!(w.earliest_fit(4, ns(1_166)), Ok(ns(1_166)));
+        assert_eq!(w.earliest_fit_at(4, ns(1_100)), Ok(ns(1_166)));
+        assert_eq!(w.earliest_fit_at(4, ns(1_166)), Ok(ns(1_166)));
     }
 
     #[test]
@@ -610,7 +610,7 @@ mod tests {
         assert_eq!(w.used_at(secs(3)), 12);
         assert!(!w.fits_at(0, secs(3)));
         // Slot 1 leaves once t - 10 s + 1 ns >= 2 s.
-        assert_eq!(w.earliest_fit(3, secs(3)), Ok(ns(11_999_999_999)));
+        assert_eq!(w.earliest_fit_at(3, secs(3)), Ok(ns(11_999_999_999)));
         // Once slot 1 has left, adjusting it changes nothing (not even the reused counter).
         w.adjust_at(a, 5, 0, secs(12));
         w.adjust_at(a, 0, 1_000, secs(12));
@@ -637,7 +637,7 @@ mod tests {
         assert_eq!(w.used_at(secs(2)), u64::MAX);
         assert!(!w.fits_at(0, secs(2)));
         // Slot 2 is saturated too, so room comes only when it leaves.
-        assert_eq!(w.earliest_fit(1, secs(2)), Ok(ns(12_999_999_999)));
+        assert_eq!(w.earliest_fit_at(1, secs(2)), Ok(ns(12_999_999_999)));
         // A slot id from the future (another window) is ignored.
         w.adjust_at(SlotId(1_000), 5, 0, secs(2));
         assert_eq!(w.used_at(secs(2)), u64::MAX);
@@ -651,7 +651,7 @@ mod tests {
         let s = w.try_add_at(1, secs(5)).unwrap();
         assert_eq!(s, w.add_at(0, secs(20)));
         assert_eq!(w.used_at(secs(0)), 3);
-        assert_eq!(w.earliest_fit(1, secs(1)), Ok(ns(30_999_999_999)));
+        assert_eq!(w.earliest_fit_at(1, secs(1)), Ok(ns(30_999_999_999)));
         assert!(!w.fits_at(1, ns(30_999_999_998)));
         assert!(w.fits_at(1, ns(30_999_999_999)));
         // Having seen 30.999999999 s, going back to 20 s must not bring the old slot back.
@@ -680,7 +680,7 @@ mod tests {
         assert_eq!(w.used_at(Instant::MAX), 3);
         assert!(!w.fits_at(1, Instant::MAX));
         // The slots never empty before the clock ends: saturated at MAX, still no panic.
-        assert_eq!(w.earliest_fit(1, Instant::MAX), Ok(Instant::MAX));
+        assert_eq!(w.earliest_fit_at(1, Instant::MAX), Ok(Instant::MAX));
         assert_eq!(
             w.try_add_at(1, Instant::MAX),
             Err(Error::RateLimited(crate::Refusal::at(Instant::MAX)))
@@ -692,7 +692,7 @@ mod tests {
         // One-nanosecond slots: the head slot number itself reaches u64::MAX.
         let mut fine: SlidingWindow<4> = SlidingWindow::new(Duration::from_nanos(3), 1);
         fine.try_add_at(1, Instant::MAX).unwrap();
-        assert_eq!(fine.earliest_fit(1, Instant::MAX), Ok(Instant::MAX));
+        assert_eq!(fine.earliest_fit_at(1, Instant::MAX), Ok(Instant::MAX));
         assert_eq!(
             fine.try_add_at(1, Instant::MAX),
             Err(Error::RateLimited(crate::Refusal::at(Instant::MAX)))
@@ -700,7 +700,7 @@ mod tests {
 
         let mut huge: SlidingWindow<2> = SlidingWindow::new(Duration::MAX, u64::MAX);
         huge.add_at(u64::MAX, ns(1));
-        assert_eq!(huge.earliest_fit(1, Instant::MAX), Ok(Instant::MAX));
+        assert_eq!(huge.earliest_fit_at(1, Instant::MAX), Ok(Instant::MAX));
         assert_eq!(huge.used_at(Instant::MAX), u64::MAX);
     }
 
@@ -709,12 +709,12 @@ mod tests {
         let mut w = ten_by_one(2);
         w.try_add_at(2, secs(1)).unwrap();
         assert!(w.fits_at(0, secs(1)));
-        assert_eq!(w.earliest_fit(0, secs(1)), Ok(secs(1)));
+        assert_eq!(w.earliest_fit_at(0, secs(1)), Ok(secs(1)));
         let s = w.try_add_at(0, secs(1)).unwrap();
         assert_eq!(w.used_at(secs(1)), 2);
         w.adjust_at(s, 0, 1, secs(1));
         assert!(!w.fits_at(0, secs(1)));
-        assert_eq!(w.earliest_fit(0, secs(1)), Ok(ns(11_999_999_999)));
+        assert_eq!(w.earliest_fit_at(0, secs(1)), Ok(ns(11_999_999_999)));
     }
 
     #[test]
@@ -722,7 +722,7 @@ mod tests {
         let mut w = ten_by_one(5);
         let e = Error::InsufficientCapacity { requested: 6, capacity: 5 };
         assert_eq!(w.try_add_at(6, secs(1)), Err(e));
-        assert_eq!(w.earliest_fit(6, secs(1)), Err(e));
+        assert_eq!(w.earliest_fit_at(6, secs(1)), Err(e));
         assert!(!w.fits_at(6, secs(1)));
         assert!(!w.fits_at(u64::MAX, secs(1)));
         assert_eq!(w.used_at(secs(1)), 0);
@@ -772,7 +772,7 @@ mod tests {
             t += x % 300;
             let (now, n) = (ns(t), x % 12);
             assert_eq!(a.try_add_at(n, now), b.try_add_at(n, now));
-            assert_eq!(a.earliest_fit(n, now), b.earliest_fit(n, now));
+            assert_eq!(a.earliest_fit_at(n, now), b.earliest_fit_at(n, now));
             let s = a.slot_of(now);
             assert_eq!(a.adjust_at(s, n, n / 2, now), b.adjust_at(s, n, n / 2, now));
             assert_eq!(a.used_at(now), b.used_at(now));

@@ -101,12 +101,12 @@ fn run<const SLOTS: usize>(
             Op::TryAdd { n, .. } => {
                 if n > limit {
                     let e = Error::InsufficientCapacity { requested: n, capacity: limit };
-                    prop_assert_eq!(w.earliest_fit(n, now), Err(e));
+                    prop_assert_eq!(w.earliest_fit_at(n, now), Err(e));
                     prop_assert_eq!(w.try_add_at(n, now), Err(e));
                     continue;
                 }
                 let naive = log.earliest(n, eff);
-                let fit = w.earliest_fit(n, now).unwrap().as_nanos();
+                let fit = w.earliest_fit_at(n, now).unwrap().as_nanos();
                 // Safety: never earlier than the exact log allows.
                 prop_assert!(fit >= naive, "fit {} before naive {}", fit, naive);
                 // Liveness: less than one slot later than the exact log.
@@ -261,7 +261,7 @@ proptest! {
                 }
             }
             let _ = w.used_at(now);
-            let _ = w.earliest_fit(1, now);
+            let _ = w.earliest_fit_at(1, now);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `window` target: `SlidingWindow<8>` and `SlidingWindow<61>` with an arbitrary window and
-//! limit under try_add / add / adjust / earliest_fit / used / set_limit and clock moves
+//! limit under try_add / add / adjust / earliest_fit_at / used / set_limit and clock moves
 //! (forwards, backwards, by years, to the end of the range).
 //!
 //! The reference is a log of every charge (at the window's clamped instant, the latest seen)
@@ -11,7 +11,7 @@
 //! - the conservative count covers every charge in the true window `(t − W, t]` and nothing
 //!   older than one slot before it; in particular, at every `try_add` admission the charges in
 //!   the true window plus `n` are ≤ limit (so try_add never lets any true window exceed it);
-//! - `earliest_fit` / a refusal's `ready_at` is exact (fits there, not 1 ns before) and at most
+//! - `earliest_fit_at` / a refusal's `ready_at` is exact (fits there, not 1 ns before) and at most
 //!   one slot later than the exact answer from the log;
 //! - an `adjust` that changes nothing happens only to a slot whose charges have all left the
 //!   true window.
@@ -290,7 +290,7 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                     Err(Error::RateLimited(refusal)) => {
                         let ready_at = refusal.ready_at();
                         assert_eq!(w.used_at(t), before, "a refused try_add changed the count");
-                        assert_eq!(w.clone().earliest_fit(n, t), Ok(ready_at));
+                        assert_eq!(w.clone().earliest_fit_at(n, t), Ok(ready_at));
                         check_ready::<SLOTS>(&w, &m, n, limit, latest, ready_at.as_nanos());
                         last_ready = ready_at.as_nanos();
                     }
@@ -369,21 +369,21 @@ fn run<const SLOTS: usize>(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             }
             OpIn::EarliestFit(a) => {
                 let n = a.of(limit);
-                match w.earliest_fit(n, t) {
+                match w.earliest_fit_at(n, t) {
                     Ok(at) => {
                         assert!(n <= limit);
                         let at = at.as_nanos();
                         assert!(at >= latest);
                         let fits_now = w.clone().fits_at(n, t);
                         if fits_now {
-                            assert_eq!(at, latest, "fits now, but earliest_fit says {at}");
+                            assert_eq!(at, latest, "fits now, but earliest_fit_at says {at}");
                         } else {
                             check_ready::<SLOTS>(&w, &m, n, limit, latest, at);
                         }
                         last_ready = at;
                     }
                     Err(Error::InsufficientCapacity { .. }) => assert!(n > limit),
-                    Err(other) => panic!("unexpected error from earliest_fit: {other:?}"),
+                    Err(other) => panic!("unexpected error from earliest_fit_at: {other:?}"),
                 }
                 assert_eq!(w.used_at(t), before);
             }

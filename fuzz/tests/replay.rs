@@ -104,7 +104,7 @@ fn bucket_reserve_at_instant_max_is_refused() {
 }
 
 /// Found by the `model` fuzzer, now fixed: at `Instant::MAX` the model limiter admitted every
-/// request regardless of RPM and TPM, for the same reason (`SlidingWindow::earliest_fit` says
+/// request regardless of RPM and TPM, for the same reason (`SlidingWindow::earliest_fit_at` says
 /// "room only after the end of the clock" as `Instant::MAX`, which equals `now` there). Input:
 /// `regressions/model/instant-max-admits-over-rpm` (model "" with rpm 1; acquire; clock
 /// forward to Instant::MAX; acquire → was a second admission within 60 s, requests 2/1).

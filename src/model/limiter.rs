@@ -205,7 +205,7 @@ impl<T: Clock> ModelRateLimiter<T> {
         let models: alloc::vec::Vec<Arc<ModelState>> =
             self.models.with(|m| m.values().cloned().collect());
         let now = self.timer.now();
-        models.into_iter().map(|state| (String::from(&*state.name), state.stats(now))).collect()
+        models.into_iter().map(|state| (String::from(&*state.name), state.stats_at(now))).collect()
     }
 
     /// Admits one request of `estimated_tokens` on `model` if it can be admitted now: a
@@ -268,13 +268,13 @@ impl<T: Clock> ModelRateLimiter<T> {
         let state = self.state(model)?;
         state.fits_at_all(estimated)?;
         let now = self.timer.now();
-        let busy = |state: &ModelState| rate_limited(state.earliest_admission(estimated, now));
+        let busy = |state: &ModelState| rate_limited(state.earliest_admission_at(estimated, now));
         // Gate first, as in `admit`: a free gate means nobody of this model is queued ahead.
         let Ok(gate) = state.gate.try_acquire() else { return Err(busy(&state)) };
         let Ok(slot) = state.slots.clone().try_acquire_owned() else {
             return Err(busy(&state));
         };
-        let admitted = state.try_admit(estimated, now);
+        let admitted = state.try_admit_at(estimated, now);
         drop(gate);
         match admitted {
             Ok(charge) => Ok(Admitted { state: state.clone(), charge, at: now, _slot: slot }),
@@ -490,7 +490,7 @@ async fn admit<T: Timer>(
     let start = timer.now();
     let deadline = bound.deadline(start);
     if deadline != Instant::MAX {
-        let ready_at = state.earliest_admission(estimated, start);
+        let ready_at = state.earliest_admission_at(estimated, start);
         if ready_at > deadline {
             return Err(Error::MaxWaitExceeded { ready_at });
         }
@@ -510,7 +510,7 @@ async fn admit<T: Timer>(
     let slot = until(timer, deadline, state.slots.clone().acquire_owned()).await?;
     loop {
         let now = timer.now();
-        match state.try_admit(estimated, now) {
+        match state.try_admit_at(estimated, now) {
             Ok(charge) => {
                 drop(gate);
                 return Ok(Admitted { state: state.clone(), charge, at: now, _slot: slot });

@@ -65,7 +65,7 @@ impl<T: Clock, L: Deref<Target = ModelRateLimiter<T>>> ModelPermitOf<L> {
     /// ```
     pub fn settle(self, actual_tokens: u64) {
         let now = self.limiter.timer().now();
-        self.admitted.state.settle(self.admitted.charge, actual_tokens, now);
+        self.admitted.state.settle_at(self.admitted.charge, actual_tokens, now);
     }
 }
 

@@ -129,7 +129,7 @@ impl Meter {
     /// When `n` fit (`n` within the limit's capacity, checked before the rule runs).
     fn earliest(&mut self, n: u64, now: Instant) -> Instant {
         match &mut self.how {
-            How::Window(w) => w.earliest_fit(n, now).unwrap_or(Instant::MAX),
+            How::Window(w) => w.earliest_fit_at(n, now).unwrap_or(Instant::MAX),
             How::Bucket(b) => b.earliest(n, now),
         }
     }

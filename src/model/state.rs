@@ -95,7 +95,7 @@ impl ModelState {
     /// Admits one request of `estimated` tokens at `now` if every limit has room (charging
     /// all of them), or says when all would (`Instant::MAX`: never, within the clock's range)
     /// and which refund epoch preceded the check.
-    pub(crate) fn try_admit(&self, estimated: u64, now: Instant) -> Result<Charge, Refused> {
+    pub(crate) fn try_admit_at(&self, estimated: u64, now: Instant) -> Result<Charge, Refused> {
         // Before the check: a refund the check misses bumps the epoch after this read.
         let refunds = self.refunds.load(Ordering::SeqCst) >> 1;
         match self.store.admit_at(estimated, now) {
@@ -121,7 +121,7 @@ impl ModelState {
 
     /// The earliest instant every limit would admit the request, if nothing else changes
     /// (`now` if they would now, `Instant::MAX` if never).
-    pub(crate) fn earliest_admission(&self, estimated: u64, now: Instant) -> Instant {
+    pub(crate) fn earliest_admission_at(&self, estimated: u64, now: Instant) -> Instant {
         self.store.earliest_at(estimated, now).map_or(now, |wait| wait.ready_at)
     }
 
@@ -135,7 +135,7 @@ impl ModelState {
     /// admission checks the sum of the counters, excess included; an excess can only push the
     /// window over `tpm` and so delay later admissions, never admit more. When every request
     /// settles at its estimate there is no excess, and no window ever holds more than `tpm`.
-    pub(crate) fn settle(&self, charge: Charge, actual: u64, now: Instant) {
+    pub(crate) fn settle_at(&self, charge: Charge, actual: u64, now: Instant) {
         self.store.settle_at(charge, actual, now);
         if actual < charge.tokens && self.refunds.fetch_add(2, Ordering::SeqCst) & WAITING != 0 {
             let wake = self.gate_holder.with(|holder| {
@@ -149,7 +149,7 @@ impl ModelState {
     }
 
     /// Completes once a settle has given tokens back since the check that returned the
-    /// epoch `seen` ([`try_admit`](Self::try_admit)). Setting the waiting bit reads the epoch
+    /// epoch `seen` ([`try_admit_at`](Self::try_admit_at)). Setting the waiting bit reads the epoch
     /// in the same RMW, under the lock a settle that sees the bit takes to wake, so a refund is
     /// either seen here or wakes the registered waker (see the module docs).
     pub(crate) async fn refunded_since(&self, seen: usize) {
@@ -167,7 +167,7 @@ impl ModelState {
         .await
     }
 
-    pub(crate) fn stats(&self, now: Instant) -> ModelStats {
+    pub(crate) fn stats_at(&self, now: Instant) -> ModelStats {
         let mut used = Vec::with_capacity(self.limits.len());
         self.store.usage_at(now, &mut used);
         let limits: Vec<LimitUsage> = self
