@@ -46,58 +46,12 @@ impl Subscriber for Collect {
     fn exit(&self, _: &Id) {}
 }
 
-#[test]
-fn waits_and_admissions_are_traced() {
+/// The events of two requests of 10 tokens on model `m` under `config`, run to completion on
+/// a simulated clock.
+fn events_of_two_requests(config: RateLimitConfig) -> Vec<String> {
     let collect = Collect::default();
     tracing::subscriber::with_default(collect.clone(), || {
         let mut sim = Sim::new();
-        let l = Arc::new(
-            ModelRateLimiter::with_timer(
-                [(
-                    "m",
-                    RateLimitConfig {
-                        rpm: 1,
-                        tpm: 1_000,
-                        max_parallel_requests: 1,
-                        ..Default::default()
-                    },
-                )],
-                RateLimitConfig::default(),
-                sim.clock.clone(),
-            )
-            .unwrap(),
-        );
-        for _ in 0..2 {
-            let l = l.clone();
-            sim.spawn(async move { l.acquire("m", 10).await.unwrap().settle(10) });
-        }
-        sim.run();
-    });
-    let lines = collect.0.lock().unwrap().clone();
-    assert!(lines.iter().filter(|l| l.starts_with("request admitted")).count() == 2, "{lines:?}");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("request waits for rate-limit room") && l.contains("limit=rpm")),
-        "{lines:?}"
-    );
-}
-
-/// A limit added through config is named in the "why it waits" event when it is the one that
-/// binds (here, one request per hour on a model whose RPM allows ten).
-#[test]
-fn the_waiting_event_names_a_limit_added_through_config() {
-    let collect = Collect::default();
-    tracing::subscriber::with_default(collect.clone(), || {
-        let mut sim = Sim::new();
-        let config = RateLimitConfig {
-            limits: vec![tollgate::model::Limit::requests(
-                "rph",
-                1,
-                core::time::Duration::from_secs(3_600),
-            )],
-            ..Default::default()
-        };
         let l = Arc::new(
             ModelRateLimiter::with_timer(
                 [("m", config)],
@@ -112,7 +66,38 @@ fn the_waiting_event_names_a_limit_added_through_config() {
         }
         sim.run();
     });
-    let lines = collect.0.lock().unwrap().clone();
+    collect.0.lock().unwrap().clone()
+}
+
+#[test]
+fn waits_and_admissions_are_traced() {
+    let lines = events_of_two_requests(RateLimitConfig {
+        rpm: 1,
+        tpm: 1_000,
+        max_parallel_requests: 1,
+        ..Default::default()
+    });
+    assert!(lines.iter().filter(|l| l.starts_with("request admitted")).count() == 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("request waits for rate-limit room") && l.contains("limit=rpm")),
+        "{lines:?}"
+    );
+}
+
+/// A limit added through config is named in the "why it waits" event when it is the one that
+/// binds (here, one request per hour on a model whose RPM allows ten).
+#[test]
+fn the_waiting_event_names_a_limit_added_through_config() {
+    let lines = events_of_two_requests(RateLimitConfig {
+        limits: vec![tollgate::model::Limit::requests(
+            "rph",
+            1,
+            core::time::Duration::from_secs(3_600),
+        )],
+        ..Default::default()
+    });
     let waits: Vec<_> =
         lines.iter().filter(|l| l.starts_with("request waits for rate-limit room")).collect();
     assert!(!waits.is_empty() && waits.iter().all(|l| l.contains("limit=rph")), "{lines:?}");
