@@ -89,23 +89,22 @@ fn refunds_racing_the_admission_check_never_stall_the_queue() {
     assert_eq!(limiter.stats()["m"].active.used, 0);
 }
 
+/// Model `m` with room for far more than a test asks: 1 000 RPM, 10^6 TPM, one slot.
+fn idle_limiter() -> ModelRateLimiter {
+    let config = RateLimitConfig {
+        rpm: 1_000,
+        tpm: 1_000_000,
+        max_parallel_requests: 1,
+        ..Default::default()
+    };
+    ModelRateLimiter::new([("m", config)], RateLimitConfig::default()).unwrap()
+}
+
 /// `max_wait = 0` on an idle limiter on tokio's real clock: admitted every time.
 #[test]
 fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap();
-    let limiter = ModelRateLimiter::new(
-        [(
-            "m",
-            RateLimitConfig {
-                rpm: 1_000,
-                tpm: 1_000_000,
-                max_parallel_requests: 1,
-                ..Default::default()
-            },
-        )],
-        RateLimitConfig::default(),
-    )
-    .unwrap();
+    let limiter = idle_limiter();
     let refused = runtime.block_on(async {
         let mut refused = 0;
         for _ in 0..100 {
@@ -124,19 +123,7 @@ fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
 #[test]
 fn the_budget_starts_at_the_first_poll_on_a_real_clock() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    let limiter = ModelRateLimiter::new(
-        [(
-            "m",
-            RateLimitConfig {
-                rpm: 1_000,
-                tpm: 1_000_000,
-                max_parallel_requests: 1,
-                ..Default::default()
-            },
-        )],
-        RateLimitConfig::default(),
-    )
-    .unwrap();
+    let limiter = idle_limiter();
     runtime.block_on(async {
         let acquire = limiter.acquire_within("m", 10, Duration::from_millis(5));
         tokio::time::sleep(Duration::from_millis(20)).await;
