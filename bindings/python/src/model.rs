@@ -160,6 +160,22 @@ impl Permit {
         self.admitted_at
     }
 
+    /// `with permit:` releases it on exit (a no-op if it was settled).
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Releases the permit; exceptions propagate.
+    fn __exit__(
+        &self,
+        _exc_type: Py<PyAny>,
+        _exc: Py<PyAny>,
+        _traceback: Py<PyAny>,
+    ) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
     fn __repr__(&self) -> String {
         format!("Permit(estimated_tokens={}, admitted_at={})", self.estimated, self.admitted_at)
     }

@@ -1,0 +1,156 @@
+"""The model limiter for LLM APIs: per model, requests per minute, tokens per minute and
+requests in flight. A request reserves its estimate at admission and settles the actual count.
+State, queueing and decisions are the Rust core's; this module waits and wraps."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from ._tollgate import ModelLimiterCore, ModelStats, Permit, Usage
+from ._waiting import drive
+
+
+@dataclass
+class RateLimitConfig:
+    """One model's limits (defaults 10 / 200 000 / 5, the seed's)."""
+
+    rpm: int = 10
+    tpm: int = 200_000
+    max_parallel_requests: int = 5
+
+    @classmethod
+    def of(cls, value: RateLimitConfig | Mapping[str, int]) -> RateLimitConfig:
+        """A config from a ``RateLimitConfig`` or a (partial) mapping of its fields."""
+        if isinstance(value, RateLimitConfig):
+            return value
+        return cls(**dict(value))
+
+    def _triple(self) -> tuple[int, int, int]:
+        return (self.rpm, self.tpm, self.max_parallel_requests)
+
+
+_DEFAULT = RateLimitConfig()
+
+
+class Acquire:
+    """A pending admission: ``async with`` it (the permit is released on exit unless
+    settled) or ``await`` it for the permit itself."""
+
+    __slots__ = ("_limiter", "_model", "_estimated", "_max_wait", "_permit")
+
+    def __init__(
+        self, limiter: ModelRateLimiter, model: str, estimated: int, max_wait: float | None
+    ) -> None:
+        self._limiter = limiter
+        self._model = model
+        self._estimated = estimated
+        self._max_wait = max_wait
+        self._permit: Permit | None = None
+
+    async def _admit(self) -> Permit:
+        core = self._limiter._core
+        if self._max_wait is None:
+            try:
+                return core.try_acquire(self._model, self._estimated)
+            except Exception:  # busy, oversized or unknown: the wait below says which
+                pass
+        return await drive(core.acquire(self._model, self._estimated, self._max_wait))
+
+    def __await__(self) -> Generator[Any, None, Permit]:
+        return self._admit().__await__()
+
+    async def __aenter__(self) -> Permit:
+        self._permit = await self._admit()
+        return self._permit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        permit, self._permit = self._permit, None
+        if permit is not None:
+            permit.release()  # a no-op if settled; otherwise the estimate stays charged
+
+
+class ModelRateLimiter:
+    """Per-model RPM, TPM and parallel limits.
+
+    >>> import asyncio
+    >>> limiter = ModelRateLimiter(
+    ...     {"gpt-4": RateLimitConfig(rpm=500, tpm=40_000, max_parallel_requests=10)},
+    ... )
+    >>> async def call() -> None:
+    ...     async with limiter.acquire("gpt-4", 8_000) as permit:
+    ...         permit.settle(7_500)
+    >>> asyncio.run(call())
+    >>> str(limiter.stats()["gpt-4"].tokens)
+    '7500/40000'
+
+    Unknown models get ``default`` (created on first use) unless ``strict=True``, which
+    refuses them with ``UnknownModel``.
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(
+        self,
+        models: Mapping[str, RateLimitConfig | Mapping[str, int]] | None = None,
+        default: RateLimitConfig | Mapping[str, int] | None = _DEFAULT,
+        *,
+        strict: bool = False,
+    ) -> None:
+        pairs = [(name, RateLimitConfig.of(c)._triple()) for name, c in (models or {}).items()]
+        fallback = None if strict or default is None else RateLimitConfig.of(default)._triple()
+        self._core = ModelLimiterCore(pairs, fallback)
+
+    def acquire(
+        self, model: str, estimated_tokens: int, *, max_wait: float | None = None
+    ) -> Acquire:
+        """Waits for a slot, then RPM and TPM room, reserving ``estimated_tokens``; first
+        come first served per model. ``InsufficientCapacity`` at once if the estimate
+        exceeds ``tpm``; ``MaxWaitExceeded`` if ``max_wait`` (seconds) would be exceeded.
+        A cancelled task leaves nothing behind."""
+        return Acquire(self, model, estimated_tokens, max_wait)
+
+    def acquire_blocking(
+        self, model: str, estimated_tokens: int, *, max_wait: float | None = None
+    ) -> Permit:
+        """The blocking twin of :meth:`acquire` for threads (``with`` the permit to release
+        it on exit). Sleeps with ``time.sleep``; waits for a slot with the GIL released."""
+        if max_wait is None:
+            try:
+                return self._core.try_acquire(model, estimated_tokens)
+            except Exception:
+                pass
+        permit: Permit = self._core.acquire(model, estimated_tokens, max_wait).wait_blocking()
+        return permit
+
+    def try_acquire(self, model: str, estimated_tokens: int) -> Permit:
+        """Admits now or raises ``RateLimited`` (with ``retry_after``); never waits."""
+        return self._core.try_acquire(model, estimated_tokens)
+
+    def stats(self) -> dict[str, ModelStats]:
+        """Usage of every configured model and every model used so far."""
+        return self._core.stats()
+
+    def config(self, model: str) -> RateLimitConfig:
+        """The limits ``model`` runs under."""
+        rpm, tpm, parallel = self._core.config(model)
+        return RateLimitConfig(rpm, tpm, parallel)
+
+    def is_configured(self, model: str) -> bool:
+        """Whether ``model`` was configured explicitly."""
+        return self._core.is_configured(model)
+
+    @property
+    def strict(self) -> bool:
+        """Whether unconfigured model names are refused."""
+        return self._core.strict
+
+
+__all__ = ["RateLimitConfig", "ModelRateLimiter", "Acquire", "Permit", "ModelStats", "Usage"]

@@ -1,0 +1,80 @@
+"""Exceptions raised by tollgate: each subclasses the built-in a caller would expect."""
+
+from __future__ import annotations
+
+__all__ = [
+    "TollgateError",
+    "InsufficientCapacity",
+    "RateLimited",
+    "MaxWaitExceeded",
+    "InvalidConfig",
+    "UnknownModel",
+]
+
+
+class TollgateError(Exception):
+    """Base class of every tollgate error."""
+
+
+class InsufficientCapacity(TollgateError, ValueError):
+    """The request asks for more than the limit can ever hold (``n > burst``,
+    ``estimated_tokens > tpm``): waiting would never help, so it fails at once.
+
+    >>> from tollgate import RateLimiter
+    >>> limiter = RateLimiter(2)
+    >>> try:
+    ...     limiter.try_acquire(3)
+    ... except InsufficientCapacity as e:
+    ...     (e.requested, e.capacity)
+    (3, 2)
+    """
+
+    def __init__(self, message: str, requested: int, capacity: int) -> None:
+        super().__init__(message)
+        #: What was asked for.
+        self.requested = requested
+        #: The most that can ever be granted at once.
+        self.capacity = capacity
+
+
+class RateLimited(TollgateError):
+    """No room now (a ``try_*`` call). ``ready_at`` is the ``time.monotonic()`` instant at
+    which the same request would succeed if nothing else arrives; ``retry_after`` is the
+    seconds from the refusal until then.
+
+    >>> from tollgate import RateLimiter
+    >>> limiter = RateLimiter(1)
+    >>> limiter.try_acquire()
+    >>> try:
+    ...     limiter.try_acquire()
+    ... except RateLimited as e:
+    ...     0.0 < e.retry_after <= 1.0
+    True
+    """
+
+    def __init__(self, message: str, ready_at: float, retry_after: float) -> None:
+        super().__init__(message)
+        #: ``time.monotonic()`` seconds at which the request would succeed.
+        self.ready_at = ready_at
+        #: Seconds from the refusal until ``ready_at``.
+        self.retry_after = retry_after
+
+
+class MaxWaitExceeded(RateLimited, TimeoutError):
+    """Admission would take longer than the caller's ``max_wait``; nothing was taken."""
+
+
+class InvalidConfig(TollgateError, ValueError):
+    """A rate, burst or limit is zero or out of range. ``field`` names it."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        #: The offending field, e.g. ``"tpm"``.
+        self.field = field
+
+
+class UnknownModel(TollgateError, KeyError):
+    """A strict model limiter was asked for a model it was not configured with."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
