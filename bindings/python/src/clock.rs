@@ -31,11 +31,7 @@ pub(crate) fn instant_from_secs(secs: f64) -> Instant {
         return Instant::ZERO;
     }
     let nanos = (secs * 1e9).round();
-    if nanos >= u64::MAX as f64 {
-        Instant::MAX
-    } else {
-        Instant::from_nanos(nanos as u64)
-    }
+    if nanos >= u64::MAX as f64 { Instant::MAX } else { Instant::from_nanos(nanos as u64) }
 }
 
 /// An [`Instant`] as `time.monotonic()` seconds.

@@ -143,13 +143,16 @@ impl Waiting {
     /// wake-ups parked in Rust with the GIL released. An exception from the sleep (e.g.
     /// `KeyboardInterrupt`) cancels the wait and propagates.
     fn wait_blocking(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let parker = Arc::new(ThreadWaker { thread: thread::current(), woken: AtomicBool::new(false) });
+        let parker =
+            Arc::new(ThreadWaker { thread: thread::current(), woken: AtomicBool::new(false) });
         let waker = Waker::from(parker.clone());
         let outcome = (|| loop {
             match self.step(py, &waker)? {
                 Step::Ready(value) => return Ok(value),
                 Step::Pending(Some(delay)) => {
-                    py.import(intern!(py, "time"))?.getattr(intern!(py, "sleep"))?.call1((delay,))?;
+                    py.import(intern!(py, "time"))?
+                        .getattr(intern!(py, "sleep"))?
+                        .call1((delay,))?;
                 }
                 Step::Pending(None) => {
                     // Park with the GIL released; wake every 50 ms to let signals through.

@@ -55,7 +55,12 @@ impl ModelLimiterCore {
     /// A wait for admission; with `max_wait` (seconds) it fails with `MaxWaitExceeded`
     /// rather than wait longer.
     #[pyo3(signature = (model, estimated_tokens, max_wait = None))]
-    fn acquire(&self, model: &str, estimated_tokens: u64, max_wait: Option<f64>) -> PyResult<Waiting> {
+    fn acquire(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        max_wait: Option<f64>,
+    ) -> PyResult<Waiting> {
         let limiter = self.limiter.clone();
         let model = model.to_owned();
         let max_wait = max_wait.map(|secs| duration("max_wait", secs)).transpose()?;
@@ -76,11 +81,14 @@ impl ModelLimiterCore {
             .into_iter()
             .map(|(name, s)| {
                 let usage = |u: tollgate::Usage| Usage { used: u.used, limit: u.limit };
-                (name, ModelStats {
-                    requests: usage(s.requests),
-                    tokens: usage(s.tokens),
-                    active: usage(s.active),
-                })
+                (
+                    name,
+                    ModelStats {
+                        requests: usage(s.requests),
+                        tokens: usage(s.tokens),
+                        active: usage(s.active),
+                    },
+                )
             })
             .collect()
     }

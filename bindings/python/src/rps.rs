@@ -13,8 +13,9 @@ use crate::errors::{bad_argument, invalid_config, map_error};
 
 /// A period in seconds as a `Duration`, rejecting NaN, infinities and negatives.
 pub(crate) fn duration(name: &str, secs: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| bad_argument(format!("{name} must be a finite, non-negative number of seconds")))
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        bad_argument(format!("{name} must be a finite, non-negative number of seconds"))
+    })
 }
 
 /// A GCRA token bucket limiter: `count` tokens per `period` seconds, up to `burst` at once.
@@ -29,8 +30,8 @@ impl RateLimiterCore {
     #[new]
     #[pyo3(signature = (count, period = 1.0, burst = None))]
     fn new(py: Python<'_>, count: u64, period: f64, burst: Option<u64>) -> PyResult<Self> {
-        let rate = Rate::try_new(count, duration("period", period)?)
-            .map_err(|e| invalid_config(py, e))?;
+        let rate =
+            Rate::try_new(count, duration("period", period)?).map_err(|e| invalid_config(py, e))?;
         let burst = burst.unwrap_or_else(|| rate.default_burst());
         let limiter = AsyncRateLimiter::try_with_timer(rate, burst, PyTimer)
             .map_err(|e| invalid_config(py, e))?;

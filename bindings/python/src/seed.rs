@@ -71,7 +71,9 @@ impl SeedBucket {
     #[new]
     fn new(py: Python<'_>, numerator: u64, denominator: u64, now: f64) -> PyResult<Self> {
         if numerator == 0 || denominator == 0 {
-            return Err(crate::errors::bad_argument("requests_per_second must be a positive number."));
+            return Err(crate::errors::bad_argument(
+                "requests_per_second must be a positive number.",
+            ));
         }
         let per_sec = numerator as f64 / denominator as f64;
         let mut bits = 20u32;
@@ -79,9 +81,9 @@ impl SeedBucket {
             bits -= 1;
         }
         let scale = 1u64 << bits;
-        let count = numerator.checked_mul(scale).ok_or_else(|| {
-            crate::errors::bad_argument("requests_per_second is too large")
-        })?;
+        let count = numerator
+            .checked_mul(scale)
+            .ok_or_else(|| crate::errors::bad_argument("requests_per_second is too large"))?;
         let rate = Rate::try_new(count, Duration::from_secs(denominator))
             .map_err(|e| invalid_config(py, e))?;
         let capacity = per_sec.max(1.0);
@@ -213,7 +215,8 @@ impl SeedWindows {
     /// Empty windows of `rpm` requests and `tpm` tokens per minute.
     #[new]
     fn new(py: Python<'_>, rpm: u64, tpm: u64) -> PyResult<Self> {
-        let window = |limit| SlidingWindow::try_new(MINUTE, limit).map_err(|e| invalid_config(py, e));
+        let window =
+            |limit| SlidingWindow::try_new(MINUTE, limit).map_err(|e| invalid_config(py, e));
         let windows = Windows {
             requests: window(rpm)?,
             tokens: window(tpm)?,
