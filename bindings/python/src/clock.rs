@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
 use tollgate::{Clock, Instant, Timer};
 
 /// The last reading, used if `time.monotonic()` ever fails (a broken patch): the core's clock
@@ -44,10 +46,19 @@ pub(crate) fn secs_until(at: Instant, now: Instant) -> f64 {
     at.saturating_duration_since(now).as_secs_f64()
 }
 
+/// The `time` module, imported once. Its `monotonic` attribute is still looked up at every
+/// read, which is what `mock.patch("time.monotonic")` replaces.
+static TIME: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The `time` module.
+pub(crate) fn time_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    TIME.get_or_try_init(py, || py.import(intern!(py, "time")).map(Bound::unbind))
+        .map(|module| module.bind(py))
+}
+
 /// Reads `time.monotonic()` (looked up now, so patches apply).
 pub(crate) fn now(py: Python<'_>) -> Instant {
-    let reading = py
-        .import(intern!(py, "time"))
+    let reading = time_module(py)
         .and_then(|time| time.getattr(intern!(py, "monotonic")))
         .and_then(|monotonic| monotonic.call0())
         .and_then(|value| value.extract::<f64>());
