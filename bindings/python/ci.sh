@@ -27,11 +27,19 @@ command -v cargo >/dev/null || fail "cargo is required to build the extension"
 
 echo "== python ci: venv at $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+    "$PYTHON" -m venv "$VENV" \
+        || fail "could not create a venv (on Debian/Ubuntu: apt-get install python3-venv)"
 fi
 py="$VENV/bin/python"
 "$py" -m pip install --quiet --disable-pip-version-check \
     "maturin==$MATURIN_VERSION" "pytest==$PYTEST_VERSION"
+
+echo "== python ci: clippy (the binding is outside the root workspace)"
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --locked --all-targets -- -D warnings
+else
+    echo "cargo clippy not installed: skipped"
+fi
 
 echo "== python ci: maturin build"
 rm -rf "$here/dist"
