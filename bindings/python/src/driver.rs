@@ -29,6 +29,10 @@ use crate::clock::{self, PyTimer, secs_until};
 use crate::errors::{map_error, poisoned};
 use crate::model::Permit;
 
+/// The longest single `time.sleep` of a blocking wait: the latency with which it notices a
+/// wake-up during a timed sleep.
+const SLEEP_SLICE_SECS: f64 = 0.02;
+
 /// What a finished wait hands back.
 pub(crate) enum Done {
     /// Tokens were taken (RPS limiters).
@@ -150,9 +154,14 @@ impl Waiting {
             match self.step(py, &waker)? {
                 Step::Ready(value) => return Ok(value),
                 Step::Pending(Some(delay)) => {
-                    py.import(intern!(py, "time"))?
-                        .getattr(intern!(py, "sleep"))?
-                        .call1((delay,))?;
+                    // Sleep in slices, so that a wake-up (a freed slot for a bounded wait, a
+                    // refund) ends the sleep within one slice instead of at the deadline.
+                    let mut left = delay;
+                    while left > 0.0 && !parker.woken.swap(false, Ordering::AcqRel) {
+                        let slice = left.min(SLEEP_SLICE_SECS);
+                        clock::time_module(py)?.getattr(intern!(py, "sleep"))?.call1((slice,))?;
+                        left -= slice;
+                    }
                 }
                 Step::Pending(None) => {
                     // Park with the GIL released; wake every 50 ms to let signals through.

@@ -240,3 +240,22 @@ def test_blocking_twin_with_threads() -> None:
     stats = lim.stats()["m"]
     assert stats.active.used == 0
     assert str(stats.tokens) == "150/10000"
+
+
+def test_bounded_blocking_wait_takes_a_slot_freed_before_its_deadline() -> None:
+    lim = limiter(parallel=1)
+    held = lim.try_acquire("m", 1)
+    got: list[float] = []
+
+    def waiter() -> None:
+        start = time.monotonic()
+        with lim.acquire_blocking("m", 1, max_wait=5.0) as permit:
+            got.append(time.monotonic() - start)
+            permit.settle(1)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.05)
+    held.settle(1)
+    thread.join(timeout=10)
+    assert got and got[0] < 1.0  # woken by the freed slot, not at the 5 s deadline

@@ -69,7 +69,7 @@ def test_blocking_acquire_sleeps_through_patched_time_sleep(fake_clock: FakeCloc
     for _ in range(6):
         limiter.acquire()
     assert fake_clock.now - start == pytest.approx(2.0)
-    assert all(s == pytest.approx(0.5) for s in fake_clock.sleeps)
+    assert all(0 < s <= 0.02 + 1e-9 for s in fake_clock.sleeps)  # in slices (wake-ups)
 
 
 def test_async_acquire_sleeps_through_patched_asyncio_sleep(fake_clock: FakeClock) -> None:
