@@ -175,3 +175,31 @@ def test_decorated_functions_keep_their_metadata_and_results() -> None:
     assert add.__name__ == "add" and add.__doc__ == "Adds."
     assert run(double(21)) == 42
     assert shared.allowance < 100
+
+
+def test_blocking_limiter_is_thread_safe_and_keeps_the_rate() -> None:
+    import threading
+    import time
+
+    from conftest import max_in_window
+
+    limiter = RateLimiter(200)  # capacity 200, then one every 5 ms
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(75):
+            limiter.acquire()
+            with lock:
+                times.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    elapsed = time.monotonic() - start
+    assert len(times) == 300
+    assert 0.45 <= elapsed < 2.0  # 100 beyond the burst at 200/s
+    assert max_in_window(times, 0.25) <= 200 + 200 * 0.25 + 1

@@ -20,6 +20,15 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _notify(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    # Called by the core from any thread. A loop that has closed meanwhile has nobody left
+    # to wake.
+    try:
+        loop.call_soon_threadsafe(_wake, future)
+    except RuntimeError:
+        pass
+
+
 async def _sleep_or_wake(delay: float, woken: asyncio.Future[None]) -> None:
     # Sleep until the deadline, but stop early when the core wakes us (a refund made room).
     sleeper = asyncio.ensure_future(asyncio.sleep(delay))
@@ -36,9 +45,7 @@ async def drive(waiting: Waiting) -> Any:
     try:
         while True:
             woken: asyncio.Future[None] = loop.create_future()
-            done, value = waiting.poll(
-                functools.partial(loop.call_soon_threadsafe, _wake, woken)
-            )
+            done, value = waiting.poll(functools.partial(_notify, loop, woken))
             if done:
                 return value
             if value is None:
