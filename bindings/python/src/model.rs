@@ -13,9 +13,11 @@ use crate::driver::{CoreWait, Done, Waiting};
 use crate::errors::{map_error, model_config, poisoned};
 use crate::rps::duration;
 
-/// `(rpm, tpm, max_parallel_requests)` as the core's config.
+/// `(rpm, tpm, max_parallel_requests)` as the core's config. Limits the core adds later keep
+/// their defaults (hence the update, needless today).
+#[allow(clippy::needless_update)]
 fn config((rpm, tpm, max_parallel_requests): (u32, u64, u32)) -> RateLimitConfig {
-    RateLimitConfig { rpm, tpm, max_parallel_requests }
+    RateLimitConfig { rpm, tpm, max_parallel_requests, ..RateLimitConfig::default() }
 }
 
 /// Per-model limits over the core's model limiter.
