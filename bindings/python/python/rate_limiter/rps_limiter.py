@@ -100,7 +100,24 @@ class AsyncRateLimiter(_BaseRateLimiterLogic):
         """Takes a token, sleeping (``asyncio.sleep``) until it is due."""
         # Only the holder of the lock (the head of the line) has a reservation, so it is
         # always the newest one and cancelling it gives it back exactly.
-        async with self.lock:
+        lock = self.lock
+        if not lock.locked() and not getattr(lock, "_waiters", None):
+            # Nobody holds or awaits the line: take a token without the lock's overhead.
+            # Nothing can run between this check and `reserve`, and a free lock with no
+            # waiters is taken below without suspending, so the order stays the same.
+            wait, ticket = self._bucket.reserve(time.monotonic())
+            if wait <= 0:
+                return
+            await lock.acquire()
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:
+                self._bucket.cancel(ticket)
+                raise
+            finally:
+                lock.release()
+            return
+        async with lock:
             wait, ticket = self._bucket.reserve(time.monotonic())
             if wait > 0:
                 try:
