@@ -66,7 +66,3 @@ def run(coro, timeout: float = 60.0):
         # The loop's clock is the fake one too: bound the test in fake seconds instead.
         timeout = 100_000.0
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def real_time() -> float:
-    return time.perf_counter()
