@@ -259,3 +259,17 @@ def test_bounded_blocking_wait_takes_a_slot_freed_before_its_deadline() -> None:
     held.settle(1)
     thread.join(timeout=10)
     assert got and got[0] < 1.0  # woken by the freed slot, not at the 5 s deadline
+
+
+def test_acquire_within_is_the_bounded_acquire(fake_clock: FakeClock) -> None:
+    lim = limiter(rpm=1)
+
+    async def main() -> None:
+        async with lim.acquire_within("m", 1, 1.0) as permit:
+            permit.settle(1)
+        with pytest.raises(MaxWaitExceeded):
+            await lim.acquire_within("m", 1, 1.0)
+        (await lim.acquire_within("m", 1, 120.0)).settle(1)  # long enough: waits and goes
+
+    run(main())
+    assert lim.stats()["m"].requests.used == 1  # the first has left the window by then

@@ -200,3 +200,19 @@ def test_limit_rate_picks_sync_or_async() -> None:
         limit_rate(sync_limiter)(g)
     with pytest.raises(TypeError):
         limit_rate(async_limiter)(f)
+
+
+def test_acquire_within_is_the_bounded_acquire(fake_clock: FakeClock) -> None:
+    blocking = RateLimiter(1)
+    blocking.acquire_within(0.0)
+    with pytest.raises(MaxWaitExceeded):
+        blocking.acquire_within(0.5)
+    blocking.acquire_within(1.0)
+    asynchronous = AsyncRateLimiter(1)
+
+    async def main() -> None:
+        await asynchronous.acquire_within(0.0)
+        with pytest.raises(MaxWaitExceeded):
+            await asynchronous.acquire_within(0.5)
+
+    run(main())

@@ -117,6 +117,10 @@ class ModelRateLimiter:
         A cancelled task leaves nothing behind."""
         return Acquire(self, model, estimated_tokens, max_wait)
 
+    def acquire_within(self, model: str, estimated_tokens: int, max_wait: float) -> Acquire:
+        """:meth:`acquire` that waits at most ``max_wait`` seconds (the core's name)."""
+        return Acquire(self, model, estimated_tokens, max_wait)
+
     def acquire_blocking(
         self, model: str, estimated_tokens: int, *, max_wait: float | None = None
     ) -> Permit:

@@ -83,6 +83,10 @@ class RateLimiter(_Bucket):
                 pass
         self._core.acquire(n, max_wait).wait_blocking()
 
+    def acquire_within(self, max_wait: float, n: int = 1) -> None:
+        """:meth:`acquire` that waits at most ``max_wait`` seconds (the core's name)."""
+        self.acquire(n, max_wait=max_wait)
+
 
 class AsyncRateLimiter(_Bucket):
     """An asyncio token-bucket limiter. Cancelling a waiting task costs no capacity.
@@ -109,6 +113,10 @@ class AsyncRateLimiter(_Bucket):
             except Exception:
                 pass
         await drive(self._core.acquire(n, max_wait))
+
+    async def acquire_within(self, max_wait: float, n: int = 1) -> None:
+        """:meth:`acquire` that waits at most ``max_wait`` seconds (the core's name)."""
+        await self.acquire(n, max_wait=max_wait)
 
 
 def limit_rate(limiter: RateLimiter | AsyncRateLimiter, n: int = 1) -> Callable[[F], F]:
