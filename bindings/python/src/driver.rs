@@ -23,7 +23,8 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use tollgate::{Error, OwnedModelPermit};
+use tollgate::Error;
+use tollgate::model::OwnedModelPermit;
 
 use crate::clock::{self, PyTimer, secs_until};
 use crate::errors::{map_error, poisoned};

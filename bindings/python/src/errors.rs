@@ -7,7 +7,8 @@
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use tollgate::{Error, Instant, InvalidConfig, ModelConfigError};
+use tollgate::model::ModelConfigError;
+use tollgate::{Error, Instant, InvalidConfig};
 
 use crate::clock::{secs_from_instant, secs_until};
 
@@ -43,7 +44,6 @@ pub(crate) fn map_error(py: Python<'_>, err: Error, now: Instant) -> PyErr {
         }
         Error::InvalidConfig(e) => invalid_config(py, e),
         Error::UnknownModel => build(py, "UnknownModel", (message,)),
-        Error::QueueFull => PyRuntimeError::new_err(message),
         _ => PyRuntimeError::new_err(message),
     }
 }

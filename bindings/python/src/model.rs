@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use tollgate::{ModelRateLimiter, OwnedModelPermit, RateLimitConfig};
+use tollgate::model::OwnedModelPermit;
+use tollgate::{ModelRateLimiter, RateLimitConfig};
 
 use crate::clock::{self, PyTimer, secs_from_instant};
 use crate::driver::{CoreWait, Done, Waiting};

@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use tollgate::{Instant, Rate, Reservation, SlidingWindow, SlotId, TokenBucket};
+use tollgate::bucket::Reservation;
+use tollgate::window::SlotId;
+use tollgate::{Instant, Rate, SlidingWindow, TokenBucket};
 
 use crate::clock::{instant_from_secs, secs_until};
 use crate::errors::{invalid_config, map_error, poisoned};
@@ -258,7 +260,7 @@ impl SeedWindows {
     /// Seconds from `now` until one more request fits (0 if it fits now).
     fn rpm_wait(&self, py: Python<'_>, now: f64) -> PyResult<f64> {
         let at = instant_from_secs(now);
-        let fit = self.lock()?.requests.earliest_fit(1, at).map_err(|e| map_error(py, e, at))?;
+        let fit = self.lock()?.requests.earliest_fit_at(1, at).map_err(|e| map_error(py, e, at))?;
         Ok(secs_until(fit, at))
     }
 
@@ -267,7 +269,7 @@ impl SeedWindows {
     fn tpm_wait(&self, py: Python<'_>, estimated: u64, now: f64) -> PyResult<f64> {
         let at = instant_from_secs(now);
         let fit =
-            self.lock()?.tokens.earliest_fit(estimated, at).map_err(|e| map_error(py, e, at))?;
+            self.lock()?.tokens.earliest_fit_at(estimated, at).map_err(|e| map_error(py, e, at))?;
         Ok(secs_until(fit, at))
     }
 
@@ -282,8 +284,9 @@ impl SeedWindows {
     ) -> PyResult<(f64, Option<SeedSlot>)> {
         let at = instant_from_secs(now);
         let mut w = self.lock()?;
-        let tokens_fit = w.tokens.earliest_fit(estimated, at).map_err(|e| map_error(py, e, at))?;
-        let request_fits = w.requests.earliest_fit(1, at).map_err(|e| map_error(py, e, at))?;
+        let tokens_fit =
+            w.tokens.earliest_fit_at(estimated, at).map_err(|e| map_error(py, e, at))?;
+        let request_fits = w.requests.earliest_fit_at(1, at).map_err(|e| map_error(py, e, at))?;
         let ready = tokens_fit.max(request_fits);
         if ready > at {
             return Ok((secs_until(ready, at), None));
@@ -299,7 +302,7 @@ impl SeedWindows {
     fn settle(&self, slot: &SeedSlot, actual: u64, now: f64) -> PyResult<()> {
         let at = instant_from_secs(now);
         let mut w = self.lock()?;
-        if !w.tokens.adjust(slot.slot, slot.estimated, actual, at) && actual > slot.estimated {
+        if !w.tokens.adjust_at(slot.slot, slot.estimated, actual, at) && actual > slot.estimated {
             w.tokens.add_at(actual - slot.estimated, at);
         }
         Ok(())
