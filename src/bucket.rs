@@ -510,6 +510,61 @@ impl TokenBucket {
             .is_ok()
     }
 
+    /// The TAT, for the keyed limiter, which keeps an idle key's state as this one word.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn tat(&self) -> u64 {
+        self.tat.load(LOAD)
+    }
+
+    /// A bucket of the same configuration whose state is `tat` (a keyed limiter's key that
+    /// someone now waits on gets a whole bucket and a line for the time of the wait).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn with_tat(&self, tat: u64) -> Self {
+        Self { tat: AtomicU64::new(tat), config: self.config }
+    }
+
+    /// [`TokenBucket::try_acquire_at`] on a TAT kept outside the bucket (under the keyed
+    /// limiter's shard lock): the same decision, written to `tat` only if admitted.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub(crate) fn try_acquire_tat(&self, tat: &mut u64, n: u64, now: Instant) -> Result<(), Error> {
+        let cost = self.config.check_n(n)?;
+        if cost == 0 {
+            return Ok(());
+        }
+        let clock = self.config.clock.tokens_at(now);
+        let new_tat = (*tat).max(clock) + cost;
+        match self.config.wait_target(new_tat, clock) {
+            None => {
+                *tat = new_tat;
+                Ok(())
+            }
+            Some(target) => Err(Error::RateLimited(self.config.refusal(target))),
+        }
+    }
+
+    /// Whether a bucket whose TAT is `tat` is full at `now`: then every decision it makes
+    /// from `now` on is that of a fresh bucket (TAT 0), so a keyed limiter may forget it.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub(crate) fn tat_is_full_at(&self, tat: u64, now: Instant) -> bool {
+        tat <= self.config.clock.tokens_at(now)
+    }
+
+    /// Whole tokens available at `now` in a bucket whose TAT is `tat`.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn available_tat(&self, tat: u64, now: Instant) -> u64 {
+        let clock = self.config.clock.tokens_at(now);
+        let lead = tat.saturating_sub(clock);
+        self.config.burst_units.saturating_sub(lead) >> self.config.bits
+    }
+
+    /// The instant from which a bucket whose TAT is `tat` is full (`Instant::MAX`: never).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn full_at_tat(&self, tat: u64) -> Instant {
+        self.config.instant_of(tat).unwrap_or(Instant::MAX)
+    }
+
     /// The one read-modify-write of the TAT, shared by every operation that changes it:
     /// reads the TAT, lets `decide` turn it into the new TAT and the caller's answer (or a
     /// refusal, which writes nothing), and installs the new TAT with one compare-and-swap.

@@ -21,6 +21,9 @@ mod acquire;
 mod adapter_aliases;
 pub mod bucket;
 mod error;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod keyed;
 pub mod limiter;
 mod manual_clock;
 #[cfg(feature = "alloc")]
@@ -42,6 +45,9 @@ mod wrap;
 pub use bucket::TokenBucket;
 #[doc(inline)]
 pub use error::{Error, InvalidConfig};
+#[cfg(feature = "alloc")]
+#[doc(inline)]
+pub use keyed::KeyedRateLimiter;
 #[doc(inline)]
 pub use limiter::AsyncRateLimiter;
 #[cfg(feature = "alloc")]

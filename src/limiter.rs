@@ -76,6 +76,12 @@ impl<T> AsyncRateLimiter<T> {
         Ok(Self { bucket: TokenBucket::try_new(rate, burst)?, line: WaitLine::new(), timer })
     }
 
+    /// A limiter around an existing bucket (the keyed limiter's key that someone waits on).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn from_bucket(bucket: TokenBucket, timer: T) -> Self {
+        Self { bucket, line: WaitLine::new(), timer }
+    }
+
     /// The underlying bucket, for `*_at` calls with an explicit time.
     ///
     /// Tokens taken from it directly bypass the limiter's waiting line (and its fairness).

@@ -1,0 +1,267 @@
+//! `KeyedRateLimiter` on a manual clock: one bucket per key, borrowed lookups, per-key FIFO
+//! waits that cost nothing to cancel, exact eviction (memory returns to nothing and returning
+//! keys are decided as by a fresh limiter), and the key cap's policy.
+#![cfg(not(miri))]
+
+use core::net::{IpAddr, Ipv4Addr};
+use core::pin::pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
+use std::sync::Arc;
+
+use futures_util::task::noop_waker;
+use tollgate::keyed::KeyedRateLimiter;
+use tollgate::{Clock, Error, Instant, ManualClock, Rate, Refusal};
+
+fn poll<F: Future>(f: core::pin::Pin<&mut F>) -> Poll<F::Output> {
+    let waker = noop_waker();
+    f.poll(&mut Context::from_waker(&waker))
+}
+
+fn secs(s: u64) -> Instant {
+    Instant::from_secs(s)
+}
+
+type Shared = Arc<ManualClock>;
+
+fn shared_clock() -> Shared {
+    Arc::new(ManualClock::new())
+}
+
+#[test]
+fn each_key_has_its_own_bucket_and_lazy_refusals() {
+    let clock = ManualClock::new();
+    let l: KeyedRateLimiter<u64, _> = KeyedRateLimiter::with_timer(Rate::per_second(2), 2, &clock);
+    assert_eq!(l.try_acquire(&1), Ok(()));
+    assert_eq!(l.try_acquire(&1), Ok(()));
+    let Err(Error::RateLimited(refusal)) = l.try_acquire(&1) else { panic!("not refused") };
+    assert_eq!(refusal.ready_at(), Instant::from_millis(500));
+    assert_eq!(refusal.retry_after(clock.now()), Duration::from_millis(500));
+    assert_eq!(l.try_acquire_n(&2, 2), Ok(()));
+    assert_eq!(l.available(&1), 0);
+    assert_eq!(l.available(&3), 2);
+    assert_eq!(
+        l.try_acquire_n(&3, 3),
+        Err(Error::InsufficientCapacity { requested: 3, capacity: 2 })
+    );
+    clock.set(Instant::from_millis(500));
+    assert_eq!(l.try_acquire(&1), Ok(()));
+    assert_eq!(l.len(), 2, "a refusal or an oversized request remembers nothing");
+}
+
+#[test]
+fn string_keys_are_asked_with_str_and_other_key_types_work() {
+    let clock = ManualClock::new();
+    let l: KeyedRateLimiter<String, _> =
+        KeyedRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+    assert_eq!(l.try_acquire("key-a"), Ok(()));
+    assert!(l.try_acquire(&String::from("key-a")).is_err());
+    assert_eq!(l.try_acquire_n("key-b", 0), Ok(()));
+    assert_eq!(l.len(), 1, "taking nothing remembers nothing");
+
+    let ips: KeyedRateLimiter<IpAddr, _> =
+        KeyedRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+    let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    assert_eq!(ips.try_acquire(&a), Ok(()));
+    assert!(ips.try_acquire(&a).is_err());
+    let tuples: KeyedRateLimiter<(IpAddr, u16), _> =
+        KeyedRateLimiter::with_timer(Rate::per_second(1), 1, &clock);
+    assert_eq!(tuples.try_acquire(&(a, 80)), Ok(()));
+    assert_eq!(tuples.try_acquire(&(a, 443)), Ok(()));
+}
+
+/// The exactness claim: a limiter that forgets refilled keys (at random moments, by both
+/// eviction paths) answers every request exactly as one per-key `TokenBucket` does, and once
+/// load stops and time passes it holds nothing.
+#[test]
+fn eviction_changes_no_decision_and_memory_returns_to_nothing() {
+    let clock = ManualClock::new();
+    let l: KeyedRateLimiter<u32, _> = KeyedRateLimiter::with_timer(Rate::per_second(10), 3, &clock);
+    let mut reference = std::collections::HashMap::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for step in 0..20_000u64 {
+        let r = next();
+        clock.advance(Duration::from_micros(r % 20_000));
+        let key = (r >> 20) as u32 % 500;
+        let n = (r >> 40) % 4;
+        if r % 997 == 0 {
+            l.retain_recent();
+        }
+        let now = clock.now();
+        let bucket = reference
+            .entry(key)
+            .or_insert_with(|| tollgate::TokenBucket::new(Rate::per_second(10), 3));
+        let want = bucket.try_acquire_at(n, now).map_err(|e| match e {
+            Error::RateLimited(r) => Error::RateLimited(Refusal::at(r.ready_at())),
+            e => e,
+        });
+        let got = l.try_acquire_n(&key, n).map_err(|e| match e {
+            Error::RateLimited(r) => Error::RateLimited(Refusal::at(r.ready_at())),
+            e => e,
+        });
+        assert_eq!(got, want, "step {step}: key {key}, n {n} at {now:?}");
+    }
+    assert!(l.len() <= 500);
+    // Load stops; after the longest refill (burst / rate) everything can go.
+    clock.advance(Duration::from_millis(300));
+    l.retain_recent();
+    assert_eq!(l.len(), 0);
+    l.shrink_to_fit();
+    assert_eq!(l.table_bytes(), 0, "an empty limiter allocates nothing");
+    // Returning keys are decided as by a fresh limiter.
+    let fresh: KeyedRateLimiter<u32, _> =
+        KeyedRateLimiter::with_timer(Rate::per_second(10), 3, &clock);
+    for key in 0..500 {
+        for n in [1, 2, 1] {
+            assert_eq!(l.try_acquire_n(&key, n), fresh.try_acquire_n(&key, n), "key {key}");
+        }
+    }
+}
+
+/// Without `retain_recent`: operations on other keys forget refilled keys by themselves, a
+/// few per operation.
+#[test]
+fn eviction_is_incremental() {
+    let clock = ManualClock::new();
+    let l: KeyedRateLimiter<u64, _> = KeyedRateLimiter::builder(Rate::per_second(1), 1)
+        .shards(1)
+        .build_with_timer(&clock)
+        .unwrap();
+    for key in 0..1_000 {
+        l.try_acquire(&key).unwrap();
+    }
+    assert_eq!(l.len(), 1_000);
+    clock.advance(Duration::from_secs(1));
+    // 1 000 keys occupy a table of at most 2 048 buckets; two are inspected per operation.
+    for i in 0..1_024 {
+        clock.advance(Duration::from_secs(1));
+        let _ = l.try_acquire(&(10_000 + i % 2));
+    }
+    assert!(l.len() <= 2, "{} keys left", l.len());
+}
+
+#[test]
+fn waits_are_fifo_per_key_and_do_not_block_other_keys() {
+    let clock = shared_clock();
+    let l: KeyedRateLimiter<u64, Shared> =
+        KeyedRateLimiter::with_timer(Rate::per_second(1), 1, Arc::clone(&clock));
+    l.try_acquire(&1).unwrap();
+    let mut a = pin!(l.acquire_n(&1, 1));
+    let mut b = pin!(l.acquire_n(&1, 1));
+    assert!(poll(a.as_mut()).is_pending());
+    assert!(poll(b.as_mut()).is_pending());
+    assert_eq!(l.waiters(&1), 2);
+    // Key 1's line refuses newcomers; key 2 is not affected.
+    assert_eq!(l.try_acquire(&1), Err(Error::RateLimited(Refusal::at(secs(3)))));
+    assert_eq!(l.try_acquire(&2), Ok(()));
+    clock.set(secs(1));
+    assert!(poll(b.as_mut()).is_pending(), "b overtook a");
+    assert_eq!(poll(a.as_mut()), Poll::Ready(Ok(())));
+    clock.set(secs(2));
+    assert_eq!(poll(b.as_mut()), Poll::Ready(Ok(())));
+    assert_eq!(l.waiters(&1), 0);
+}
+
+#[test]
+fn a_cancelled_wait_costs_nothing_and_the_key_is_forgotten_after() {
+    let clock = shared_clock();
+    let l: KeyedRateLimiter<u64, Shared> =
+        KeyedRateLimiter::with_timer(Rate::per_second(1), 1, Arc::clone(&clock));
+    l.try_acquire(&7).unwrap();
+    {
+        let mut w = Box::pin(l.acquire(&7));
+        assert!(poll(w.as_mut()).is_pending());
+        clock.set(Instant::from_millis(500));
+        assert!(poll(w.as_mut()).is_pending());
+    } // dropped: the reservation for 1 s goes back
+    clock.set(secs(1));
+    assert_eq!(l.try_acquire(&7), Ok(()), "the cancelled wait kept its token");
+    clock.set(secs(2));
+    l.retain_recent();
+    assert_eq!(l.len(), 0, "a key nobody holds any more is forgotten once refilled");
+}
+
+#[test]
+fn bounded_waits_refuse_up_front_and_take_nothing() {
+    let clock = shared_clock();
+    let l: KeyedRateLimiter<u64, Shared> =
+        KeyedRateLimiter::with_timer(Rate::per_second(1), 1, Arc::clone(&clock));
+    assert_eq!(poll(pin!(l.acquire_within(&1, Duration::ZERO))), Poll::Ready(Ok(())));
+    assert_eq!(
+        poll(pin!(l.acquire_within(&1, Duration::from_millis(500)))),
+        Poll::Ready(Err(Error::MaxWaitExceeded { ready_at: secs(1) }))
+    );
+    assert_eq!(
+        poll(pin!(l.acquire_n_within(&1, 2, Duration::from_secs(9)))),
+        Poll::Ready(Err(Error::InsufficientCapacity { requested: 2, capacity: 1 }))
+    );
+    let mut fits = pin!(l.acquire_before(&1, secs(1)));
+    assert!(poll(fits.as_mut()).is_pending());
+    clock.set(secs(1));
+    assert_eq!(poll(fits.as_mut()), Poll::Ready(Ok(())));
+    assert_eq!(l.waiters(&1), 0);
+    assert_eq!(
+        poll(pin!(l.acquire_n_before(&1, 1, Instant::from_millis(1_999)))),
+        Poll::Ready(Err(Error::MaxWaitExceeded { ready_at: secs(2) }))
+    );
+}
+
+#[test]
+fn owned_waits_are_static() {
+    fn assert_static<X: 'static + Send>(_: &X) {}
+    let clock = shared_clock();
+    let l: Arc<KeyedRateLimiter<String, Shared>> =
+        Arc::new(KeyedRateLimiter::with_timer(Rate::per_second(1), 1, Arc::clone(&clock)));
+    l.try_acquire("k").unwrap();
+    let mut w = Box::pin(Arc::clone(&l).acquire_n_owned("k".to_owned(), 1));
+    assert_static(&w);
+    assert!(poll(w.as_mut()).is_pending());
+    let mut bounded = Box::pin(Arc::clone(&l).acquire_within_owned("k".to_owned(), Duration::ZERO));
+    assert!(matches!(poll(bounded.as_mut()), Poll::Ready(Err(Error::MaxWaitExceeded { .. }))));
+    clock.set(secs(1));
+    assert_eq!(poll(w.as_mut()), Poll::Ready(Ok(())));
+    drop((w, bounded));
+    assert_eq!(Arc::strong_count(&l), 1);
+    let mut plain = Box::pin(Arc::clone(&l).acquire_owned("other".to_owned()));
+    assert_eq!(poll(plain.as_mut()), Poll::Ready(()));
+}
+
+/// The cap's policy: a full shard refuses new keys until the earliest instant one of its keys
+/// could be forgotten; keys already held are served as usual; `acquire` waits for room.
+#[test]
+fn a_key_cap_refuses_new_keys_until_one_refills() {
+    let clock = shared_clock();
+    let l: KeyedRateLimiter<u64, Shared> = KeyedRateLimiter::builder(Rate::per_second(1), 2)
+        .shards(1)
+        .max_keys(3)
+        .build_with_timer(Arc::clone(&clock))
+        .unwrap();
+    l.try_acquire_n(&1, 2).unwrap(); // full again at 2 s
+    clock.set(Instant::from_millis(500));
+    l.try_acquire(&2).unwrap(); // full again at 1.5 s
+    l.try_acquire(&3).unwrap(); // full again at 1.5 s
+    assert_eq!(
+        l.try_acquire(&4),
+        Err(Error::RateLimited(Refusal::at(Instant::from_millis(1_500))))
+    );
+    assert_eq!(l.try_acquire(&2), Ok(()), "held keys are still served");
+    let mut waiting = pin!(l.acquire(&5));
+    assert!(poll(waiting.as_mut()).is_pending());
+    clock.set(secs(2));
+    assert_eq!(l.try_acquire(&4), Ok(()), "key 1 refilled: room for a new key");
+    assert_eq!(poll(waiting.as_mut()), Poll::Ready(()));
+    assert_eq!(l.len(), 3);
+}
+
+#[test]
+fn a_bad_configuration_is_a_typed_error() {
+    let clock = ManualClock::new();
+    let made = KeyedRateLimiter::builder(Rate::per_second(1), 0).build_with_timer::<u64, _>(&clock);
+    assert!(made.is_err());
+}
