@@ -4,7 +4,8 @@
 //! each adapter runs to prove it exports the full set.
 //!
 //! The set, in this order: `AsyncRateLimiter`, `AcquireTokens<'a>`, and with an allocator
-//! `ModelRateLimiter`, `ModelPermit<'a>`, `OwnedModelPermit`, `AcquireTokensOwned`. A blocking
+//! `ModelRateLimiter`, `ModelPermit<'a>`, `OwnedModelPermit`, `AcquireTokensOwned`,
+//! `KeyedRateLimiter<K>`, `KeyedAcquire<'a, K, Q>`, `KeyedAcquireOwned<K>`. A blocking
 //! adapter (`flavor: blocking`, i.e. `tollgate-std`) declares its own `ModelRateLimiter` and
 //! `ModelPermit<'a>` (the blocking limiter and its permit) and a blocking `RateLimiter`.
 
@@ -60,6 +61,30 @@ macro_rules! __adapter_aliases {
             "`'static` future of [`AsyncRateLimiter`]`::acquire_n_owned` and its bounded forms.",
         )]
         pub type AcquireTokensOwned = $crate::limiter::AcquireTokensOwned<$timer>;
+
+        $(#[$gate])*
+        #[doc = concat!(
+            "`tollgate::KeyedRateLimiter` on the [`", stringify!($timer), "`]: one bucket per ",
+            "key (a client address, an API key), with exact eviction of keys that refilled.",
+        )]
+        pub type KeyedRateLimiter<K, S = $crate::keyed::DefaultHashBuilder> =
+            $crate::KeyedRateLimiter<K, $timer, S>;
+
+        $(#[$gate])*
+        #[doc = concat!(
+            "`tollgate::keyed::KeyedAcquire` on the [`", stringify!($timer), "`]: the future ",
+            "of [`KeyedRateLimiter`]`::acquire_n` and its bounded forms.",
+        )]
+        pub type KeyedAcquire<'a, K, Q, S = $crate::keyed::DefaultHashBuilder> =
+            $crate::keyed::KeyedAcquire<'a, K, Q, $timer, S>;
+
+        $(#[$gate])*
+        #[doc = concat!(
+            "`tollgate::keyed::KeyedAcquireOwned` on the [`", stringify!($timer), "`]: the ",
+            "`'static` future of [`KeyedRateLimiter`]`::acquire_n_owned` and its bounded forms.",
+        )]
+        pub type KeyedAcquireOwned<K, S = $crate::keyed::DefaultHashBuilder> =
+            $crate::keyed::KeyedAcquireOwned<K, $timer, S>;
 
         $crate::__adapter_aliases!(@limit_rate $flavor $timer);
     };
@@ -149,6 +174,36 @@ macro_rules! __assert_adapter_aliases {
                 P::<$adapter::AcquireTokensOwned>,
                 P::<$crate::limiter::AcquireTokensOwned<$adapter::$timer>>,
             );
+            same(
+                P::<$adapter::KeyedRateLimiter<u64>>,
+                P::<$crate::KeyedRateLimiter<u64, $adapter::$timer>>,
+            );
+            same(
+                P::<$adapter::KeyedAcquire<'static, u64, u64>>,
+                P::<
+                    $crate::keyed::KeyedAcquire<
+                        'static,
+                        u64,
+                        u64,
+                        $adapter::$timer,
+                        $crate::keyed::DefaultHashBuilder,
+                    >,
+                >,
+            );
+            same(
+                P::<$adapter::KeyedAcquireOwned<u64>>,
+                P::<
+                    $crate::keyed::KeyedAcquireOwned<
+                        u64,
+                        $adapter::$timer,
+                        $crate::keyed::DefaultHashBuilder,
+                    >,
+                >,
+            );
+            // Built through the alias on its timer's `Default` (not asked: that reads the
+            // adapter's clock, which some adapters' test binaries have no driver for).
+            let keyed = $adapter::KeyedRateLimiter::<u64>::new($crate::Rate::per_second(5), 2);
+            assert_eq!((keyed.rate(), keyed.burst()), ($crate::Rate::per_second(5), 2));
         }
     };
     (@model async $adapter:ident $timer:ident) => {
