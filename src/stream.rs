@@ -14,6 +14,9 @@ use futures_core::Stream;
 use futures_core::stream::FusedStream;
 use pin_project_lite::pin_project;
 
+#[cfg(feature = "alloc")]
+use alloc::sync::Arc;
+
 use crate::wait::{Limit, TokenWait};
 use crate::{AsyncRateLimiter, Error, Timer};
 
@@ -39,7 +42,9 @@ use crate::{AsyncRateLimiter, Error, Timer};
 ///
 /// With a runtime adapter the limiter needs no timer argument
 /// (`tollgate_tokio::AsyncRateLimiter::per_second(2)`). The stream borrows the limiter; to move
-/// it into a spawned task, put the limiter in a `static`.
+/// it into a spawned task, give it the limiter's `Arc` with
+/// [`rate_limited_owned`](StreamRateLimitExt::rate_limited_owned) (or put the limiter in a
+/// `static`).
 pub trait StreamRateLimitExt: Stream {
     /// Each item takes one token: the stream yields at most the limiter's burst at once, then
     /// the limiter's rate (less if other users of the limiter take tokens too).
@@ -97,6 +102,86 @@ pub trait StreamRateLimitExt: Stream {
     {
         ThrottleBy { stream: self, wait: TokenWait::idle(limiter), item: None, weigh }
     }
+
+    /// [`rate_limited`](StreamRateLimitExt::rate_limited) holding the limiter's `Arc`: the
+    /// stream is `'static` (when the inner stream is), so it can be moved into a spawned task
+    /// without a `static` limiter.
+    ///
+    /// ```
+    /// use core::pin::pin;
+    /// use std::sync::Arc;
+    /// use futures_util::{StreamExt, stream};
+    /// use tollgate::{AsyncRateLimiter, ManualClock, Rate, StreamRateLimitExt};
+    ///
+    /// let limiter = Arc::new(AsyncRateLimiter::with_timer(Rate::per_second(2), 2, ManualClock::new()));
+    /// let lines = stream::iter(["a", "b"]).rate_limited_owned(Arc::clone(&limiter));
+    /// let worker = std::thread::spawn(move || {
+    ///     futures_executor::block_on(pin!(lines).collect::<Vec<_>>())
+    /// });
+    /// assert_eq!(worker.join().unwrap(), ["a", "b"]);
+    /// assert_eq!(limiter.available(), 0); // the stream took the burst
+    /// ```
+    ///
+    /// # Cancel safety
+    /// As [`StreamRateLimitExt::rate_limited`].
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+    fn rate_limited_owned<T>(self, limiter: Arc<AsyncRateLimiter<T>>) -> ThrottleOwned<Self, T>
+    where
+        Self: Sized,
+        T: Timer + 'static,
+    {
+        // SAFETY: `wait` is dropped before `limiter`, which owns the limiter (field order).
+        let borrowed = unsafe { borrow_for_static(&limiter) };
+        ThrottleOwned {
+            stream: self,
+            wait: TokenWait::idle(borrowed),
+            item: None,
+            never: false,
+            limiter,
+        }
+    }
+
+    /// [`rate_limited_by`](StreamRateLimitExt::rate_limited_by) holding the limiter's `Arc`,
+    /// as [`rate_limited_owned`](StreamRateLimitExt::rate_limited_owned).
+    ///
+    /// # Cancel safety
+    /// As [`StreamRateLimitExt::rate_limited`].
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+    fn rate_limited_by_owned<T, F>(
+        self,
+        limiter: Arc<AsyncRateLimiter<T>>,
+        weigh: F,
+    ) -> ThrottleByOwned<Self, T, F>
+    where
+        Self: Sized,
+        T: Timer + 'static,
+        F: FnMut(&Self::Item) -> u64,
+    {
+        // SAFETY: `wait` is dropped before `limiter`, which owns the limiter (field order).
+        let borrowed = unsafe { borrow_for_static(&limiter) };
+        ThrottleByOwned {
+            stream: self,
+            wait: TokenWait::idle(borrowed),
+            item: None,
+            weigh,
+            limiter,
+        }
+    }
+}
+
+/// The `'static` borrow an owned throttle's wait takes of the limiter its `Arc` keeps alive.
+///
+/// # Safety
+/// The reference must not be used after `limiter` is dropped. The owned throttles keep it in
+/// their private `wait` field, declared before the `limiter` field that holds this `Arc`, so
+/// it is dropped first; they never hand the `Arc` out or replace it, and the pointee is on
+/// the heap, so it does not move when the stream does. Nothing they yield borrows from it.
+#[cfg(feature = "alloc")]
+unsafe fn borrow_for_static<T>(limiter: &Arc<AsyncRateLimiter<T>>) -> &'static AsyncRateLimiter<T> {
+    // SAFETY: the caller keeps the reference from outliving `limiter` (above).
+    unsafe { &*Arc::as_ptr(limiter) }
 }
 
 impl<S: Stream + ?Sized> StreamRateLimitExt for S {}
@@ -127,6 +212,50 @@ pin_project! {
         wait: TokenWait<'a, T>,
         item: Option<S::Item>,
         weigh: F,
+    }
+}
+
+#[cfg(feature = "alloc")]
+pin_project! {
+    /// The stream returned by [`StreamRateLimitExt::rate_limited_owned`]: as [`Throttle`],
+    /// holding the limiter's `Arc`.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct ThrottleOwned<S, T>
+    where
+        S: Stream,
+        T: Timer,
+        T: 'static,
+    {
+        #[pin]
+        stream: S,
+        // Declared before `limiter`, so it is dropped first: it borrows from it.
+        #[pin]
+        wait: TokenWait<'static, T>,
+        item: Option<S::Item>,
+        never: bool,
+        limiter: Arc<AsyncRateLimiter<T>>,
+    }
+}
+
+#[cfg(feature = "alloc")]
+pin_project! {
+    /// The stream returned by [`StreamRateLimitExt::rate_limited_by_owned`]: as
+    /// [`ThrottleBy`], holding the limiter's `Arc`.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct ThrottleByOwned<S, T, F>
+    where
+        S: Stream,
+        T: Timer,
+        T: 'static,
+    {
+        #[pin]
+        stream: S,
+        // Declared before `limiter`, so it is dropped first: it borrows from it.
+        #[pin]
+        wait: TokenWait<'static, T>,
+        item: Option<S::Item>,
+        weigh: F,
+        limiter: Arc<AsyncRateLimiter<T>>,
     }
 }
 
@@ -183,25 +312,37 @@ fn size_hint_with(pending: bool, (low, high): (usize, Option<usize>)) -> (usize,
     (low.saturating_add(extra), high.and_then(|h| h.checked_add(extra)))
 }
 
+/// One token per item, over [`poll_throttled`]: the state machine of [`Throttle`] and
+/// [`ThrottleOwned`].
+fn poll_one_each<'a, S: Stream, T: Timer + 'a>(
+    stream: Pin<&mut S>,
+    wait: Pin<&mut TokenWait<'a, T>>,
+    pending: &mut Option<S::Item>,
+    never: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Option<S::Item>> {
+    if *never {
+        return Poll::Pending;
+    }
+    match ready!(poll_throttled(stream, wait, pending, cx, |_| 1)) {
+        None => Poll::Ready(None),
+        Some(Ok(item)) => Poll::Ready(Some(item)),
+        // One token always fits the burst, so this is "never": keep the item and wait
+        // forever, as `acquire` does, rather than let it through without a token.
+        Some(Err(rejected)) => {
+            *pending = Some(rejected.item);
+            *never = true;
+            Poll::Pending
+        }
+    }
+}
+
 impl<S: Stream, T: Timer> Stream for Throttle<'_, S, T> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = self.project();
-        if *this.never {
-            return Poll::Pending;
-        }
-        match ready!(poll_throttled(this.stream, this.wait, this.item, cx, |_| 1)) {
-            None => Poll::Ready(None),
-            Some(Ok(item)) => Poll::Ready(Some(item)),
-            // One token always fits the burst, so this is "never": keep the item and wait
-            // forever, as `acquire` does, rather than let it through without a token.
-            Some(Err(rejected)) => {
-                *this.item = Some(rejected.item);
-                *this.never = true;
-                Poll::Pending
-            }
-        }
+        poll_one_each(this.stream, this.wait, this.item, this.never, cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -262,6 +403,114 @@ impl<S: Stream + fmt::Debug, T: Timer, F> fmt::Debug for ThrottleBy<'_, S, T, F>
     }
 }
 
+#[cfg(feature = "alloc")]
+impl<S: Stream, T: Timer + 'static> Stream for ThrottleOwned<S, T> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = self.project();
+        poll_one_each(this.stream, this.wait, this.item, this.never, cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        size_hint_with(self.item.is_some(), self.stream.size_hint())
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<S, T, F> Stream for ThrottleByOwned<S, T, F>
+where
+    S: Stream,
+    T: Timer + 'static,
+    F: FnMut(&S::Item) -> u64,
+{
+    type Item = Result<S::Item, RejectedItem<S::Item>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        poll_throttled(this.stream, this.wait, this.item, cx, this.weigh)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        size_hint_with(self.item.is_some(), self.stream.size_hint())
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<S: FusedStream, T: Timer + 'static> FusedStream for ThrottleOwned<S, T> {
+    fn is_terminated(&self) -> bool {
+        self.item.is_none() && self.stream.is_terminated()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<S, T, F> FusedStream for ThrottleByOwned<S, T, F>
+where
+    S: FusedStream,
+    T: Timer + 'static,
+    F: FnMut(&S::Item) -> u64,
+{
+    fn is_terminated(&self) -> bool {
+        self.item.is_none() && self.stream.is_terminated()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<S: Stream + fmt::Debug, T: Timer + 'static> fmt::Debug for ThrottleOwned<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThrottleOwned")
+            .field("stream", &self.stream)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<S: Stream + fmt::Debug, T: Timer + 'static, F> fmt::Debug for ThrottleByOwned<S, T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThrottleByOwned")
+            .field("stream", &self.stream)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<S: Stream, T: Timer + 'static> ThrottleOwned<S, T> {
+    /// The limiter the items wait on.
+    pub fn limiter(&self) -> &Arc<AsyncRateLimiter<T>> {
+        &self.limiter
+    }
+
+    /// The inner stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The inner stream, without the item that may be waiting for its token.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<S: Stream, T: Timer + 'static, F> ThrottleByOwned<S, T, F> {
+    /// The limiter the items wait on.
+    pub fn limiter(&self) -> &Arc<AsyncRateLimiter<T>> {
+        &self.limiter
+    }
+
+    /// The inner stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The inner stream, without the item that may be waiting for its token.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
 impl<'a, S: Stream, T: Timer> Throttle<'a, S, T> {
     /// The limiter the items wait on.
     pub fn limiter(&self) -> &'a AsyncRateLimiter<T> {
@@ -298,6 +547,8 @@ impl<'a, S: Stream, T: Timer, F> ThrottleBy<'a, S, T, F> {
 
 #[cfg(all(test, feature = "alloc", not(tollgate_loom)))]
 mod tests {
+    use alloc::boxed::Box;
+    use alloc::sync::Arc;
     use core::pin::pin;
     use core::time::Duration;
 
@@ -423,6 +674,43 @@ mod tests {
             limiter.try_acquire(),
             Err(Error::RateLimited(Refusal::at(Instant::from_secs(1))))
         );
+    }
+
+    #[test]
+    fn an_owned_throttle_is_static_paced_and_lets_go_of_its_limiter() {
+        fn assert_static_send<X: 'static + Send>(_: &X) {}
+        let clock = Arc::new(ManualClock::new());
+        let limiter =
+            Arc::new(AsyncRateLimiter::with_timer(Rate::per_second(2), 1, Arc::clone(&clock)));
+        {
+            let mut s = Box::pin(stream::iter(0..3).rate_limited_owned(Arc::clone(&limiter)));
+            assert_static_send(&s);
+            assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(0)));
+            assert!(poll_once(s.as_mut()).is_pending());
+            assert_eq!(clock.next_deadline(), Some(Instant::from_millis(500)));
+            clock.advance(Duration::from_millis(500));
+            assert_eq!(poll_once(s.as_mut()), Poll::Ready(Some(1)));
+            assert!(poll_once(s.as_mut()).is_pending()); // item 2 holds the 1 s slot
+            assert_eq!(Arc::strong_count(&limiter), 2);
+        }
+        // Dropped while waiting: the reservation came back, and so did the `Arc`.
+        assert_eq!(Arc::strong_count(&limiter), 1);
+        assert_eq!(
+            limiter.try_acquire(),
+            Err(Error::RateLimited(Refusal::at(Instant::from_secs(1))))
+        );
+        let weighed = stream::iter([2u64, 1]).rate_limited_by_owned(Arc::clone(&limiter), |w| *w);
+        let mut weighed = Box::pin(weighed);
+        assert_static_send(&weighed);
+        let rejected = RejectedItem {
+            item: 2,
+            error: Error::InsufficientCapacity { requested: 2, capacity: 1 },
+        };
+        assert_eq!(poll_once(weighed.as_mut()), Poll::Ready(Some(Err(rejected))));
+        assert!(poll_once(weighed.as_mut()).is_pending());
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(poll_once(weighed.as_mut()), Poll::Ready(Some(Ok(1))));
+        assert_eq!(weighed.limiter().rate(), Rate::per_second(2));
     }
 
     #[test]
