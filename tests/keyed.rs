@@ -1,7 +1,6 @@
 //! `KeyedRateLimiter` on a manual clock: one bucket per key, borrowed lookups, per-key FIFO
 //! waits that cost nothing to cancel, exact eviction (memory returns to nothing and returning
 //! keys are decided as by a fresh limiter), and the key cap's policy.
-#![cfg(not(miri))]
 
 use core::net::{IpAddr, Ipv4Addr};
 use core::pin::pin;
@@ -74,6 +73,7 @@ fn string_keys_are_asked_with_str_and_other_key_types_work() {
 /// eviction paths) answers every request exactly as one per-key `TokenBucket` does, and once
 /// load stops and time passes it holds nothing.
 #[test]
+#[cfg_attr(miri, ignore)] // thousands of steps: minutes under miri
 fn eviction_changes_no_decision_and_memory_returns_to_nothing() {
     let clock = ManualClock::new();
     let l: KeyedRateLimiter<u32, _> = KeyedRateLimiter::with_timer(Rate::per_second(10), 3, &clock);
@@ -127,6 +127,7 @@ fn eviction_changes_no_decision_and_memory_returns_to_nothing() {
 /// Without `retain_recent`: operations on other keys forget refilled keys by themselves, a
 /// few per operation.
 #[test]
+#[cfg_attr(miri, ignore)] // thousands of steps: minutes under miri
 fn eviction_is_incremental() {
     let clock = ManualClock::new();
     let l: KeyedRateLimiter<u64, _> = KeyedRateLimiter::builder(Rate::per_second(1), 1)
