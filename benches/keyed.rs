@@ -9,6 +9,9 @@
 //! - `hot_2t`: two threads on the same key; `distinct_2t`: two threads, each on its own key.
 //!   The time is per decision *per thread* (wall time of `iters` decisions on each thread).
 //!
+//! A third entry, `governor+foldhash`, is governor with tollgate's default hasher in place of
+//! SipHash, to show how much of a difference is the hash function rather than the map.
+//!
 //! Both sides read a fixed instant (1 s after their epoch) from a clock that is one atomic
 //! load: tollgate a `ManualClock`, governor a `FakeRelativeClock`. The admitted scenarios use
 //! a burst of `u32::MAX`, so every timed decision is admitted.
@@ -81,6 +84,14 @@ type Governor<K> = RateLimiter<
     FakeRelativeClock,
     governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
 >;
+/// Governor's keyed limiter with tollgate's default hasher instead of SipHash: how much of the
+/// difference is the hash function.
+type GovernorFold<K> = RateLimiter<
+    K,
+    DashMapStateStore<K, foldhash::fast::RandomState>,
+    FakeRelativeClock,
+    governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
+>;
 type Tollgate<K> = KeyedRateLimiter<K, &'static ManualClock>;
 
 /// The clock of the timed tollgate limiters, stopped at 1 s.
@@ -104,6 +115,14 @@ fn governor<K: Hash + Eq + Clone>(per_second: u32, burst: u32) -> (Governor<K>, 
     let clock = FakeRelativeClock::default();
     clock.advance(Duration::from_secs(1));
     (RateLimiter::dashmap_with_clock(quota, clock.clone()), clock)
+}
+
+fn governor_fold<K: Hash + Eq + Clone>(per_second: u32, burst: u32) -> GovernorFold<K> {
+    let quota = Quota::per_second(NonZeroU32::new(per_second).unwrap())
+        .allow_burst(NonZeroU32::new(burst).unwrap());
+    let clock = FakeRelativeClock::default();
+    clock.advance(Duration::from_secs(1));
+    RateLimiter::dashmap_with_clock_and_hasher(quota, clock, Default::default())
 }
 
 /// Admitted at the fixed instant, whatever the number of decisions.
@@ -136,8 +155,7 @@ fn bench_pair<K>(
     c: &mut Criterion,
     group: &str,
     threads: usize,
-    tollgate: &Tollgate<K>,
-    governor: &Governor<K>,
+    (tollgate, governor, fold): (&Tollgate<K>, &Governor<K>, &GovernorFold<K>),
     key: impl Fn() -> K + Sync + Copy,
 ) where
     K: Hash + Eq + Clone + Send + Sync,
@@ -157,6 +175,13 @@ fn bench_pair<K>(
             })
         })
     });
+    g.bench_function("governor+foldhash", |b| {
+        b.iter_custom(|iters| {
+            timed(fold, threads, iters, |l| {
+                let _ = black_box(l.check_key(&key()));
+            })
+        })
+    });
     g.finish();
 }
 
@@ -164,24 +189,30 @@ fn keyed(c: &mut Criterion) {
     {
         let t = tollgate::<u64>(FAST, HUGE_BURST);
         let (g, _clock) = governor::<u64>(FAST, HUGE_BURST);
-        bench_pair(c, "keyed_hot_1t", 1, &t, &g, || 7);
-        bench_pair(c, "keyed_hot_2t", 2, &t, &g, || 7);
-        bench_pair(c, "keyed_distinct_2t", 2, &t, &g, own_key);
+        let f = governor_fold::<u64>(FAST, HUGE_BURST);
+        bench_pair(c, "keyed_hot_1t", 1, (&t, &g, &f), || 7);
+        bench_pair(c, "keyed_hot_2t", 2, (&t, &g, &f), || 7);
+        bench_pair(c, "keyed_distinct_2t", 2, (&t, &g, &f), own_key);
     }
     {
         let t = tollgate::<u64>(1, 1);
         let (g, _clock) = governor::<u64>(1, 1);
-        let _ = (t.try_acquire(&7), g.check_key(&7));
-        bench_pair(c, "keyed_hot_rejected_1t", 1, &t, &g, || 7);
+        let f = governor_fold::<u64>(1, 1);
+        let _ = (t.try_acquire(&7), g.check_key(&7), f.check_key(&7));
+        bench_pair(c, "keyed_hot_rejected_1t", 1, (&t, &g, &f), || 7);
     }
     {
         let t = tollgate::<u64>(FAST, HUGE_BURST);
         let (g, _clock) = governor::<u64>(FAST, HUGE_BURST);
+        let f = governor_fold::<u64>(FAST, HUGE_BURST);
         for key in 0..MILLION {
-            let _ = (t.try_acquire(&key), g.check_key(&key));
+            let _ = (t.try_acquire(&key), g.check_key(&key), f.check_key(&key));
         }
-        assert_eq!((t.len(), g.len()), (MILLION as usize, MILLION as usize));
-        bench_pair(c, "keyed_million_1t", 1, &t, &g, || cycle(MILLION));
+        assert_eq!(
+            (t.len(), g.len(), f.len()),
+            (MILLION as usize, MILLION as usize, MILLION as usize)
+        );
+        bench_pair(c, "keyed_million_1t", 1, (&t, &g, &f), || cycle(MILLION));
     }
 }
 

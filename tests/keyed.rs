@@ -266,3 +266,23 @@ fn a_bad_configuration_is_a_typed_error() {
     let made = KeyedRateLimiter::builder(Rate::per_second(1), 0).build_with_timer::<u64, _>(&clock);
     assert!(made.is_err());
 }
+
+/// A full shard whose only key is held by a waiting future (so it cannot go even once its
+/// bucket is full) refuses a new key until a real instant ahead, never one already past: a
+/// caller that sleeps until then does not spin.
+#[test]
+fn a_cap_refusal_is_never_in_the_past() {
+    let clock = shared_clock();
+    let l: KeyedRateLimiter<u64, Shared> = KeyedRateLimiter::builder(Rate::per_second(1), 1)
+        .shards(1)
+        .max_keys(1)
+        .build_with_timer(Arc::clone(&clock))
+        .unwrap();
+    l.try_acquire(&1).unwrap();
+    let mut held = pin!(l.acquire(&1));
+    assert!(poll(held.as_mut()).is_pending()); // key 1 is busy: its future holds it
+    clock.set(secs(5)); // key 1's bucket is full since 1 s, but it is still held
+    assert_eq!(l.try_acquire(&2), Err(Error::RateLimited(Refusal::at(secs(6)))));
+    assert_eq!(poll(held.as_mut()), Poll::Ready(()));
+    assert_eq!(l.try_acquire(&2), Ok(()), "released and refilled: forgotten, room made");
+}

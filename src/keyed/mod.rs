@@ -37,10 +37,29 @@
 //!
 //! *The key cap.* [`KeyedBuilder::max_keys`] bounds the keys held: each shard holds at most
 //! `max_keys / shards` (rounded up). A new key that finds its shard full of keys that have not
-//! refilled is refused with [`Error::RateLimited`], whose [`Refusal`](crate::Refusal) is the earliest instant
-//! at which a key of that shard could be forgotten; keys already held are served as usual. So
+//! refilled is refused with [`Error::RateLimited`], whose [`Refusal`](crate::Refusal) is the
+//! earliest instant at which a key of that shard could be forgotten (at least one token's
+//! time ahead, so that a caller sleeping until then never spins); until then the shard only
+//! looks again at its keys someone was waiting on. Keys already held are served as usual. So
 //! under a flood of new keys the limiter refuses newcomers rather than forgetting the state of
 //! clients it is limiting (which would let them start over with a full burst).
+//!
+//! *Without `std`,* every shard operation is one critical section (interrupts masked on a
+//! single-core MCU). The eviction step is constant, but [`KeyedRateLimiter::retain_recent`]
+//! and the sweep before a table grows are proportional to the shard's size: on firmware, use
+//! more shards or a key cap to keep those sections short.
+//!
+//! # Coming from governor's keyed limiter
+//!
+//! | governor | tollgate |
+//! | --- | --- |
+//! | `RateLimiter::keyed(Quota::per_second(n))`, `DefaultKeyedRateLimiter<K>` | `tollgate_tokio::KeyedRateLimiter::<K>::per_second(n)` (or any adapter's alias), `KeyedRateLimiter::new(rate, burst)` |
+//! | `Quota::allow_burst(b)` | the `burst` argument |
+//! | `check_key(&k)` → `Err(NotUntil)`, `wait_time_from(clock.now())` | `try_acquire(&k)` → `Err(Error::RateLimited(refusal))`, `refusal.retry_after(now)` |
+//! | `check_key_n(&k, n)` → `Err(InsufficientCapacity)` (outer `Result`) | `try_acquire_n(&k, n)` → `Err(Error::InsufficientCapacity { .. })` |
+//! | `until_key_ready(&k).await` (a retry loop; jitter to spread the retries) | `acquire(&k).await`: a FIFO line per key, woken once, free to cancel; bounded: `acquire_within(&k, d)` |
+//! | `retain_recent()`, `shrink_to_fit()`, `len()` | the same names; eviction also runs by itself, and `max_keys` bounds memory |
+//! | a `String` key is looked up with `&String` | `&str` works too (any `Borrow` form) |
 
 use alloc::borrow::ToOwned;
 use alloc::boxed::Box;

@@ -11,6 +11,7 @@
 use alloc::sync::Arc;
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
+use core::time::Duration;
 
 use hashbrown::HashTable;
 
@@ -28,6 +29,13 @@ pub(super) struct Ctx<'a, S> {
     pub(super) hasher: &'a S,
     /// Most keys this shard may hold.
     pub(super) cap: usize,
+}
+
+/// The time one token takes to come back (at least a nanosecond).
+fn one_token(bucket: &TokenBucket) -> Duration {
+    let rate = bucket.rate();
+    let nanos = (rate.period().as_nanos() / u128::from(rate.count().max(1))).max(1);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// Where a key is, as found under the lock.
@@ -52,6 +60,9 @@ pub(super) struct Shard<K, T> {
     /// earliest refill found by the last full sweep), so a full shard refuses new keys until
     /// then without sweeping again.
     full_until: Instant,
+    /// Keys inserted since the last sweep before growth: a sweep of the whole table is run
+    /// before it grows only once enough inserts have paid for it (see [`Shard::insert`]).
+    inserted: usize,
 }
 
 impl<K, T> core::fmt::Debug for Shard<K, T> {
@@ -71,6 +82,7 @@ impl<K: Hash + Eq, T> Shard<K, T> {
             cursor: 0,
             busy_cursor: 0,
             full_until: Instant::ZERO,
+            inserted: 0,
         }
     }
 
@@ -163,19 +175,34 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         let (bucket, hasher) = (cx.bucket, cx.hasher);
         if self.len() >= cx.cap {
             if now < self.full_until {
-                return Err(Error::RateLimited(Refusal::at(self.full_until)));
+                // No idle key can have refilled yet; a busy key may have been let go since
+                // (there are few of those, so looking is cheap).
+                self.sweep_busy(now, bucket, hasher);
+                if self.len() >= cx.cap {
+                    return Err(Error::RateLimited(Refusal::at(self.full_until)));
+                }
+            } else {
+                self.sweep(now, bucket, hasher);
             }
-            self.sweep(now, bucket, hasher);
-            if self.len() >= cx.cap {
-                self.full_until = self.earliest_refill(bucket);
-                return Err(Error::RateLimited(Refusal::at(self.full_until)));
-            }
+        }
+        if self.len() >= cx.cap {
+            // Never now or earlier (a key held by a future may be full already but cannot go
+            // while held): a caller that waits for room must not spin.
+            let soonest = now.saturating_add(one_token(bucket));
+            self.full_until = self.earliest_refill(bucket).max(soonest);
+            return Err(Error::RateLimited(Refusal::at(self.full_until)));
         }
         // Evict before growing: a table about to double first forgets what it can, so it
-        // grows only for keys that are really live. Costs no more than the growth would.
-        if self.idle.len() == self.idle.capacity() {
+        // grows only for keys that are really live. The sweep reads the whole table, so it
+        // runs only once an eighth of the table's capacity was inserted since the last one:
+        // at most eight entries read per insert, even when each sweep frees little and the
+        // table stays at its capacity.
+        let capacity = self.idle.capacity();
+        if self.idle.len() == capacity && self.inserted >= capacity / 8 {
             self.sweep(now, bucket, hasher);
+            self.inserted = 0;
         }
+        self.inserted = self.inserted.saturating_add(1);
         self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
         Ok(())
     }
@@ -206,6 +233,12 @@ impl<K: Hash + Eq, T> Shard<K, T> {
     /// [`Shard::step`], for `retain_recent` and before the table grows.
     pub(super) fn sweep<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
         self.idle.retain(|e| !bucket.tat_is_full_at(e.1, now));
+        self.sweep_busy(now, bucket, hasher);
+    }
+
+    /// The busy half of [`Shard::sweep`]: keys no future holds any more go back to `idle`, or
+    /// are forgotten if they refilled.
+    fn sweep_busy<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
         if self.busy.is_empty() {
             return;
         }
