@@ -124,27 +124,41 @@ fn eviction_changes_no_decision_and_memory_returns_to_nothing() {
     }
 }
 
-/// Without `retain_recent`: operations on other keys forget refilled keys by themselves, a
-/// few per operation.
+/// Without `retain_recent`: operations forget refilled keys by themselves, a few at a time —
+/// every eighth operation on a known key, and every new key.
 #[test]
 #[cfg_attr(miri, ignore)] // thousands of steps: minutes under miri
 fn eviction_is_incremental() {
     let clock = ManualClock::new();
-    let l: KeyedRateLimiter<u64, _> = KeyedRateLimiter::builder(Rate::per_second(1), 1)
-        .shards(1)
-        .build_with_timer(&clock)
-        .unwrap();
+    let one_shard = || -> KeyedRateLimiter<u64, &ManualClock> {
+        KeyedRateLimiter::builder(Rate::per_second(1), 1)
+            .shards(1)
+            .build_with_timer(&clock)
+            .unwrap()
+    };
+    // Known keys only: 1 000 keys in a table of at most 2 048 buckets, two looked at every
+    // eighth operation.
+    let l = one_shard();
     for key in 0..1_000 {
         l.try_acquire(&key).unwrap();
     }
     assert_eq!(l.len(), 1_000);
     clock.advance(Duration::from_secs(1));
-    // 1 000 keys occupy a table of at most 2 048 buckets; two are inspected per operation.
-    for i in 0..1_024 {
+    for _ in 0..8 * 1_024 {
         clock.advance(Duration::from_secs(1));
-        let _ = l.try_acquire(&(10_000 + i % 2));
+        l.try_acquire(&0).unwrap();
     }
-    assert!(l.len() <= 2, "{} keys left", l.len());
+    assert!(l.len() <= 1, "{} keys left", l.len());
+    // New keys only: each new key looks at two buckets (or the table sweeps before growing).
+    let l = one_shard();
+    for key in 0..500 {
+        l.try_acquire(&key).unwrap();
+    }
+    clock.advance(Duration::from_secs(1));
+    for key in 0..512 {
+        l.try_acquire(&(10_000 + key)).unwrap();
+    }
+    assert_eq!(l.len(), 512, "only the new keys are live");
 }
 
 #[test]

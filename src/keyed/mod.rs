@@ -30,9 +30,9 @@
 //!
 //! *Exact eviction.* A bucket that has refilled completely (its TAT is not after `now`) makes
 //! from then on exactly the decisions of a bucket never used, so forgetting it changes no
-//! decision. Every operation inspects two buckets of its shard's table and forgets those that
-//! refilled (a constant cost: no sweep of the whole map); a table about to grow first forgets
-//! what it can; [`KeyedRateLimiter::retain_recent`] sweeps every shard, one at a time. Busy
+//! decision. Every new key, and every eighth operation on a shard, inspects the next two
+//! buckets of the shard's table and forgets the keys there that refilled (a constant cost: no
+//! sweep of the whole map); a table about to grow first forgets what it can; [`KeyedRateLimiter::retain_recent`] sweeps every shard, one at a time. Busy
 //! keys are only forgotten once no future holds them.
 //!
 //! *The key cap.* [`KeyedBuilder::max_keys`] bounds the keys held: each shard holds at most
@@ -179,7 +179,19 @@ pub struct KeyedBuilder<S = DefaultHashBuilder> {
 }
 
 impl KeyedBuilder {
-    fn new(rate: Rate, burst: u64) -> Self {
+    /// Settings for `rate` per key with room for `burst` at once, and the defaults: 16
+    /// shards, no key cap, the seeded default hasher. The same as
+    /// [`KeyedRateLimiter::builder`], for use through an adapter's alias:
+    ///
+    /// ```
+    /// use tollgate::keyed::{KeyedBuilder, KeyedRateLimiter};
+    /// use tollgate::{ManualClock, Rate};
+    ///
+    /// let limiter: KeyedRateLimiter<u64, ManualClock> =
+    ///     KeyedBuilder::new(Rate::per_second(5), 5).max_keys(10_000).build().unwrap();
+    /// assert_eq!(limiter.burst(), 5);
+    /// ```
+    pub fn new(rate: Rate, burst: u64) -> Self {
         Self { rate, burst, shards: DEFAULT_SHARDS, max_keys: None, hasher: Default::default() }
     }
 }
@@ -387,7 +399,7 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
         let hash = self.hasher.hash_one(key);
         let bucket = &self.template;
         self.shard(hash).with(|shard| {
-            shard.step(now, bucket, &self.hasher);
+            shard.tick(now, bucket, &self.hasher);
             match shard.locate(hash, key, &self.hasher) {
                 Slot::Idle(tat) => bucket.try_acquire_tat(tat, n, now),
                 Slot::Busy(limiter) => limiter.try_acquire_n(n),
@@ -433,7 +445,7 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
 
     /// Forgets every key that has refilled and that no future holds, one shard at a time
     /// (each shard is locked only for its own sweep). Eviction also runs by itself, a little
-    /// on every operation; this is for an exact [`len`](Self::len) or to free memory at once.
+    /// at a time (on new keys, and on every eighth operation); this is for an exact [`len`](Self::len) or to free memory at once.
     pub fn retain_recent(&self) {
         let now = self.timer.now();
         for shard in self.shards.iter() {
@@ -466,7 +478,7 @@ where
         let hash = self.hasher.hash_one(key);
         let bucket = &self.template;
         self.shard(hash).with(|shard| {
-            shard.step(now, bucket, &self.hasher);
+            shard.tick(now, bucket, &self.hasher);
             match shard.locate(hash, key, &self.hasher) {
                 Slot::Idle(tat) => match bucket.try_acquire_tat(tat, n, now) {
                     Ok(()) => return Begin::Done(Ok(())),
