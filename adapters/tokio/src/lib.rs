@@ -1,5 +1,6 @@
 //! tollgate for tokio: a [`TokioTimer`] on `tokio::time` (so a paused tokio clock drives it)
-//! and, with the `tower` feature, a `RateLimitLayer` whose services share one budget.
+//! and, with the `tower` feature, a `RateLimitLayer` whose services share one budget (with
+//! `http`, an `http::HttpRateLimitLayer` for servers: per-client buckets, 429 answers).
 //!
 //! Everything in [`tollgate`] is re-exported, with the generic names specialised to tokio:
 //! `tollgate_tokio::AsyncRateLimiter` is `tollgate::AsyncRateLimiter<TokioTimer>`.
@@ -34,12 +35,18 @@
 #![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod timer;
 #[cfg(feature = "tower")]
 mod tower;
 
 pub use tollgate::*;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use http::HttpRateLimitLayer;
 pub use timer::{TokioClock, TokioTimer};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
