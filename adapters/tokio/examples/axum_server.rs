@@ -6,10 +6,10 @@
 //! `curl -i http://127.0.0.1:3000/` and `curl -i -H 'x-api-key: alice' http://127.0.0.1:3000/api/hello`.
 //! `tests/http_server.rs` drives the same router with real clients.
 
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};

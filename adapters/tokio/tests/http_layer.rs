@@ -1,11 +1,11 @@
 //! `HttpRateLimitLayer` on tokio's paused clock: the exact 429 headers, keys and missing
 //! keys, bounded waiting, a cancelled waiter costing nothing, and live keys going back to 0.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
+use core::convert::Infallible;
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use tokio::time::Instant;

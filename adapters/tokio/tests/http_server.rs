@@ -9,10 +9,10 @@
 #[path = "../examples/axum_server.rs"]
 mod server;
 
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::time::Duration;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -132,7 +132,7 @@ async fn patient(
         if response.status() == StatusCode::OK {
             let reported = response.headers().get("ratelimit").and_then(|v| v.to_str().ok());
             let left = reported.and_then(|v| v.strip_prefix("\"per-key\";r="));
-            if !left.and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r < PER_KEY.1) {
+            if left.and_then(|r| r.parse::<u64>().ok()).is_none_or(|r| r >= PER_KEY.1) {
                 seen.lock().unwrap().wrong.push(format!("{key}: 200 with ratelimit {reported:?}"));
             }
         }
@@ -210,9 +210,9 @@ async fn run() {
     }
     let live_at_end = (per_ip.len(), per_key.len());
 
-    let seen = seen.lock().unwrap();
+    let seen = core::mem::take(&mut *seen.lock().unwrap());
     assert!(seen.wrong.is_empty(), "wrong answers: {:#?}", seen.wrong);
-    let served = served.lock().unwrap();
+    let served = core::mem::take(&mut *served.lock().unwrap());
     for source in [ip(2), ip(3)] {
         let times = &served.by_ip[&source];
         let rate = served_rate(times, PER_IP.1);
@@ -245,7 +245,7 @@ async fn run() {
         "per ip: {:?}/s; per key: {:?}/s; seen: {:?}; live keys at the end: {live_at_end:?}",
         [ip(2), ip(3)].map(|s| served_rate(&served.by_ip[&s], PER_IP.1)),
         ["alpha", "beta"].map(|k| served_rate(&served.by_key[k], PER_KEY.1)),
-        *seen,
+        seen,
     );
 
     // Once every bucket has refilled (100 ms per IP, 40 ms per key), nothing is left.
