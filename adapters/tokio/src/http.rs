@@ -50,7 +50,7 @@
 //! hops as you say proxies stand in front of the server: those headers are written by the
 //! client, and trusting them further lets a client choose its own key.
 //!
-//! The buckets are a [`KeyedRateLimiter`](crate::KeyedRateLimiter): a key whose bucket has
+//! The buckets are a [`KeyedRateLimiter`]: a key whose bucket has
 //! refilled is forgotten (it would decide nothing differently), so memory follows the clients
 //! that are actually being limited, not every address ever seen.
 //!
@@ -188,16 +188,17 @@ impl<X: KeyExtractor + Clone> Clone for Shared<X> {
 /// ```
 #[derive(Debug)]
 pub struct HttpRateLimitLayer<X: KeyExtractor> {
-    shared: Shared<X>,
+    // Shared, not copied, by `layer`: axum applies a router's layers to each request's route.
+    shared: Arc<Shared<X>>,
 }
 
-impl<X: KeyExtractor + Clone> Clone for HttpRateLimitLayer<X> {
+impl<X: KeyExtractor> Clone for HttpRateLimitLayer<X> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone() }
+        Self { shared: Arc::clone(&self.shared) }
     }
 }
 
-impl<X: KeyExtractor> HttpRateLimitLayer<X> {
+impl<X: KeyExtractor + Clone> HttpRateLimitLayer<X> {
     /// A refusing layer giving each key `rate` with room for `burst` at once.
     ///
     /// # Panics
@@ -224,14 +225,14 @@ impl<X: KeyExtractor> HttpRateLimitLayer<X> {
             Err(_) => unreachable!("\"default\" is a valid policy name"),
         };
         Self {
-            shared: Shared {
+            shared: Arc::new(Shared {
                 limiter,
                 extractor,
                 max_wait: None,
                 no_key: NoKey::Reject,
                 quota,
                 report_on_success: false,
-            },
+            }),
         }
     }
 
@@ -239,21 +240,21 @@ impl<X: KeyExtractor> HttpRateLimitLayer<X> {
     /// it would come later. `Duration::ZERO` is the same as refusing at once.
     #[must_use]
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
-        self.shared.max_wait = Some(max_wait);
+        Arc::make_mut(&mut self.shared).max_wait = Some(max_wait);
         self
     }
 
     /// Refuses at once when the client has no token (the default).
     #[must_use]
     pub fn refuse_when_limited(mut self) -> Self {
-        self.shared.max_wait = None;
+        Arc::make_mut(&mut self.shared).max_wait = None;
         self
     }
 
     /// What to do with a request that has no key; see [`NoKey`].
     #[must_use]
     pub fn when_no_key(mut self, no_key: NoKey<X::Key>) -> Self {
-        self.shared.no_key = no_key;
+        Arc::make_mut(&mut self.shared).no_key = no_key;
         self
     }
 
@@ -263,7 +264,8 @@ impl<X: KeyExtractor> HttpRateLimitLayer<X> {
     /// [`InvalidPolicyName`] unless `name` is printable ASCII.
     pub fn policy_name(mut self, name: &str) -> Result<Self, InvalidPolicyName> {
         let limiter = &self.shared.limiter;
-        self.shared.quota = Quota::new(name, limiter.rate(), limiter.burst())?;
+        let quota = Quota::new(name, limiter.rate(), limiter.burst())?;
+        Arc::make_mut(&mut self.shared).quota = quota;
         Ok(self)
     }
 
@@ -273,21 +275,23 @@ impl<X: KeyExtractor> HttpRateLimitLayer<X> {
     /// when the next one comes.
     #[must_use]
     pub fn report_on_success(mut self, on: bool) -> Self {
-        self.shared.report_on_success = on;
+        Arc::make_mut(&mut self.shared).report_on_success = on;
         self
     }
+}
 
+impl<X: KeyExtractor> HttpRateLimitLayer<X> {
     /// The shared keyed limiter.
     pub fn limiter(&self) -> &Arc<KeyedRateLimiter<X::Key>> {
         &self.shared.limiter
     }
 }
 
-impl<S, X: KeyExtractor + Clone> Layer<S> for HttpRateLimitLayer<X> {
+impl<S, X: KeyExtractor> Layer<S> for HttpRateLimitLayer<X> {
     type Service = HttpRateLimit<S, X>;
 
     fn layer(&self, inner: S) -> HttpRateLimit<S, X> {
-        HttpRateLimit { inner, shared: Arc::new(self.shared.clone()) }
+        HttpRateLimit { inner, shared: Arc::clone(&self.shared) }
     }
 }
 
@@ -347,7 +351,7 @@ where
         };
         let refused = match shared.limiter.try_acquire(&key) {
             Ok(()) => {
-                let report = shared.report_on_success.then(|| shared.report(&key));
+                let report = shared.report_on_success.then(|| Box::new(shared.report(&key)));
                 return ResponseFuture::calling(self.inner.call(request), report);
             }
             Err(refused) => refused,
@@ -398,6 +402,14 @@ impl<X: KeyExtractor> Shared<X> {
 /// `RateLimit-Policy` and `RateLimit` for an admitted response.
 type Report = (HeaderValue, HeaderValue);
 
+/// A request waiting for its token: the wait, the ready service and the request it will be
+/// given.
+struct Waiting<S, X: KeyExtractor, ReqBody> {
+    wait: Pin<Box<KeyedAcquireOwned<X::Key>>>,
+    call: Option<(S, Request<ReqBody>)>,
+    shared: Arc<Shared<X>>,
+}
+
 /// An empty response with `code`.
 fn status<B: Default>(code: StatusCode) -> Response<B> {
     let mut response = Response::new(B::default());
@@ -431,21 +443,18 @@ pin_project! {
         S: Service<Request<ReqBody>>,
         X: KeyExtractor,
     {
-        // Admitted, request passed on; the `RateLimit` value to add, if reporting.
-        Calling { #[pin] future: S::Future, report: Option<Report> },
-        // Waiting for the token, with the ready service and the request it will be given.
-        Waiting {
-            wait: Pin<Box<KeyedAcquireOwned<X::Key>>>,
-            call: Option<(S, Request<ReqBody>)>,
-            shared: Arc<Shared<X>>,
-        },
+        // Admitted, request passed on; the fields to add, if reporting. (Boxed, as the
+        // waiting state: the future stays small, and it is moved on every call.)
+        Calling { #[pin] future: S::Future, report: Option<Box<Report>> },
+        // Waiting for the token.
+        Waiting { waiting: Box<Waiting<S, X, ReqBody>> },
         // The layer's own answer; `None` once given.
         Answer { response: Option<S::Response> },
     }
 }
 
 impl<S: Service<Request<ReqBody>>, X: KeyExtractor, ReqBody> ResponseFuture<S, X, ReqBody> {
-    fn calling(future: S::Future, report: Option<Report>) -> Self {
+    fn calling(future: S::Future, report: Option<Box<Report>>) -> Self {
         Self { state: State::Calling { future, report } }
     }
 
@@ -459,9 +468,8 @@ impl<S: Service<Request<ReqBody>>, X: KeyExtractor, ReqBody> ResponseFuture<S, X
         request: Request<ReqBody>,
         shared: Arc<Shared<X>>,
     ) -> Self {
-        Self {
-            state: State::Waiting { wait: Box::pin(wait), call: Some((inner, request)), shared },
-        }
+        let waiting = Waiting { wait: Box::pin(wait), call: Some((inner, request)), shared };
+        Self { state: State::Waiting { waiting: Box::new(waiting) } }
     }
 }
 
@@ -479,14 +487,15 @@ where
             match state.as_mut().project() {
                 StateProj::Calling { future, report } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some((policy, limit)) = report.take() {
+                    if let Some((policy, limit)) = report.take().map(|r| *r) {
                         let headers = response.headers_mut();
                         headers.insert(RATELIMIT_POLICY, policy);
                         headers.insert(RATELIMIT, limit);
                     }
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Waiting { wait, call, shared } => {
+                StateProj::Waiting { waiting } => {
+                    let Waiting { wait, call, shared } = &mut **waiting;
                     let outcome = ready!(wait.as_mut().poll(cx));
                     let shared = Arc::clone(shared);
                     match outcome {
@@ -494,8 +503,9 @@ where
                             let Some((mut inner, request)) = call.take() else {
                                 unreachable!("a wait completes once")
                             };
-                            let report =
-                                shared.report_on_success.then(|| shared.report(wait.key()));
+                            let report = shared
+                                .report_on_success
+                                .then(|| Box::new(shared.report(wait.key())));
                             let future = inner.call(request);
                             state.set(State::Calling { future, report });
                         }
