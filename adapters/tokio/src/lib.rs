@@ -50,7 +50,10 @@ pub use http::HttpRateLimitLayer;
 pub use timer::{TokioClock, TokioTimer};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use tower::{RateLimit, RateLimitLayer, RateLimited, ResponseFuture, WhenLimited};
+pub use tower::{
+    KeyedRateLimit, KeyedRateLimitLayer, KeyedResponseFuture, RateLimit, RateLimitLayer,
+    RateLimited, ResponseFuture, WhenLimited,
+};
 
 #[doc(inline)]
 pub use tollgate_macros::limit_rate_tokio as limit_rate;

@@ -34,6 +34,10 @@ use tower::{BoxError, Layer, Service};
 
 use crate::{AsyncRateLimiter, TokioTimer};
 
+mod keyed;
+
+pub use keyed::{KeyedRateLimit, KeyedRateLimitLayer, KeyedResponseFuture};
+
 /// What a [`RateLimit`] service does with a request that finds no free token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -363,7 +367,11 @@ pub struct RateLimited {
 
 impl RateLimited {
     fn new(error: Error, limiter: &AsyncRateLimiter) -> Self {
-        let now = limiter.timer().now();
+        Self::read_at(error, limiter.timer().now())
+    }
+
+    /// The refusal `error`, its wait counted from `now` (on the limiter's clock).
+    pub(crate) fn read_at(error: Error, now: Instant) -> Self {
         let retry_after = match error.ready_at() {
             Some(ready_at) if ready_at != Instant::MAX => {
                 Some(ready_at.saturating_duration_since(now))
