@@ -66,7 +66,9 @@ async fn a_refusal_is_a_429_with_retry_after_and_ratelimit_fields() {
     tokio::time::advance(Duration::from_millis(2_500)).await;
     let ok = app.clone().oneshot(from("192.0.2.1:3")).await.unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
-    // And right after, refused with a full interval to go.
+    // And 10 ms later, refused with 2.99 s to go (not an exact second: the bucket's
+    // nanosecond rounding must not decide the test).
+    tokio::time::advance(Duration::from_millis(10)).await;
     let refused = app.clone().oneshot(from("192.0.2.1:3")).await.unwrap();
     assert_eq!(header(&refused, "retry-after"), "3");
 }
