@@ -51,16 +51,15 @@ fn threads_are_capped_at_max_parallel_requests() {
     assert_eq!(s.active.used, 0);
 }
 
+/// A limiter whose model `m` has `rpm`, `tpm` and one parallel slot (other models: defaults).
+fn one_model(rpm: u32, tpm: u64) -> ModelRateLimiter {
+    let config = RateLimitConfig { rpm, tpm, max_parallel_requests: 1, ..Default::default() };
+    ModelRateLimiter::new([("m", config)], RateLimitConfig::default()).unwrap()
+}
+
 #[test]
 fn oversized_and_impatient_requests_fail_at_once() {
-    let limiter = ModelRateLimiter::new(
-        [(
-            "m",
-            RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1, ..Default::default() },
-        )],
-        RateLimitConfig::default(),
-    )
-    .unwrap();
+    let limiter = one_model(1, 100);
     assert_eq!(
         limiter.acquire("m", 101).unwrap_err(),
         Error::InsufficientCapacity { requested: 101, capacity: 100 }
@@ -78,19 +77,7 @@ fn oversized_and_impatient_requests_fail_at_once() {
 /// deadline used to be fixed from an earlier clock reading than the admission check's).
 #[test]
 fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
-    let limiter = ModelRateLimiter::new(
-        [(
-            "m",
-            RateLimitConfig {
-                rpm: 1_000,
-                tpm: 1_000_000,
-                max_parallel_requests: 1,
-                ..Default::default()
-            },
-        )],
-        RateLimitConfig::default(),
-    )
-    .unwrap();
+    let limiter = one_model(1_000, 1_000_000);
     let refused = (0..100)
         .filter(|_| match limiter.acquire_within("m", 10, Duration::ZERO) {
             Ok(permit) => {
@@ -109,14 +96,7 @@ fn a_zero_budget_on_an_idle_limiter_is_always_admitted() {
 fn try_acquire_and_acquire_before_on_threads() {
     use tollgate_std::{Clock, StdTimer};
 
-    let limiter = ModelRateLimiter::new(
-        [(
-            "m",
-            RateLimitConfig { rpm: 1, tpm: 100, max_parallel_requests: 1, ..Default::default() },
-        )],
-        RateLimitConfig::default(),
-    )
-    .unwrap();
+    let limiter = one_model(1, 100);
     assert_eq!(
         limiter.try_acquire("m", 101).unwrap_err(),
         Error::InsufficientCapacity { requested: 101, capacity: 100 }
