@@ -18,7 +18,7 @@ pub use crate::acquire::AcquireTokensOwned;
 use crate::error::{Error, InvalidConfig};
 use crate::sync::const_fn;
 use crate::wait::{Limit, WaitLine};
-pub use crate::wrap::{Call, CallN, Run, RunN};
+pub use crate::wrap::{Call, CallN, NeverWithoutToken, Run, RunN};
 use crate::{Clock, Instant, Rate, Refusal, Timer, TokenBucket};
 
 /// An async token-bucket rate limiter: up to `burst` requests at once, then `rate`.

@@ -40,22 +40,28 @@ impl<T: Timer, F: Future> Future for RunN<'_, T, F> {
 }
 
 pin_project! {
-    /// The future returned by [`AsyncRateLimiter::run`]: waits for a token, then runs the
-    /// wrapped future.
+    /// A token-waiting future with the refusal policy of `acquire()`: it completes with its
+    /// inner future's `Ok` output and, if the tokens can never come (past the end of the
+    /// clock), waits forever rather than go ahead without them. [`Run`] and [`Call`] are it
+    /// around [`RunN`] and [`CallN`].
     #[must_use = "futures do nothing unless polled"]
-    pub struct Run<'a, T: Timer, F> {
+    pub struct NeverWithoutToken<F> {
         #[pin]
-        inner: RunN<'a, T, F>,
-        // The token can never come (past the end of the clock). Like `acquire`, never go
-        // ahead without it: wait forever.
+        inner: F,
         never: bool,
     }
 }
 
-impl<T: Timer, F: Future> Future for Run<'_, T, F> {
-    type Output = F::Output;
+impl<F> NeverWithoutToken<F> {
+    fn new(inner: F) -> Self {
+        Self { inner, never: false }
+    }
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+impl<F: Future<Output = Result<O, Error>>, O> Future for NeverWithoutToken<F> {
+    type Output = O;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
         let this = self.project();
         if *this.never {
             return Poll::Pending;
@@ -69,6 +75,10 @@ impl<T: Timer, F: Future> Future for Run<'_, T, F> {
         }
     }
 }
+
+/// The future returned by [`AsyncRateLimiter::run`]: waits for a token, then runs the wrapped
+/// future.
+pub type Run<'a, T, F> = NeverWithoutToken<RunN<'a, T, F>>;
 
 pin_project! {
     /// The future returned by a closure from [`AsyncRateLimiter::wrap_n`] or
@@ -108,41 +118,9 @@ where
     }
 }
 
-pin_project! {
-    /// The future returned by a closure from [`AsyncRateLimiter::wrap`]: waits for a token,
-    /// then calls the wrapped function and awaits its future.
-    #[must_use = "futures do nothing unless polled"]
-    pub struct Call<'a, T: Timer, F, A, Fut> {
-        #[pin]
-        inner: CallN<'a, T, F, A, Fut>,
-        // The token can never come (past the end of the clock). Like `acquire`, never go
-        // ahead without it: wait forever.
-        never: bool,
-    }
-}
-
-impl<T, F, A, Fut> Future for Call<'_, T, F, A, Fut>
-where
-    T: Timer,
-    F: FnOnce(A) -> Fut,
-    Fut: Future,
-{
-    type Output = Fut::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fut::Output> {
-        let this = self.project();
-        if *this.never {
-            return Poll::Pending;
-        }
-        match ready!(this.inner.poll(cx)) {
-            Ok(output) => Poll::Ready(output),
-            Err(_) => {
-                *this.never = true;
-                Poll::Pending
-            }
-        }
-    }
-}
+/// The future returned by a closure from [`AsyncRateLimiter::wrap`]: waits for a token, then
+/// calls the wrapped function and awaits its future.
+pub type Call<'a, T, F, A, Fut> = NeverWithoutToken<CallN<'a, T, F, A, Fut>>;
 
 impl<T: Timer> AsyncRateLimiter<T> {
     /// Waits for one token, then runs `future` to completion and returns its output.
@@ -169,7 +147,7 @@ impl<T: Timer> AsyncRateLimiter<T> {
     /// `future` is dropped unpolled. Dropped later, the token stays spent and `future` is
     /// dropped wherever it was (its own cancel safety applies).
     pub fn run<F: Future>(&self, future: F) -> Run<'_, T, F> {
-        Run { inner: self.run_n(1, future), never: false }
+        NeverWithoutToken::new(self.run_n(1, future))
     }
 
     /// Waits for `n` tokens (a call that costs `n`: its size, its share of a quota), then
@@ -239,13 +217,12 @@ impl<T: Timer> AsyncRateLimiter<T> {
         F: FnOnce(A) -> Fut + Clone,
         Fut: Future,
     {
-        move |arg| Call {
-            inner: CallN {
+        move |arg| {
+            NeverWithoutToken::new(CallN {
                 wait: TokenWait::new(self, 1, Limit::Forever),
                 call: Some((f.clone(), arg)),
                 future: None,
-            },
-            never: false,
+            })
         }
     }
 
@@ -327,23 +304,18 @@ impl<T: Timer, F> core::fmt::Debug for RunN<'_, T, F> {
     }
 }
 
-impl<T: Timer, F> core::fmt::Debug for Run<'_, T, F> {
+impl<F: core::fmt::Debug> core::fmt::Debug for NeverWithoutToken<F> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Run").field("admitted", &self.inner.admitted).finish_non_exhaustive()
+        f.debug_struct("NeverWithoutToken")
+            .field("inner", &self.inner)
+            .field("never", &self.never)
+            .finish()
     }
 }
 
 impl<T: Timer, F, A, Fut> core::fmt::Debug for CallN<'_, T, F, A, Fut> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("CallN").field("admitted", &self.future.is_some()).finish_non_exhaustive()
-    }
-}
-
-impl<T: Timer, F, A, Fut> core::fmt::Debug for Call<'_, T, F, A, Fut> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Call")
-            .field("admitted", &self.inner.future.is_some())
-            .finish_non_exhaustive()
     }
 }
 
