@@ -57,9 +57,20 @@ impl Gcra {
         self.tat = self.after(n, now).0;
     }
 
-    pub(super) fn refund(&mut self, n: u64, now: Instant) {
+    /// Gives back `n` tokens of a charge made at `at`, as far as that charge has not drained.
+    ///
+    /// A charge at `at` left the TAT at most `burst` tokens ahead of `clock(at)`; by `now`, at
+    /// most `clock(at) + burst·T − clock(now)` of it can still be ahead of the clock. Tokens
+    /// beyond that have flowed out of the bucket already, and the TAT position they held may
+    /// belong to later charges: giving them back would let the bucket admit more than its burst
+    /// (a late refund after a later full-burst admission admitted a second burst at once). As
+    /// in a window, whose slot has left, a late refund refunds less, or nothing.
+    pub(super) fn refund(&mut self, n: u64, at: Instant, now: Instant) {
+        let undrained =
+            self.clock(at).saturating_add(self.cost(self.burst)).saturating_sub(self.clock(now));
+        let give = self.cost(n).min(undrained);
         // Never past full: a bucket that has refilled has nothing to give back.
-        self.tat = self.tat.saturating_sub(self.cost(n)).max(self.clock(now).min(self.tat));
+        self.tat = self.tat.saturating_sub(give).max(self.clock(now).min(self.tat));
     }
 
     pub(super) fn used(&self, now: Instant) -> u64 {

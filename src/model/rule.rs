@@ -14,7 +14,8 @@
 //! - **settle**: in every token limit, the estimate charged at admission becomes the actual
 //!   count — in a window, in the slot it was charged to while that slot is in the window; once
 //!   it has left, a refund refunds nothing and an excess is charged now (it was used); in a
-//!   bucket, a refund moves the bucket back but never past full, an excess is charged now;
+//!   bucket, a refund moves the bucket back by at most what of the charge has not drained yet
+//!   (never past full, never into room later charges hold), an excess is charged now;
 //! - **usage**: per limit, what is charged in the window ending now (a bucket: its burst
 //!   minus what it could admit now).
 //!
@@ -153,7 +154,7 @@ impl Meter {
                 }
             }
             How::Bucket(b) if actual > estimated => b.charge(actual - estimated, now),
-            How::Bucket(b) => b.refund(estimated - actual, now),
+            How::Bucket(b) => b.refund(estimated - actual, charge.at, now),
         }
     }
 
@@ -354,6 +355,27 @@ mod tests {
         assert_eq!(used, [3]);
         s.usage_at(ns(112), &mut used);
         assert_eq!(used, [0]);
+    }
+
+    /// Found in review: a late refund gave back tokens that had already drained, whose place
+    /// in the bucket a later charge held, so a second full burst was admitted at once.
+    #[test]
+    fn a_late_refund_on_a_token_bucket_never_admits_beyond_the_burst() {
+        let limits = [Limit::bucket("b", Counts::Tokens, 100, Rate::per_second(10))];
+        let mut s = RateState::new(&limits);
+        let first = s.admit_at(100, Instant::ZERO).unwrap();
+        // Refilled by 10 s: a second full burst, rightly admitted.
+        s.admit_at(100, Instant::from_secs(10)).unwrap();
+        // The first request used nothing, but its tokens drained long ago: nothing comes back.
+        s.settle_at(first, 0, Instant::from_secs(10));
+        assert!(s.admit_at(1, Instant::from_secs(10)).is_err(), "200 tokens at one instant");
+        // Half drained: a refund gives back at most the undrained half.
+        let mut s = RateState::new(&limits);
+        let first = s.admit_at(100, Instant::ZERO).unwrap();
+        s.admit_at(50, Instant::from_secs(5)).unwrap(); // the 50 that refilled by 5 s
+        s.settle_at(first, 0, Instant::from_secs(5));
+        assert_eq!(s.earliest_at(50, Instant::from_secs(5)), None);
+        assert!(s.earliest_at(51, Instant::from_secs(5)).is_some());
     }
 
     #[test]
