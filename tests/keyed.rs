@@ -279,6 +279,11 @@ fn a_bad_configuration_is_a_typed_error() {
     let clock = ManualClock::new();
     let made = KeyedRateLimiter::builder(Rate::per_second(1), 0).build_with_timer::<u64, _>(&clock);
     assert!(made.is_err());
+    // Found in review: a cap of 0 refused every new key forever; it is a typed error now.
+    let made = KeyedRateLimiter::builder(Rate::per_second(1), 1)
+        .max_keys(0)
+        .build_with_timer::<u64, _>(&clock);
+    assert_eq!(made.err().map(|e| e.field), Some("max_keys"));
 }
 
 /// A full shard whose only key is held by a waiting future (so it cannot go even once its

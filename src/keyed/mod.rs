@@ -225,7 +225,8 @@ impl<S> KeyedBuilder<S> {
     /// The limiter, waiting on `timer`.
     ///
     /// # Errors
-    /// [`InvalidConfig`] for a zero or huge burst or a rate above 8 per nanosecond.
+    /// [`InvalidConfig`] for a zero or huge burst, a rate above 8 per nanosecond, or
+    /// `max_keys(0)` (no key could ever be held).
     pub fn build_with_timer<K, T>(
         self,
         timer: T,
@@ -234,6 +235,9 @@ impl<S> KeyedBuilder<S> {
         K: Hash + Eq,
     {
         let template = TokenBucket::try_new(self.rate, self.burst)?;
+        if self.max_keys == Some(0) {
+            return Err(InvalidConfig::new("max_keys", "must be at least 1"));
+        }
         let shards: Box<[_]> = (0..self.shards).map(|_| Padded(Mutex::new(Shard::new()))).collect();
         let cap_per_shard = match self.max_keys {
             Some(max) => max.div_ceil(self.shards),

@@ -46,13 +46,16 @@
 //! bucket, or let them through unlimited ([`HttpRateLimitLayer::when_no_key`]).
 //!
 //! **Behind a proxy**, the peer address is the proxy's: with [`PeerIp`], every client shares
-//! the proxy's bucket. [`ForwardedIp`] reads `Forwarded` / `X-Forwarded-For`, but only as many
-//! hops as you say proxies stand in front of the server: those headers are written by the
-//! client, and trusting them further lets a client choose its own key.
+//! the proxy's bucket. [`ForwardedIp`] reads the one header your proxies write
+//! (`X-Forwarded-For`, or `Forwarded` with [`ForwardedIp::rfc7239`]), and only as many hops as
+//! you say proxies stand in front of the server: those headers are written by the client, and
+//! trusting them further lets a client choose its own key.
 //!
-//! The buckets are a [`KeyedRateLimiter`]: a key whose bucket has
-//! refilled is forgotten (it would decide nothing differently), so memory follows the clients
-//! that are actually being limited, not every address ever seen.
+//! The buckets are a [`KeyedRateLimiter`]: a key whose bucket has refilled is forgotten (it
+//! would decide nothing differently), so memory follows the clients seen within one refill
+//! time (`burst / rate`), not every address ever seen. With a slow rate that is still every
+//! address of the last refill time; cap it with a limiter built with `max_keys` and
+//! [`HttpRateLimitLayer::from_limiter`].
 //!
 //! # Answers
 //!

@@ -219,8 +219,15 @@ where
     }
 }
 
-/// Keys requests by the client address that trusted proxies report in `Forwarded`
-/// (RFC 7239) or, without it, `X-Forwarded-For`; the peer address when no proxy is trusted.
+/// Keys requests by the client address that trusted proxies report in `X-Forwarded-For`
+/// ([`ForwardedIp::new`]) or in RFC 7239 `Forwarded` ([`ForwardedIp::rfc7239`]); the peer
+/// address when no proxy is trusted.
+///
+/// It reads exactly the one header your proxies write and never falls back to the other:
+/// most proxies (nginx, cloud load balancers) append to `X-Forwarded-For` and pass a client's
+/// own `Forwarded` through untouched, so preferring `Forwarded` when present would let any
+/// client name its key. A hop that is not valid text counts as a hop (it cannot shift the
+/// count and so pick another address), and as an address it is no address.
 ///
 /// **Off by default for a reason:** these headers are written by whoever sends the request,
 /// so trusting more proxies than really stand in front of the server lets a client pick its
@@ -247,15 +254,23 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForwardedIp {
     trusted_proxies: usize,
+    rfc7239: bool,
 }
 
 /// `X-Forwarded-For`, which `http` has no constant for.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 impl ForwardedIp {
-    /// Trusts the last `trusted_proxies` hops (0: none, the same as [`PeerIp`]).
+    /// Trusts the last `trusted_proxies` hops of `X-Forwarded-For` (0: none, the same as
+    /// [`PeerIp`]); a `Forwarded` header is ignored.
     pub const fn new(trusted_proxies: usize) -> Self {
-        Self { trusted_proxies }
+        Self { trusted_proxies, rfc7239: false }
+    }
+
+    /// Trusts the last `trusted_proxies` hops of RFC 7239 `Forwarded` (their `for=` nodes);
+    /// `X-Forwarded-For` is ignored. For proxies configured to write `Forwarded`.
+    pub const fn rfc7239(trusted_proxies: usize) -> Self {
+        Self { trusted_proxies, rfc7239: true }
     }
 
     /// The number of proxies trusted.
@@ -266,25 +281,14 @@ impl ForwardedIp {
     /// The n-th address from the right in the forwarding headers, if there are that many and
     /// it is an IP address.
     fn forwarded(&self, headers: &HeaderMap) -> Option<IpAddr> {
-        let n = self.trusted_proxies;
-        if headers.contains_key(FORWARDED) {
-            let hops: Vec<&str> = headers
-                .get_all(FORWARDED)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .collect();
-            let hop = hops.len().checked_sub(n).map(|i| hops[i])?;
-            return parse_forwarded_for(hop);
-        }
-        let hops: Vec<&str> = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .collect();
-        let hop = hops.len().checked_sub(n).map(|i| hops[i])?;
-        parse_node(hop.trim())
+        let name = if self.rfc7239 { FORWARDED } else { X_FORWARDED_FOR };
+        // Split the raw bytes: dropping a line that is not valid text would drop the hops a
+        // proxy appended to it, and shift the count.
+        let hops: Vec<&[u8]> =
+            headers.get_all(name).iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')).collect();
+        let hop = hops.len().checked_sub(self.trusted_proxies).map(|i| hops[i])?;
+        let hop = core::str::from_utf8(hop).ok()?;
+        if self.rfc7239 { parse_forwarded_for(hop) } else { parse_node(hop.trim()) }
     }
 }
 
@@ -368,16 +372,16 @@ mod tests {
             )],
             Some("10.0.0.9:1"),
         );
-        assert_eq!(ForwardedIp::new(1).extract(&r), Some(ip("198.51.100.2")));
-        assert_eq!(ForwardedIp::new(2).extract(&r), Some(ip("2001:db8::7")));
-        assert_eq!(ForwardedIp::new(3).extract(&r), Some(ip("203.0.113.1")));
+        assert_eq!(ForwardedIp::rfc7239(1).extract(&r), Some(ip("198.51.100.2")));
+        assert_eq!(ForwardedIp::rfc7239(2).extract(&r), Some(ip("2001:db8::7")));
+        assert_eq!(ForwardedIp::rfc7239(3).extract(&r), Some(ip("203.0.113.1")));
         // Fewer hops than trusted proxies: not through the chain, keyed by the peer.
-        assert_eq!(ForwardedIp::new(4).extract(&r), Some(ip("10.0.0.9")));
+        assert_eq!(ForwardedIp::rfc7239(4).extract(&r), Some(ip("10.0.0.9")));
         assert_eq!(ForwardedIp::new(0).extract(&r), Some(ip("10.0.0.9")));
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded_for_and_lines_concatenate() {
+    fn each_form_reads_only_its_own_header_and_lines_concatenate() {
         let r = request(
             &[
                 ("x-forwarded-for", "192.0.2.50"),
@@ -386,8 +390,32 @@ mod tests {
             ],
             Some("10.0.0.9:1"),
         );
-        assert_eq!(ForwardedIp::new(1).extract(&r), Some(ip("192.0.2.2")));
-        assert_eq!(ForwardedIp::new(2).extract(&r), Some(ip("192.0.2.1")));
+        assert_eq!(ForwardedIp::rfc7239(1).extract(&r), Some(ip("192.0.2.2")));
+        assert_eq!(ForwardedIp::rfc7239(2).extract(&r), Some(ip("192.0.2.1")));
+        assert_eq!(ForwardedIp::new(1).extract(&r), Some(ip("192.0.2.50")));
+    }
+
+    /// Found in review: behind a proxy that appends to `X-Forwarded-For` only, a client's own
+    /// `Forwarded` header used to win and name the key.
+    #[test]
+    fn a_clients_forwarded_header_cannot_pick_the_key() {
+        let r = request(
+            &[("forwarded", "for=6.6.6.6"), ("x-forwarded-for", "203.0.113.7")],
+            Some("10.0.0.2:1"),
+        );
+        assert_eq!(ForwardedIp::new(1).extract(&r), Some(ip("203.0.113.7")));
+    }
+
+    /// Found in review: a byte that is not text in the client's part of a line used to drop
+    /// the whole line, the proxy's hop with it, so the client got the proxy's bucket.
+    #[test]
+    fn a_hop_that_is_not_text_is_still_a_hop() {
+        let mut r = request(&[], Some("10.0.0.2:1"));
+        r.headers_mut()
+            .insert(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\x80x, 203.0.113.7").unwrap());
+        assert_eq!(ForwardedIp::new(1).extract(&r), Some(ip("203.0.113.7")));
+        // The client's own hop is no address: keyed by the peer, not by a shifted hop.
+        assert_eq!(ForwardedIp::new(2).extract(&r), Some(ip("10.0.0.2")));
     }
 
     #[test]
@@ -405,7 +433,7 @@ mod tests {
     #[test]
     fn an_obfuscated_hop_falls_back_to_the_peer() {
         let r = request(&[("forwarded", "for=unknown, for=_x1")], Some("10.0.0.9:1"));
-        assert_eq!(ForwardedIp::new(1).extract(&r), Some(ip("10.0.0.9")));
+        assert_eq!(ForwardedIp::rfc7239(1).extract(&r), Some(ip("10.0.0.9")));
         let r = request(&[("x-forwarded-for", "not-an-ip")], Some("10.0.0.9:1"));
         assert_eq!(ForwardedIp::new(1).extract(&r), Some(ip("10.0.0.9")));
     }
