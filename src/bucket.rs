@@ -852,12 +852,15 @@ mod tests {
         }
     }
 
-    /// The lazy form must not make `Error` bigger than its largest other variant
-    /// (`InvalidConfig`: two `&str`).
+    /// The lazy form keeps `Refusal` at four words and so `Error` at 40 bytes on 64-bit
+    /// targets, as before. On 32-bit targets the `u64` words do not shrink with the pointer
+    /// size, so there `Error` grew (to 40 bytes, from about 24): said in BENCHMARKS.md.
     #[test]
     fn a_refusal_is_small() {
         assert!(core::mem::size_of::<Refusal>() <= 32);
+        #[cfg(target_pointer_width = "64")]
         assert_eq!(core::mem::size_of::<Error>(), 40);
+        assert!(core::mem::size_of::<Error>() <= 40);
     }
 
     /// A cancel that lost its race (someone reserved after it) gives nothing back and
