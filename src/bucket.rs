@@ -694,7 +694,7 @@ mod tests {
         assert!(b.cancel(r3));
         let r4 = b.reserve_at(1, Instant::ZERO).unwrap();
         assert_eq!(r4.ready_at(), Instant::from_secs(2));
-        let _ = r1;
+        let _ = r1; // never given back: it stays spent
     }
 
     #[test]
@@ -747,8 +747,10 @@ mod tests {
             for t in [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
                 let _ = b.try_acquire_at(1, ns(t));
                 let _ = b.reserve_at(b.burst(), ns(t));
-                let _ = b.available_at(ns(t));
+                assert!(b.available_at(ns(t)) <= b.burst(), "{rate:?} at {t}");
             }
+            // At the end of the clock, with the burst spent, nothing more is granted.
+            assert!(b.try_acquire_at(b.burst(), Instant::MAX).is_err(), "{rate:?}");
         }
     }
 
