@@ -99,7 +99,7 @@ pub fn classify_429(report: &HeaderReport, body: &[u8]) -> Throttled {
     }
 
     // 3. A quota per day: back only when the day's window moves on.
-    if json_strings(body, b"\"quotaid\"").any(|id| contains_ci(id, b"perday")) {
+    if json_strings(body, b"\"quotaid\"").any(|(_, id)| contains_ci(id, b"perday")) {
         let reset_after = retry_delay(body).or(report.retry_after);
         return Throttled::QuotaExhausted { reset_after };
     }
@@ -147,40 +147,25 @@ pub fn classify_429(report: &HeaderReport, body: &[u8]) -> Throttled {
 /// Gemini's `RetryInfo`: `"retryDelay": "30s"` (a protobuf duration: seconds with a fraction
 /// and an `s`, which the Go parser reads).
 fn retry_delay(body: &[u8]) -> Option<Duration> {
-    json_strings(body, b"\"retrydelay\"").find_map(parse_go_duration)
+    json_strings(body, b"\"retrydelay\"").find_map(|(_, v)| parse_go_duration(v))
 }
 
 /// The first retry hint in the body, in the order the hints occur.
 fn body_hint(body: &[u8]) -> Option<Duration> {
-    let mut best: Option<(usize, Duration)> = None;
-    let mut consider = |at: usize, d: Option<Duration>| {
-        if let Some(d) = d {
-            if best.is_none_or(|(b, _)| at < b) {
-                best = Some((at, d));
+    let phrases =
+        [&b"try again in "[..], b"retry after ", b"retry in "].into_iter().filter_map(|phrase| {
+            let mut from = 0;
+            while let Some(at) = find_ci(body, phrase, from) {
+                from = at + phrase.len();
+                if let Some(d) = delay_text(&body[from..]) {
+                    return Some((at, d));
+                }
             }
-        }
-    };
-    for phrase in [&b"try again in "[..], b"retry after ", b"retry in "] {
-        let mut from = 0;
-        while let Some(at) = find_ci(body, phrase, from) {
-            from = at + phrase.len();
-            if let Some(d) = delay_text(&body[from..]) {
-                consider(at, Some(d));
-                break;
-            }
-        }
-    }
-    let mut from = 0;
-    while let Some(at) = find_ci(body, b"\"retrydelay\"", from) {
-        from = at + 1;
-        if let Some(d) =
-            json_strings(&body[at..], b"\"retrydelay\"").next().and_then(parse_go_duration)
-        {
-            consider(at, Some(d));
-            break;
-        }
-    }
-    best.map(|(_, d)| d)
+            None
+        });
+    let gemini = json_strings(body, b"\"retrydelay\"")
+        .find_map(|(at, v)| parse_go_duration(v).map(|d| (at, d)));
+    phrases.chain(gemini).min_by_key(|&(at, _)| at).map(|(_, d)| d)
 }
 
 /// A delay written out after "try again in": a Go duration (`634ms`, `1.5s`, `6m0s`, with a
