@@ -1,0 +1,233 @@
+-- The model admission rule (tollgate's `RateState`) on a hash at KEYS[1]. Fields: `clk` the
+-- latest time seen, `fp` the config fingerprint; per window limit i: `h<i>` its head slot and
+-- `w<i>:<K>` the count of absolute slot K (only the ring's slots head-len+1..head are kept);
+-- per bucket limit i: `t<i>`, `r<i>`: its theoretical arrival time tat + r/D.
+-- ARGV[2] = number of limits, then 6 per limit: kind (0 window, 1 bucket), counts (0
+-- requests, 1 tokens), max, then a window's W (length), s (slot length), len (ring) or a
+-- bucket's P, D (one token costs P/D time units), 0.
+local S = KEYS[1]
+local NL = tonumber(ARGV[2])
+local LIM = {}
+for i = 1, NL do
+  local o = 2 + (i - 1) * 6
+  LIM[i] = {
+    kind = tonumber(ARGV[o + 1]), counts = tonumber(ARGV[o + 2]), max = tonumber(ARGV[o + 3]),
+    a = tonumber(ARGV[o + 4]), b = tonumber(ARGV[o + 5]), c = tonumber(ARGV[o + 6]),
+  }
+end
+local OP = 2 + NL * 6 -- the operation's own arguments start at ARGV[OP + 1]
+local NEVER = -1      -- "room only after the end of the clock"
+
+local function weight(L, tokens)
+  if L.counts == 0 then return 1 end
+  return tokens
+end
+
+-- Windows -------------------------------------------------------------------------------
+
+-- Moves window i's head to the slot of `now`, dropping the slots that left the ring.
+local function win_advance(i, L, now)
+  local head = tg_div(now, L.b)
+  local hk = 'h' .. i
+  local old = tonumber(redis.call('HGET', S, hk))
+  if old == nil or head > old then
+    if old ~= nil then
+      local from, to = old - L.c + 1, math.min(old, head - L.c)
+      if to >= from then
+        local f = {}
+        for k = from, to do f[#f + 1] = 'w' .. i .. ':' .. k end
+        redis.call('HDEL', S, unpack(f))
+      end
+    end
+    redis.call('HSET', S, hk, head)
+    return head
+  end
+  return old
+end
+
+-- The oldest slot overlapping (now - W, now].
+local function win_first(L, now)
+  local t = now - (L.a - 1)
+  if t < 0 then t = 0 end
+  return tg_div(t, L.b)
+end
+
+-- Counts of slots lo..head (newest last), lo = the oldest the window ending at `now` counts.
+local function win_counts(i, L, now)
+  local head = win_advance(i, L, now)
+  local lo = math.max(win_first(L, now), head - L.c + 1)
+  local f = {}
+  for k = lo, head do f[#f + 1] = 'w' .. i .. ':' .. k end
+  local v = redis.call('HMGET', S, unpack(f))
+  local out = {}
+  for j = 1, #v do out[j] = tonumber(v[j]) or 0 end
+  return out, lo, head
+end
+
+local function fits_sum(L, used, n)
+  return used <= L.max and n <= L.max - used
+end
+
+local function win_used(i, L, now)
+  local v = win_counts(i, L, now)
+  local sum = 0
+  for j = 1, #v do sum = sum + v[j] end
+  return sum
+end
+
+local function win_earliest(i, L, n, now)
+  if n > L.max then return NEVER end
+  local v, lo, head = win_counts(i, L, now)
+  local sum = 0
+  for j = 1, #v do sum = sum + v[j] end
+  if fits_sum(L, sum, n) then return now end
+  -- From the newest slot back: the oldest slot that still lets n fit is where the window
+  -- must start; it starts there once T - W + 1 >= start * s.
+  local start = head + 1
+  sum = 0
+  for j = #v, 1, -1 do
+    sum = sum + v[j]
+    if not fits_sum(L, sum, n) then break end
+    start = start - 1
+  end
+  return start * L.b + L.a - 1
+end
+
+local function win_charge(i, L, n, now)
+  local head = win_advance(i, L, now)
+  if n ~= 0 then redis.call('HINCRBY', S, 'w' .. i .. ':' .. head, n) end
+end
+
+-- The `from` charged in slot K become `to`, if K is still in the window; false if it left.
+local function win_adjust(i, L, K, from, to, now)
+  local head = win_advance(i, L, now)
+  if K < win_first(L, now) or K > head then return false end
+  local f = 'w' .. i .. ':' .. K
+  local c = (tonumber(redis.call('HGET', S, f)) or 0) + to - from
+  if c <= 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, c) end
+  return true
+end
+
+-- Buckets (GCRA): TAT = tat + rem / D time units, one token costs P / D ----------------------
+
+local function bkt_get(i)
+  local v = redis.call('HMGET', S, 't' .. i, 'r' .. i)
+  return tonumber(v[1]) or 0, tonumber(v[2]) or 0
+end
+
+-- TAT - now, in 1/D units (negative when the bucket is full).
+local function bkt_lead(i, L, now)
+  local tat, rem = bkt_get(i)
+  return (tat - now) * L.b + rem
+end
+
+local function bkt_set_lead(i, L, now, lead)
+  local q, r = tg_divmod(lead, L.b)
+  redis.call('HSET', S, 't' .. i, now + q, 'r' .. i, r)
+end
+
+local function bkt_fits(i, L, n, now)
+  local lead = math.max(bkt_lead(i, L, now), 0)
+  return n <= L.max and lead + n * L.a <= L.max * L.a
+end
+
+local function bkt_earliest(i, L, n, now)
+  if n > L.max then return NEVER end
+  local x = math.max(bkt_lead(i, L, now), 0) + (n - L.max) * L.a
+  if x <= 0 then return now end
+  return now + tg_ceil_div(x, L.b)
+end
+
+local function bkt_charge(i, L, n, now)
+  local lead = math.max(bkt_lead(i, L, now), 0)
+  bkt_set_lead(i, L, now, lead + n * L.a)
+end
+
+-- Gives back n tokens of a charge made at `at`, as far as that charge has not drained.
+local function bkt_refund(i, L, n, at, now)
+  local lead = bkt_lead(i, L, now)
+  if lead <= 0 then return end
+  local undrained = math.max((at - now) * L.b + L.max * L.a, 0)
+  local give = math.min(n * L.a, undrained)
+  bkt_set_lead(i, L, now, math.max(lead - give, 0))
+end
+
+local function bkt_used(i, L, now)
+  local lead = math.max(bkt_lead(i, L, now), 0)
+  return tg_ceil_div(lead, L.a)
+end
+
+-- The rule ---------------------------------------------------------------------------------
+
+local function fits(i, L, n, now)
+  if L.kind == 0 then return fits_sum(L, win_used(i, L, now), n) end
+  return bkt_fits(i, L, n, now)
+end
+
+local function earliest(i, L, n, now)
+  if L.kind == 0 then return win_earliest(i, L, n, now) end
+  return bkt_earliest(i, L, n, now)
+end
+
+-- When a request of `tokens` that does not fit now would: {ready_at (NEVER: never), limit}.
+local function rule_wait(tokens, now)
+  local ready, limit = now, 0
+  for i = 1, NL do
+    local at = earliest(i, LIM[i], weight(LIM[i], tokens), now)
+    if at == NEVER then return NEVER, i - 1 end
+    if at > ready then ready, limit = at, i - 1 end
+  end
+  if ready <= now then ready = NEVER end
+  return ready, limit
+end
+
+local function rule_fits(tokens, now)
+  for i = 1, NL do
+    if not fits(i, LIM[i], weight(LIM[i], tokens), now) then return false end
+  end
+  return true
+end
+
+-- Admits at `now` (all limits charged) and returns true, or charges nothing and returns false.
+local function rule_admit(tokens, now)
+  if not rule_fits(tokens, now) then return false end
+  for i = 1, NL do
+    local L = LIM[i]
+    if L.kind == 0 then win_charge(i, L, weight(L, tokens), now) else bkt_charge(i, L, weight(L, tokens), now) end
+  end
+  return true
+end
+
+-- The estimate charged at `at` becomes `actual`, in every token limit.
+local function rule_settle(at, est, actual, now)
+  for i = 1, NL do
+    local L = LIM[i]
+    if L.counts == 1 then
+      if L.kind == 0 then
+        local K = tg_div(at, L.b)
+        if not win_adjust(i, L, K, est, actual, now) and actual > est then
+          win_charge(i, L, actual - est, now)
+        end
+      elseif actual > est then
+        bkt_charge(i, L, actual - est, now)
+      else
+        bkt_refund(i, L, est - actual, at, now)
+      end
+    end
+  end
+end
+
+local function rule_usage(now)
+  local out = {}
+  for i = 1, NL do
+    local L = LIM[i]
+    if L.kind == 0 then out[i] = win_used(i, L, now) else out[i] = bkt_used(i, L, now) end
+  end
+  return out
+end
+
+-- Records the clock and the fingerprint, and keeps the state alive for `ttl_ms` more.
+local function rule_touch(now, ttl_ms)
+  redis.call('HSET', S, 'clk', now, 'fp', ARGV[1])
+  redis.call('PEXPIRE', S, ttl_ms)
+end

@@ -1,0 +1,354 @@
+//! [`RedisStore`]: the connection the limiters share — one auto-reconnecting multiplexed
+//! connection for the scripts, one subscriber connection routing wake-up messages to local
+//! waiters, and a janitor task doing the I/O that `Drop` cannot (releases, cancellations).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio::sync::{Notify, mpsc};
+
+use crate::error::{Error, StoreError};
+
+/// How the store talks to Redis. Every field has a default; set the ones you need.
+///
+/// ```
+/// use core::time::Duration;
+/// use tollgate_redis::StoreOptions;
+///
+/// let options = StoreOptions { response_timeout: Duration::from_millis(250), ..Default::default() };
+/// assert_eq!(options.connect_timeout, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// How long [`RedisStore::connect`] may take, and each reconnection attempt.
+    pub connect_timeout: Duration,
+    /// How long one script call may take before it is a [`StoreError::Timeout`] (a caller's
+    /// own deadline, when earlier, bounds it further). Nothing waits on Redis longer.
+    pub response_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    /// 2 s to connect, 1 s per call.
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(2), response_timeout: Duration::from_secs(1) }
+    }
+}
+
+/// A connection to the Redis (or Valkey) server holding the limiters' state. Cheap to clone:
+/// clones share the connection and its background tasks.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tollgate_redis::Error> {
+/// let store = tollgate_redis::RedisStore::connect("redis://127.0.0.1:6379/").await?;
+/// # let _ = store; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) inner: Arc<StoreInner>,
+}
+
+pub(crate) struct StoreInner {
+    conn: ConnectionManager,
+    pub(crate) options: StoreOptions,
+    /// Ticket id → its waiter, for wake-up messages.
+    wakes: Mutex<HashMap<String, Arc<Notify>>>,
+    subscribe: mpsc::UnboundedSender<String>,
+    janitor: mpsc::UnboundedSender<Job>,
+    /// Request ids: unique to this process (`pid-start-counter`).
+    id_prefix: String,
+    ids: AtomicU64,
+}
+
+/// One call the janitor makes (a release, a cancellation), retried a few times; if it never
+/// gets through, the TTLs clean up.
+pub(crate) struct Job {
+    pub(crate) script: &'static Script,
+    pub(crate) keys: Vec<String>,
+    pub(crate) args: Vec<Vec<u8>>,
+}
+
+impl RedisStore {
+    /// Connects with the default [`StoreOptions`].
+    ///
+    /// # Errors
+    /// [`Error::Store`]: [`StoreError::InvalidUrl`] for a URL that does not parse,
+    /// [`StoreError::Timeout`] or [`StoreError::Redis`] when the server cannot be reached
+    /// within [`StoreOptions::connect_timeout`].
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects with `options`. Must be called inside a tokio runtime (it spawns the
+    /// subscriber and janitor tasks there).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Self, Error> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let bound = options.connect_timeout;
+        let conn = tokio::time::timeout(bound, client.get_connection_manager_with_config(config))
+            .await
+            .map_err(|_| StoreError::Timeout { after: bound })?
+            .map_err(StoreError::from)?;
+        let (subscribe, sub_rx) = mpsc::unbounded_channel();
+        let (janitor, jan_rx) = mpsc::unbounded_channel();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let inner = Arc::new(StoreInner {
+            conn,
+            options,
+            wakes: Mutex::new(HashMap::new()),
+            subscribe,
+            janitor,
+            id_prefix: format!("{:x}-{:x}", std::process::id(), now),
+            ids: AtomicU64::new(0),
+        });
+        // Ping once, so an unreachable server is an error here, not at the first acquire.
+        let mut c = inner.conn.clone();
+        let pong: Result<String, _> =
+            tokio::time::timeout(bound, redis::cmd("PING").query_async::<String>(&mut c))
+                .await
+                .map_err(|_| StoreError::Timeout { after: bound })?;
+        pong.map_err(StoreError::from)?;
+        tokio::spawn(subscriber(client, Arc::downgrade(&inner), sub_rx));
+        tokio::spawn(janitor_task(inner.conn.clone(), options, jan_rx));
+        Ok(Self { inner })
+    }
+
+    /// Sends `PING`; for health checks.
+    ///
+    /// # Errors
+    /// [`Error::Store`] if no `PONG` came within the response timeout.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut c = self.inner.conn.clone();
+        let bound = self.inner.options.response_timeout;
+        tokio::time::timeout(bound, redis::cmd("PING").query_async::<String>(&mut c))
+            .await
+            .map_err(|_| StoreError::Timeout { after: bound })?
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// The options it was connected with.
+    pub fn options(&self) -> StoreOptions {
+        self.inner.options
+    }
+}
+
+impl StoreInner {
+    /// A request id unique across processes (this process's prefix and a counter).
+    pub(crate) fn new_id(&self) -> String {
+        format!("{}-{:x}", self.id_prefix, self.ids.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Runs `script` on `keys` and `args` (the test-clock slot is appended) within
+    /// `budget` (capped by the response timeout), expecting an array of integers.
+    pub(crate) async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+        budget: Option<Duration>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let bound =
+            budget.map_or(self.options.response_timeout, |b| b.min(self.options.response_timeout));
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k.as_str());
+        }
+        for a in args {
+            inv.arg(a.as_slice());
+        }
+        inv.arg(0);
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(bound, inv.invoke_async::<Vec<i64>>(&mut conn)).await {
+            Err(_) => Err(StoreError::Timeout { after: bound }),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout { after: bound }),
+            Ok(Err(e)) => Err(StoreError::from(e)),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    /// Queues a call for the janitor (from `Drop`, which cannot do I/O).
+    pub(crate) fn later(&self, job: Job) {
+        // The janitor only ends with the store; then the TTLs clean up.
+        let _ = self.janitor.send(job);
+    }
+
+    /// Subscribes to a model's wake-up channel (once; idempotent on the subscriber's side).
+    pub(crate) fn subscribe(&self, channel: String) {
+        let _ = self.subscribe.send(channel);
+    }
+
+    /// Registers a waiter for wake-ups naming `id`; the guard unregisters it.
+    pub(crate) fn register(self: &Arc<Self>, id: &str) -> WakeGuard {
+        let notify = Arc::new(Notify::new());
+        self.wakes.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), notify.clone());
+        WakeGuard { store: self.clone(), id: id.to_owned(), notify }
+    }
+
+    fn route(&self, id: &str) {
+        let wakes = self.wakes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = wakes.get(id) {
+            n.notify_one();
+        }
+    }
+}
+
+/// A local waiter's registration for wake-up messages.
+pub(crate) struct WakeGuard {
+    store: Arc<StoreInner>,
+    id: String,
+    pub(crate) notify: Arc<Notify>,
+}
+
+impl Drop for WakeGuard {
+    fn drop(&mut self) {
+        self.store.wakes.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+/// The subscriber: one pub/sub connection, resubscribed after every reconnect, routing each
+/// message (a ticket id) to the local waiter holding that ticket. Messages are at-most-once;
+/// waiters refresh on their own timer, which covers any that are lost (or sent while this
+/// connection was down).
+async fn subscriber(
+    client: redis::Client,
+    store: std::sync::Weak<StoreInner>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+) {
+    let mut channels: HashSet<String> = HashSet::new();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let connected =
+            tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await;
+        let Ok(Ok(pubsub)) = connected else {
+            // Down: keep collecting channels, try again later.
+            let sleep = tokio::time::sleep(backoff);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    ch = rx.recv() => match ch {
+                        Some(ch) => { channels.insert(ch); }
+                        None => return,
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            continue;
+        };
+        backoff = Duration::from_millis(50);
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ok = true;
+        for ch in &channels {
+            if sink.subscribe(ch.as_str()).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        while ok {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => {
+                        let Some(store) = store.upgrade() else { return };
+                        if let Ok(id) = msg.get_payload::<String>() {
+                            store.route(&id);
+                        }
+                    }
+                    None => ok = false,
+                },
+                ch = rx.recv() => match ch {
+                    Some(ch) => {
+                        if channels.insert(ch.clone()) && sink.subscribe(ch.as_str()).await.is_err() {
+                            ok = false;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+        if store.strong_count() == 0 {
+            return;
+        }
+    }
+}
+
+/// The janitor: runs queued releases and cancellations, a few tries each (then the TTLs do it).
+async fn janitor_task(
+    conn: ConnectionManager,
+    options: StoreOptions,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
+    while let Some(job) = rx.recv().await {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 0..5 {
+            let mut inv = job.script.prepare_invoke();
+            for k in &job.keys {
+                inv.key(k.as_str());
+            }
+            for a in &job.args {
+                inv.arg(a.as_slice());
+            }
+            inv.arg(0);
+            let mut c = conn.clone();
+            let r = tokio::time::timeout(
+                options.response_timeout,
+                inv.invoke_async::<redis::Value>(&mut c),
+            )
+            .await;
+            if matches!(r, Ok(Ok(_))) {
+                break;
+            }
+            if attempt == 4 {
+                tracing::warn!(
+                    target: "tollgate_redis",
+                    keys = ?job.keys,
+                    "a release could not reach Redis; its lease expires on its own"
+                );
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+}
+
+impl core::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RedisStore").field("options", &self.inner.options).finish_non_exhaustive()
+    }
+}
+
+/// An integer argument.
+pub(crate) fn int(v: impl itoa_like::Int) -> Vec<u8> {
+    v.text().into_bytes()
+}
+
+/// A text argument.
+pub(crate) fn text(v: &str) -> Vec<u8> {
+    v.as_bytes().to_vec()
+}
+
+pub(crate) mod itoa_like {
+    //! Integers as decimal text, the form script arguments take.
+    /// An integer type.
+    pub(crate) trait Int {
+        fn text(self) -> String;
+    }
+    macro_rules! int {
+        ($($t:ty),*) => {$(impl Int for $t { fn text(self) -> String { self.to_string() } })*};
+    }
+    int!(u32, u64, i64, usize);
+}
