@@ -235,6 +235,14 @@ impl RateLimiter {
     }
 }
 
+/// What a reservation call got.
+enum Taken {
+    /// Reserved in Redis: go after `wait`; `seq` undoes it.
+    Redis { wait: Duration, seq: i64 },
+    /// Admitted by the degraded policy: go after this long.
+    Local(Duration),
+}
+
 /// A reservation that is given back if the wait for it is cancelled.
 struct Reserved<'a> {
     bucket: &'a BucketInner,
@@ -272,7 +280,7 @@ impl BucketInner {
         n: u64,
         max_wait: Option<u64>,
         budget: Option<Duration>,
-    ) -> Result<Option<(Duration, i64)>, Error> {
+    ) -> Result<Taken, Error> {
         self.capacity(n)?;
         let mut args = self.config_args.clone();
         args.push(int(n));
@@ -283,12 +291,12 @@ impl BucketInner {
         let reply =
             match self.store.inner.eval(&scripts().gcra_reserve, &self.keys, &args, budget).await {
                 Ok(r) => r,
-                Err(e) => return self.degrade(n, max_wait, e).map(|()| None),
+                Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
             };
         match reply.first().copied() {
             Some(1) if reply.len() == 4 => {
                 let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
-                Ok(Some((wait, reply[3])))
+                Ok(Taken::Redis { wait, seq: reply[3] })
             }
             Some(0) if reply.len() == 3 => {
                 let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
@@ -300,7 +308,7 @@ impl BucketInner {
                 }
                 .into())
             }
-            Some(-1) => self.capacity(u64::MAX).map(|()| None),
+            Some(-1) => self.capacity(u64::MAX).map(|()| Taken::Local(Duration::ZERO)),
             Some(-2) => Err(Error::ConfigMismatch { key: self.keys[0].clone() }),
             _ => Err(StoreError::Protocol(format!("gcra_reserve: {reply:?}")).into()),
         }
@@ -326,9 +334,13 @@ impl BucketInner {
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let max_wait = remaining.map(|r| u64::try_from(r.as_micros()).unwrap_or(u64::MAX));
         let budget = remaining.map(|r| r.max(crate::model::MIN_BUDGET));
-        let Some((wait, seq)) = self.take(n, max_wait, budget).await? else {
-            // Admitted by the degraded policy.
-            return Ok(());
+        let (wait, seq) = match self.take(n, max_wait, budget).await? {
+            Taken::Redis { wait, seq } => (wait, seq),
+            // Admitted by the degraded policy, to go after `wait`.
+            Taken::Local(wait) => {
+                tokio::time::sleep(wait).await;
+                return Ok(());
+            }
         };
         let mut reserved = Reserved { bucket: self, n, seq, armed: true };
         if !wait.is_zero() {
@@ -338,7 +350,9 @@ impl BucketInner {
         Ok(())
     }
 
-    fn degrade(&self, n: u64, max_wait: Option<u64>, error: StoreError) -> Result<(), Error> {
+    /// The degraded policy's answer when Redis failed: how long to wait before going (no
+    /// reservation in Redis to give back), or the error.
+    fn degrade(&self, n: u64, max_wait: Option<u64>, error: StoreError) -> Result<Duration, Error> {
         match self.degraded {
             Degraded::FailClosed => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, "store unreachable: refused (fail closed)");
@@ -346,15 +360,19 @@ impl BucketInner {
             }
             Degraded::FailOpen => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, "store unreachable: admitted without a limit (fail open)");
-                Ok(())
+                Ok(Duration::ZERO)
             }
             Degraded::Local { share } => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, ?share, "store unreachable: admitting on the local share");
                 let Some(local) = &self.local else { return Err(Error::Store(error)) };
-                // Degraded waits are not queued: a try on the local share (the caller's own
-                // retry policy decides what next).
-                let _ = max_wait;
-                local.try_acquire_at(n, self.timer.now()).map_err(Error::from)
+                let now = self.timer.now();
+                if max_wait == Some(0) {
+                    local.try_acquire_at(n, now)?;
+                    return Ok(Duration::ZERO);
+                }
+                let max_wait = max_wait.map_or(Duration::MAX, Duration::from_micros);
+                let reservation = local.reserve_within_at(n, now, max_wait)?;
+                Ok(reservation.ready_at().saturating_duration_since(now))
             }
         }
     }

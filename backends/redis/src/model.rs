@@ -338,6 +338,7 @@ impl LimiterInner {
         estimated: u64,
         bound: Bound,
         try_only: bool,
+        id: Option<String>,
     ) -> Result<ModelPermit, Error> {
         let entry = self.entry(model)?;
         if let Some(cap) = entry.capacity
@@ -362,7 +363,7 @@ impl LimiterInner {
             }
         };
         let store = &self.store.inner;
-        let id = store.new_id();
+        let id = id.unwrap_or_else(|| store.new_id());
         let wake = store.register(&id);
         let mut queued = Queued { limiter: self.clone(), entry: entry.clone(), id, armed: false };
         let refresh = self.ticket_ttl / 3;
@@ -647,7 +648,7 @@ impl ModelRateLimiter {
         model: &str,
         estimated_tokens: u64,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Within(Duration::ZERO), true).await
+        self.inner.admit(model, estimated_tokens, Bound::Within(Duration::ZERO), true, None).await
     }
 
     /// Waits until `model` can take one more request of `estimated_tokens` (FIFO across every
@@ -662,7 +663,7 @@ impl ModelRateLimiter {
     /// Dropping the future gives its queue place back (through the store's janitor task);
     /// nothing is counted unless it returned a permit.
     pub async fn acquire(&self, model: &str, estimated_tokens: u64) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Forever, false).await
+        self.inner.admit(model, estimated_tokens, Bound::Forever, false, None).await
     }
 
     /// As [`acquire`](Self::acquire), giving up with `MaxWaitExceeded` if admission would take
@@ -676,7 +677,7 @@ impl ModelRateLimiter {
         estimated_tokens: u64,
         max_wait: Duration,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Within(max_wait), false).await
+        self.inner.admit(model, estimated_tokens, Bound::Within(max_wait), false, None).await
     }
 
     /// As [`acquire`](Self::acquire), giving up unless admitted by `deadline` (an instant of
@@ -690,7 +691,23 @@ impl ModelRateLimiter {
         estimated_tokens: u64,
         deadline: Instant,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Before(deadline), false).await
+        self.inner.admit(model, estimated_tokens, Bound::Before(deadline), false, None).await
+    }
+
+    /// A try under a given request id (for the crate's tests of idempotent admission: a
+    /// retry under the same id returns the same admission). Not a stable API.
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    #[doc(hidden)]
+    pub async fn try_acquire_with_id(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        id: &str,
+    ) -> Result<ModelPermit, Error> {
+        let bound = Bound::Within(Duration::ZERO);
+        self.inner.admit(model, estimated_tokens, bound, true, Some(id.to_owned())).await
     }
 
     /// Usage of every configured model and every model used so far, as the shared state has

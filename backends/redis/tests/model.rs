@@ -265,3 +265,39 @@ async fn store_down_fails_closed_by_default_and_degrades_only_when_asked() {
     }
     assert_eq!(admitted, 2);
 }
+
+#[tokio::test]
+async fn a_retried_admission_is_counted_once() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t9", config(10, 1_000, 5)).await;
+    // As after a reply lost to a timeout: the same request id comes again.
+    let first = l.try_acquire_with_id("m", 100, "req-1").await.unwrap();
+    let again = l.try_acquire_with_id("m", 100, "req-1").await.unwrap();
+    assert_eq!(first.admitted_at_server_micros(), again.admitted_at_server_micros());
+    let stats = l.stats().await.unwrap();
+    assert_eq!(
+        (stats["m"].requests.used, stats["m"].tokens.used, stats["m"].active.used),
+        (1, 100, 1)
+    );
+    // Settled once: the second settle finds nothing left to apply.
+    assert_eq!(first.settle(60).await.unwrap(), Settled::Applied);
+    assert_eq!(again.settle(60).await.unwrap(), Settled::LeaseLost);
+    assert_eq!(l.stats().await.unwrap()["m"].tokens.used, 60);
+}
+
+#[tokio::test]
+async fn memory_does_not_grow_with_requests() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t10", config(1_000, 1_000_000, 5)).await;
+    let keys = || server.command(&["DBSIZE"]);
+    for _ in 0..200 {
+        l.try_acquire("m", 10).await.unwrap().settle(5).await.unwrap();
+    }
+    // State and admission records; leases and queue hold nothing now.
+    let after = keys();
+    let n: usize = after.trim_start_matches(':').trim().parse().unwrap();
+    assert!(n <= 5, "{n} keys after 200 requests");
+    let fields = server.command(&["HLEN", "{tg:t10:m=m}:s"]);
+    let fields: usize = fields.trim_start_matches(':').trim().parse().unwrap();
+    assert!(fields < 10, "{fields} fields in the state");
+}
