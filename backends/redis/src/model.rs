@@ -7,7 +7,7 @@
 //! refresh timer (a third of the ticket TTL) says to renew the ticket, which also covers lost
 //! messages. Only the head of the queue may be admitted, so nobody is overtaken, across hosts.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -144,6 +144,7 @@ impl ModelRateLimiterBuilder {
             degraded: self.degraded,
             local,
             timer: TokioTimer::new(),
+            state_resets: AtomicU64::new(0),
         });
         let names: Vec<String> = inner.configured.keys().cloned().collect();
         for name in names {
@@ -199,6 +200,7 @@ pub(crate) struct LimiterInner {
     degraded: Degraded,
     local: Option<Arc<tollgate::ModelRateLimiter<TokioTimer>>>,
     timer: TokioTimer,
+    state_resets: AtomicU64,
 }
 
 /// One model's keys, script arguments and the leases this process holds.
@@ -217,6 +219,9 @@ pub(crate) struct ModelEntry {
     pub(crate) config_args: Vec<Vec<u8>>,
     pub(crate) state_ttl_ms: u64,
     pub(crate) leases: Mutex<HashMap<String, Arc<Lease>>>,
+    /// When an admit last wrote the state (refreshing its expiry): finding it gone sooner than
+    /// it can expire means it was lost.
+    touched: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// What the heartbeat learns about one held slot.
@@ -267,6 +272,7 @@ impl ModelEntry {
             config_args,
             state_ttl_ms,
             leases: Mutex::new(HashMap::new()),
+            touched: Mutex::new(None),
         })
     }
 
@@ -401,6 +407,7 @@ impl LimiterInner {
                     return self.degrade(model, estimated, e, deadline, queued, try_only).await;
                 }
             };
+            self.note_state(model, &entry, &reply);
             match reply.first().copied() {
                 Some(1) if reply.len() >= 4 => {
                     queued.armed = false;
@@ -456,6 +463,26 @@ impl LimiterInner {
                     return Err(StoreError::Protocol(format!("model_admit: {reply:?}")).into());
                 }
             }
+        }
+    }
+
+    /// Tells a lost state (server restart without persistence, `FLUSHALL`, eviction) from one
+    /// that expired after idling, and reports it: counts restart from zero, so up to one
+    /// window of each limit may be admitted again.
+    fn note_state(&self, model: &str, entry: &ModelEntry, reply: &[i64]) {
+        let mut touched = entry.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        let fresh = reply.get(5) == Some(&1);
+        // The state lives `state_ttl_ms` after each admit's write; half a second of margin
+        // for the round trip.
+        let alive = Duration::from_millis(entry.state_ttl_ms.saturating_sub(500));
+        if fresh && touched.is_some_and(|t| now.duration_since(t) < alive) {
+            self.state_resets.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "tollgate_redis", model, key = %entry.keys[0], "the model's state was lost on the server (restart without persistence, FLUSHALL or eviction): counts start again from zero, so up to one window of each limit may be admitted twice");
+            *touched = None;
+        }
+        if matches!(reply.first(), Some(0 | 1 | 4)) {
+            *touched = Some(now);
         }
     }
 
@@ -617,6 +644,14 @@ impl ModelRateLimiter {
             ticket_ttl: Duration::from_secs(3),
             degraded: Degraded::FailClosed,
         }
+    }
+
+    /// How many times this limiter found a model's state lost on the server (a restart
+    /// without persistence, `FLUSHALL`, eviction) while it was in use; each is also a
+    /// `tracing` warning. Counts restart from zero then, so up to one window of each limit may
+    /// be admitted again.
+    pub fn state_resets(&self) -> u64 {
+        self.inner.state_resets.load(Ordering::Relaxed)
     }
 
     /// The clock `acquire_before` deadlines and refusals' instants are on (tokio's).

@@ -301,3 +301,20 @@ async fn memory_does_not_grow_with_requests() {
     let fields: usize = fields.trim_start_matches(':').trim().parse().unwrap();
     assert!(fields < 10, "{fields} fields in the state");
 }
+
+#[tokio::test]
+async fn a_state_lost_on_the_server_is_reported() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t11", config(2, 1_000, 5)).await;
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    assert!(l.try_acquire("m", 1).await.is_err());
+    assert_eq!(l.state_resets(), 0, "a first use is not a loss");
+    server.command(&["FLUSHALL"]);
+    // The counts are gone (at most one window admitted again), and that is reported.
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    assert_eq!(l.state_resets(), 1);
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    assert!(l.try_acquire("m", 1).await.is_err());
+    assert_eq!(l.state_resets(), 1);
+}
