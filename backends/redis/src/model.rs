@@ -371,7 +371,9 @@ impl LimiterInner {
         let store = &self.store.inner;
         let id = id.unwrap_or_else(|| store.new_id());
         let wake = store.register(&id);
-        let mut queued = Queued { limiter: self.clone(), entry: entry.clone(), id, armed: false };
+        // Armed from the start: a future dropped while a call is in flight may have been
+        // queued, or even admitted, by it; the dequeue script undoes either.
+        let mut queued = Queued { limiter: self.clone(), entry: entry.clone(), id, armed: true };
         let refresh = self.ticket_ttl / 3;
         let mut last_ready = None;
         let mut retried = false;
@@ -424,6 +426,7 @@ impl LimiterInner {
                         lease,
                         admitted_at_us: reply[2],
                         done: false,
+                        settling: None,
                     };
                     tracing::debug!(target: "tollgate_redis", model, estimated, "admitted");
                     return Ok(ModelPermit::new(estimated, PermitState::Redis(hold)));

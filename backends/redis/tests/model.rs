@@ -318,3 +318,30 @@ async fn a_state_lost_on_the_server_is_reported() {
     assert!(l.try_acquire("m", 1).await.is_err());
     assert_eq!(l.state_resets(), 1);
 }
+
+#[tokio::test]
+async fn acquires_cancelled_mid_call_leave_no_stale_ticket_or_slot() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t12", config(100_000, 10_000_000, 1)).await;
+    let mut got = 0;
+    for i in 0..60u64 {
+        // From 0 to ~3 ms: many are dropped while their script call is in flight.
+        let d = Duration::from_micros((i * 7_919) % 3_000);
+        if let Ok(Ok(p)) = tokio::time::timeout(d, l.acquire("m", 10)).await {
+            got += 1;
+            drop(p);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let p = l.try_acquire("m", 10).await.unwrap_or_else(|e| {
+        panic!("a stale ticket or slot blocks the model ({got} admitted before): {e:?}")
+    });
+    assert!(start.elapsed() < Duration::from_millis(100));
+    drop(p);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = l.stats().await.unwrap();
+    assert_eq!(stats["m"].active.used, 0, "{stats:?}");
+    let queued = server.command(&["ZCARD", "{tg:t12:m=m}:q"]);
+    assert_eq!(queued.trim(), ":0", "tickets left in the queue");
+}
