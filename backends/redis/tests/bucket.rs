@@ -127,3 +127,19 @@ async fn store_down_fails_closed_unless_a_local_share_is_chosen() {
     let err = local.acquire_within(Duration::from_millis(100)).await.unwrap_err();
     assert!(matches!(err.limit(), Some(tollgate::Error::MaxWaitExceeded { .. })), "{err:?}");
 }
+
+#[tokio::test]
+async fn calls_dropped_in_flight_give_their_reservations_back() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let b = bucket(&server, "inflight", Rate::per_second(1), 1).await;
+    // Each is dropped within 0-2 ms, often while its script call is in flight: a reservation
+    // it made must not be lost, or the next token moves a second further each time.
+    for i in 0..40u64 {
+        let d = Duration::from_micros((i * 7_919) % 2_000);
+        let _ = tokio::time::timeout(d, b.acquire()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    b.acquire_within(Duration::from_millis(1_500)).await.expect("the token is due within 1 s");
+    assert!(start.elapsed() < Duration::from_millis(1_100), "{:?}", start.elapsed());
+}
