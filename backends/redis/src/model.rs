@@ -1,11 +1,12 @@
 //! [`ModelRateLimiter`]: tollgate's model limiter (RPM, TPM, parallel requests and any further
 //! [`Limit`]) with its state in Redis, shared by every process that uses the same namespace.
 //!
-//! The waiting, per acquire: one `model_admit` script call decides (admit now, or join the
-//! model's FIFO queue, or — at the head of the queue — sleep until the instant the server
-//! computed); a queued waiter sleeps until a wake-up message names its ticket, or until its
-//! refresh timer (a third of the ticket TTL) says to renew the ticket, which also covers lost
-//! messages. Only the head of the queue may be admitted, so nobody is overtaken, across hosts.
+//! The waiting, per acquire: one `model_admit` script call decides — admit now, or join the
+//! model's FIFO queue, or, at the head of the queue with only rate limits in the way, sleep
+//! once until the instant the server computed (its ticket kept until then). A queued waiter
+//! sleeps until a wake-up message names its ticket, or until its refresh timer (a third of the
+//! ticket TTL) says to renew the ticket, which also covers lost messages. Only the head of the
+//! queue may be admitted, so nobody is overtaken, across hosts.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
@@ -453,7 +454,8 @@ impl LimiterInner {
                     let wait =
                         Duration::from_micros(u64::try_from(reply[2] - reply[1]).unwrap_or(0));
                     last_ready = Some(self.timer.now().saturating_add(wait));
-                    let until = now + wait.min(refresh);
+                    // The script kept the ticket until then and one TTL more: one sleep.
+                    let until = now + wait;
                     if wait_for(&wake, until, deadline).await {
                         return Err(self.timed_out(last_ready, deadline));
                     }

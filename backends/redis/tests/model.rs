@@ -345,3 +345,37 @@ async fn acquires_cancelled_mid_call_leave_no_stale_ticket_or_slot() {
     let queued = server.command(&["ZCARD", "{tg:t12:m=m}:q"]);
     assert_eq!(queued.trim(), ":0", "tickets left in the queue");
 }
+
+/// Script calls so far (EVALSHA, plus EVAL after a NOSCRIPT).
+fn script_calls(server: &support::RedisServer) -> u64 {
+    let info = server.command(&["INFO", "commandstats"]);
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_rate_wait_sleeps_once_without_polling() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let cfg = RateLimitConfig {
+        limits: vec![Limit::requests("r", 1, Duration::from_secs(2)).with_slots(20)],
+        ..config(1_000, 100_000, 5)
+    };
+    // A short ticket TTL: a refresh every 100 ms, were the head to refresh while it sleeps.
+    let l = ModelRateLimiter::builder(store, "t13")
+        .model("m", cfg)
+        .ticket_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    let before = script_calls(&server);
+    let start = Instant::now();
+    l.acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    let waited = start.elapsed();
+    let calls = script_calls(&server) - before;
+    assert!(waited >= Duration::from_millis(1_900), "waited {waited:?}");
+    // The first admit (told to sleep), the second (admitted), the settle.
+    assert!(calls <= 4, "{calls} script calls in a {waited:?} wait");
+}

@@ -69,6 +69,8 @@ local ready, limit = rule_wait(tokens, now)
 if try == 1 or ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then
   return refuse(ready, limit, 0)
 end
-enqueue(id, now, ticket_ttl) -- holds the head while it sleeps
+-- holds the head while it sleeps: the ticket lasts until ready_at and one ticket TTL more,
+-- so the head sleeps once (a message still wakes it early, e.g. after a refund)
+enqueue(id, now, ticket_ttl + ready - now)
 rule_touch(now, state_ttl)
 return reply({4, now, ready, limit})
