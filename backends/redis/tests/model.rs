@@ -299,7 +299,9 @@ async fn memory_does_not_grow_with_requests() {
     assert!(n <= 5, "{n} keys after 200 requests");
     let fields = server.command(&["HLEN", "{tg:t10:m=m}:s"]);
     let fields: usize = fields.trim_start_matches(':').trim().parse().unwrap();
-    assert!(fields < 10, "{fields} fields in the state");
+    // clk, fp, and per window (rpm, tpm) its head, its total and the slots in use (at most
+    // its ring of 61; one or two here, however many requests).
+    assert!(fields <= 2 + 2 * 4, "{fields} fields in the state");
 }
 
 #[tokio::test]
