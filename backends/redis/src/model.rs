@@ -402,7 +402,11 @@ impl LimiterInner {
                 Ok(r) => r,
                 // One retry under the same id: admission is idempotent, so a reply lost to a
                 // timeout is not counted twice.
-                Err(_) if !retried && deadline.is_none_or(|d| tokio::time::Instant::now() < d) => {
+                Err(e)
+                    if e != StoreError::Unavailable
+                        && !retried
+                        && deadline.is_none_or(|d| tokio::time::Instant::now() < d) =>
+                {
                     retried = true;
                     continue;
                 }
@@ -596,7 +600,12 @@ async fn heartbeat(limiter: Weak<LimiterInner>) {
             let mut op = vec![int(micros(l.lease_ttl)), text(entry.publish), text(&entry.channel)];
             op.extend(held.iter().map(|(id, _)| text(id)));
             let args = entry.args(op);
-            match l.store.inner.eval(&scripts().model_heartbeat, &entry.keys, &args, None).await {
+            match l
+                .store
+                .inner
+                .eval_always(&scripts().model_heartbeat, &entry.keys, &args, None)
+                .await
+            {
                 Ok(reply) => {
                     for ((id, lease), alive) in held.iter().zip(reply) {
                         if alive == 0 && !lease.lost.swap(true, Ordering::Relaxed) {

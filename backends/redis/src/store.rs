@@ -30,12 +30,21 @@ pub struct StoreOptions {
     /// How long one script call may take before it is a [`StoreError::Timeout`] (a caller's
     /// own deadline, when earlier, bounds it further). Nothing waits on Redis longer.
     pub response_timeout: Duration,
+    /// After a connection failure or timeout, how long acquires skip Redis and answer at once
+    /// by the degraded policy ([`StoreError::Unavailable`] when failing closed) instead of each
+    /// waiting out a timeout; the first call after it probes again. Heartbeats and the
+    /// janitor's releases always try. `Duration::ZERO` turns this off.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for StoreOptions {
-    /// 2 s to connect, 1 s per call.
+    /// 2 s to connect, 1 s per call, a 500 ms breaker cooldown.
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(2), response_timeout: Duration::from_secs(1) }
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(1),
+            breaker_cooldown: Duration::from_millis(500),
+        }
     }
 }
 
@@ -61,6 +70,8 @@ pub(crate) struct StoreInner {
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     subscribe: mpsc::UnboundedSender<String>,
     janitor: mpsc::UnboundedSender<Job>,
+    /// Until when acquires skip Redis after a connection failure (the breaker).
+    down_until: Mutex<Option<tokio::time::Instant>>,
     /// Request ids: unique to this process (`pid-start-counter`).
     id_prefix: String,
     ids: AtomicU64,
@@ -196,6 +207,7 @@ impl RedisStore {
             publish,
             options,
             wakes: Mutex::new(HashMap::new()),
+            down_until: Mutex::new(None),
             subscribe,
             janitor,
             id_prefix: format!("{:x}-{:x}", std::process::id(), now),
@@ -237,6 +249,29 @@ impl StoreInner {
         args: &[Vec<u8>],
         budget: Option<Duration>,
     ) -> Result<Vec<i64>, StoreError> {
+        let down = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = down
+            && tokio::time::Instant::now() < until
+        {
+            return Err(StoreError::Unavailable);
+        }
+        let result = self.eval_always(script, keys, args, budget).await;
+        let failed = matches!(&result, Err(StoreError::Timeout { .. } | StoreError::Redis(_)));
+        if !self.options.breaker_cooldown.is_zero() {
+            let mut d = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            *d = failed.then(|| tokio::time::Instant::now() + self.options.breaker_cooldown);
+        }
+        result
+    }
+
+    /// As [`eval`](Self::eval), whatever the breaker says (heartbeats, releases).
+    pub(crate) async fn eval_always(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+        budget: Option<Duration>,
+    ) -> Result<Vec<i64>, StoreError> {
         let bound =
             budget.map_or(self.options.response_timeout, |b| b.min(self.options.response_timeout));
         let mut inv = script.prepare_invoke();
@@ -250,7 +285,13 @@ impl StoreInner {
         match tokio::time::timeout(bound, self.conn.invoke::<Vec<i64>>(&inv)).await {
             Err(_) => Err(StoreError::Timeout { after: bound }),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout { after: bound }),
-            Ok(Err(e)) => Err(StoreError::from(e)),
+            Ok(Err(e))
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
+            {
+                Err(StoreError::Redis(e.to_string()))
+            }
+            // The server answered (a script error, say): the connection is fine.
+            Ok(Err(e)) => Err(StoreError::Script(e.to_string())),
             Ok(Ok(v)) => Ok(v),
         }
     }
