@@ -458,8 +458,10 @@ impl LimiterInner {
                     let wait =
                         Duration::from_micros(u64::try_from(reply[2] - reply[1]).unwrap_or(0));
                     last_ready = Some(self.timer.now().saturating_add(wait));
-                    // The script kept the ticket until then and one TTL more: one sleep.
-                    let until = now + wait;
+                    // The script kept the ticket until then and one TTL more: one sleep,
+                    // counted from the reply (the server's instant lies before it, so this
+                    // never wakes early).
+                    let until = tokio::time::Instant::now() + wait;
                     if wait_for(&wake, until, deadline).await {
                         return Err(self.timed_out(last_ready, deadline));
                     }
