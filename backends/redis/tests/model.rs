@@ -339,7 +339,7 @@ async fn acquires_cancelled_mid_call_leave_no_stale_ticket_or_slot() {
     let p = l.try_acquire("m", 10).await.unwrap_or_else(|e| {
         panic!("a stale ticket or slot blocks the model ({got} admitted before): {e:?}")
     });
-    assert!(start.elapsed() < Duration::from_millis(100));
+    assert!(start.elapsed() < Duration::from_secs(1));
     drop(p);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stats = l.stats().await.unwrap();
@@ -405,7 +405,7 @@ async fn the_breaker_answers_at_once_while_down_and_probes_again_after_its_coold
         let p = l.acquire("m", 1).await.unwrap();
         assert!(p.is_degraded());
         assert!(
-            start.elapsed() < Duration::from_millis(50),
+            start.elapsed() < Duration::from_millis(150),
             "waited {:?} on a known outage",
             start.elapsed()
         );
