@@ -436,35 +436,40 @@ async fn cluster_subscriber(
     }
 }
 
-/// The janitor: runs queued releases and cancellations, a few tries each (then the TTLs do it).
+/// The janitor: runs each queued release or cancellation in its own task (so one that waits
+/// out an outage delays no other), a few tries each; then the TTLs do it.
 async fn janitor_task(conn: Conn, options: StoreOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = rx.recv().await {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 0..5 {
-            let mut inv = job.script.prepare_invoke();
-            for k in &job.keys {
-                inv.key(k.as_str());
-            }
-            for a in &job.args {
-                inv.arg(a.as_slice());
-            }
-            inv.arg(0);
-            let r =
-                tokio::time::timeout(options.response_timeout, conn.invoke::<redis::Value>(&inv))
-                    .await;
-            if matches!(r, Ok(Ok(_))) {
-                break;
-            }
-            if attempt == 4 {
-                tracing::warn!(
-                    target: "tollgate_redis",
-                    keys = ?job.keys,
-                    "a release could not reach Redis; its lease expires on its own"
-                );
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+        tokio::spawn(run_job(conn.clone(), options, job));
+    }
+}
+
+async fn run_job(conn: Conn, options: StoreOptions, job: Job) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 0..5 {
+        let mut inv = job.script.prepare_invoke();
+        for k in &job.keys {
+            inv.key(k.as_str());
         }
+        for a in &job.args {
+            inv.arg(a.as_slice());
+        }
+        inv.arg(0);
+        let r =
+            tokio::time::timeout(options.response_timeout, conn.invoke::<redis::Value>(&inv)).await;
+        if matches!(r, Ok(Ok(_))) {
+            return;
+        }
+        if attempt == 4 {
+            tracing::warn!(
+                target: "tollgate_redis",
+                keys = ?job.keys,
+                "a release could not reach Redis; its lease expires on its own"
+            );
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
     }
 }
 
