@@ -378,6 +378,9 @@ impl LimiterInner {
         let refresh = self.ticket_ttl / 3;
         let mut last_ready = None;
         let mut retried = false;
+        // Whether a call of this acquire may have reached the server (one the breaker turned
+        // away did not): only then is there a queue place or admission to give back.
+        let mut sent = false;
         loop {
             let now = tokio::time::Instant::now();
             let remaining = deadline.map(|d| d.saturating_duration_since(now));
@@ -398,7 +401,16 @@ impl LimiterInner {
             // A try has no deadline but the response timeout; a bounded wait gets at least a
             // round trip's worth, even when its time is all but up.
             let budget = if try_only { None } else { remaining.map(|r| r.max(MIN_BUDGET)) };
-            let reply = match store.eval(&scripts().model_admit, &entry.keys, &args, budget).await {
+            let script = &scripts().model_admit;
+            // The retry under the same id goes whatever the breaker says: the breaker may have
+            // opened on this very request's timeout, whose reply alone was lost.
+            let call = if retried {
+                store.eval(script, &entry.keys, &args, budget).await
+            } else {
+                store.eval_admission(script, &entry.keys, &args, budget).await
+            };
+            sent |= !matches!(call, Err(StoreError::Unavailable));
+            let reply = match call {
                 Ok(r) => r,
                 // One retry under the same id: admission is idempotent, so a reply lost to a
                 // timeout is not counted twice.
@@ -411,6 +423,7 @@ impl LimiterInner {
                     continue;
                 }
                 Err(e) => {
+                    queued.armed = sent;
                     return self.degrade(model, estimated, e, deadline, queued, try_only).await;
                 }
             };
@@ -602,12 +615,7 @@ async fn heartbeat(limiter: Weak<LimiterInner>) {
             let mut op = vec![int(micros(l.lease_ttl)), text(entry.publish), text(&entry.channel)];
             op.extend(held.iter().map(|(id, _)| text(id)));
             let args = entry.args(op);
-            match l
-                .store
-                .inner
-                .eval_always(&scripts().model_heartbeat, &entry.keys, &args, None)
-                .await
-            {
+            match l.store.inner.eval(&scripts().model_heartbeat, &entry.keys, &args, None).await {
                 Ok(reply) => {
                     for ((id, lease), alive) in held.iter().zip(reply) {
                         if alive == 0 && !lease.lost.swap(true, Ordering::Relaxed) {

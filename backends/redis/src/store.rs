@@ -98,6 +98,14 @@ impl Conn {
         }
     }
 
+    async fn load(&self, script: &Script) -> redis::RedisResult<String> {
+        match self {
+            Conn::Single(c) => script.load_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => script.load_async(&mut c.clone()).await,
+        }
+    }
+
     async fn ping(&self) -> redis::RedisResult<String> {
         let cmd = redis::cmd("PING");
         match self {
@@ -201,6 +209,12 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Timeout { after: bound })?
             .map_err(StoreError::from)?;
+        // Load every script now (on a cluster, on every primary): a first call then costs one
+        // round trip, not three (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA). A failure here is
+        // not fatal: a call loads its script when the server says NOSCRIPT.
+        for script in crate::scripts::scripts().all() {
+            let _ = tokio::time::timeout(options.response_timeout, conn.load(script)).await;
+        }
         tokio::spawn(janitor_task(conn.clone(), options, jan_rx));
         Ok(Arc::new(StoreInner {
             conn,
@@ -240,9 +254,10 @@ impl StoreInner {
         format!("{}-{:x}", self.id_prefix, self.ids.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Runs `script` on `keys` and `args` (the test-clock slot is appended) within
-    /// `budget` (capped by the response timeout), expecting an array of integers.
-    pub(crate) async fn eval(
+    /// Runs an admission (`model_admit`, `gcra_reserve`) unless the breaker is open: then it
+    /// answers [`StoreError::Unavailable`] at once (after yielding, so a caller that retries in
+    /// a loop cannot starve the connection's own reconnecting task).
+    pub(crate) async fn eval_admission(
         &self,
         script: &Script,
         keys: &[String],
@@ -253,19 +268,40 @@ impl StoreInner {
         if let Some(until) = down
             && tokio::time::Instant::now() < until
         {
+            tokio::task::yield_now().await;
             return Err(StoreError::Unavailable);
         }
-        let result = self.eval_always(script, keys, args, budget).await;
-        let failed = matches!(&result, Err(StoreError::Timeout { .. } | StoreError::Redis(_)));
-        if !self.options.breaker_cooldown.is_zero() {
+        self.eval(script, keys, args, budget).await
+    }
+
+    /// Runs `script` on `keys` and `args` (the test-clock slot is appended) within
+    /// `budget` (capped by the response timeout), expecting an array of integers. A
+    /// connection failure, or no answer within the whole response timeout, opens the breaker;
+    /// an answer closes it. (A caller's own shorter deadline passing says nothing about the
+    /// server.)
+    pub(crate) async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+        budget: Option<Duration>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let full = self.options.response_timeout;
+        let result = self.eval_raw(script, keys, args, budget).await;
+        let failed = match &result {
+            Err(StoreError::Timeout { after }) => *after >= full,
+            Err(StoreError::Redis(_)) => true,
+            _ => false,
+        };
+        let answered = matches!(&result, Ok(_) | Err(StoreError::Script(_)));
+        if !self.options.breaker_cooldown.is_zero() && (failed || answered) {
             let mut d = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
             *d = failed.then(|| tokio::time::Instant::now() + self.options.breaker_cooldown);
         }
         result
     }
 
-    /// As [`eval`](Self::eval), whatever the breaker says (heartbeats, releases).
-    pub(crate) async fn eval_always(
+    async fn eval_raw(
         &self,
         script: &Script,
         keys: &[String],
