@@ -1,0 +1,56 @@
+-- A model's parallel slots and its FIFO queue. KEYS[2] leases (zset id -> expiry), KEYS[3]
+-- queue (zset ticket -> sequence), KEYS[4] tickets (hash ticket -> expiry; `seq` the counter),
+-- KEYS[5] admissions (hash id -> "at:estimate", for settle-once and retried admits).
+-- Production only: time in microseconds.
+local LK, QK, XK, AK = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local SLACK_MS = 1000
+
+-- Drops expired leases and their admission records (a late settle is then void); how many.
+local function reap(now)
+  local dead = redis.call('ZRANGEBYSCORE', LK, '-inf', now)
+  if #dead > 0 then
+    redis.call('HDEL', AK, unpack(dead))
+    redis.call('ZREMRANGEBYSCORE', LK, '-inf', now)
+  end
+  return #dead
+end
+
+-- The oldest live ticket, after dropping the tickets ahead of it that stopped refreshing.
+local function queue_head(now)
+  while true do
+    local h = redis.call('ZRANGE', QK, 0, 0)[1]
+    if not h then return nil end
+    local exp = tonumber(redis.call('HGET', XK, h)) or 0
+    if exp > now then return h end
+    redis.call('ZREM', QK, h)
+    redis.call('HDEL', XK, h)
+  end
+end
+
+-- Joins the queue (keeping its place if already in it) and refreshes the ticket.
+local function enqueue(id, now, ticket_ttl)
+  if not redis.call('ZSCORE', QK, id) then
+    redis.call('ZADD', QK, redis.call('HINCRBY', XK, 'seq', 1), id)
+  end
+  redis.call('HSET', XK, id, now + ticket_ttl)
+  local ms = tg_ceil_div(ticket_ttl, 1000) + SLACK_MS
+  redis.call('PEXPIRE', QK, ms)
+  redis.call('PEXPIRE', XK, ms)
+end
+
+local function dequeue(id)
+  redis.call('ZREM', QK, id)
+  redis.call('HDEL', XK, id)
+end
+
+-- Tells the head of the queue to try again (a slot or room may have freed).
+local function wake(now, pub, chan)
+  local h = queue_head(now)
+  if h then redis.call(pub, chan, h) end
+end
+
+local function keep_leases(lease_ttl)
+  local ms = tg_ceil_div(lease_ttl, 1000) + SLACK_MS
+  redis.call('PEXPIRE', LK, ms)
+  redis.call('PEXPIRE', AK, ms)
+end

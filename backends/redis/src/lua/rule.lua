@@ -1,0 +1,272 @@
+-- The model admission rule (tollgate's `RateState`) on a hash at KEYS[1]. Fields: `clk` the
+-- latest time seen, `fp` the config fingerprint; per window limit i: `h<i>` its head slot,
+-- `w<i>:<K>` the count of absolute slot K (only the ring's slots head-len+1..head are kept)
+-- and `n<i>` their sum;
+-- per bucket limit i: `t<i>`, `r<i>`: its theoretical arrival time tat + r/D.
+-- ARGV[2] = number of limits, then 6 per limit: kind (0 window, 1 bucket), counts (0
+-- requests, 1 tokens), max, then a window's W (length), s (slot length), len (ring) or a
+-- bucket's P, D (one token costs P/D time units), 0.
+local S = KEYS[1]
+local NL = tonumber(ARGV[2])
+local LIM = {}
+for i = 1, NL do
+  local o = 2 + (i - 1) * 6
+  LIM[i] = {
+    kind = tonumber(ARGV[o + 1]), counts = tonumber(ARGV[o + 2]), max = tonumber(ARGV[o + 3]),
+    a = tonumber(ARGV[o + 4]), b = tonumber(ARGV[o + 5]), c = tonumber(ARGV[o + 6]),
+  }
+end
+local OP = 2 + NL * 6 -- the operation's own arguments start at ARGV[OP + 1]
+local NEVER = -1      -- "room only after the end of the clock"
+
+-- The field of window i's slot k. Integers become text through '%d': Lua's own conversion
+-- keeps only 14 significant digits.
+local function tg_slot(i, k)
+  return string.format('w%d:%d', i, k)
+end
+
+local function weight(L, tokens)
+  if L.counts == 0 then return 1 end
+  return tokens
+end
+
+-- Windows -------------------------------------------------------------------------------
+
+-- Window i's head slot and running total once read in this call (`now` is the same
+-- throughout a call).
+local HEAD, TOT = {}, {}
+
+-- Moves window i's head to the slot of `now`, dropping the slots that left the ring and
+-- taking them off the window's running total `n<i>` (the sum of its kept slots).
+local function win_advance(i, L, now)
+  if HEAD[i] then return HEAD[i] end
+  local head = tg_div(now, L.b)
+  local hk, nk = 'h' .. i, 'n' .. i
+  local hv = redis.call('HMGET', S, hk, nk)
+  local old = tonumber(hv[1])
+  TOT[i] = tonumber(hv[2]) or 0
+  if old ~= nil and head <= old then
+    HEAD[i] = old
+    return old
+  end
+  if old ~= nil then
+    local from, to = old - L.c + 1, math.min(old, head - L.c)
+    if to >= from then
+      local f = {}
+      for k = from, to do f[#f + 1] = tg_slot(i, k) end
+      local v = redis.call('HMGET', S, unpack(f))
+      local gone = 0
+      for j = 1, #v do gone = gone + (tonumber(v[j]) or 0) end
+      redis.call('HDEL', S, unpack(f))
+      if gone ~= 0 then
+        TOT[i] = TOT[i] - gone
+        redis.call('HSET', S, nk, TOT[i])
+      end
+    end
+  end
+  redis.call('HSET', S, hk, head)
+  HEAD[i] = head
+  return head
+end
+
+-- The oldest slot overlapping (now - W, now].
+local function win_first(L, now)
+  local t = now - (L.a - 1)
+  if t < 0 then t = 0 end
+  return tg_div(t, L.b)
+end
+
+-- The values of window i's slots from..to (to >= from - 1), oldest first.
+local function win_slots(i, from, to)
+  if to < from then return {} end
+  local f = {}
+  for k = from, to do f[#f + 1] = tg_slot(i, k) end
+  local v = redis.call('HMGET', S, unpack(f))
+  local out = {}
+  for j = 1, #v do out[j] = tonumber(v[j]) or 0 end
+  return out
+end
+
+local function fits_sum(L, used, n)
+  return used <= L.max and n <= L.max - used
+end
+
+-- The conservative count of the window ending at `now`: the running total less the kept
+-- slots that are already older than the window (usually none or one).
+local function win_used(i, L, now)
+  local head = win_advance(i, L, now)
+  local used = TOT[i]
+  local base = head - L.c + 1
+  local old = win_slots(i, base, win_first(L, now) - 1)
+  for j = 1, #old do used = used - old[j] end
+  return used
+end
+
+local function win_earliest(i, L, n, now)
+  if n > L.max then return NEVER end
+  if fits_sum(L, win_used(i, L, now), n) then return now end
+  -- From the newest slot back: the oldest slot that still lets n fit is where the window
+  -- must start; it starts there once T - W + 1 >= start * s.
+  local head = win_advance(i, L, now)
+  local lo = math.max(win_first(L, now), head - L.c + 1)
+  local v = win_slots(i, lo, head)
+  local start = head + 1
+  local sum = 0
+  for j = #v, 1, -1 do
+    sum = sum + v[j]
+    if not fits_sum(L, sum, n) then break end
+    start = start - 1
+  end
+  return start * L.b + L.a - 1
+end
+
+local function win_charge(i, L, n, now)
+  local head = win_advance(i, L, now)
+  if n ~= 0 then
+    redis.call('HINCRBY', S, tg_slot(i, head), n)
+    TOT[i] = TOT[i] + n
+    redis.call('HSET', S, 'n' .. i, TOT[i])
+  end
+end
+
+-- The `from` charged in slot K become `to`, if K is still in the window; false if it left.
+local function win_adjust(i, L, K, from, to, now)
+  local head = win_advance(i, L, now)
+  if K < win_first(L, now) or K > head then return false end
+  local f = tg_slot(i, K)
+  local old = tonumber(redis.call('HGET', S, f)) or 0
+  local c = old + to - from
+  if c < 0 then c = 0 end
+  if c == 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, c) end
+  if c ~= old then
+    TOT[i] = TOT[i] + c - old
+    redis.call('HSET', S, 'n' .. i, TOT[i])
+  end
+  return true
+end
+
+-- Buckets (GCRA): TAT = tat + rem / D time units, one token costs P / D ----------------------
+
+local function bkt_get(i)
+  local v = redis.call('HMGET', S, 't' .. i, 'r' .. i)
+  return tonumber(v[1]) or 0, tonumber(v[2]) or 0
+end
+
+-- TAT - now, in 1/D units (negative when the bucket is full).
+local function bkt_lead(i, L, now)
+  local tat, rem = bkt_get(i)
+  return (tat - now) * L.b + rem
+end
+
+local function bkt_set_lead(i, L, now, lead)
+  local q, r = tg_divmod(lead, L.b)
+  redis.call('HSET', S, 't' .. i, now + q, 'r' .. i, r)
+end
+
+local function bkt_fits(i, L, n, now)
+  local lead = math.max(bkt_lead(i, L, now), 0)
+  return n <= L.max and lead + n * L.a <= L.max * L.a
+end
+
+local function bkt_earliest(i, L, n, now)
+  if n > L.max then return NEVER end
+  local x = math.max(bkt_lead(i, L, now), 0) + (n - L.max) * L.a
+  if x <= 0 then return now end
+  return now + tg_ceil_div(x, L.b)
+end
+
+local function bkt_charge(i, L, n, now)
+  local lead = math.max(bkt_lead(i, L, now), 0)
+  bkt_set_lead(i, L, now, lead + n * L.a)
+end
+
+-- Gives back n tokens of a charge made at `at`, as far as that charge has not drained.
+local function bkt_refund(i, L, n, at, now)
+  local lead = bkt_lead(i, L, now)
+  if lead <= 0 then return end
+  local undrained = math.max((at - now) * L.b + L.max * L.a, 0)
+  local give = math.min(n * L.a, undrained)
+  bkt_set_lead(i, L, now, math.max(lead - give, 0))
+end
+
+local function bkt_used(i, L, now)
+  local lead = math.max(bkt_lead(i, L, now), 0)
+  return tg_ceil_div(lead, L.a)
+end
+
+-- The rule ---------------------------------------------------------------------------------
+
+local function fits(i, L, n, now)
+  if L.kind == 0 then return fits_sum(L, win_used(i, L, now), n) end
+  return bkt_fits(i, L, n, now)
+end
+
+local function earliest(i, L, n, now)
+  if L.kind == 0 then return win_earliest(i, L, n, now) end
+  return bkt_earliest(i, L, n, now)
+end
+
+-- When a request of `tokens` that does not fit now would: {ready_at (NEVER: never), limit}.
+local function rule_wait(tokens, now)
+  local ready, limit = now, 0
+  for i = 1, NL do
+    local at = earliest(i, LIM[i], weight(LIM[i], tokens), now)
+    if at == NEVER then return NEVER, i - 1 end
+    if at > ready then ready, limit = at, i - 1 end
+  end
+  if ready <= now then ready = NEVER end
+  return ready, limit
+end
+
+local function rule_fits(tokens, now)
+  for i = 1, NL do
+    if not fits(i, LIM[i], weight(LIM[i], tokens), now) then return false end
+  end
+  return true
+end
+
+-- Admits at `now` (all limits charged) and returns true, or charges nothing and returns false.
+local function rule_admit(tokens, now)
+  if not rule_fits(tokens, now) then return false end
+  for i = 1, NL do
+    local L = LIM[i]
+    if L.kind == 0 then win_charge(i, L, weight(L, tokens), now) else bkt_charge(i, L, weight(L, tokens), now) end
+  end
+  return true
+end
+
+-- The estimate charged at `at` becomes `actual`, in every token limit (nothing to do when
+-- they are equal).
+local function rule_settle(at, est, actual, now)
+  if actual == est then return end
+  for i = 1, NL do
+    local L = LIM[i]
+    if L.counts == 1 then
+      if L.kind == 0 then
+        local K = tg_div(at, L.b)
+        if not win_adjust(i, L, K, est, actual, now) and actual > est then
+          win_charge(i, L, actual - est, now)
+        end
+      elseif actual > est then
+        bkt_charge(i, L, actual - est, now)
+      else
+        bkt_refund(i, L, est - actual, at, now)
+      end
+    end
+  end
+end
+
+local function rule_usage(now)
+  local out = {}
+  for i = 1, NL do
+    local L = LIM[i]
+    if L.kind == 0 then out[i] = win_used(i, L, now) else out[i] = bkt_used(i, L, now) end
+  end
+  return out
+end
+
+-- Records the clock and the fingerprint, and keeps the state alive for `ttl_ms` more.
+local function rule_touch(now, ttl_ms)
+  redis.call('HSET', S, 'clk', now, 'fp', ARGV[1])
+  redis.call('PEXPIRE', S, ttl_ms)
+end

@@ -1,0 +1,832 @@
+//! [`ModelRateLimiter`]: tollgate's model limiter (RPM, TPM, parallel requests and any further
+//! [`Limit`]) with its state in Redis, shared by every process that uses the same namespace.
+//!
+//! The waiting, per acquire: one `model_admit` script call decides — admit now, or join the
+//! model's FIFO queue, or, at the head of the queue with only rate limits in the way, sleep
+//! once until the instant the server computed (its ticket kept until then). A queued waiter
+//! sleeps until a wake-up message names its ticket, or until its refresh timer (a third of the
+//! ticket TTL) says to renew the ticket, which also covers lost messages. Only the head of the
+//! queue may be admitted, so nobody is overtaken, across hosts.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+
+use tollgate::model::{Counts, Limit, LimitUsage};
+use tollgate::{Clock, Instant, ModelStats, RateLimitConfig, Refusal, Usage};
+use tollgate_tokio::TokioTimer;
+
+use crate::degraded::Degraded;
+use crate::encode::{self, UNIT_NS};
+use crate::error::{Error, StoreError};
+use crate::keys::{self, Kind};
+use crate::permit::{ModelPermit, PermitState, RedisHold};
+use crate::scripts::scripts;
+use crate::store::{Job, RedisStore, int, text};
+
+/// Builds a [`ModelRateLimiter`]: the models, the default config, lease and ticket TTLs, and
+/// the policy while Redis is unreachable.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tollgate_redis::Error> {
+/// use core::time::Duration;
+/// use tollgate::RateLimitConfig;
+/// use tollgate_redis::{Degraded, ModelRateLimiter, RedisStore, Share};
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
+/// let limiter = ModelRateLimiter::builder(store, "myapp")
+///     .model("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10, ..Default::default() })
+///     .default_config(RateLimitConfig::default())
+///     .lease_ttl(Duration::from_secs(30))
+///     .on_store_error(Degraded::Local { share: Share::new(1, 4) })
+///     .build()?;
+/// # let _ = limiter; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ModelRateLimiterBuilder {
+    store: RedisStore,
+    namespace: String,
+    models: Vec<(String, RateLimitConfig)>,
+    default_config: Option<RateLimitConfig>,
+    lease_ttl: Duration,
+    ticket_ttl: Duration,
+    degraded: Degraded,
+}
+
+impl ModelRateLimiterBuilder {
+    /// Adds (or replaces) a model's config.
+    #[must_use]
+    pub fn model(mut self, name: impl Into<String>, config: RateLimitConfig) -> Self {
+        let name = name.into();
+        self.models.retain(|(n, _)| *n != name);
+        self.models.push((name, config));
+        self
+    }
+
+    /// The config of models not configured by name (without one, the limiter is strict: an
+    /// unknown model is [`tollgate::Error::UnknownModel`]).
+    #[must_use]
+    pub fn default_config(mut self, config: RateLimitConfig) -> Self {
+        self.default_config = Some(config);
+        self
+    }
+
+    /// How long a parallel slot stays held without a heartbeat (default 30 s): a crashed
+    /// process's slots come back within this. Heartbeats go every third of it.
+    #[must_use]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How long a queued waiter keeps its place without renewing it (default 3 s; renewed every
+    /// third of it, which also bounds how long a lost wake-up message can delay it).
+    #[must_use]
+    pub fn ticket_ttl(mut self, ttl: Duration) -> Self {
+        self.ticket_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// What to do while Redis is unreachable (default [`Degraded::FailClosed`]).
+    #[must_use]
+    pub fn on_store_error(mut self, policy: Degraded) -> Self {
+        self.degraded = policy;
+        self
+    }
+
+    /// Checks every config and builds the limiter. Must be called inside a tokio runtime (it
+    /// spawns the heartbeat task).
+    ///
+    /// # Errors
+    /// [`Error::Limit`] with [`tollgate::Error::InvalidConfig`] for an invalid namespace or
+    /// config (zeros, or values too large for exact arithmetic in Redis).
+    pub fn build(self) -> Result<ModelRateLimiter, Error> {
+        keys::check_namespace(&self.namespace)?;
+        let mut configured = BTreeMap::new();
+        for (name, config) in &self.models {
+            config.validate().map_err(|mut e| {
+                e.model = Some(name.clone());
+                e
+            })?;
+            encode::limits(&config.rate_limits(), UNIT_NS)?;
+            configured.insert(name.clone(), config.clone());
+        }
+        if let Some(d) = &self.default_config {
+            d.validate()?;
+            encode::limits(&d.rate_limits(), UNIT_NS)?;
+        }
+        let local = match self.degraded {
+            Degraded::Local { share } => {
+                let models: Vec<(String, RateLimitConfig)> =
+                    self.models.iter().map(|(n, c)| (n.clone(), share.config(c))).collect();
+                let limiter = match &self.default_config {
+                    Some(d) => tollgate::ModelRateLimiter::with_timer(
+                        models,
+                        share.config(d),
+                        TokioTimer::new(),
+                    )?,
+                    None => {
+                        tollgate::ModelRateLimiter::strict_with_timer(models, TokioTimer::new())?
+                    }
+                };
+                Some(Arc::new(limiter))
+            }
+            _ => None,
+        };
+        let inner = Arc::new(LimiterInner {
+            store: self.store,
+            namespace: self.namespace,
+            configured,
+            default_config: self.default_config,
+            models: Mutex::new(BTreeMap::new()),
+            lease_ttl: self.lease_ttl,
+            ticket_ttl: self.ticket_ttl,
+            degraded: self.degraded,
+            local,
+            timer: TokioTimer::new(),
+            state_resets: AtomicU64::new(0),
+        });
+        let names: Vec<String> = inner.configured.keys().cloned().collect();
+        for name in names {
+            inner.entry(&name)?;
+        }
+        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
+        Ok(ModelRateLimiter { inner })
+    }
+}
+
+/// Rate limits for LLM APIs, per model, shared through Redis by every process and host using
+/// the same namespace: the same rule and method names as [`tollgate::ModelRateLimiter`].
+///
+/// [`acquire`](Self::acquire) waits (FIFO across hosts) for a parallel slot and room in every
+/// rate limit, then reserves the request's estimated tokens; the permit's
+/// [`settle`](ModelPermit::settle) replaces them with the actual count. A parallel slot is a
+/// lease renewed by a heartbeat task: a crashed process's slots come back within one
+/// [`lease_ttl`](ModelRateLimiterBuilder::lease_ttl).
+///
+/// Cloning is cheap (clones share everything), and permits own what they need (`'static`), so
+/// spawned tasks need no `_owned` variants. Every call is async: even a try is a round trip.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tollgate_redis::Error> {
+/// use tollgate::RateLimitConfig;
+/// use tollgate_redis::{ModelRateLimiter, RedisStore};
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
+/// let limiter = ModelRateLimiter::new(
+///     store,
+///     "myapp",
+///     [("gpt-4", RateLimitConfig { rpm: 500, tpm: 40_000, max_parallel_requests: 10, ..Default::default() })],
+///     RateLimitConfig::default(),
+/// )?;
+/// let permit = limiter.acquire("gpt-4", 8_000).await?;
+/// // ... call the model ...
+/// permit.settle(7_500).await?;
+/// let stats = limiter.stats().await?;
+/// println!("{}", stats["gpt-4"].tokens); // "7500/40000"
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ModelRateLimiter {
+    inner: Arc<LimiterInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LimiterInner {
+    pub(crate) store: RedisStore,
+    namespace: String,
+    configured: BTreeMap<String, RateLimitConfig>,
+    default_config: Option<RateLimitConfig>,
+    models: Mutex<BTreeMap<String, Arc<ModelEntry>>>,
+    pub(crate) lease_ttl: Duration,
+    ticket_ttl: Duration,
+    degraded: Degraded,
+    local: Option<Arc<tollgate::ModelRateLimiter<TokioTimer>>>,
+    timer: TokioTimer,
+    state_resets: AtomicU64,
+}
+
+/// One model's keys, script arguments and the leases this process holds.
+#[derive(Debug)]
+pub(crate) struct ModelEntry {
+    config: RateLimitConfig,
+    limits: Vec<Limit>,
+    /// The largest estimate that can ever fit, and the limit that bounds it.
+    capacity: Option<u64>,
+    /// State, leases, queue, tickets, admissions.
+    pub(crate) keys: Vec<String>,
+    pub(crate) channel: String,
+    /// `PUBLISH` or `SPUBLISH`, as the store says.
+    publish: &'static str,
+    /// Fingerprint, number of limits, the limits' integers.
+    pub(crate) config_args: Vec<Vec<u8>>,
+    pub(crate) state_ttl_ms: u64,
+    pub(crate) leases: Mutex<HashMap<String, Arc<Lease>>>,
+    /// When an admit last wrote the state (refreshing its expiry): finding it gone sooner than
+    /// it can expire means it was lost.
+    touched: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// What the heartbeat learns about one held slot.
+#[derive(Debug, Default)]
+pub(crate) struct Lease {
+    pub(crate) lost: AtomicBool,
+}
+
+/// How long an acquire may wait.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Forever,
+    Within(Duration),
+    Before(Instant),
+}
+
+/// The least time a bounded call gets for its round trip.
+pub(crate) const MIN_BUDGET: Duration = Duration::from_millis(10);
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl ModelEntry {
+    fn new(
+        ns: &str,
+        name: &str,
+        config: RateLimitConfig,
+        publish: &'static str,
+    ) -> Result<Self, Error> {
+        let limits = config.rate_limits();
+        let (words, state_ttl_ms) = encode::limits(&limits, UNIT_NS)?;
+        let mut fp_words = words.clone();
+        fp_words.push(config.max_parallel_requests.into());
+        let fp = encode::fingerprint("model", &fp_words);
+        let mut config_args = vec![text(&fp), int(limits.len())];
+        config_args.extend(words.iter().map(|&w| int(w)));
+        let tag = keys::tag(ns, Kind::Model, name);
+        let keys = ["s", "l", "q", "x", "a"].iter().map(|k| format!("{tag}:{k}")).collect();
+        let capacity = limits.iter().filter(|l| l.counts == Counts::Tokens).map(|l| l.max).min();
+        Ok(Self {
+            config,
+            limits,
+            capacity,
+            keys,
+            channel: format!("{tag}:wake"),
+            publish,
+            config_args,
+            state_ttl_ms,
+            leases: Mutex::new(HashMap::new()),
+            touched: Mutex::new(None),
+        })
+    }
+
+    fn args(&self, op: impl IntoIterator<Item = Vec<u8>>) -> Vec<Vec<u8>> {
+        let mut a = self.config_args.clone();
+        a.extend(op);
+        a
+    }
+}
+
+impl LimiterInner {
+    fn entry(&self, model: &str) -> Result<Arc<ModelEntry>, Error> {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = models.get(model) {
+            return Ok(e.clone());
+        }
+        let config = match self.configured.get(model).or(self.default_config.as_ref()) {
+            Some(c) => c.clone(),
+            None => return Err(tollgate::Error::UnknownModel.into()),
+        };
+        let entry =
+            Arc::new(ModelEntry::new(&self.namespace, model, config, self.store.inner.publish)?);
+        self.store.inner.subscribe(entry.channel.clone());
+        models.insert(model.to_owned(), entry.clone());
+        Ok(entry)
+    }
+
+    /// The job that releases `id` (settled or not) in `entry`: `mode` 0 settle to `actual`,
+    /// 1 release keeping the estimate, 2 refund.
+    pub(crate) fn settle_job(entry: &ModelEntry, id: &str, actual: u64, mode: u8) -> Job {
+        Job {
+            script: &scripts().model_settle,
+            keys: entry.keys.clone(),
+            args: entry.args([
+                text(id),
+                int(actual),
+                int(u64::from(mode)),
+                int(entry.state_ttl_ms),
+                text(entry.publish),
+                text(&entry.channel),
+            ]),
+        }
+    }
+
+    fn dequeue_job(entry: &ModelEntry, id: &str) -> Job {
+        Job {
+            script: &scripts().model_dequeue,
+            keys: entry.keys.clone(),
+            args: entry.args([
+                text(id),
+                int(entry.state_ttl_ms),
+                text(entry.publish),
+                text(&entry.channel),
+            ]),
+        }
+    }
+
+    fn ready_instant(&self, ready: i64, server_now: i64) -> Instant {
+        if ready < 0 {
+            return Instant::MAX;
+        }
+        let wait = Duration::from_micros(u64::try_from(ready - server_now).unwrap_or(0));
+        self.timer.now().saturating_add(wait)
+    }
+
+    async fn admit(
+        self: &Arc<Self>,
+        model: &str,
+        estimated: u64,
+        bound: Bound,
+        try_only: bool,
+        id: Option<String>,
+    ) -> Result<ModelPermit, Error> {
+        let entry = self.entry(model)?;
+        if let Some(cap) = entry.capacity
+            && estimated > cap
+        {
+            return Err(tollgate::Error::InsufficientCapacity {
+                requested: estimated,
+                capacity: cap,
+            }
+            .into());
+        }
+        let start = tokio::time::Instant::now();
+        let deadline = match bound {
+            Bound::Forever => None,
+            Bound::Within(d) => Some(start.checked_add(d).unwrap_or_else(far_future)),
+            Bound::Before(t) => {
+                if t < self.timer.now() {
+                    let e = tollgate::Error::MaxWaitExceeded { ready_at: self.timer.now() };
+                    return Err(e.into());
+                }
+                Some(self.timer.to_tokio(t))
+            }
+        };
+        let store = &self.store.inner;
+        let id = id.unwrap_or_else(|| store.new_id());
+        let wake = store.register(&id);
+        // Armed from the start: a future dropped while a call is in flight may have been
+        // queued, or even admitted, by it; the dequeue script undoes either.
+        let mut queued = Queued { limiter: self.clone(), entry: entry.clone(), id, armed: true };
+        let refresh = self.ticket_ttl / 3;
+        let mut last_ready = None;
+        let mut retried = false;
+        // Whether a call of this acquire may have reached the server (one the breaker turned
+        // away did not): only then is there a queue place or admission to give back.
+        let mut sent = false;
+        loop {
+            let now = tokio::time::Instant::now();
+            let remaining = deadline.map(|d| d.saturating_duration_since(now));
+            let max_wait =
+                remaining.map_or(-1, |r| i64::try_from(r.as_micros()).unwrap_or(i64::MAX));
+            let args = entry.args([
+                int(estimated),
+                text(&queued.id),
+                int(entry.config.max_parallel_requests),
+                int(micros(self.lease_ttl)),
+                int(micros(self.ticket_ttl)),
+                int(entry.state_ttl_ms),
+                int(max_wait),
+                int(u64::from(try_only)),
+                text(entry.publish),
+                text(&entry.channel),
+            ]);
+            // A try has no deadline but the response timeout; a bounded wait gets at least a
+            // round trip's worth, even when its time is all but up.
+            let budget = if try_only { None } else { remaining.map(|r| r.max(MIN_BUDGET)) };
+            let script = &scripts().model_admit;
+            // The retry under the same id goes whatever the breaker says: the breaker may have
+            // opened on this very request's timeout, whose reply alone was lost.
+            let call = if retried {
+                store.eval(script, &entry.keys, &args, budget).await
+            } else {
+                store.eval_admission(script, &entry.keys, &args, budget).await
+            };
+            sent |= !matches!(call, Err(StoreError::Unavailable));
+            let reply = match call {
+                Ok(r) => r,
+                // One retry under the same id: admission is idempotent, so a reply lost to a
+                // timeout is not counted twice.
+                Err(e)
+                    if e != StoreError::Unavailable
+                        && !retried
+                        && deadline.is_none_or(|d| tokio::time::Instant::now() < d) =>
+                {
+                    retried = true;
+                    continue;
+                }
+                Err(e) => {
+                    queued.armed = sent;
+                    return self.degrade(model, estimated, e, deadline, queued, try_only).await;
+                }
+            };
+            self.note_state(model, &entry, &reply);
+            match reply.first().copied() {
+                Some(1) if reply.len() >= 4 => {
+                    queued.armed = false;
+                    let lease = Arc::new(Lease::default());
+                    entry
+                        .leases
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(queued.id.clone(), lease.clone());
+                    let hold = RedisHold {
+                        limiter: self.clone(),
+                        entry: entry.clone(),
+                        id: core::mem::take(&mut queued.id),
+                        lease,
+                        admitted_at_us: reply[2],
+                        done: false,
+                        settling: None,
+                    };
+                    tracing::debug!(target: "tollgate_redis", model, estimated, "admitted");
+                    return Ok(ModelPermit::new(estimated, PermitState::Redis(hold)));
+                }
+                Some(0) if reply.len() >= 5 => {
+                    queued.armed = false;
+                    let ready_at = self.ready_instant(reply[2], reply[1]);
+                    let e = if try_only {
+                        tollgate::Error::RateLimited(Refusal::at(ready_at))
+                    } else {
+                        tollgate::Error::MaxWaitExceeded { ready_at }
+                    };
+                    return Err(e.into());
+                }
+                Some(2 | 3) => {
+                    queued.armed = true;
+                    let until = now + refresh;
+                    if wait_for(&wake, until, deadline).await {
+                        return Err(self.timed_out(last_ready, deadline));
+                    }
+                }
+                Some(4) if reply.len() >= 4 => {
+                    queued.armed = true;
+                    let wait =
+                        Duration::from_micros(u64::try_from(reply[2] - reply[1]).unwrap_or(0));
+                    last_ready = Some(self.timer.now().saturating_add(wait));
+                    // The script kept the ticket until then and one TTL more: one sleep,
+                    // counted from the reply (the server's instant lies before it, so this
+                    // never wakes early).
+                    let until = tokio::time::Instant::now() + wait;
+                    if wait_for(&wake, until, deadline).await {
+                        return Err(self.timed_out(last_ready, deadline));
+                    }
+                }
+                Some(-2) => {
+                    queued.armed = false;
+                    return Err(Error::ConfigMismatch { key: entry.keys[0].clone() });
+                }
+                _ => {
+                    return Err(StoreError::Protocol(format!("model_admit: {reply:?}")).into());
+                }
+            }
+        }
+    }
+
+    /// Tells a lost state (server restart without persistence, `FLUSHALL`, eviction) from one
+    /// that expired after idling, and reports it: counts restart from zero, so up to one
+    /// window of each limit may be admitted again.
+    fn note_state(&self, model: &str, entry: &ModelEntry, reply: &[i64]) {
+        let mut touched = entry.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        let fresh = reply.get(5) == Some(&1);
+        // The state lives `state_ttl_ms` after each admit's write; half a second of margin
+        // for the round trip.
+        let alive = Duration::from_millis(entry.state_ttl_ms.saturating_sub(500));
+        if fresh && touched.is_some_and(|t| now.duration_since(t) < alive) {
+            self.state_resets.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "tollgate_redis", model, key = %entry.keys[0], "the model's state was lost on the server (restart without persistence, FLUSHALL or eviction): counts start again from zero, so up to one window of each limit may be admitted twice");
+            *touched = None;
+        }
+        if matches!(reply.first(), Some(0 | 1 | 4)) {
+            *touched = Some(now);
+        }
+    }
+
+    fn timed_out(
+        &self,
+        last_ready: Option<Instant>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Error {
+        let by = deadline.map_or(Instant::MAX, |d| self.timer.from_tokio(d));
+        let ready_at = last_ready.unwrap_or(by).max(by.saturating_add(Duration::from_nanos(1)));
+        tollgate::Error::MaxWaitExceeded { ready_at }.into()
+    }
+
+    async fn degrade(
+        &self,
+        model: &str,
+        estimated: u64,
+        error: StoreError,
+        deadline: Option<tokio::time::Instant>,
+        queued: Queued,
+        try_only: bool,
+    ) -> Result<ModelPermit, Error> {
+        drop(queued);
+        match self.degraded {
+            Degraded::FailClosed => {
+                tracing::warn!(target: "tollgate_redis", model, %error, "store unreachable: refused (fail closed)");
+                Err(Error::Store(error))
+            }
+            Degraded::FailOpen => {
+                tracing::warn!(target: "tollgate_redis", model, %error, "store unreachable: admitted without a limit (fail open)");
+                Ok(ModelPermit::new(estimated, PermitState::Open))
+            }
+            Degraded::Local { share } => {
+                tracing::warn!(target: "tollgate_redis", model, %error, ?share, "store unreachable: admitting on the local share");
+                let local = self.local.clone().ok_or(Error::Store(error))?;
+                let permit = match deadline {
+                    _ if try_only => local.try_acquire_owned(model, estimated),
+                    None => local.acquire_owned(model, estimated).await,
+                    Some(d) => {
+                        local.acquire_before_owned(model, estimated, self.timer.from_tokio(d)).await
+                    }
+                }?;
+                Ok(ModelPermit::new(estimated, PermitState::Local(permit)))
+            }
+        }
+    }
+}
+
+/// Waits for a wake-up, `until`, or the deadline; true if the deadline passed.
+async fn wait_for(
+    wake: &crate::store::WakeGuard,
+    until: tokio::time::Instant,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    let until = deadline.map_or(until, |d| until.min(d));
+    tokio::select! {
+        () = wake.notify.notified() => {}
+        () = tokio::time::sleep_until(until) => {}
+    }
+    deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// A place in the queue, given back (by the janitor) if the acquire ends without admission.
+struct Queued {
+    limiter: Arc<LimiterInner>,
+    entry: Arc<ModelEntry>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if self.armed {
+            self.limiter.store.inner.later(LimiterInner::dequeue_job(&self.entry, &self.id));
+        }
+    }
+}
+
+/// Renews every held lease each third of the lease TTL; a lease found lost is marked so its
+/// permit can say so.
+async fn heartbeat(limiter: Weak<LimiterInner>) {
+    let period = match limiter.upgrade() {
+        Some(l) => l.lease_ttl / 3,
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(l) = limiter.upgrade() else { return };
+        let entries: Vec<Arc<ModelEntry>> =
+            l.models.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for entry in entries {
+            let held: Vec<(String, Arc<Lease>)> = entry
+                .leases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let mut op = vec![int(micros(l.lease_ttl)), text(entry.publish), text(&entry.channel)];
+            op.extend(held.iter().map(|(id, _)| text(id)));
+            let args = entry.args(op);
+            match l.store.inner.eval(&scripts().model_heartbeat, &entry.keys, &args, None).await {
+                Ok(reply) => {
+                    for ((id, lease), alive) in held.iter().zip(reply) {
+                        if alive == 0 && !lease.lost.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(target: "tollgate_redis", lease = %id, "a parallel-slot lease was lost (expired before its heartbeat): the slot may have gone to another holder");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(target: "tollgate_redis", %error, "heartbeat failed; leases expire unless a later one gets through");
+                }
+            }
+        }
+    }
+}
+
+impl ModelRateLimiter {
+    /// A limiter with `models` configured by name and `default_config` for any other model,
+    /// under `namespace` (processes share limits when they use the same namespace and model
+    /// name), with a 30 s lease TTL and [`Degraded::FailClosed`]. See
+    /// [`builder`](Self::builder) for the other options.
+    ///
+    /// # Errors
+    /// As [`ModelRateLimiterBuilder::build`].
+    pub fn new<I, S>(
+        store: RedisStore,
+        namespace: &str,
+        models: I,
+        default_config: RateLimitConfig,
+    ) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (S, RateLimitConfig)>,
+        S: Into<String>,
+    {
+        let mut b = Self::builder(store, namespace).default_config(default_config);
+        for (name, config) in models {
+            b = b.model(name, config);
+        }
+        b.build()
+    }
+
+    /// A builder, with no models, no default config (strict), a 30 s lease TTL, a 3 s ticket
+    /// TTL and [`Degraded::FailClosed`].
+    pub fn builder(store: RedisStore, namespace: &str) -> ModelRateLimiterBuilder {
+        ModelRateLimiterBuilder {
+            store,
+            namespace: namespace.to_owned(),
+            models: Vec::new(),
+            default_config: None,
+            lease_ttl: Duration::from_secs(30),
+            ticket_ttl: Duration::from_secs(3),
+            degraded: Degraded::FailClosed,
+        }
+    }
+
+    /// How many times this limiter found a model's state lost on the server (a restart
+    /// without persistence, `FLUSHALL`, eviction) while it was in use; each is also a
+    /// `tracing` warning. Counts restart from zero then, so up to one window of each limit may
+    /// be admitted again.
+    pub fn state_resets(&self) -> u64 {
+        self.inner.state_resets.load(Ordering::Relaxed)
+    }
+
+    /// The clock `acquire_before` deadlines and refusals' instants are on (tokio's).
+    pub fn timer(&self) -> TokioTimer {
+        self.inner.timer
+    }
+
+    /// The config `model` gets.
+    ///
+    /// # Errors
+    /// [`tollgate::Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn config(&self, model: &str) -> Result<RateLimitConfig, Error> {
+        match self.inner.configured.get(model).or(self.inner.default_config.as_ref()) {
+            Some(c) => Ok(c.clone()),
+            None => Err(tollgate::Error::UnknownModel.into()),
+        }
+    }
+
+    /// Admits one request of `estimated_tokens` on `model` if it can be admitted now (a slot
+    /// free, room in every limit, nobody queued ahead, in any process). One round trip; never
+    /// waits.
+    ///
+    /// # Errors
+    /// [`tollgate::Error::RateLimited`] (with when the rate limits would have room; a lower
+    /// bound when a slot or a queue is the obstacle), `InsufficientCapacity`, `UnknownModel`,
+    /// [`Error::Store`], [`Error::ConfigMismatch`]. Nothing is counted when it fails.
+    pub async fn try_acquire(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+    ) -> Result<ModelPermit, Error> {
+        self.inner.admit(model, estimated_tokens, Bound::Within(Duration::ZERO), true, None).await
+    }
+
+    /// Waits until `model` can take one more request of `estimated_tokens` (FIFO across every
+    /// process), then admits it, reserving the estimate.
+    ///
+    /// # Errors
+    /// `InsufficientCapacity` at once if the estimate exceeds a token limit; `UnknownModel`;
+    /// [`Error::Store`] when Redis cannot be reached (fail closed; see [`Degraded`]);
+    /// [`Error::ConfigMismatch`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future gives its queue place back (through the store's janitor task);
+    /// nothing is counted unless it returned a permit.
+    pub async fn acquire(&self, model: &str, estimated_tokens: u64) -> Result<ModelPermit, Error> {
+        self.inner.admit(model, estimated_tokens, Bound::Forever, false, None).await
+    }
+
+    /// As [`acquire`](Self::acquire), giving up with `MaxWaitExceeded` if admission would take
+    /// longer than `max_wait` (checked up front against the rate limits, and while queued).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), and `MaxWaitExceeded`.
+    pub async fn acquire_within(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        max_wait: Duration,
+    ) -> Result<ModelPermit, Error> {
+        self.inner.admit(model, estimated_tokens, Bound::Within(max_wait), false, None).await
+    }
+
+    /// As [`acquire`](Self::acquire), giving up unless admitted by `deadline` (an instant of
+    /// [`timer`](Self::timer)).
+    ///
+    /// # Errors
+    /// As [`acquire_within`](Self::acquire_within).
+    pub async fn acquire_before(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        deadline: Instant,
+    ) -> Result<ModelPermit, Error> {
+        self.inner.admit(model, estimated_tokens, Bound::Before(deadline), false, None).await
+    }
+
+    /// A try under a given request id (for the crate's tests of idempotent admission: a
+    /// retry under the same id returns the same admission). Not a stable API.
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    #[doc(hidden)]
+    pub async fn try_acquire_with_id(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        id: &str,
+    ) -> Result<ModelPermit, Error> {
+        let bound = Bound::Within(Duration::ZERO);
+        self.inner.admit(model, estimated_tokens, bound, true, Some(id.to_owned())).await
+    }
+
+    /// Usage of every configured model and every model used so far, as the shared state has
+    /// it (all processes' requests): one round trip per model.
+    ///
+    /// # Errors
+    /// [`Error::Store`] if Redis cannot be reached.
+    pub async fn stats(&self) -> Result<BTreeMap<String, ModelStats>, Error> {
+        let entries: Vec<(String, Arc<ModelEntry>)> = self
+            .inner
+            .models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = BTreeMap::new();
+        for (name, entry) in entries {
+            let r = self
+                .inner
+                .store
+                .inner
+                .eval(
+                    &scripts().model_stats,
+                    &entry.keys,
+                    &entry.args([int(entry.state_ttl_ms)]),
+                    None,
+                )
+                .await?;
+            if r.first() == Some(&-2) {
+                return Err(Error::ConfigMismatch { key: entry.keys[0].clone() });
+            }
+            if r.len() != 3 + entry.limits.len() {
+                return Err(StoreError::Protocol(format!("model_stats: {r:?}")).into());
+            }
+            let used = |i: usize| u64::try_from(r[3 + i]).unwrap_or(0);
+            let limits: Vec<LimitUsage> = entry
+                .limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LimitUsage {
+                    name: l.name.clone(),
+                    counts: l.counts,
+                    usage: Usage { used: used(i), limit: l.max },
+                })
+                .collect();
+            let stats = ModelStats {
+                requests: limits[0].usage,
+                tokens: limits[1].usage,
+                active: Usage {
+                    used: u64::try_from(r[1]).unwrap_or(0),
+                    limit: entry.config.max_parallel_requests.into(),
+                },
+                limits,
+            };
+            out.insert(name, stats);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,147 @@
+//! [`ModelPermit`]: an admitted request of the Redis-backed model limiter, holding a parallel
+//! slot (a lease) until it is settled or dropped.
+
+use core::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tollgate::model::OwnedModelPermit;
+use tollgate_tokio::TokioTimer;
+
+use crate::error::{Error, StoreError};
+use crate::model::{Lease, LimiterInner, ModelEntry};
+
+/// An admitted request. Call [`settle`](Self::settle) with the tokens it really used; dropping
+/// it unsettled releases its slot in the background and leaves the estimate charged (the safe
+/// choice when the actual count is unknown).
+#[must_use = "dropping the permit at once releases its slot; hold it while the request runs"]
+#[derive(Debug)]
+pub struct ModelPermit {
+    estimated: u64,
+    state: PermitState,
+}
+
+#[derive(Debug)]
+pub(crate) enum PermitState {
+    /// Counted in Redis.
+    Redis(RedisHold),
+    /// Counted by the local fallback limiter while Redis was unreachable.
+    Local(OwnedModelPermit<TokioTimer>),
+    /// Admitted without counting (fail open).
+    Open,
+}
+
+/// A slot held in Redis: the lease the heartbeat renews and the admission record's id.
+#[derive(Debug)]
+pub(crate) struct RedisHold {
+    pub(crate) limiter: Arc<LimiterInner>,
+    pub(crate) entry: Arc<ModelEntry>,
+    pub(crate) id: String,
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) admitted_at_us: i64,
+    pub(crate) done: bool,
+    /// A settle in flight: if its future is dropped before the reply, the janitor sends it
+    /// again (it applies at most once).
+    pub(crate) settling: Option<u64>,
+}
+
+/// What a [`settle`](ModelPermit::settle) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Settled {
+    /// The actual count replaced the estimate.
+    Applied,
+    /// The lease had expired first (a pause or partition longer than the lease TTL): the slot
+    /// may have gone to another request meanwhile. If the admission record had expired too,
+    /// the estimate stays charged.
+    LeaseLost,
+    /// Counted locally (degraded mode) or not at all (fail open): settled there.
+    Local,
+}
+
+impl ModelPermit {
+    pub(crate) fn new(estimated: u64, state: PermitState) -> Self {
+        Self { estimated, state }
+    }
+
+    /// The tokens reserved at admission.
+    pub fn estimated_tokens(&self) -> u64 {
+        self.estimated
+    }
+
+    /// When Redis admitted it, in the server's clock (µs since the Unix epoch); `None` when it
+    /// was admitted in degraded mode. The same clock for every process: an admission log
+    /// across hosts can be checked with it.
+    pub fn admitted_at_server_micros(&self) -> Option<i64> {
+        match &self.state {
+            PermitState::Redis(h) => Some(h.admitted_at_us),
+            _ => None,
+        }
+    }
+
+    /// Whether the heartbeat found this permit's lease expired (it may have been given to
+    /// another request: the parallel limit may have been exceeded while this one ran).
+    pub fn lease_lost(&self) -> bool {
+        match &self.state {
+            PermitState::Redis(h) => h.lease.lost.load(Ordering::Relaxed),
+            _ => false,
+        }
+    }
+
+    /// Whether it was admitted in degraded mode (Redis unreachable): locally counted, or not
+    /// at all.
+    pub fn is_degraded(&self) -> bool {
+        !matches!(self.state, PermitState::Redis(_))
+    }
+
+    /// Replaces the estimate with `actual_tokens` in every token limit (in the window slot of
+    /// the admission, as the in-process limiter does) and releases the slot: one round trip.
+    ///
+    /// # Errors
+    /// [`Error::Store`] if Redis did not answer; the settle is then retried in the background
+    /// (it applies at most once), and the lease TTL frees the slot if it never gets through.
+    pub async fn settle(mut self, actual_tokens: u64) -> Result<Settled, Error> {
+        let state = core::mem::replace(&mut self.state, PermitState::Open);
+        match state {
+            PermitState::Open => Ok(Settled::Local),
+            PermitState::Local(p) => {
+                p.settle(actual_tokens);
+                Ok(Settled::Local)
+            }
+            PermitState::Redis(mut hold) => {
+                let limiter = hold.limiter.clone();
+                let entry = hold.entry.clone();
+                // Values beyond exact integer arithmetic count as its largest.
+                let actual = actual_tokens.min(crate::encode::EXACT / 4);
+                let job = LimiterInner::settle_job(&entry, &hold.id, actual, 0);
+                hold.settling = Some(actual);
+                let reply = limiter.store.inner.eval(job.script, &job.keys, &job.args, None).await;
+                hold.done = true;
+                match reply {
+                    Ok(r) if r.len() == 3 && r[0] == 1 && r[1] == 1 => Ok(Settled::Applied),
+                    Ok(r) if r.len() == 3 && r[0] >= 0 => Ok(Settled::LeaseLost),
+                    Ok(r) if r.first() == Some(&-2) => {
+                        Err(Error::ConfigMismatch { key: entry.keys[0].clone() })
+                    }
+                    Ok(r) => Err(StoreError::Protocol(format!("model_settle: {r:?}")).into()),
+                    Err(e) => {
+                        limiter.store.inner.later(job);
+                        Err(Error::Store(e))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RedisHold {
+    fn drop(&mut self) {
+        self.entry.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        if !self.done {
+            let job = match self.settling {
+                Some(actual) => LimiterInner::settle_job(&self.entry, &self.id, actual, 0),
+                None => LimiterInner::settle_job(&self.entry, &self.id, 0, 1),
+            };
+            self.limiter.store.inner.later(job);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Test harness: a real `redis-server` per test, on a free loopback port, with no persistence,
+//! killed when the handle drops. Shared by every test file of the crate (`mod support;`).
+//!
+//! Without the binary a test is skipped with a message, except under `CI=true`, where a missing
+//! binary fails the test: CI must never pass by running nothing.
+
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use core::time::Duration;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+/// The server binary: `$REDIS_SERVER` if set, else `redis-server` on the `PATH`.
+pub fn server_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("REDIS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("redis-server")).find(|p| p.is_file())
+}
+
+/// Whether this run is CI (`CI=true`), where skipping is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; the server binds it right after).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// One running `redis-server`.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    binary: PathBuf,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port, or returns `None` (after saying so) when no binary is
+    /// installed and this is not CI. Panics under `CI=true` without a binary.
+    pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// As [`start`](Self::start), with extra `redis-server` arguments (e.g.
+    /// `["--cluster-enabled", "yes"]`).
+    pub fn start_with(extra: &[&str]) -> Option<Self> {
+        let Some(binary) = server_binary() else {
+            assert!(
+                !in_ci(),
+                "redis-server is not installed, and CI=true: install it (apt-get install -y redis-server)"
+            );
+            eprintln!("SKIPPED: redis-server not found (set REDIS_SERVER or install it)");
+            return None;
+        };
+        let mut server = Self {
+            child: None,
+            port: 0,
+            binary,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        // A port taken between the probe and the bind makes the start fail: try a few.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn().is_ok() {
+                return Some(server);
+            }
+        }
+        panic!("could not start redis-server on a free port");
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let port = self.port.to_string();
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local", "--loglevel", "warning"])
+            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .args([
+                "--dbfilename",
+                &format!("tg-{port}.rdb"),
+                "--cluster-config-file",
+                &format!("tg-nodes-{port}.conf"),
+            ])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("spawn redis-server: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server exited at start: {status}"));
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err("redis-server did not answer PING within 10 s".into())
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILLs the server (state is lost: nothing is persisted).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (after [`kill`](Self::kill)), empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("restart: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Sends one command (arguments as given) and returns the raw RESP reply as text, e.g.
+    /// `server.command(&["SCRIPT", "FLUSH"])` → `"+OK\r\n"`.
+    pub fn command(&self, args: &[&str]) -> String {
+        command(self.port, args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    command(port, &["PING"]).is_ok_and(|r| r.starts_with("+PONG"))
+}
+
+/// One command over a fresh TCP connection, the reply read until it looks complete (simple
+/// replies only: status, error, integer, bulk; enough for test control commands).
+pub fn command(port: u16, args: &[&str]) -> Result<String, String> {
+    let addr = ("127.0.0.1", port);
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+    }
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if complete(&out) {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn complete(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    match reply.first() {
+        Some(b'+' | b'-' | b':') => text.ends_with("\r\n"),
+        Some(b'$') => {
+            let Some((head, rest)) = text.split_once("\r\n") else { return false };
+            let len: i64 = head[1..].parse().unwrap_or(0);
+            len < 0 || rest.len() >= len as usize + 2
+        }
+        // Arrays and the rest: good enough once a line has ended and nothing else is pending.
+        Some(_) => text.ends_with("\r\n"),
+        None => false,
+    }
+}
+
+/// A Redis Cluster of `n` primaries (no replicas), each a [`RedisServer`] started with
+/// `--cluster-enabled yes`, joined by `redis-cli --cluster create`. `None` (after saying so)
+/// when a binary is missing and this is not CI.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The nodes, in creation order.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes and creates the cluster; waits until it reports `cluster_state:ok`.
+    pub fn start(n: usize) -> Option<Self> {
+        let cli = server_binary()?.with_file_name("redis-cli");
+        if !cli.is_file() {
+            assert!(!in_ci(), "redis-cli is not installed, and CI=true");
+            eprintln!("SKIPPED: redis-cli not found next to redis-server");
+            return None;
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(RedisServer::start_with(&["--cluster-enabled", "yes"])?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();
+        let out = Command::new(&cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = nodes.iter().all(|s| {
+                command(s.port(), &["CLUSTER", "INFO"])
+                    .is_ok_and(|r| r.contains("cluster_state:ok"))
+            });
+            if ok {
+                return Some(Self { nodes });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster did not reach cluster_state:ok within 20 s");
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
