@@ -353,3 +353,15 @@ fn a_strict_limiter_refuses_feedback_for_unknown_models() {
     assert_eq!(l.resume("x").unwrap_err(), Error::UnknownModel);
     assert!(!l.stats().contains_key("x"));
 }
+
+#[test]
+fn a_drain_whose_reset_is_past_lasts_until_the_oldest_slot_leaves_not_a_whole_window() {
+    let sim = Sim::new();
+    let l = limiter(&sim, RateLimitConfig { tpm: 10_000, ..roomy() });
+    sim.clock.set(Instant::from_secs(100));
+    // A reset already due: the charge goes to the oldest slot of the window.
+    let d = l.drain("m", Counts::Tokens, Some(MINUTE), 0, Duration::ZERO).unwrap();
+    assert_eq!(d[0].charged, 10_000);
+    sim.clock.set(Instant::from_secs(102));
+    assert_eq!(l.stats()["m"].tokens.used, 0);
+}

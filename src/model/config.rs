@@ -44,11 +44,15 @@ pub struct RateLimitConfig {
     /// ([`ModelRateLimiter::learn_limit`](crate::ModelRateLimiter::learn_limit)). `false` by
     /// default: feedback only tightens (it lowers limits, drains windows, pauses admissions).
     pub feedback_may_raise: bool,
+    /// How long a 429 that says nothing of when to retry pauses the model's admissions
+    /// ([`ModelRateLimiter::observe_429`](crate::ModelRateLimiter::observe_429)). 1 s by
+    /// default.
+    pub default_cooldown: Duration,
 }
 
 impl Default for RateLimitConfig {
     /// The Python seed's defaults: 10 RPM, 200 000 TPM, 5 parallel requests, no further
-    /// limits.
+    /// limits; feedback only tightens, and a 429 without a delay pauses for 1 s.
     fn default() -> Self {
         Self {
             rpm: 10,
@@ -56,6 +60,7 @@ impl Default for RateLimitConfig {
             max_parallel_requests: 5,
             limits: Vec::new(),
             feedback_may_raise: false,
+            default_cooldown: Duration::from_secs(1),
         }
     }
 }

@@ -17,13 +17,14 @@ use core::time::Duration;
 
 use super::config::{ModelConfigError, RateLimitConfig};
 use super::estimate::Estimate;
-use super::feedback::{Drained, Learned};
+use super::feedback::{Drained, FeedbackReport, Learned, observe_at, throttled_at};
 use super::limit::Counts;
 use super::metrics;
 use super::pause::Cooldown;
 use super::permit::{Admitted, ModelPermit, OwnedModelPermit};
 use super::state::{Blocked, ModelState, Refused};
 use super::stats::ModelStats;
+use crate::provider::{HeaderReport, Throttled};
 use crate::sync::Mutex;
 use crate::{Clock, Error, Instant, Timer};
 
@@ -299,6 +300,75 @@ impl<T: Clock> ModelRateLimiter<T> {
             }
         });
         Ok(())
+    }
+
+    /// Applies one response's rate-limit headers (parsed by
+    /// [`provider::parse_headers`](crate::provider::parse_headers)) to `model`: for each quota
+    /// reported over a known window, the local limits that count the same over that window
+    /// learn the provider's limit (lower only, unless
+    /// [`feedback_may_raise`](RateLimitConfig::feedback_may_raise)) and are drained to the
+    /// provider's remaining — the least it can be, given the provider's rounding — until the
+    /// provider's reset. Feedback only tightens (invariant 11). Returns what changed.
+    ///
+    /// ```
+    /// use tollgate::provider::{Provider, parse_headers};
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 500, tpm: 40_000, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("gpt-4o", config.clone())], config)?;
+    /// let permit = limiter.try_acquire("gpt-4o", 1_000)?;
+    /// // Another app shares the key: the provider has less left than we think.
+    /// let headers = [
+    ///     ("x-ratelimit-limit-tokens", "30000"),
+    ///     ("x-ratelimit-remaining-tokens", "20000"),
+    ///     ("x-ratelimit-reset-tokens", "20s"),
+    /// ];
+    /// let report = limiter.observe("gpt-4o", &parse_headers(Provider::OpenAi, headers, None))?;
+    /// assert_eq!((report.learned[0].from, report.learned[0].to), (40_000, 30_000));
+    /// assert_eq!(report.drained[0].charged, 9_000); // room 29 000 locally, 20 000 there
+    /// permit.settle(1_000);
+    /// assert_eq!(limiter.stats()["gpt-4o"].tokens.to_string(), "10000/30000");
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe(&self, model: &str, report: &HeaderReport) -> Result<FeedbackReport, Error> {
+        let state = self.state(model)?;
+        let may_raise = state.config().feedback_may_raise;
+        Ok(observe_at(&state, report, may_raise, self.timer.now()))
+    }
+
+    /// Applies a classified 429 (from
+    /// [`provider::classify_429`](crate::provider::classify_429)) to `model`: "retry later"
+    /// starts or extends the cooldown by the provider's delay (the config's
+    /// [`default_cooldown`](RateLimitConfig::default_cooldown) when it gave none); "quota
+    /// exhausted" makes every admission fail with [`Error::QuotaExhausted`] until the reset;
+    /// "never fits" changes nothing and reports [`Error::InsufficientCapacity`] for the
+    /// request. Prefer [`ModelPermitOf::throttled`](crate::model::ModelPermitOf::throttled)
+    /// when the 429 answered a permit's request: it also releases the slot into the cooldown.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::provider::Throttled;
+    /// use tollgate::{Error, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig::default();
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// let after = Some(Duration::from_millis(634));
+    /// let report = limiter.observe_429("m", &Throttled::RetryLater { after })?;
+    /// assert_eq!(report.cooldown.unwrap().until.as_nanos(), 634_000_000);
+    /// let report = limiter.observe_429("m", &Throttled::NeverFits { requested: Some(36_055), limit: Some(30_000) })?;
+    /// assert_eq!(report.error, Some(Error::InsufficientCapacity { requested: 36_055, capacity: 30_000 }));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe_429(&self, model: &str, throttled: &Throttled) -> Result<FeedbackReport, Error> {
+        let state = self.state(model)?;
+        let fallback = state.config().default_cooldown;
+        Ok(throttled_at(&state, throttled, fallback, self.timer.now()))
     }
 
     /// Starts (or extends) `model`'s cooldown: no request of it (or of its shared quota) is

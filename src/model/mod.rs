@@ -38,7 +38,7 @@ mod store;
 
 pub use config::{ModelConfigError, RateLimitConfig};
 pub use estimate::Estimate;
-pub use feedback::{Drained, Learned};
+pub use feedback::{Drained, FeedbackReport, Learned};
 pub use limit::{Counts, Limit, LimitKind};
 pub use limiter::ModelRateLimiter;
 pub use parity::{ParityMismatch, ParityReport, check_store_parity};

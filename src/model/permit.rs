@@ -9,10 +9,12 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use super::estimate::Estimate;
+use super::feedback::{FeedbackReport, throttled_at};
 use super::limiter::ModelRateLimiter;
 use super::pause::Cooldown;
 use super::rule::Charge;
 use super::state::{ModelState, Slot};
+use crate::provider::Throttled;
 use crate::{Clock, Instant};
 
 /// The part of a permit that does not depend on how the limiter is held.
@@ -128,6 +130,37 @@ impl<T: Clock, L: Deref<Target = ModelRateLimiter<T>>> ModelPermitOf<L> {
         crate::model::metrics::cooldown(&self.admitted.state.name, "retry_later");
         self.admitted.state.settle_at(self.admitted.charge, Estimate::default(), now);
         cooldown
+    }
+
+    /// The provider answered this request with a 429, classified by
+    /// [`provider::classify_429`](crate::provider::classify_429): applies it to the model as
+    /// [`ModelRateLimiter::observe_429`] does — a "retry later" starts or extends the cooldown
+    /// and this permit's slot goes back *into* it ([`rate_limited`](Self::rate_limited)), an
+    /// exhausted quota stops admissions until its reset — and ends the permit, its tokens
+    /// given back. The report's `error` says what this request should fail with when retrying
+    /// cannot help (too large for the provider's limit; quota exhausted).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::provider::{HeaderReport, Provider, classify_429};
+    /// use tollgate::{Error, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig::default();
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// let permit = limiter.try_acquire("m", 100)?;
+    /// let mut headers = HeaderReport::empty(Provider::OpenAi);
+    /// headers.retry_after = Some(Duration::from_secs(3));
+    /// let report = permit.throttled(&classify_429(&headers, b"rate limited"));
+    /// assert_eq!(report.cooldown.unwrap().until.as_secs(), 3);
+    /// assert!(matches!(limiter.try_acquire("m", 100), Err(Error::RateLimited(_))));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn throttled(self, throttled: &Throttled) -> FeedbackReport {
+        let now = self.limiter.timer().now();
+        let state = &self.admitted.state;
+        let report = throttled_at(state, throttled, state.config().default_cooldown, now);
+        state.settle_at(self.admitted.charge, Estimate::default(), now);
+        report
     }
 
     /// The provider answered this request with a 429 saying the quota is used up (a spend

@@ -197,7 +197,9 @@ impl Meter {
         match &mut self.how {
             How::Window(w) => {
                 let span = crate::time::duration_to_nanos_saturating(w.window());
-                let at = Instant::from_nanos(expires.as_nanos().saturating_sub(span)).min(now);
+                let oldest = (now.as_nanos() + 1).saturating_sub(span);
+                let at = expires.as_nanos().saturating_sub(span).clamp(oldest, now.as_nanos());
+                let at = Instant::from_nanos(at);
                 if !w.adjust_at(w.slot_of(at), 0, excess, now) {
                     w.add_at(excess, now);
                 }
@@ -370,6 +372,11 @@ impl RateState {
     /// the charge leaving a window at about `expires` (when the provider's count resets;
     /// a bucket refills at its own rate). Returns what was charged: 0 when the room was
     /// already no more than `remaining`, or the index is out of range.
+    ///
+    /// In a window the charge goes to the slot of `expires − window`, or the oldest slot still
+    /// in the window if that is earlier: so it lasts until about `expires`, at most one slot
+    /// longer — but at least until the oldest slot leaves, which, before the clock has run a
+    /// whole window, is a whole window (stricter, never looser).
     ///
     /// ```
     /// use core::time::Duration;

@@ -339,6 +339,11 @@ impl ModelState {
             .collect()
     }
 
+    /// Whether some limit matches `counts` and `window` (see [`matching`](Self::matching)).
+    pub(crate) fn has_limit(&self, counts: Counts, window: Option<Duration>) -> bool {
+        self.conf.with(|c| !Self::matching(c, counts, window).is_empty())
+    }
+
     /// Sets the maximum of every limit matching `counts` and `window` to `max`, never above
     /// the configured one unless `may_raise` (invariant 11); returns what changed.
     pub(crate) fn learn(
