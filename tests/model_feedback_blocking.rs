@@ -9,6 +9,7 @@ use tollgate::provider::Throttled;
 use tollgate_std::{Error, ModelRateLimiter, RateLimitConfig};
 
 #[test]
+#[cfg_attr(miri, ignore)] // real threads and a real clock, for a second or more
 fn a_blocked_thread_waits_out_a_cooldown_and_an_exhausted_quota_fails_it() {
     let config = RateLimitConfig { max_parallel_requests: 1, ..Default::default() };
     let limiter = Arc::new(ModelRateLimiter::new([("m", config.clone())], config).unwrap());

@@ -107,6 +107,7 @@ impl Rng {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(miri, ignore)] // real threads and a real clock, for a second or more
 async fn a_429_cooldown_holds_the_queue_in_fifo_order_and_admits_nothing_inside_it() {
     // Local limits far above the provider's: only the provider's 429s pace the run.
     let config = RateLimitConfig {
