@@ -13,6 +13,14 @@
 //! another. Two RMWs of one word are always ordered: either the settle sees the bit and takes
 //! the waker (waiting for the lock until it is registered), or the holder sees the new epoch.
 //! So the common settle, with nobody waiting, costs one lock (the store's).
+//!
+//! Beside them: the model's config behind a lock of its own, so it can be replaced at run time
+//! (hot reconfiguration keeps the counters, the queue and the slots in use; slots that a
+//! shrink could not take because they were in use are owed, and taken out of service as
+//! their permits end), and its pause (`pause.rs`: the cooldown after a 429, an exhausted
+//! quota), checked under the same lock as every admission. Anything that may let the gate
+//! holder in sooner than it computed — a refund, a reconfiguration, a resume, a raised
+//! learned limit — bumps the epoch.
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -169,19 +177,24 @@ impl ModelState {
         // Before the check: a refund the check misses bumps the epoch after this read.
         let refunds = self.refunds.load(Ordering::SeqCst) >> 1;
         let decided = self.pause.with(|pause| {
-            if let Some((requested, capacity)) = self.store.with(|s| s.never_fits(estimate)) {
-                return Err(Blocked::Fail(Error::InsufficientCapacity { requested, capacity }));
-            }
-            match pause.check(now) {
-                Some(Paused::Exhausted(reset_at)) => {
-                    return Err(Blocked::Fail(Error::QuotaExhausted { reset_at }));
+            let paused = pause.check(now);
+            // One store operation: too large at the maxima in force (a reconfiguration or a
+            // learned limit may have shrunk them), or paused, or the rule's decision.
+            let admitted = self.store.with(|s| {
+                if let Some((requested, capacity)) = s.never_fits(estimate) {
+                    return Err(Blocked::Fail(Error::InsufficientCapacity { requested, capacity }));
                 }
-                Some(Paused::Until(until)) => {
-                    return Err(Blocked::Wait(Refused { ready_at: until, refunds }));
+                match paused {
+                    Some(Paused::Exhausted(reset_at)) => {
+                        Err(Blocked::Fail(Error::QuotaExhausted { reset_at }))
+                    }
+                    Some(Paused::Until(until)) => {
+                        Err(Blocked::Wait(Refused { ready_at: until, refunds }))
+                    }
+                    None => Ok(s.admit_io_at(estimate, now)),
                 }
-                None => {}
-            }
-            match self.store.admit_io_at(estimate, now) {
+            })?;
+            match admitted {
                 Ok(charge) => {
                     pause.admitted(charge.at);
                     Ok(charge)
