@@ -153,6 +153,11 @@ impl ModelState {
         self.conf.with(|c| c.config.clone())
     }
 
+    /// Whether slots are owed: a shrink found fewer free than it took away.
+    pub(crate) fn owes_slots(&self) -> bool {
+        self.slot_debt.load(Ordering::SeqCst) > 0
+    }
+
     /// Takes a parallel slot's permit into a [`Slot`] of this model.
     pub(crate) fn slot(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
         Slot { state: self.clone(), permit: Some(permit) }
