@@ -418,13 +418,30 @@ impl ModelState {
 
     /// Starts or extends the cooldown (see `pause.rs` for why it never covers an admission).
     pub(crate) fn cool_down(&self, retry_after: Duration, now: Instant) -> Cooldown {
-        self.pause.with(|p| p.cool_down(retry_after, now))
+        let cooldown = self.pause.with(|p| p.cool_down(retry_after, now));
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tollgate",
+            model = &*self.name,
+            retry_after_ms = retry_after.as_millis() as u64,
+            until_ms = (cooldown.until - now).as_millis() as u64,
+            extended = cooldown.extended,
+            "cooldown after a 429"
+        );
+        cooldown
     }
 
     /// Marks the quota exhausted until `reset_at` (unknown: until [`resume`](Self::resume));
     /// the gate holder fails at once.
     pub(crate) fn exhaust(&self, reset_at: Option<Instant>) {
         self.pause.with(|p| p.exhaust(reset_at));
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tollgate",
+            model = &*self.name,
+            reset_known = reset_at.is_some(),
+            "quota exhausted: admissions fail until it resets"
+        );
         self.wake_holder();
     }
 
