@@ -201,8 +201,10 @@ impl ModelState {
 
     /// The pause at `now`, clearing the exhausted hint once the exhaustion has ended.
     fn check_pause(&self, books: &mut Books, now: Instant) -> Option<Paused> {
+        let was_exhausted = books.pause.has_exhaustion();
         let paused = books.pause.check(now);
-        if books.pause.exhausted(now).is_none() {
+        // Only when an exhaustion just ended: the common admission touches no atomic here.
+        if was_exhausted && !books.pause.has_exhaustion() {
             self.exhausted_hint.store(0, Ordering::SeqCst);
         }
         paused
