@@ -66,8 +66,8 @@ fn workloads() -> Vec<Workload> {
             arrival_gap: ms(1_800),
             input: (200, 1_000),
             max_output: (300, 1_500),
-            output_pct: (25, 100),
-            latency: (ms(800), ms(6_000)),
+            output_pct: (55, 100),
+            latency: (ms(800), ms(4_000)),
             neighbour: NeighbourLoad {
                 gap: ms(8_000),
                 ask: Ask { input: 500, max_output: 800 },
@@ -132,12 +132,13 @@ fn workloads() -> Vec<Workload> {
     ]
 }
 
-/// The job's use of its binding limit, in percent of what is left to it over its run time.
+/// The job's use of its binding limit while it had more requests arriving (the first ten
+/// minutes: its queue is never empty then), in percent of what the neighbour leaves.
 fn used_pct(m: &ModelRun, neighbour_per_window: u64) -> f64 {
     let room = (m.limit - neighbour_per_window) as f64;
-    let units = m.binding.weight(m.job.tokens, m.job.output) as f64;
-    let units = if m.binding == Binding::Requests { m.job.served as f64 } else { units };
-    100.0 * units / (room * m.total.as_secs_f64() / provider::WINDOW.as_secs_f64())
+    let b = &m.job_busy;
+    let units = if m.binding == Binding::Requests { b.served } else { m.binding.weight(b.tokens, b.output) };
+    100.0 * units as f64 / (room * ARRIVALS.as_secs_f64() / provider::WINDOW.as_secs_f64())
 }
 
 fn mmss(d: Duration) -> String {
@@ -253,7 +254,8 @@ async fn main() {
              of each model's binding limit in the runs \"with the neighbour\"."
         );
         println!(
-            "used% = the job's use of its binding limit, of what the neighbour leaves; \
+            "used% = the job's use of its binding limit in the first ten minutes (while more keep \
+             arriving), of what the neighbour leaves; \
              ×best = its time over the least time that leaves (best: an oracle that knows \
              every request's real size); cool = cooldowns its 429s started."
         );

@@ -133,6 +133,11 @@ pub struct Model {
     job_in_flight: u32,
     next_id: u64,
     pub job: Served,
+    /// The job's requests admitted in the first `busy` after the start, while it always has
+    /// more waiting (only those still in the log when they end: all, for calls shorter than
+    /// a window).
+    pub job_busy: Served,
+    busy: Duration,
     pub neighbour: Served,
     /// When each of the job's requests got a 429, since the start.
     pub job_429s: Vec<Duration>,
@@ -140,7 +145,8 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(style: Style, quota: Quota, started: Instant) -> Self {
+    /// A model that counts the job's busy-period figures over `busy` from `started`.
+    pub fn new(style: Style, quota: Quota, started: Instant, busy: Duration) -> Self {
         Self {
             style,
             quota,
@@ -150,6 +156,8 @@ impl Model {
             job_in_flight: 0,
             next_id: 0,
             job: Served::default(),
+            job_busy: Served::default(),
+            busy,
             neighbour: Served::default(),
             job_429s: Vec::new(),
             peak_parallel: 0,
@@ -273,8 +281,15 @@ impl Model {
     /// The request `id` ends having produced `output` tokens: its charge is corrected to
     /// what it used, the output is counted now, and the answer carries the headers.
     pub fn end(&mut self, now: Instant, who: Client, id: u64, ask: Ask, output: u64) -> Answer {
+        let mut arrived = None;
         if let Some(e) = self.log.iter_mut().find(|e| e.id == id) {
             e.tokens = ask.input + output;
+            arrived = Some(e.at);
+        }
+        if who == Client::Job && arrived.is_some_and(|at| at < self.started + self.busy) {
+            self.job_busy.served += 1;
+            self.job_busy.tokens += ask.input + output;
+            self.job_busy.output += output;
         }
         self.output_log.push_back((now, output, who));
         let served = match who {

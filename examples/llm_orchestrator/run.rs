@@ -84,6 +84,8 @@ pub struct ModelRun {
     pub limit: u64,
     pub offered: usize,
     pub job: Served,
+    /// What of it was admitted while more kept arriving (the first [`ARRIVALS`]).
+    pub job_busy: Served,
     pub neighbour: Served,
     /// When each of the job's 429s came, since the job's start.
     pub job_429s: Vec<Duration>,
@@ -186,7 +188,7 @@ pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
     let provider: Rc<BTreeMap<&'static str, RefCell<Model>>> = Rc::new(
         workloads
             .iter()
-            .map(|w| (w.name, RefCell::new(Model::new(w.style, w.quota, start))))
+            .map(|w| (w.name, RefCell::new(Model::new(w.style, w.quota, start, ARRIVALS))))
             .collect(),
     );
     let wall = move || WALL_AT_START + Instant::now().saturating_duration_since(start);
@@ -328,6 +330,7 @@ pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
                 limit: w.binding.limit(&w.quota),
                 offered,
                 job: m.job.clone(),
+                job_busy: m.job_busy.clone(),
                 neighbour: m.neighbour.clone(),
                 job_429s: m.job_429s.clone(),
                 cooldowns: cooldowns.get(),
