@@ -130,7 +130,7 @@ impl StateStore for OneTooMany {
     fn admit_at(&self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
         match self.inner.admit_at(tokens, now) {
             Err(_) if self.extra.lock().unwrap().replace(now).is_none() => {
-                Ok(Charge { at: now, tokens })
+                Ok(Charge { at: now, tokens, input: tokens })
             }
             other => other,
         }
