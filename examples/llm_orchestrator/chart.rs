@@ -21,7 +21,7 @@ pub fn write(
     workloads: &[Workload],
     off: &Report,
     on: &Report,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), Box<dyn core::error::Error>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -37,12 +37,14 @@ pub fn write(
     let end = off.models.iter().chain(&on.models).map(minutes).fold(0.0, f64::max).ceil() + 0.5;
     let panels = root.split_evenly((rows as usize, 2));
     for (i, w) in workloads.iter().enumerate() {
-        for (col, (report, how)) in
-            [(off, "without feedback (headers ignored)"), (on, "with feedback (headers observed, 429s reported)")]
-                .into_iter()
-                .enumerate()
+        for (col, (report, how)) in [
+            (off, "without feedback (headers ignored)"),
+            (on, "with feedback (headers observed, 429s reported)"),
+        ]
+        .into_iter()
+        .enumerate()
         {
-            panel(&panels[2 * i + col], w, &report.models[i], how, end)?;
+            panel(&panels[2 * i + col], w, &report.models[i], how, end, i == 0)?;
         }
     }
     root.present()?;
@@ -56,13 +58,16 @@ fn panel<DB: DrawingBackend>(
     m: &ModelRun,
     how: &str,
     end: f64,
-) -> Result<(), Box<dyn std::error::Error>>
+    legend: bool,
+) -> Result<(), Box<dyn core::error::Error>>
 where
     DB::ErrorType: 'static,
 {
     let limit = m.limit as f64;
     let pct = |n: u64| 100.0 * n as f64 / limit;
-    let top = m.series.iter().map(|&(_, a, b)| pct(a + b)).fold(120.0, f64::max).ceil();
+    // Head room above the data for the legend.
+    let top = m.series.iter().map(|&(_, a, b)| pct(a + b)).fold(100.0, f64::max) * 1.45;
+    let top = (top / 20.0).ceil() * 20.0;
     let caption = format!(
         "{} ({} {}) {how}: {} × 429, done in {:.1} min",
         w.name,
@@ -82,6 +87,8 @@ where
         .x_desc("minutes since the job started (the neighbour started at -1)")
         .y_desc("% of the limit")
         .light_line_style(WHITE.mix(0.0))
+        .x_label_formatter(&|m| format!("{m:.0}"))
+        .y_label_formatter(&|p| format!("{p:.0}"))
         .label_style(("sans-serif", 12))
         .draw()?;
     let at = |t: f64| t / 60.0;
@@ -101,7 +108,9 @@ where
             NEIGHBOUR.mix(0.6),
         ))?
         .label("the neighbour")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], NEIGHBOUR.mix(0.6).filled()));
+        .legend(|(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 14, y + 5)], NEIGHBOUR.mix(0.6).filled())
+        });
     chart
         .draw_series(LineSeries::new([(-1.0, 100.0), (end, 100.0)], LIMIT.stroke_width(2)))?
         .label("the limit")
@@ -122,11 +131,16 @@ where
             PathElement::new([(x, 0.0), (x, h)], REFUSED.stroke_width(2))
         }))?
         .label("429s to the job (one tick per second)")
-        .legend(|(x, y)| PathElement::new([(x + 7, y - 6), (x + 7, y + 6)], REFUSED.stroke_width(2)));
+        .legend(|(x, y)| {
+            PathElement::new([(x + 7, y - 6), (x + 7, y + 6)], REFUSED.stroke_width(2))
+        });
+    if !legend {
+        return Ok(());
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 12))
+        .label_font(("sans-serif", 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()?;

@@ -4,7 +4,8 @@
 
 use core::time::Duration;
 
-use tollgate::provider::{HeaderReport, Provider, Throttled, classify_429, parse_headers};
+use tollgate::model::{Estimate, FeedbackReport};
+use tollgate::provider::{HeaderReport, Provider, classify_429, parse_headers};
 use tollgate_tokio::{Error, ModelPermit, ModelRateLimiter};
 
 use super::provider::{Answer, Ask, Style};
@@ -21,28 +22,41 @@ fn provider_of(style: Style) -> Provider {
 
 /// Waits for admission of `ask` on `model`: its input reserved, and its `max_tokens` in the
 /// total-token limits.
-pub async fn admit<'a>(limiter: &'a Limiter, model: &str, ask: Ask) -> Result<ModelPermit<'a>, Error> {
-    limiter.acquire(model, ask.input + ask.max_output).await
+pub async fn admit<'a>(
+    limiter: &'a Limiter,
+    model: &str,
+    ask: Ask,
+) -> Result<ModelPermit<'a>, Error> {
+    limiter.acquire_with(model, Estimate { input: ask.input, output: ask.max_output }).await
 }
 
 /// Ends a served request with what it used.
 pub fn settle(permit: ModelPermit<'_>, ask: Ask, output: u64) {
-    permit.settle(ask.input + output);
+    permit.settle_io(ask.input, output);
 }
 
 /// Parses an answer's headers (`wall_now`: the simulated wall clock, for Anthropic's RFC 3339
 /// resets) and gives them to the limiter, which drains and learns from them.
-pub fn observe(limiter: &Limiter, model: &str, style: Style, answer: &Answer, wall_now: Duration) -> HeaderReport {
+pub fn observe(
+    limiter: &Limiter,
+    model: &str,
+    style: Style,
+    answer: &Answer,
+    wall_now: Duration,
+) -> HeaderReport {
     let headers = answer.headers.iter().map(|(name, value)| (*name, value.as_str()));
     let report = parse_headers(provider_of(style), headers, Some(wall_now));
-    let _ = (limiter, model);
+    // A model the limiter knows: the only error `observe` has is an unknown model.
+    let _ = limiter.observe(model, &report);
     report
 }
 
 /// A 429 on `permit`'s request: classified from its headers and body, and reported, which
 /// starts (or extends) the model's cooldown and releases the slot into it.
-pub fn rate_limited(permit: ModelPermit<'_>, report: &HeaderReport, answer: &Answer) -> Throttled {
-    let throttled = classify_429(report, answer.body.as_bytes());
-    drop(permit);
-    throttled
+pub fn rate_limited(
+    permit: ModelPermit<'_>,
+    report: &HeaderReport,
+    answer: &Answer,
+) -> FeedbackReport {
+    permit.throttled(&classify_429(report, answer.body.as_bytes()))
 }

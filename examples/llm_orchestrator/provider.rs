@@ -34,8 +34,9 @@ pub struct Quota {
     pub tpm: Option<u64>,
     /// Input tokens, charged on arrival (Anthropic's ITPM).
     pub itpm: Option<u64>,
-    /// Output tokens, counted as produced, when the response ends; a request is refused while
-    /// the window is full (Anthropic's OTPM: `max_tokens` does not count).
+    /// Output tokens, counted when the response ends (what it produced: `max_tokens` does
+    /// not count), in the minute the request arrived, as the total-token charge is
+    /// corrected; a request is refused while the window is full (Anthropic's OTPM).
     pub otpm: Option<u64>,
     /// The job's requests in flight at once. The neighbour's are not capped: no header
     /// reports concurrency, so feedback cannot learn it and it is not what this shows.
@@ -92,10 +93,9 @@ pub struct Ask {
     pub max_output: u64,
 }
 
-/// One answer: a status, its headers as name/value pairs, and a body (429s only).
+/// One answer (a 200 or a 429): its headers as name/value pairs, and a body (429s only).
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
 }
@@ -107,6 +107,8 @@ struct Entry {
     /// Total tokens charged (input + max_tokens, then input + actual output).
     tokens: u64,
     input: u64,
+    /// Output tokens produced (0 until the response ends).
+    output: u64,
     who: Client,
 }
 
@@ -128,8 +130,6 @@ pub struct Model {
     pub quota: Quota,
     started: Instant,
     log: VecDeque<Entry>,
-    /// (completion, output tokens, sender), oldest first.
-    output_log: VecDeque<(Instant, u64, Client)>,
     job_in_flight: u32,
     next_id: u64,
     pub job: Served,
@@ -141,7 +141,6 @@ pub struct Model {
     pub neighbour: Served,
     /// When each of the job's requests got a 429, since the start.
     pub job_429s: Vec<Duration>,
-    pub peak_parallel: u32,
 }
 
 impl Model {
@@ -152,7 +151,6 @@ impl Model {
             quota,
             started,
             log: VecDeque::new(),
-            output_log: VecDeque::new(),
             job_in_flight: 0,
             next_id: 0,
             job: Served::default(),
@@ -160,16 +158,12 @@ impl Model {
             busy,
             neighbour: Served::default(),
             job_429s: Vec::new(),
-            peak_parallel: 0,
         }
     }
 
     fn prune(&mut self, now: Instant) {
         while self.log.front().is_some_and(|e| now.duration_since(e.at) >= WINDOW) {
             self.log.pop_front();
-        }
-        while self.output_log.front().is_some_and(|e| now.duration_since(e.0) >= WINDOW) {
-            self.output_log.pop_front();
         }
     }
 
@@ -178,7 +172,7 @@ impl Model {
         self.prune(now);
         let tokens = self.log.iter().map(|e| e.tokens).sum();
         let input = self.log.iter().map(|e| e.input).sum();
-        let output = self.output_log.iter().map(|e| e.1).sum();
+        let output = self.log.iter().map(|e| e.output).sum();
         (self.log.len() as u64, tokens, input, output)
     }
 
@@ -193,7 +187,7 @@ impl Model {
         match what {
             Binding::Requests => self.log.iter().for_each(|e| add(e.who, 1)),
             Binding::Tokens => self.log.iter().for_each(|e| add(e.who, e.tokens)),
-            Binding::OutputTokens => self.output_log.iter().for_each(|e| add(e.2, e.1)),
+            Binding::OutputTokens => self.log.iter().for_each(|e| add(e.who, e.output)),
         }
         split
     }
@@ -232,21 +226,29 @@ impl Model {
             }
         };
         if requests + 1 > q.rpm {
-            let w = Self::wait_until_fits(self.log.iter().map(|e| (e.at, 1)), requests, q.rpm - 1, now);
+            let w =
+                Self::wait_until_fits(self.log.iter().map(|e| (e.at, 1)), requests, q.rpm - 1, now);
             refuse(w, "requests");
         }
         if let Some(tpm) = q.tpm.filter(|&tpm| tokens + charge > tpm) {
             let room = tpm.saturating_sub(charge);
-            let w = Self::wait_until_fits(self.log.iter().map(|e| (e.at, e.tokens)), tokens, room, now);
+            let w =
+                Self::wait_until_fits(self.log.iter().map(|e| (e.at, e.tokens)), tokens, room, now);
             refuse(w, "tokens");
         }
         if let Some(itpm) = q.itpm.filter(|&l| input + ask.input > l) {
             let room = itpm.saturating_sub(ask.input);
-            let w = Self::wait_until_fits(self.log.iter().map(|e| (e.at, e.input)), input, room, now);
+            let w =
+                Self::wait_until_fits(self.log.iter().map(|e| (e.at, e.input)), input, room, now);
             refuse(w, "input tokens");
         }
         if let Some(otpm) = q.otpm.filter(|&l| output >= l) {
-            let w = Self::wait_until_fits(self.output_log.iter().map(|e| (e.0, e.1)), output, otpm - 1, now);
+            let w = Self::wait_until_fits(
+                self.log.iter().map(|e| (e.at, e.output)),
+                output,
+                otpm - 1,
+                now,
+            );
             refuse(w, "output tokens");
         }
         if who == Client::Job && self.job_in_flight + 1 > q.parallel {
@@ -270,20 +272,20 @@ impl Model {
             Client::Job => self.job.requests += 1,
             Client::Neighbour => self.neighbour.requests += 1,
         }
-        self.log.push_back(Entry { id, at: now, tokens: charge, input: ask.input, who });
+        self.log.push_back(Entry { id, at: now, tokens: charge, input: ask.input, output: 0, who });
         if who == Client::Job {
             self.job_in_flight += 1;
-            self.peak_parallel = self.peak_parallel.max(self.job_in_flight);
         }
         Ok(id)
     }
 
-    /// The request `id` ends having produced `output` tokens: its charge is corrected to
-    /// what it used, the output is counted now, and the answer carries the headers.
+    /// The request `id` ends having produced `output` tokens: its charges are corrected to
+    /// what it used (in the minute it arrived), and the answer carries the headers.
     pub fn end(&mut self, now: Instant, who: Client, id: u64, ask: Ask, output: u64) -> Answer {
         let mut arrived = None;
         if let Some(e) = self.log.iter_mut().find(|e| e.id == id) {
             e.tokens = ask.input + output;
+            e.output = output;
             arrived = Some(e.at);
         }
         if who == Client::Job && arrived.is_some_and(|at| at < self.started + self.busy) {
@@ -291,7 +293,6 @@ impl Model {
             self.job_busy.tokens += ask.input + output;
             self.job_busy.output += output;
         }
-        self.output_log.push_back((now, output, who));
         let served = match who {
             Client::Job => {
                 self.job_in_flight -= 1;
@@ -302,7 +303,7 @@ impl Model {
         served.served += 1;
         served.tokens += ask.input + output;
         served.output += output;
-        Answer { status: 200, headers: self.headers(now), body: String::new() }
+        Answer { headers: self.headers(now), body: String::new() }
     }
 
     fn answer_429(&mut self, now: Instant, what: &str, wait: Duration) -> Answer {
@@ -324,7 +325,7 @@ impl Model {
                  \"This request would exceed the rate limit for {what}.\"}}}}"
             ),
         };
-        Answer { status: 429, headers, body }
+        Answer { headers, body }
     }
 
     /// The limits, what is left of them and when they are whole again (the newest charge
@@ -336,7 +337,6 @@ impl Model {
             last.map_or(Duration::ZERO, |at| (at + WINDOW).saturating_duration_since(now))
         };
         let log_reset = full_reset(self.log.back().map(|e| e.at));
-        let out_reset = full_reset(self.output_log.back().map(|e| e.0));
         let wall = |d: Duration| rfc3339(WALL_AT_START + (now - self.started) + d);
         // Anthropic rounds remaining tokens to the nearest thousand.
         let thousands = |n: u64| (n + 500) / 1_000 * 1_000;
@@ -344,11 +344,17 @@ impl Model {
         match self.style {
             Style::OpenAi => {
                 h.push(("x-ratelimit-limit-requests", q.rpm.to_string()));
-                h.push(("x-ratelimit-remaining-requests", q.rpm.saturating_sub(requests).to_string()));
+                h.push((
+                    "x-ratelimit-remaining-requests",
+                    q.rpm.saturating_sub(requests).to_string(),
+                ));
                 h.push(("x-ratelimit-reset-requests", go_duration(log_reset)));
                 if let Some(tpm) = q.tpm {
                     h.push(("x-ratelimit-limit-tokens", tpm.to_string()));
-                    h.push(("x-ratelimit-remaining-tokens", tpm.saturating_sub(tokens).to_string()));
+                    h.push((
+                        "x-ratelimit-remaining-tokens",
+                        tpm.saturating_sub(tokens).to_string(),
+                    ));
                     h.push(("x-ratelimit-reset-tokens", go_duration(log_reset)));
                 }
             }
@@ -373,7 +379,7 @@ impl Model {
                         "anthropic-ratelimit-output-tokens-remaining",
                         thousands(otpm.saturating_sub(output)).to_string(),
                     ));
-                    h.push(("anthropic-ratelimit-output-tokens-reset", wall(out_reset)));
+                    h.push(("anthropic-ratelimit-output-tokens-reset", wall(log_reset)));
                 }
             }
         }

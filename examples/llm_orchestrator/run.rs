@@ -79,11 +79,9 @@ struct Job {
 
 /// One model's figures from one run.
 pub struct ModelRun {
-    pub name: &'static str,
     pub binding: Binding,
     pub limit: u64,
     pub offered: usize,
-    pub job: Served,
     /// What of it was admitted while more kept arriving (the first [`ARRIVALS`]).
     pub job_busy: Served,
     pub neighbour: Served,
@@ -95,8 +93,6 @@ pub struct ModelRun {
     pub total: Duration,
     /// The least time the capacity the neighbour leaves allows (see [`ideal`]).
     pub ideal: Duration,
-    pub peak_parallel: u32,
-    pub parallel: u32,
     /// Each second (since the job's start, negative during the neighbour's lead): the
     /// neighbour's and the job's use of the binding limit in the window ending then.
     pub series: Vec<(f64, u64, u64)>,
@@ -106,7 +102,7 @@ pub struct ModelRun {
 pub struct Report {
     pub setup: Setup,
     pub models: Vec<ModelRun>,
-    pub real: std::time::Duration,
+    pub real: Duration,
     pub abandoned: usize,
     pub leaked: u64,
     /// Admissions by the limiter that never reached the provider (must be 0).
@@ -150,7 +146,8 @@ fn draw(w: &Workload, rng: &mut Rng) -> Vec<Job> {
 
 /// The least time in which `jobs` can all be served when `room` of the binding limit is left
 /// per window: a greedy oracle that knows every request's real size, admits each one as soon
-/// as it has arrived and the window has room, and waits for its latency.
+/// as it has arrived and the window has room (for output tokens, as the provider's rule: as
+/// soon as the window is not full), and waits for its latency.
 fn ideal(jobs: &[Job], binding: Binding, room: u64) -> Duration {
     let mut window: VecDeque<(Duration, u64)> = VecDeque::new();
     let mut used = 0;
@@ -163,7 +160,12 @@ fn ideal(jobs: &[Job], binding: Binding, room: u64) -> Duration {
             while window.front().is_some_and(|&(t, _)| clock >= t + WINDOW) {
                 used -= window.pop_front().unwrap().1;
             }
-            if used + weight <= room {
+            // Output tokens are not known at admission: the rule is only "not full yet".
+            let fits = match binding {
+                Binding::OutputTokens => used < room,
+                _ => used + weight <= room,
+            };
+            if fits {
                 break;
             }
             clock = window.front().unwrap().0 + WINDOW;
@@ -180,8 +182,11 @@ fn ideal(jobs: &[Job], binding: Binding, room: u64) -> Duration {
 pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
     let real = std::time::Instant::now();
     let limiter = Rc::new(
-        Limiter::new(workloads.iter().map(|w| (w.name, w.limits.clone())), RateLimitConfig::default())
-            .expect("valid limits"),
+        Limiter::new(
+            workloads.iter().map(|w| (w.name, w.limits.clone())),
+            RateLimitConfig::default(),
+        )
+        .expect("valid limits"),
     );
     let t0 = Instant::now();
     let start = if setup.neighbour { t0 + LEAD } else { t0 };
@@ -219,10 +224,12 @@ pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
             handles.push(local.spawn_local(async move {
                 tokio::time::sleep_until(start + job.at).await;
                 loop {
-                    let permit =
-                        client::admit(&limiter, name, job.ask).await.expect("fits the model's limits");
+                    let permit = client::admit(&limiter, name, job.ask)
+                        .await
+                        .expect("fits the model's limits");
                     admitted.set(admitted.get() + 1);
-                    let begun = provider[name].borrow_mut().begin(Instant::now(), Client::Job, job.ask);
+                    let begun =
+                        provider[name].borrow_mut().begin(Instant::now(), Client::Job, job.ask);
                     match begun {
                         Ok(id) => {
                             tokio::time::sleep(job.latency).await;
@@ -248,7 +255,8 @@ pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
                             let wait = retry_after(&answer.headers);
                             cooling_until.set(cooling_until.get().max(now + wait));
                             if setup.feedback {
-                                let report = client::observe(&limiter, name, style, &answer, wall());
+                                let report =
+                                    client::observe(&limiter, name, style, &answer, wall());
                                 client::rate_limited(permit, &report, &answer);
                             } else {
                                 // Headers ignored: the permit is dropped (its estimate stays
@@ -270,10 +278,20 @@ pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
                     tick.tick().await;
                     let provider = provider.clone();
                     tokio::task::spawn_local(async move {
-                        let begun = provider[name].borrow_mut().begin(Instant::now(), Client::Neighbour, n.ask);
+                        let begun = provider[name].borrow_mut().begin(
+                            Instant::now(),
+                            Client::Neighbour,
+                            n.ask,
+                        );
                         if let Ok(id) = begun {
                             tokio::time::sleep(n.latency).await;
-                            provider[name].borrow_mut().end(Instant::now(), Client::Neighbour, id, n.ask, n.output);
+                            provider[name].borrow_mut().end(
+                                Instant::now(),
+                                Client::Neighbour,
+                                id,
+                                n.ask,
+                                n.output,
+                            );
                         }
                     });
                 }
@@ -325,19 +343,15 @@ pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
         .map(|((w, (offered, ideal, last_end, cooldowns)), series)| {
             let m = provider[w.name].borrow();
             ModelRun {
-                name: w.name,
                 binding: w.binding,
                 limit: w.binding.limit(&w.quota),
                 offered,
-                job: m.job.clone(),
                 job_busy: m.job_busy.clone(),
                 neighbour: m.neighbour.clone(),
                 job_429s: m.job_429s.clone(),
                 cooldowns: cooldowns.get(),
                 total: last_end.get(),
                 ideal,
-                peak_parallel: m.peak_parallel,
-                parallel: w.quota.parallel,
                 series,
             }
         })

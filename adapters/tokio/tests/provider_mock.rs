@@ -14,10 +14,10 @@
 //! 6 s window, and the client divides the window the parser reports (60 s) by ten. Bounded:
 //! each test ends within 60 s.
 
+use core::convert::Infallible;
 use core::net::{Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Empty, Full};
@@ -30,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tollgate_tokio::model::Limit;
-use tollgate_tokio::provider::{HeaderReport, Provider, parse_headers};
+use tollgate_tokio::provider::{HeaderReport, Provider, classify_429, parse_headers};
 use tollgate_tokio::{ModelRateLimiter, RateLimitConfig};
 
 /// 60 s of a real API in this test.
@@ -63,8 +63,8 @@ struct Books {
     log: VecDeque<(u64, Instant, u64)>,
     next_id: u64,
     job_in_flight: u32,
-    /// When each of the job's 429s came.
-    job_429s: Vec<Instant>,
+    /// When each of the job's 429s came, and the wait it asked for.
+    job_429s: Vec<(Instant, Duration)>,
     job_ok: u64,
     neighbour_ok: u64,
     neighbour_429s: u64,
@@ -91,7 +91,10 @@ impl Books {
         let reset = go_duration(reset);
         vec![
             ("x-ratelimit-limit-requests", RPM.to_string()),
-            ("x-ratelimit-remaining-requests", RPM.saturating_sub(self.log.len() as u64).to_string()),
+            (
+                "x-ratelimit-remaining-requests",
+                RPM.saturating_sub(self.log.len() as u64).to_string(),
+            ),
             ("x-ratelimit-reset-requests", reset.clone()),
             ("x-ratelimit-limit-tokens", TPM.to_string()),
             ("x-ratelimit-remaining-tokens", TPM.saturating_sub(self.tokens()).to_string()),
@@ -123,7 +126,7 @@ impl Books {
         }
         if let Some(wait) = wait {
             match who {
-                Who::Job => self.job_429s.push(now),
+                Who::Job => self.job_429s.push((now, wait)),
                 Who::Neighbour => self.neighbour_429s += 1,
             }
             return Err(wait);
@@ -166,14 +169,19 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<u64> {
 
 /// One request to the mock: `x-client`, `x-input-tokens`, `x-max-tokens` and (what the mock
 /// model will produce) `x-output-tokens`. A 200 reports `x-usage-total-tokens`.
-async fn handle(books: Arc<Mutex<Books>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    books: Arc<Mutex<Books>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let who = match req.headers().get("x-client").and_then(|v| v.to_str().ok()) {
         Some("neighbour") => Who::Neighbour,
         _ => Who::Job,
     };
-    let (Some(input), Some(max), Some(output)) =
-        (header(&req, "x-input-tokens"), header(&req, "x-max-tokens"), header(&req, "x-output-tokens"))
-    else {
+    let (Some(input), Some(max), Some(output)) = (
+        header(&req, "x-input-tokens"),
+        header(&req, "x-max-tokens"),
+        header(&req, "x-output-tokens"),
+    ) else {
         books.lock().unwrap().wrong.push("a request without its token headers".into());
         return Ok(Response::builder().status(400).body(Full::default()).unwrap());
     };
@@ -259,7 +267,14 @@ impl Pool {
 }
 
 /// One call, on a connection from `pool` (given back after), or on a fresh one.
-async fn call(addr: SocketAddr, pool: Option<&Pool>, who: &str, input: u64, max: u64, output: u64) -> Answer {
+async fn call(
+    addr: SocketAddr,
+    pool: Option<&Pool>,
+    who: &str,
+    input: u64,
+    max: u64,
+    output: u64,
+) -> Answer {
     let mut sender = match pool {
         Some(pool) => pool.take().await,
         None => Pool { addr, idle: Mutex::new(Vec::new()) }.take().await,
@@ -335,6 +350,16 @@ fn best(jobs: usize, room: usize) -> Duration {
 }
 
 /// Runs the job (and the neighbour, if asked) against a fresh mock.
+///
+/// A note on stale headers: an answer's `remaining` is the mock's figure when it wrote the
+/// answer; by the time the client observes it, some of the job's own requests may have left
+/// the window, so the limiter's room is larger than that figure for a good reason. The
+/// limiter drains the difference all the same, for as long as the answer's reset (about a
+/// window): at a window's edge, where the job's requests leave the window four per 30 ms, a
+/// few milliseconds of delay drain enough to hold the last requests back by a window. On an
+/// idle machine the delay is well under a millisecond and this does not happen; with another
+/// run sharing the cores it did (13 s became 18 s), and so
+/// did a 5 ms sleep before observing, on an idle machine (18.1 s).
 async fn run(with_neighbour: bool, feedback: bool) -> Figures {
     let books = Arc::new(Mutex::new(Books::default()));
     let (addr, server) = serve(books.clone()).await;
@@ -353,6 +378,7 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
             Limit::requests("requests per window", RPM, WINDOW).with_slots(600),
             Limit::tokens("tokens per window", TPM, WINDOW).with_slots(600),
         ],
+        ..Default::default()
     };
     let limiter = Arc::new(ModelRateLimiter::strict([(MODEL, config)]).unwrap());
     let pool = Arc::new(Pool { addr, idle: Mutex::new(Vec::new()) });
@@ -368,7 +394,9 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
                 let report = report(&answer);
                 if answer.status == StatusCode::OK {
                     if feedback {
-                        let _ = &report;
+                        let seen = limiter.observe(MODEL, &report).unwrap();
+                        // Both quotas matched a limit of the same window (scaled).
+                        assert!(seen.unmatched.is_empty(), "{seen:?}");
                     }
                     let used = answer
                         .headers
@@ -381,11 +409,18 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
                 }
                 assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
                 if feedback {
-                    let _ = (&report, &answer.body);
+                    // The headers first (the limiter drains to what the mock says is left),
+                    // then the 429 itself: a cooldown as long as the mock asks, the slot
+                    // released into it.
+                    let seen = limiter.observe(MODEL, &report).unwrap();
+                    assert!(seen.unmatched.is_empty(), "{seen:?}");
+                    let feedback = permit.throttled(&classify_429(&report, &answer.body));
+                    assert!(feedback.cooldown.is_some(), "{feedback:?}");
+                } else {
+                    // Without feedback the answer is ignored: the permit goes (its estimate
+                    // stays charged) and the request queues again at once.
+                    drop(permit);
                 }
-                // Without feedback the answer is ignored: the permit goes (its estimate stays
-                // charged) and the request queues again at once.
-                drop(permit);
             }
         }));
     }
@@ -400,16 +435,15 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
     let b = books.lock().unwrap();
     assert!(b.wrong.is_empty(), "{:?}", b.wrong);
     assert_eq!(b.job_ok, JOBS as u64);
+    // A cooldown: from a 429 to the end of the wait it asked for; a 429 within it is one of
+    // the same burst.
     let mut cooldowns = 0;
     let mut until = start;
-    for (i, &at) in b.job_429s.iter().enumerate() {
+    for &(at, wait) in &b.job_429s {
         if at >= until {
             cooldowns += 1;
         }
-        // The 429's own wait is not kept in the books; a 429 within 200 ms of the previous
-        // one (the neighbour's gap) counts as the same burst.
-        let _ = i;
-        until = at + NEIGHBOUR_GAP;
+        until = until.max(at + wait);
     }
     let room = if with_neighbour { RPM - NEIGHBOUR_PER_WINDOW } else { RPM };
     Figures {
@@ -421,29 +455,62 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
     }
 }
 
-fn bounded<F: Future>(f: F) -> impl Future<Output = F::Output> {
-    async move { tokio::time::timeout(Duration::from_secs(60), f).await.expect("ends within 60 s") }
+/// One test at a time: the figures are timings on the real clock, and two runs sharing the
+/// machine's two cores delay the answers enough to change them (see `run`'s note on stale
+/// headers).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `f` alone, failing the test if it takes more than 60 s once its turn has come.
+async fn bounded<F: Future>(f: F) -> F::Output {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    tokio::time::timeout(Duration::from_secs(60), f).await.expect("ends within 60 s")
 }
 
+fn print(what: &str, f: &Figures) {
+    eprintln!(
+        "{what}: {} × 429 to the job in {} cooldowns ({} to the neighbour), {:.2?} for {JOBS} \
+         requests, best {:.2?}: {:.2} × the best time",
+        f.job_429s,
+        f.cooldowns,
+        f.neighbour_429s,
+        f.total,
+        f.best,
+        f.total.as_secs_f64() / f.best.as_secs_f64()
+    );
+}
+
+/// Alone, with and without feedback: no 429, and at least 97 % of the throughput the binding
+/// limit (requests per window) allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alone_no_429_and_the_binding_limit_used() {
-    for feedback in [false, true] {
-        let f = bounded(run(false, feedback)).await;
-        let used = 100.0 * f.best.as_secs_f64() / f.total.as_secs_f64();
-        eprintln!("alone, feedback {feedback}: {f:?}, {used:.1}% of the best time");
-        assert_eq!(f.job_429s, 0, "{f:?}");
-        assert!(used >= 97.0, "{f:?}: {used:.1}%");
-    }
+    bounded(async {
+        for feedback in [false, true] {
+            let f = run(false, feedback).await;
+            print(&format!("alone, feedback {feedback}"), &f);
+            let used = 100.0 * f.best.as_secs_f64() / f.total.as_secs_f64();
+            assert_eq!(f.job_429s, 0, "{f:?}");
+            assert!(used >= 97.0, "{f:?}: {used:.1}% of the best throughput");
+        }
+    })
+    .await;
 }
 
+/// What the issue measured: the limiter cannot see the neighbour, so every window it sends
+/// about the neighbour's share into a wall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_neighbour_and_no_feedback_the_job_runs_into_429s() {
     let f = bounded(run(true, false)).await;
-    eprintln!(
-        "neighbour, no feedback: {f:?}, {:.2} × the best time",
-        f.total.as_secs_f64() / f.best.as_secs_f64()
-    );
-    // What this shows: the limiter cannot see the neighbour, so every window it sends the
-    // neighbour's share into a wall.
+    print("neighbour, no feedback", &f);
     assert!(f.job_429s as u64 >= NEIGHBOUR_PER_WINDOW, "{f:?}");
+}
+
+/// The issue's targets: at most one 429 per cooldown and five in all, and within 1.1 × the
+/// least time the capacity the neighbour leaves allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_neighbour_and_feedback_one_429_per_cooldown_and_near_the_best_time() {
+    let f = bounded(run(true, true)).await;
+    print("neighbour, feedback", &f);
+    let ratio = f.total.as_secs_f64() / f.best.as_secs_f64();
+    assert!(f.job_429s <= f.cooldowns && f.job_429s <= 5, "{f:?}");
+    assert!(ratio <= 1.1, "{f:?}: {ratio:.2} × the best time");
 }
