@@ -36,6 +36,10 @@
 //! retries (each 429 is charged to them), and, for two of the models, because those retries
 //! also squeeze the neighbour out (its 429s are in the tables, as "their").
 //!
+//! The traffic is the same in every run; the figures can still move by a 429 or a second from
+//! one run of the program to the next (the limiter's slots are aligned on the tokio adapter's
+//! clock origin, which comes from the real clock).
+//!
 //! A chart of each model's use of its binding limit per window, and of the provider's 429s, for
 //! both runs with the neighbour, is written to `target/llm_orchestrator.svg`.
 //!

@@ -109,7 +109,9 @@ pub struct Report {
     pub unaccounted: u64,
 }
 
-/// SplitMix64: a tiny deterministic generator, so every run is identical.
+/// SplitMix64: a tiny deterministic generator, so every run offers the same traffic. (The
+/// figures still move by a 429 or a second between runs: the limiter's one-second slots are
+/// aligned on the tokio adapter's clock origin, which it takes from the real clock.)
 struct Rng(u64);
 
 impl Rng {
