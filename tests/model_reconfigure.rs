@@ -196,3 +196,27 @@ fn an_invalid_reconfiguration_changes_nothing_and_a_new_model_is_created() {
     strict.reconfigure("x", cfg(3, 1_000, 5)).unwrap();
     strict.try_acquire("x", 1).unwrap().settle(1);
 }
+
+#[test]
+fn a_waiter_holding_a_slot_when_the_slots_shrink_gives_it_up_until_usage_fits() {
+    let mut sim = Sim::new();
+    let l = limiter(&sim, cfg(2, 100_000, 3));
+    let first = l.try_acquire("m", 10).unwrap();
+    let second = l.try_acquire("m", 10).unwrap();
+    // The third holds a free slot while it waits for rpm room (2 per minute).
+    let log = spawn_all(&sim, &l, &[0], 10, Duration::ZERO);
+    sim.run_until(Instant::from_secs(1));
+    assert_eq!(l.stats()["m"].active.used, 3);
+    // Down to one slot with three in use, then rpm room for everyone.
+    l.reconfigure("m", cfg(100, 100_000, 1)).unwrap();
+    sim.pool.run_until_stalled();
+    assert!(log.borrow().is_empty(), "admitted with 3 in flight of 1");
+    first.settle(10);
+    sim.pool.run_until_stalled();
+    assert!(log.borrow().is_empty(), "admitted with 2 in flight of 1");
+    second.settle(10);
+    sim.pool.run_until_stalled();
+    assert_eq!(log.borrow().len(), 1);
+    sim.run();
+    assert_eq!(l.stats()["m"].active.to_string(), "0/1");
+}

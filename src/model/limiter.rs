@@ -881,8 +881,16 @@ async fn wait_and_admit<T: Timer>(
             "request waits for a parallel slot"
         );
     }
-    let slot = state.slot(until(timer, deadline, state.slots.clone().acquire_owned()).await?);
+    let mut slot = state.slot(until(timer, deadline, state.slots.clone().acquire_owned()).await?);
     loop {
+        // A reconfiguration shrank the slots below those in use while this request held one:
+        // give it up to what is owed and line up for another (still first: the gate is held),
+        // so nothing is admitted until usage fits.
+        if state.owes_slots() {
+            drop(slot);
+            slot = state.slot(until(timer, deadline, state.slots.clone().acquire_owned()).await?);
+            continue;
+        }
         let now = timer.now();
         match state.try_admit_at(estimate, now) {
             Ok(charge) => {
