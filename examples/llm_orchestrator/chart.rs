@@ -35,6 +35,15 @@ pub fn write(
     // One time axis for every panel, so the two runs compare at a glance.
     let minutes = |m: &ModelRun| m.total.as_secs_f64() / 60.0;
     let end = off.models.iter().chain(&on.models).map(minutes).fold(0.0, f64::max).ceil() + 0.5;
+    // One scale per row, so a model's two runs compare at a glance; head room for the legend.
+    let top = |i: usize| {
+        let peak = [off, on]
+            .iter()
+            .flat_map(|r| r.models[i].series.iter().map(|&(_, a, b)| (a + b, r.models[i].limit)))
+            .map(|(n, limit)| 100.0 * n as f64 / limit as f64)
+            .fold(100.0, f64::max);
+        (peak * 1.45 / 20.0).ceil() * 20.0
+    };
     let panels = root.split_evenly((rows as usize, 2));
     for (i, w) in workloads.iter().enumerate() {
         for (col, (report, how)) in [
@@ -44,7 +53,7 @@ pub fn write(
         .into_iter()
         .enumerate()
         {
-            panel(&panels[2 * i + col], w, &report.models[i], how, end, i == 0)?;
+            panel(&panels[2 * i + col], w, &report.models[i], how, (end, top(i)), i == 0)?;
         }
     }
     root.present()?;
@@ -57,7 +66,7 @@ fn panel<DB: DrawingBackend>(
     w: &Workload,
     m: &ModelRun,
     how: &str,
-    end: f64,
+    (end, top): (f64, f64),
     legend: bool,
 ) -> Result<(), Box<dyn core::error::Error>>
 where
@@ -65,9 +74,6 @@ where
 {
     let limit = m.limit as f64;
     let pct = |n: u64| 100.0 * n as f64 / limit;
-    // Head room above the data for the legend.
-    let top = m.series.iter().map(|&(_, a, b)| pct(a + b)).fold(100.0, f64::max) * 1.45;
-    let top = (top / 20.0).ceil() * 20.0;
     let caption = format!(
         "{} ({} {}) {how}: {} × 429, done in {:.1} min",
         w.name,
