@@ -81,6 +81,7 @@ impl Share {
                 .iter()
                 .map(|l| Limit { max: self.of(l.max), ..l.clone() })
                 .collect(),
+            ..config.clone()
         }
     }
 }

@@ -51,6 +51,14 @@ pub(crate) fn limits(limits: &[Limit], unit_ns: u64) -> Result<(Vec<u64>, u64), 
         let counts = match l.counts {
             Counts::Requests => 0,
             Counts::Tokens => 1,
+            // Input and output token classes need the split estimate in the scripts; until
+            // then the Redis backend refuses them rather than count them as total tokens.
+            Counts::InputTokens | Counts::OutputTokens => {
+                return Err(InvalidConfig {
+                    field: "counts",
+                    reason: "input/output token limits are not supported by the Redis backend yet",
+                });
+            }
         };
         match l.kind {
             LimitKind::Window { window, slots } => {
@@ -93,6 +101,16 @@ pub(crate) fn fingerprint(kind: &str, words: &[u64]) -> String {
 mod tests {
     use super::*;
     use core::time::Duration;
+
+    #[test]
+    fn input_and_output_token_limits_are_refused_not_counted_as_total() {
+        for counts in [Counts::InputTokens, Counts::OutputTokens] {
+            let l = Limit::window("io", counts, 1_000, Duration::from_secs(60));
+            assert_eq!(limits(&[l], 1_000).unwrap_err().field, "counts");
+        }
+        let total = Limit::tokens("t", 1_000, Duration::from_secs(60));
+        assert!(limits(&[total], 1_000).is_ok());
+    }
 
     #[test]
     fn costs_are_reduced_exactly() {

@@ -814,6 +814,9 @@ impl ModelRateLimiter {
                     name: l.name.clone(),
                     counts: l.counts,
                     usage: Usage { used: used(i), limit: l.max },
+                    configured: l.max,
+                    // Feedback (learned limits, cooldowns) is the in-process limiter's for now.
+                    learned: None,
                 })
                 .collect();
             let stats = ModelStats {
@@ -824,6 +827,8 @@ impl ModelRateLimiter {
                     limit: entry.config.max_parallel_requests.into(),
                 },
                 limits,
+                cooldown_until: None,
+                quota_exhausted: None,
             };
             out.insert(name, stats);
         }

@@ -66,7 +66,7 @@ impl StateStore for ParityStore {
     fn admit_at(&self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
         let r = self.run(0, tokens, [0; 3], now);
         if r[0] == 1 {
-            Ok(Charge { at: Instant::from_nanos(u64::try_from(r[1]).unwrap_or(0)), tokens })
+            Ok(Charge::new(Instant::from_nanos(u64::try_from(r[1]).unwrap_or(0)), tokens.into()))
         } else {
             Err(wait(&r))
         }

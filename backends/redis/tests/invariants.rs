@@ -49,6 +49,7 @@ async fn limits_hold_in_every_window_and_throughput_stays_high() {
             Limit::requests("r2s", MAX_REQUESTS as u64, Duration::from_secs(2)).with_slots(20),
             Limit::tokens("t2s", MAX_TOKENS, Duration::from_secs(2)).with_slots(20),
         ],
+        ..Default::default()
     };
     let limiter = Arc::new(
         ModelRateLimiter::builder(store, "inv")
