@@ -6,12 +6,15 @@
 //! *The map.* The core is `no_std` + `alloc`, so the concurrent maps of the ecosystem
 //! (dashmap, scc, papaya) are out: they need `std`. Keys are spread over a fixed number of
 //! shards (a power of two, 16 by default) by their hash; each shard is the crate's own
-//! `Mutex` (`std`'s where there is one, a critical section without) around a
+//! `RwLock` (`std`'s where there is one, a critical section without) around a
 //! [`hashbrown::HashTable`] (`no_std`, MIT/Apache-2.0, the table inside `std`'s `HashMap`). A
 //! key is hashed once per operation: the same hash picks the shard and probes its table.
-//! Every decision is a few arithmetic operations under the shard's lock, so the lock is held
-//! for tens of nanoseconds; shards are cache-line padded so two threads on different shards
-//! do not share a line.
+//! A decision on a key already held that nobody waits on is made under the shard's *shared*
+//! lock, with one compare-and-swap on the key's TAT (an atomic in the table), so threads on
+//! one hot key do not queue for the lock; only a new key, eviction, or a key starting or
+//! ending a wait takes the lock alone. Every decision is a few arithmetic operations, so the
+//! lock is held for tens of nanoseconds; shards are cache-line padded so two threads on
+//! different shards do not share a line.
 //!
 //! *The hasher.* A server keyed by client address is fed keys by the clients, so the hash
 //! must be seeded, or one client could pick addresses that all collide (HashDoS). The default
@@ -21,8 +24,8 @@
 //! anyone who wants a seed from a real random source, passes any [`BuildHasher`] with
 //! [`KeyedBuilder::hasher`], e.g. `foldhash::fast::SeedableRandomState::with_seed(seed, ..)`.
 //!
-//! *A key's state.* A key nobody waits on is its bucket's TAT: one `u64` beside the key in
-//! the table (the same bytes as governor's keyed state). A key someone must wait on moves to a
+//! *A key's state.* A key nobody waits on is its bucket's TAT: one atomic `u64` beside the
+//! key in the table (the same bytes as governor's keyed state). A key someone must wait on moves to a
 //! second, small table as a whole [`AsyncRateLimiter`] (its bucket, built from that TAT, and
 //! its wait line) in an `Arc` shared with the waiting futures, and goes through the one wait
 //! machine of `wait.rs`: FIFO per key, free to cancel. When the last future drops its `Arc`,
@@ -40,9 +43,12 @@
 //! refilled is refused with [`Error::RateLimited`], whose [`Refusal`](crate::Refusal) is the
 //! earliest instant at which a key of that shard could be forgotten (at least one token's
 //! time ahead, so that a caller sleeping until then never spins); until then the shard only
-//! looks again at its keys someone was waiting on. Keys already held are served as usual. So
-//! under a flood of new keys the limiter refuses newcomers rather than forgetting the state of
-//! clients it is limiting (which would let them start over with a full burst).
+//! looks again at its keys someone was waiting on. A wait for a new key waits for that room
+//! like a wait for a token: `acquire*` sleeps until then and asks again, and a bounded wait
+//! whose bound comes first is refused at once with [`Error::MaxWaitExceeded`]. Keys already
+//! held are served as usual. So under a flood of new keys the limiter refuses newcomers rather
+//! than forgetting the state of clients it is limiting (which would let them start over with a
+//! full burst).
 //!
 //! *Without `std`,* every shard operation is one critical section (interrupts masked on a
 //! single-core MCU). The eviction step is constant, but [`KeyedRateLimiter::retain_recent`]
@@ -74,13 +80,13 @@ mod shard;
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
 
 use crate::error::InvalidConfig;
-use crate::sync::Mutex;
+use crate::sync::RwLock;
 use crate::wait::Limit;
 use crate::{AsyncRateLimiter, Clock, Error, Instant, Rate, Timer, TokenBucket};
 use shard::{Ctx, Shard, Slot};
 
 /// The shards, each on its own cache lines.
-type Shards<K, T> = Box<[Padded<Mutex<Shard<K, T>>>]>;
+type Shards<K, T> = Box<[Padded<RwLock<Shard<K, T>>>]>;
 
 /// The default hasher of a [`KeyedRateLimiter`]: foldhash, seeded per limiter (see the
 /// [module docs](self) for why).
@@ -238,7 +244,8 @@ impl<S> KeyedBuilder<S> {
         if self.max_keys == Some(0) {
             return Err(InvalidConfig::new("max_keys", "must be at least 1"));
         }
-        let shards: Box<[_]> = (0..self.shards).map(|_| Padded(Mutex::new(Shard::new()))).collect();
+        let shards: Box<[_]> =
+            (0..self.shards).map(|_| Padded(RwLock::new(Shard::new()))).collect();
         let cap_per_shard = match self.max_keys {
             Some(max) => max.div_ceil(self.shards),
             None => usize::MAX,
@@ -266,12 +273,26 @@ impl<S> KeyedBuilder<S> {
     }
 }
 
-/// What a wait found at its first poll, under the shard lock.
+/// What a wait found at its first poll (and after each wait for room), under the shard lock.
 pub(crate) enum Begin<T> {
     /// Decided at once.
     Done(Result<(), Error>),
     /// The key's limiter to wait on, and the limit as an absolute deadline.
     Wait(Arc<AsyncRateLimiter<T>>, Limit),
+    /// A new key whose shard is full (a key cap): sleep until this instant, when a key of the
+    /// shard could be forgotten, then begin again within the limit (an absolute deadline).
+    Room(Instant, Limit),
+}
+
+/// The state of one key's bucket, from [`KeyedRateLimiter::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyStatus {
+    /// Whole tokens available now (the burst for a key not held).
+    pub available: u64,
+    /// The instant from which the bucket is full again (now or earlier for a key not held):
+    /// the reset of the key's quota, as the HTTP `RateLimit` field states it.
+    pub full_at: Instant,
 }
 
 impl KeyedRateLimiter<(), ()> {
@@ -343,7 +364,7 @@ impl<K: Hash + Eq, T, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &Mutex<Shard<K, T>> {
+    fn shard(&self, hash: u64) -> &RwLock<Shard<K, T>> {
         // In range: `mask` is `len - 1` and the index is masked.
         &self.shards[((hash >> 40) & self.mask) as usize].0
     }
@@ -352,7 +373,7 @@ impl<K: Hash + Eq, T, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     /// reached yet (call [`retain_recent`](Self::retain_recent) first for an exact count of
     /// live keys).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.with(|s| s.len())).sum()
+        self.shards.iter().map(|s| s.0.read(|s| s.len())).sum()
     }
 
     /// Whether no key is held.
@@ -364,14 +385,14 @@ impl<K: Hash + Eq, T, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     /// to give memory back after a burst of keys).
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
-            shard.0.with(|s| s.shrink(&self.hasher));
+            shard.0.write(|s| s.shrink(&self.hasher));
         }
     }
 
     /// Bytes the shards' tables have allocated (not counting what keys own on the heap, nor
     /// the limiters of keys someone waits on): for memory monitoring.
     pub fn table_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.0.with(|s| s.table_bytes())).sum()
+        self.shards.iter().map(|s| s.0.read(|s| s.table_bytes())).sum()
     }
 }
 
@@ -401,22 +422,43 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     {
         let now = self.timer.now();
         let hash = self.hasher.hash_one(key);
+        if let Some(decided) = self.try_idle(hash, key, n, now) {
+            return decided;
+        }
         let bucket = &self.template;
-        self.shard(hash).with(|shard| {
-            shard.tick(now, bucket, &self.hasher);
-            match shard.locate(hash, key, &self.hasher) {
-                Slot::Idle(tat) => bucket.try_acquire_tat(tat, n, now),
-                Slot::Busy(limiter) => limiter.try_acquire_n(n),
-                Slot::Absent => {
-                    let mut tat = 0;
-                    bucket.try_acquire_tat(&mut tat, n, now)?;
-                    if tat == 0 {
-                        return Ok(()); // took nothing: nothing to remember
-                    }
-                    shard.insert(hash, key.to_owned(), tat, now, &self.ctx())
+        let cx = self.ctx();
+        self.shard(hash).write(|shard| match shard.locate(hash, key, &cx) {
+            Slot::Idle(tat) => shard::take(bucket, tat, n, now),
+            Slot::Busy(limiter) => limiter.try_acquire_n(n),
+            Slot::Absent => {
+                let mut tat = 0;
+                bucket.try_acquire_tat(&mut tat, n, now)?;
+                if tat == 0 {
+                    return Ok(()); // took nothing: nothing to remember
                 }
+                shard.insert(hash, key.to_owned(), tat, now, &cx)
             }
         })
+    }
+
+    /// The common decision, under the shard's shared lock: `key` held and idle. `None` when
+    /// the tables must change (a new key, a busy one), for the exclusive lock. Counts the
+    /// operation for the eviction step, which it then takes if nobody holds the shard.
+    #[inline]
+    fn try_idle<Q>(&self, hash: u64, key: &Q, n: u64, now: Instant) -> Option<Result<(), Error>>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Eq,
+    {
+        let shard = self.shard(hash);
+        let bucket = &self.template;
+        let (decided, step) =
+            shard.read(|s| (s.try_idle(hash, key, n, now, bucket), s.counts_a_step()));
+        if step {
+            // Skipped if the shard is busy: the step is a background chore, never a wait.
+            let _ = shard.try_write(|s| s.step(now, &self.ctx()));
+        }
+        decided
     }
 
     /// Whole tokens of `key` available now (`burst` for a key never seen).
@@ -425,12 +467,47 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
         K: Borrow<Q>,
         Q: ?Sized + Hash + Eq,
     {
+        self.status(key).available
+    }
+
+    /// Whole tokens of `key` available now and the instant its bucket is full again, read in
+    /// one lookup (for the HTTP `RateLimit` field's `r` and `t`).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::keyed::KeyedRateLimiter;
+    /// use tollgate::{Instant, ManualClock, Rate};
+    ///
+    /// let clock = ManualClock::new();
+    /// let limiter: KeyedRateLimiter<u64, _> =
+    ///     KeyedRateLimiter::with_timer(Rate::per_second(2), 4, &clock);
+    /// limiter.try_acquire_n(&1, 3).unwrap();
+    /// let status = limiter.status(&1);
+    /// assert_eq!(status.available, 1);
+    /// assert_eq!(status.full_at, Instant::from_millis(1_500)); // 3 tokens at 2 per second
+    /// assert_eq!(limiter.status(&2).available, 4); // never seen: a full bucket
+    /// ```
+    pub fn status<Q>(&self, key: &Q) -> KeyStatus
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Hash + Eq,
+    {
         let now = self.timer.now();
         let hash = self.hasher.hash_one(key);
-        self.shard(hash).with(|shard| match shard.locate(hash, key, &self.hasher) {
-            Slot::Idle(tat) => self.template.available_tat(*tat, now),
-            Slot::Busy(limiter) => limiter.bucket().available_at(now),
-            Slot::Absent => self.template.burst(),
+        let bucket = &self.template;
+        self.shard(hash).read(|shard| match shard.peek(hash, key) {
+            Slot::Idle(tat) => {
+                let tat = tat.load(crate::sync::Ordering::Relaxed);
+                KeyStatus {
+                    available: bucket.available_tat(tat, now),
+                    full_at: bucket.full_at_tat(tat),
+                }
+            }
+            Slot::Busy(limiter) => KeyStatus {
+                available: limiter.bucket().available_at(now),
+                full_at: limiter.bucket().full_at(),
+            },
+            Slot::Absent => KeyStatus { available: bucket.burst(), full_at: now },
         })
     }
 
@@ -441,7 +518,7 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
         Q: ?Sized + Hash + Eq,
     {
         let hash = self.hasher.hash_one(key);
-        self.shard(hash).with(|shard| match shard.locate(hash, key, &self.hasher) {
+        self.shard(hash).read(|shard| match shard.peek(hash, key) {
             Slot::Busy(limiter) => limiter.waiters(),
             Slot::Idle(_) | Slot::Absent => 0,
         })
@@ -452,8 +529,9 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     /// at a time (on new keys, and on every eighth operation); this is for an exact [`len`](Self::len) or to free memory at once.
     pub fn retain_recent(&self) {
         let now = self.timer.now();
+        let cx = self.ctx();
         for shard in self.shards.iter() {
-            shard.0.with(|s| s.sweep(now, &self.template, &self.hasher));
+            shard.0.write(|s| s.sweep(now, &cx));
         }
     }
 }
@@ -480,11 +558,16 @@ where
         };
         let limit = if deadline == Instant::MAX { Limit::Forever } else { Limit::Before(deadline) };
         let hash = self.hasher.hash_one(key);
+        if let Some(Ok(())) = self.try_idle(hash, key, n, now) {
+            return Begin::Done(Ok(()));
+        }
+        // Anything else is decided again under the exclusive lock (the key may have changed
+        // hands since), where a wait can begin.
         let bucket = &self.template;
-        self.shard(hash).with(|shard| {
-            shard.tick(now, bucket, &self.hasher);
-            match shard.locate(hash, key, &self.hasher) {
-                Slot::Idle(tat) => match bucket.try_acquire_tat(tat, n, now) {
+        let cx = self.ctx();
+        self.shard(hash).write(|shard| {
+            match shard.locate(hash, key, &cx) {
+                Slot::Idle(tat) => match shard::take(bucket, tat, n, now) {
                     Ok(()) => return Begin::Done(Ok(())),
                     Err(Error::RateLimited(refusal)) if deadline != Instant::MAX => {
                         let ready_at = refusal.ready_at();
@@ -505,13 +588,25 @@ where
                     if tat == 0 {
                         return Begin::Done(Ok(()));
                     }
-                    return Begin::Done(shard.insert(hash, key.to_owned(), tat, now, &self.ctx()));
+                    return match shard.insert(hash, key.to_owned(), tat, now, &cx) {
+                        // No room in the shard (a key cap) until `ready_at`: wait for it as
+                        // for a token, within the same bound.
+                        Err(Error::RateLimited(refusal)) => {
+                            let ready_at = refusal.ready_at();
+                            if ready_at > deadline {
+                                Begin::Done(Err(Error::MaxWaitExceeded { ready_at }))
+                            } else {
+                                Begin::Room(ready_at, limit)
+                            }
+                        }
+                        decided => Begin::Done(decided),
+                    };
                 }
             }
             // Idle but short of tokens: the key gets a limiter and a line for the wait.
             let make =
                 |tat| AsyncRateLimiter::from_bucket(bucket.with_tat(tat), self.timer.clone());
-            match shard.promote(hash, key, &self.hasher, make) {
+            match shard.promote(hash, key, cx.hasher, make) {
                 Some(limiter) => Begin::Wait(limiter, limit),
                 None => unreachable!("located as idle under the same lock"),
             }
@@ -530,24 +625,19 @@ where
         K: Borrow<Q>,
         Q: ?Sized + Hash + Eq + ToOwned<Owned = K>,
     {
-        loop {
-            match self.acquire_n(key, 1).await {
-                Ok(()) => return,
-                // Only from a key cap: wait for room, then ask again.
-                Err(Error::RateLimited(refusal)) => {
-                    self.timer.sleep_until(refusal.ready_at()).await;
-                }
-                Err(_) => core::future::pending::<()>().await,
-            }
+        if self.acquire_n(key, 1).await.is_err() {
+            // One token fits any burst: only a token past the end of the clock. Wait
+            // forever rather than go ahead without it.
+            core::future::pending::<()>().await;
         }
     }
 
-    /// Waits for `n` tokens of `key`, taken together.
+    /// Waits for `n` tokens of `key`, taken together. With a key cap, a new key whose shard
+    /// is full first waits for room (until a key of the shard could be forgotten).
     ///
     /// # Errors
     /// [`Error::InsufficientCapacity`] at once if `n > burst`; [`Error::MaxWaitExceeded`] if
-    /// the tokens can never come; with a key cap, [`Error::RateLimited`] for a new key whose
-    /// shard is full.
+    /// the tokens can never come.
     pub fn acquire_n<'a, Q>(&'a self, key: &'a Q, n: u64) -> KeyedAcquire<'a, K, Q, T, S>
     where
         Q: ?Sized,
@@ -556,10 +646,12 @@ where
     }
 
     /// Waits at most `max_wait` (from the first poll) for one token of `key`; refuses at once,
-    /// taking nothing, if it could not come in time.
+    /// taking nothing, if it could not come in time. With a key cap, a new key whose shard is
+    /// full waits for room within the same bound, and is refused at once if room comes later.
     ///
     /// # Errors
-    /// [`Error::MaxWaitExceeded`] with the instant the token would have been ready.
+    /// [`Error::MaxWaitExceeded`] with the instant the token (or the room) would have been
+    /// ready.
     pub fn acquire_within<'a, Q>(
         &'a self,
         key: &'a Q,

@@ -7,14 +7,22 @@
 //! wait line, shared with the waiting futures through an `Arc`. When the last future lets go
 //! of the `Arc` (seen exactly with `Arc::get_mut`, under this shard's lock, where all clones are
 //! made), the key moves back to `idle`, or is forgotten if its bucket has refilled.
+//!
+//! The shard's lock is a read-write lock. An idle key's TAT is an atomic, so the common
+//! decision — a key already held, nobody waiting on it — is made under the *shared* lock with
+//! one compare-and-swap on that TAT ([`take`]): two threads on one hot key do not wait for
+//! each other. Everything that changes the tables (a new key, eviction, a key moving between
+//! them) takes the lock alone.
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 use core::time::Duration;
 
 use hashbrown::HashTable;
 
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::{AsyncRateLimiter, Error, Instant, Refusal, TokenBucket};
 
 /// Buckets of the `idle` table inspected by one eviction step. Each insert of a new key takes
@@ -26,7 +34,7 @@ const EVICT_PER_STEP: usize = 2;
 /// key comes (a fixed set of returning clients). Not on every operation: with 10^6 keys the
 /// cursor's bucket is a cache miss, measured at 30 ns a step (`benches/keyed.rs`), so every
 /// eighth costs about 4 ns an operation; on a hot key it is below a nanosecond either way.
-const STEP_EVERY: u32 = 8;
+const STEP_EVERY: usize = 8;
 
 /// What every shard operation needs from its limiter.
 pub(super) struct Ctx<'a, S> {
@@ -44,10 +52,36 @@ fn one_token(bucket: &TokenBucket) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
+/// Takes `n` tokens from a TAT kept in a table: the bucket's own decision
+/// ([`TokenBucket::try_acquire_tat`]) installed with one compare-and-swap, so readers sharing
+/// the shard's lock may decide on the same key at once; a lost race decides again on the TAT
+/// that won. Relaxed, for the reason the bucket's own TAT is (`TokenBucket::update_tat`): the
+/// TAT is the whole state, and the exclusive lock orders it against the table's changes.
+#[inline]
+pub(super) fn take(
+    bucket: &TokenBucket,
+    tat: &AtomicU64,
+    n: u64,
+    now: Instant,
+) -> Result<(), Error> {
+    let mut old = tat.load(Ordering::Relaxed);
+    loop {
+        let mut new = old;
+        bucket.try_acquire_tat(&mut new, n, now)?;
+        if new == old {
+            return Ok(()); // took nothing
+        }
+        match tat.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Ok(()),
+            Err(current) => old = current,
+        }
+    }
+}
+
 /// Where a key is, as found under the lock.
 pub(super) enum Slot<'s, T> {
     /// Nobody waits on it: its TAT.
-    Idle(&'s mut u64),
+    Idle(&'s AtomicU64),
     /// Someone waits on it (or holds a future that will): its limiter.
     Busy(&'s Arc<AsyncRateLimiter<T>>),
     /// Never seen, or forgotten (the same thing).
@@ -56,18 +90,21 @@ pub(super) enum Slot<'s, T> {
 
 /// The keys of one shard.
 pub(super) struct Shard<K, T> {
-    idle: HashTable<(K, u64)>,
+    idle: HashTable<(K, AtomicU64)>,
     busy: HashTable<(K, Arc<AsyncRateLimiter<T>>)>,
     /// Next bucket index of `idle` the eviction looks at.
     cursor: usize,
     /// Next bucket index of `busy` the eviction looks at.
     busy_cursor: usize,
-    /// With a key cap: no key of this shard can be forgotten before this instant (the
-    /// earliest refill found by the last full sweep), so a full shard refuses new keys until
-    /// then without sweeping again.
+    /// No idle key of this shard refills before this instant: the earliest refill found by
+    /// the last full sweep, lowered by every key that came into `idle` since (a new key, or a
+    /// busy one let go, whose wait may have been cancelled and given its reservation back).
+    /// So a full shard (a key cap) looks again only at its few busy keys until then.
     full_until: Instant,
-    /// Operations since the last eviction step on a known key (see [`STEP_EVERY`]).
-    ops: u32,
+    /// Operations counted for [`STEP_EVERY`]. Counted under the shared lock by a plain load
+    /// and store, not an atomic add: a count lost to a race only delays a step, and a locked
+    /// add on every decision would cost more than the step it schedules.
+    ops: AtomicUsize,
     /// Keys inserted since the last sweep before growth: a sweep of the whole table is run
     /// before it grows only once enough inserts have paid for it (see [`Shard::insert`]).
     inserted: usize,
@@ -91,7 +128,7 @@ impl<K: Hash + Eq, T> Shard<K, T> {
             busy_cursor: 0,
             full_until: Instant::ZERO,
             inserted: 0,
-            ops: 0,
+            ops: AtomicUsize::new(0),
         }
     }
 
@@ -105,21 +142,60 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         self.idle.allocation_size() + self.busy.allocation_size()
     }
 
-    /// The incremental part of eviction, run by every operation before it decides: once in
-    /// [`STEP_EVERY`] operations, an eviction step. (An insert takes a step of its own.)
+    /// Counts an operation on a known key: `true` once in [`STEP_EVERY`], when the caller
+    /// takes an eviction step ([`Shard::step`]). (An insert takes a step of its own.)
     #[inline]
-    pub(super) fn tick<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
-        self.ops = self.ops.wrapping_add(1);
-        if self.ops % STEP_EVERY == 0 {
-            self.step_idle(now, bucket);
-            if !self.busy.is_empty() {
-                self.step_busy(now, bucket, hasher);
-            }
+    pub(super) fn counts_a_step(&self) -> bool {
+        let ops = self.ops.load(Ordering::Relaxed).wrapping_add(1);
+        self.ops.store(ops, Ordering::Relaxed);
+        ops % STEP_EVERY == 0
+    }
+
+    /// The decision on `key` if it is idle, under the shared lock; `None` if it is busy or
+    /// not held (a change to the tables, for the exclusive lock).
+    #[inline]
+    pub(super) fn try_idle<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        n: u64,
+        now: Instant,
+        bucket: &TokenBucket,
+    ) -> Option<Result<(), Error>>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Eq,
+    {
+        let entry = self.idle.find(hash, |e| e.0.borrow() == key)?;
+        Some(take(bucket, &entry.1, n, now))
+    }
+
+    /// Where `key` is, moving nothing (for reads under the shared lock).
+    pub(super) fn peek<Q>(&self, hash: u64, key: &Q) -> Slot<'_, T>
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Eq,
+    {
+        if let Some(entry) = self.idle.find(hash, |e| e.0.borrow() == key) {
+            return Slot::Idle(&entry.1);
+        }
+        match self.busy.find(hash, |e| e.0.borrow() == key) {
+            Some(entry) => Slot::Busy(&entry.1),
+            None => Slot::Absent,
         }
     }
 
-    /// One eviction step: looks at the next few buckets of `idle` and forgets the keys that
-    /// have refilled. Exact: a full bucket decides as a fresh one does.
+    /// One eviction step: the next few buckets of `idle`, and one of `busy`.
+    #[inline]
+    pub(super) fn step<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
+        self.step_idle(now, cx.bucket);
+        if !self.busy.is_empty() {
+            self.step_busy(now, cx);
+        }
+    }
+
+    /// Looks at the next few buckets of `idle` and forgets the keys that have refilled.
+    /// Exact: a full bucket decides as a fresh one does.
     #[inline]
     fn step_idle(&mut self, now: Instant, bucket: &TokenBucket) {
         let buckets = self.idle.num_buckets();
@@ -130,34 +206,64 @@ impl<K: Hash + Eq, T> Shard<K, T> {
             // `num_buckets` is a power of two.
             self.cursor = (self.cursor + 1) & (buckets - 1);
             if let Ok(entry) = self.idle.get_bucket_entry(self.cursor) {
-                if bucket.tat_is_full_at(entry.get().1, now) {
+                if bucket.tat_is_full_at(entry.get().1.load(Ordering::Relaxed), now) {
                     entry.remove();
                 }
             }
         }
     }
 
-    /// The busy table's step: one of its keys, moved back to `idle` (or forgotten) if no
-    /// future holds it any more.
+    /// The busy table's step: one of its keys, let go if no future holds it any more.
     #[cold]
-    fn step_busy<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
+    fn step_busy<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
         let buckets = self.busy.num_buckets();
         self.busy_cursor = (self.busy_cursor + 1) & (buckets - 1);
         if let Ok(mut entry) = self.busy.get_bucket_entry(self.busy_cursor) {
             if Arc::get_mut(&mut entry.get_mut().1).is_some() {
                 let ((key, limiter), _) = entry.remove();
-                let tat = limiter.bucket().tat();
-                if !bucket.tat_is_full_at(tat, now) {
-                    let hash = hasher.hash_one(&key);
-                    self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
-                }
+                let hash = cx.hasher.hash_one(&key);
+                Self::let_go(
+                    &mut self.idle,
+                    &mut self.full_until,
+                    hash,
+                    key,
+                    &limiter,
+                    Some(now),
+                    cx,
+                );
             }
         }
     }
 
-    /// Finds `key`. A busy key that no future holds any more is moved back to `idle` first.
+    /// The move of a busy key that no future holds any more back to `idle`, as its TAT, in
+    /// one place. With `forget_at`, a key whose bucket is full then is forgotten instead.
+    /// Either way the key can no longer hold up a full shard: `full_until` is lowered to its
+    /// refill (a cancelled wait may have given back its reservation since the bound was set).
+    /// (Over the two fields it changes, so [`Shard::locate`] can call it while it borrows
+    /// `busy`.)
+    fn let_go<'t, S: BuildHasher>(
+        idle: &'t mut HashTable<(K, AtomicU64)>,
+        full_until: &mut Instant,
+        hash: u64,
+        key: K,
+        limiter: &AsyncRateLimiter<T>,
+        forget_at: Option<Instant>,
+        cx: &Ctx<'_, S>,
+    ) -> Option<&'t AtomicU64> {
+        let tat = limiter.bucket().tat();
+        if forget_at.is_some_and(|now| cx.bucket.tat_is_full_at(tat, now)) {
+            return None;
+        }
+        *full_until = (*full_until).min(cx.bucket.full_at_tat(tat));
+        let hasher = cx.hasher;
+        let entry = idle.insert_unique(hash, (key, AtomicU64::new(tat)), |e| hasher.hash_one(&e.0));
+        Some(&entry.into_mut().1)
+    }
+
+    /// Finds `key` under the exclusive lock. A busy key that no future holds any more is moved
+    /// back to `idle` first.
     #[inline]
-    pub(super) fn locate<Q, S>(&mut self, hash: u64, key: &Q, hasher: &S) -> Slot<'_, T>
+    pub(super) fn locate<Q, S>(&mut self, hash: u64, key: &Q, cx: &Ctx<'_, S>) -> Slot<'_, T>
     where
         K: Borrow<Q>,
         Q: ?Sized + Eq,
@@ -171,13 +277,15 @@ impl<K: Hash + Eq, T> Shard<K, T> {
                     return Slot::Busy(&entry.into_mut().1);
                 }
                 let ((k, limiter), _) = entry.remove();
-                let tat = limiter.bucket().tat();
-                let entry = self.idle.insert_unique(hash, (k, tat), |e| hasher.hash_one(&e.0));
-                return Slot::Idle(&mut entry.into_mut().1);
+                let (idle, full_until) = (&mut self.idle, &mut self.full_until);
+                return match Self::let_go(idle, full_until, hash, k, &limiter, None, cx) {
+                    Some(tat) => Slot::Idle(tat),
+                    None => unreachable!("kept: no instant to forget at"),
+                };
             }
         }
-        match self.idle.find_mut(hash, |e| e.0.borrow() == key) {
-            Some(entry) => Slot::Idle(&mut entry.1),
+        match self.idle.find(hash, |e| e.0.borrow() == key) {
+            Some(entry) => Slot::Idle(&entry.1),
             None => Slot::Absent,
         }
     }
@@ -192,25 +300,19 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         now: Instant,
         cx: &Ctx<'_, S>,
     ) -> Result<(), Error> {
-        let (bucket, hasher) = (cx.bucket, cx.hasher);
+        let bucket = cx.bucket;
         if self.len() >= cx.cap {
             if now < self.full_until {
                 // No idle key can have refilled yet; a busy key may have been let go since
                 // (there are few of those, so looking is cheap).
-                self.sweep_busy(now, bucket, hasher);
-                if self.len() >= cx.cap {
-                    return Err(Error::RateLimited(Refusal::at(self.full_until)));
-                }
+                self.sweep_busy(now, cx);
             } else {
-                self.sweep(now, bucket, hasher);
+                self.sweep(now, cx);
+                self.full_until = self.earliest_idle_refill(bucket);
             }
-        }
-        if self.len() >= cx.cap {
-            // Never now or earlier (a key held by a future may be full already but cannot go
-            // while held): a caller that waits for room must not spin.
-            let soonest = now.saturating_add(one_token(bucket));
-            self.full_until = self.earliest_refill(bucket).max(soonest);
-            return Err(Error::RateLimited(Refusal::at(self.full_until)));
+            if self.len() >= cx.cap {
+                return Err(Error::RateLimited(Refusal::at(self.room_at(now, bucket))));
+            }
         }
         // Evict before growing: a table about to double first forgets what it can, so it
         // grows only for keys that are really live. The sweep reads the whole table, so it
@@ -219,13 +321,26 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         // table stays at its capacity.
         let capacity = self.idle.capacity();
         if self.idle.len() == capacity && self.inserted >= capacity / 8 {
-            self.sweep(now, bucket, hasher);
+            self.sweep(now, cx);
             self.inserted = 0;
         }
         self.step_idle(now, bucket);
         self.inserted = self.inserted.saturating_add(1);
-        self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
+        self.full_until = self.full_until.min(bucket.full_at_tat(tat));
+        let hasher = cx.hasher;
+        self.idle.insert_unique(hash, (key, AtomicU64::new(tat)), |e| hasher.hash_one(&e.0));
         Ok(())
+    }
+
+    /// When a full shard may next have room: the earliest refill of its keys (the idle ones
+    /// bounded by `full_until`; the busy ones read now, since a cancelled wait lowers a busy
+    /// key's TAT at any time). If that is not after `now` (a key held by a future may be full
+    /// already, but cannot go while held), one token from `now`: never an instant already
+    /// past, so a caller that sleeps until then does not spin.
+    fn room_at(&self, now: Instant, bucket: &TokenBucket) -> Instant {
+        let busy = self.busy.iter().map(|e| e.1.bucket().full_at()).min();
+        let earliest = busy.map_or(self.full_until, |b| b.min(self.full_until));
+        if earliest > now { earliest } else { now.saturating_add(one_token(bucket)) }
     }
 
     /// Moves an idle key to `busy` with a limiter built by `make` from its TAT, and returns
@@ -245,36 +360,28 @@ impl<K: Hash + Eq, T> Shard<K, T> {
     {
         let entry = self.idle.find_entry(hash, |e| e.0.borrow() == key).ok()?;
         let ((k, tat), _) = entry.remove();
-        let limiter = Arc::new(make(tat));
+        let limiter = Arc::new(make(tat.load(Ordering::Relaxed)));
         self.busy.insert_unique(hash, (k, Arc::clone(&limiter)), |e| hasher.hash_one(&e.0));
         Some(limiter)
     }
 
     /// Forgets every key that has refilled and that no future holds: the full form of
-    /// [`Shard::tick`], for `retain_recent` and before the table grows.
-    pub(super) fn sweep<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
-        self.idle.retain(|e| !bucket.tat_is_full_at(e.1, now));
-        self.sweep_busy(now, bucket, hasher);
+    /// [`Shard::step`], for `retain_recent` and before the table grows.
+    pub(super) fn sweep<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
+        let bucket = cx.bucket;
+        self.idle.retain(|e| !bucket.tat_is_full_at(e.1.load(Ordering::Relaxed), now));
+        self.sweep_busy(now, cx);
     }
 
-    /// The busy half of [`Shard::sweep`]: keys no future holds any more go back to `idle`, or
-    /// are forgotten if they refilled.
-    fn sweep_busy<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
+    /// The busy half of [`Shard::sweep`]: every key no future holds any more is let go.
+    fn sweep_busy<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
         if self.busy.is_empty() {
             return;
         }
-        let mut released = self.busy.extract_if(|e| Arc::get_mut(&mut e.1).is_some());
-        let mut back = alloc::vec::Vec::new();
-        for (key, limiter) in released.by_ref() {
-            let tat = limiter.bucket().tat();
-            if !bucket.tat_is_full_at(tat, now) {
-                back.push((key, tat));
-            }
-        }
-        drop(released);
-        for (key, tat) in back {
-            let hash = hasher.hash_one(&key);
-            self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
+        let released: Vec<_> = self.busy.extract_if(|e| Arc::get_mut(&mut e.1).is_some()).collect();
+        for (key, limiter) in released {
+            let hash = cx.hasher.hash_one(&key);
+            Self::let_go(&mut self.idle, &mut self.full_until, hash, key, &limiter, Some(now), cx);
         }
     }
 
@@ -284,15 +391,11 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         self.busy.shrink_to_fit(|e| hasher.hash_one(&e.0));
     }
 
-    /// The earliest instant at which some key of this shard could have refilled (a lower
-    /// bound: TATs only move forward while a key is held).
-    fn earliest_refill(&self, bucket: &TokenBucket) -> Instant {
-        let idle = self.idle.iter().map(|e| e.1).min().map(|tat| bucket.full_at_tat(tat));
-        let busy = self.busy.iter().map(|e| e.1.bucket().full_at()).min();
-        match (idle, busy) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => Instant::ZERO,
-        }
+    /// The earliest instant at which an idle key of this shard refills (`Instant::MAX` if
+    /// there is none): exact when computed, and a lower bound from then on, since an idle
+    /// key's TAT only moves forward.
+    fn earliest_idle_refill(&self, bucket: &TokenBucket) -> Instant {
+        let tats = self.idle.iter().map(|e| e.1.load(Ordering::Relaxed));
+        tats.map(|tat| bucket.full_at_tat(tat)).min().unwrap_or(Instant::MAX)
     }
 }
