@@ -130,9 +130,13 @@ async fn patient(
         let response = sender.send_request(get("/api/hello", Some(key))).await.unwrap();
         check(&response, "per-key", (PER_KEY.1, 1), &seen, key);
         if response.status() == StatusCode::OK {
+            // `r`: fewer than the burst (a token was just taken); `t`: the bucket is full again
+            // within its refill time, under a second here, and not yet (a token is out).
             let reported = response.headers().get("ratelimit").and_then(|v| v.to_str().ok());
-            let left = reported.and_then(|v| v.strip_prefix("\"per-key\";r="));
-            if left.and_then(|r| r.parse::<u64>().ok()).is_none_or(|r| r >= PER_KEY.1) {
+            let fields = reported.and_then(|v| v.strip_prefix("\"per-key\";r="));
+            let fields = fields.and_then(|v| v.split_once(";t="));
+            let parsed = fields.and_then(|(r, t)| Some((r.parse::<u64>().ok()?, t.parse().ok()?)));
+            if parsed.is_none_or(|(r, t): (u64, u64)| r >= PER_KEY.1 || t != 1) {
                 seen.lock().unwrap().wrong.push(format!("{key}: 200 with ratelimit {reported:?}"));
             }
         }
