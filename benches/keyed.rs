@@ -288,8 +288,8 @@ fn paired() {
     let t = tollgate::<u64>(FAST, HUGE_BURST);
     let (g, _clock) = governor::<u64>(FAST, HUGE_BURST);
     let f = governor_fold::<u64>(FAST, HUGE_BURST);
-    let scenarios: [(&str, fn() -> u64); 2] = [("hot_2t", || 7), ("distinct_2t", own_key)];
-    for (name, key) in scenarios {
+    let hot: fn() -> u64 = || 7;
+    for (name, key) in [("hot_2t", hot), ("distinct_2t", own_key)] {
         let mut ns = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..ROUNDS {
             for k in 0..3 {

@@ -21,9 +21,7 @@
 //!   it (thumbv6m, riscv32imc) it comes from `portable-atomic`, whose `critical-section`
 //!   feature (enabled by ours) makes every operation a critical section.
 //! - `Mutex` is `std::sync::Mutex` with `std` and `critical_section::Mutex` without it, on every
-//!   target (there is no spin lock). `RwLock` likewise: `std::sync::RwLock` with `std`, and
-//!   without it the same critical section as `Mutex` (readers exclude each other too: on a
-//!   single-core MCU there is no parallel reader to admit).
+//!   target (there is no spin lock).
 //!
 //! So firmware (any build without `std`) that uses a bucket on a target without 64-bit atomics,
 //! or anything that locks (`Semaphore`, the waiting queue, `ManualClock`'s sleepers), links
@@ -74,19 +72,10 @@ macro_rules! const_fn {
 pub(crate) use const_fn;
 
 pub(crate) use mutex::Mutex;
-#[cfg(feature = "alloc")]
-pub(crate) use mutex::RwLock;
 
 impl<T> core::fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Mutex { .. }")
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<T> core::fmt::Debug for RwLock<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("RwLock { .. }")
     }
 }
 
@@ -103,28 +92,6 @@ mod mutex {
 
         pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
             f(&mut self.0.lock().unwrap())
-        }
-    }
-
-    #[cfg(feature = "alloc")]
-    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
-
-    #[cfg(feature = "alloc")]
-    impl<T> RwLock<T> {
-        pub(crate) fn new(value: T) -> Self {
-            Self(loom::sync::RwLock::new(value))
-        }
-
-        pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-            f(&self.0.read().unwrap())
-        }
-
-        pub(crate) fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-            f(&mut self.0.write().unwrap())
-        }
-
-        pub(crate) fn try_write<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-            self.0.try_write().ok().map(|mut guard| f(&mut guard))
         }
     }
 }
@@ -148,38 +115,6 @@ mod mutex {
             f(&mut guard)
         }
     }
-
-    /// Readers share it; a writer has it alone. Poisoning is ignored, as for `Mutex`.
-    #[cfg(feature = "alloc")]
-    pub(crate) struct RwLock<T>(std::sync::RwLock<T>);
-
-    #[cfg(feature = "alloc")]
-    impl<T> RwLock<T> {
-        pub(crate) const fn new(value: T) -> Self {
-            Self(std::sync::RwLock::new(value))
-        }
-
-        #[inline]
-        pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-            f(&self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
-        }
-
-        #[inline]
-        pub(crate) fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-            f(&mut self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()))
-        }
-
-        /// `None`, without waiting, if anyone holds the lock.
-        #[inline]
-        pub(crate) fn try_write<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-            let mut guard = match self.0.try_write() {
-                Ok(guard) => guard,
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return None,
-            };
-            Some(f(&mut guard))
-        }
-    }
 }
 
 #[cfg(all(not(tollgate_loom), not(feature = "std")))]
@@ -197,31 +132,6 @@ mod mutex {
 
         pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
             critical_section::with(|cs| f(&mut self.0.borrow_ref_mut(cs)))
-        }
-    }
-
-    /// The same critical section for readers and writers: nothing runs beside it to share
-    /// with, and an interrupt handler must never wait for thread code.
-    #[cfg(feature = "alloc")]
-    pub(crate) struct RwLock<T>(Mutex<T>);
-
-    #[cfg(feature = "alloc")]
-    impl<T> RwLock<T> {
-        pub(crate) const fn new(value: T) -> Self {
-            Self(Mutex::new(value))
-        }
-
-        pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-            self.0.with(|value| f(value))
-        }
-
-        pub(crate) fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-            self.0.with(f)
-        }
-
-        /// Always taken: a critical section does not wait on anyone.
-        pub(crate) fn try_write<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-            Some(self.0.with(f))
         }
     }
 }

@@ -6,15 +6,21 @@
 //! *The map.* The core is `no_std` + `alloc`, so the concurrent maps of the ecosystem
 //! (dashmap, scc, papaya) are out: they need `std`. Keys are spread over a fixed number of
 //! shards (a power of two, 16 by default) by their hash; each shard is the crate's own
-//! `RwLock` (`std`'s where there is one, a critical section without) around a
+//! `Mutex` (`std`'s where there is one, a critical section without) around a
 //! [`hashbrown::HashTable`] (`no_std`, MIT/Apache-2.0, the table inside `std`'s `HashMap`). A
 //! key is hashed once per operation: the same hash picks the shard and probes its table.
-//! A decision on a key already held that nobody waits on is made under the shard's *shared*
-//! lock, with one compare-and-swap on the key's TAT (an atomic in the table), so threads on
-//! one hot key do not queue for the lock; only a new key, eviction, or a key starting or
-//! ending a wait takes the lock alone. Every decision is a few arithmetic operations, so the
-//! lock is held for tens of nanoseconds; shards are cache-line padded so two threads on
-//! different shards do not share a line.
+//! Every decision is a few arithmetic operations under the shard's lock, so the lock is held
+//! for tens of nanoseconds; shards are cache-line padded so two threads on different shards
+//! do not share a line.
+//!
+//! *Why a `Mutex`, not a read-write lock.* governor's layout — a shared (read) lock on the
+//! shard and a compare-and-swap on the key's TAT, an atomic in the table — was built and
+//! measured here (issue 12) and lost: on one hot key from two threads, 58 ns a decision per
+//! thread against the `Mutex`'s 31 ns, and on one thread 18 against 15 ns (two more atomic
+//! read-modify-writes per decision); paired rounds, 2 shared vCPUs. Readers that share the
+//! lock still pass the lock word's and the TAT's cache lines between the cores on every
+//! decision, while a contended `Mutex` parks the loser and lets the winner run a stretch with
+//! both lines in its own cache: more decisions per second in all.
 //!
 //! *The hasher.* A server keyed by client address is fed keys by the clients, so the hash
 //! must be seeded, or one client could pick addresses that all collide (HashDoS). The default
@@ -24,8 +30,8 @@
 //! anyone who wants a seed from a real random source, passes any [`BuildHasher`] with
 //! [`KeyedBuilder::hasher`], e.g. `foldhash::fast::SeedableRandomState::with_seed(seed, ..)`.
 //!
-//! *A key's state.* A key nobody waits on is its bucket's TAT: one atomic `u64` beside the
-//! key in the table (the same bytes as governor's keyed state). A key someone must wait on moves to a
+//! *A key's state.* A key nobody waits on is its bucket's TAT: one `u64` beside the key in
+//! the table (the same bytes as governor's keyed state). A key someone must wait on moves to a
 //! second, small table as a whole [`AsyncRateLimiter`] (its bucket, built from that TAT, and
 //! its wait line) in an `Arc` shared with the waiting futures, and goes through the one wait
 //! machine of `wait.rs`: FIFO per key, free to cancel. When the last future drops its `Arc`,
@@ -80,13 +86,13 @@ mod shard;
 pub use acquire::{KeyedAcquire, KeyedAcquireOwned};
 
 use crate::error::InvalidConfig;
-use crate::sync::RwLock;
+use crate::sync::Mutex;
 use crate::wait::Limit;
 use crate::{AsyncRateLimiter, Clock, Error, Instant, Rate, Timer, TokenBucket};
 use shard::{Ctx, Shard, Slot};
 
 /// The shards, each on its own cache lines.
-type Shards<K, T> = Box<[Padded<RwLock<Shard<K, T>>>]>;
+type Shards<K, T> = Box<[Padded<Mutex<Shard<K, T>>>]>;
 
 /// The default hasher of a [`KeyedRateLimiter`]: foldhash, seeded per limiter (see the
 /// [module docs](self) for why).
@@ -244,8 +250,7 @@ impl<S> KeyedBuilder<S> {
         if self.max_keys == Some(0) {
             return Err(InvalidConfig::new("max_keys", "must be at least 1"));
         }
-        let shards: Box<[_]> =
-            (0..self.shards).map(|_| Padded(RwLock::new(Shard::new()))).collect();
+        let shards: Box<[_]> = (0..self.shards).map(|_| Padded(Mutex::new(Shard::new()))).collect();
         let cap_per_shard = match self.max_keys {
             Some(max) => max.div_ceil(self.shards),
             None => usize::MAX,
@@ -364,7 +369,7 @@ impl<K: Hash + Eq, T, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<Shard<K, T>> {
+    fn shard(&self, hash: u64) -> &Mutex<Shard<K, T>> {
         // In range: `mask` is `len - 1` and the index is masked.
         &self.shards[((hash >> 40) & self.mask) as usize].0
     }
@@ -373,7 +378,7 @@ impl<K: Hash + Eq, T, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     /// reached yet (call [`retain_recent`](Self::retain_recent) first for an exact count of
     /// live keys).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read(|s| s.len())).sum()
+        self.shards.iter().map(|s| s.0.with(|s| s.len())).sum()
     }
 
     /// Whether no key is held.
@@ -385,14 +390,14 @@ impl<K: Hash + Eq, T, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     /// to give memory back after a burst of keys).
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
-            shard.0.write(|s| s.shrink(&self.hasher));
+            shard.0.with(|s| s.shrink(&self.hasher));
         }
     }
 
     /// Bytes the shards' tables have allocated (not counting what keys own on the heap, nor
     /// the limiters of keys someone waits on): for memory monitoring.
     pub fn table_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read(|s| s.table_bytes())).sum()
+        self.shards.iter().map(|s| s.0.with(|s| s.table_bytes())).sum()
     }
 }
 
@@ -422,43 +427,23 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
     {
         let now = self.timer.now();
         let hash = self.hasher.hash_one(key);
-        if let Some(decided) = self.try_idle(hash, key, n, now) {
-            return decided;
-        }
         let bucket = &self.template;
         let cx = self.ctx();
-        self.shard(hash).write(|shard| match shard.locate(hash, key, &cx) {
-            Slot::Idle(tat) => shard::take(bucket, tat, n, now),
-            Slot::Busy(limiter) => limiter.try_acquire_n(n),
-            Slot::Absent => {
-                let mut tat = 0;
-                bucket.try_acquire_tat(&mut tat, n, now)?;
-                if tat == 0 {
-                    return Ok(()); // took nothing: nothing to remember
+        self.shard(hash).with(|shard| {
+            shard.tick(now, &cx);
+            match shard.locate(hash, key, &cx) {
+                Slot::Idle(tat) => bucket.try_acquire_tat(tat, n, now),
+                Slot::Busy(limiter) => limiter.try_acquire_n(n),
+                Slot::Absent => {
+                    let mut tat = 0;
+                    bucket.try_acquire_tat(&mut tat, n, now)?;
+                    if tat == 0 {
+                        return Ok(()); // took nothing: nothing to remember
+                    }
+                    shard.insert(hash, key.to_owned(), tat, now, &cx)
                 }
-                shard.insert(hash, key.to_owned(), tat, now, &cx)
             }
         })
-    }
-
-    /// The common decision, under the shard's shared lock: `key` held and idle. `None` when
-    /// the tables must change (a new key, a busy one), for the exclusive lock. Counts the
-    /// operation for the eviction step, which it then takes if nobody holds the shard.
-    #[inline]
-    fn try_idle<Q>(&self, hash: u64, key: &Q, n: u64, now: Instant) -> Option<Result<(), Error>>
-    where
-        K: Borrow<Q>,
-        Q: ?Sized + Eq,
-    {
-        let shard = self.shard(hash);
-        let bucket = &self.template;
-        let (decided, step) =
-            shard.read(|s| (s.try_idle(hash, key, n, now, bucket), s.counts_a_step()));
-        if step {
-            // Skipped if the shard is busy: the step is a background chore, never a wait.
-            let _ = shard.try_write(|s| s.step(now, &self.ctx()));
-        }
-        decided
     }
 
     /// Whole tokens of `key` available now (`burst` for a key never seen).
@@ -495,14 +480,12 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
         let now = self.timer.now();
         let hash = self.hasher.hash_one(key);
         let bucket = &self.template;
-        self.shard(hash).read(|shard| match shard.peek(hash, key) {
-            Slot::Idle(tat) => {
-                let tat = tat.load(crate::sync::Ordering::Relaxed);
-                KeyStatus {
-                    available: bucket.available_tat(tat, now),
-                    full_at: bucket.full_at_tat(tat),
-                }
-            }
+        let cx = self.ctx();
+        self.shard(hash).with(|shard| match shard.locate(hash, key, &cx) {
+            Slot::Idle(&mut tat) => KeyStatus {
+                available: bucket.available_tat(tat, now),
+                full_at: bucket.full_at_tat(tat),
+            },
             Slot::Busy(limiter) => KeyStatus {
                 available: limiter.bucket().available_at(now),
                 full_at: limiter.bucket().full_at(),
@@ -518,7 +501,8 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
         Q: ?Sized + Hash + Eq,
     {
         let hash = self.hasher.hash_one(key);
-        self.shard(hash).read(|shard| match shard.peek(hash, key) {
+        let cx = self.ctx();
+        self.shard(hash).with(|shard| match shard.locate(hash, key, &cx) {
             Slot::Busy(limiter) => limiter.waiters(),
             Slot::Idle(_) | Slot::Absent => 0,
         })
@@ -531,7 +515,7 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
         let now = self.timer.now();
         let cx = self.ctx();
         for shard in self.shards.iter() {
-            shard.0.write(|s| s.sweep(now, &cx));
+            shard.0.with(|s| s.sweep(now, &cx));
         }
     }
 }
@@ -558,16 +542,12 @@ where
         };
         let limit = if deadline == Instant::MAX { Limit::Forever } else { Limit::Before(deadline) };
         let hash = self.hasher.hash_one(key);
-        if let Some(Ok(())) = self.try_idle(hash, key, n, now) {
-            return Begin::Done(Ok(()));
-        }
-        // Anything else is decided again under the exclusive lock (the key may have changed
-        // hands since), where a wait can begin.
         let bucket = &self.template;
         let cx = self.ctx();
-        self.shard(hash).write(|shard| {
+        self.shard(hash).with(|shard| {
+            shard.tick(now, &cx);
             match shard.locate(hash, key, &cx) {
-                Slot::Idle(tat) => match shard::take(bucket, tat, n, now) {
+                Slot::Idle(tat) => match bucket.try_acquire_tat(tat, n, now) {
                     Ok(()) => return Begin::Done(Ok(())),
                     Err(Error::RateLimited(refusal)) if deadline != Instant::MAX => {
                         let ready_at = refusal.ready_at();

@@ -7,12 +7,6 @@
 //! wait line, shared with the waiting futures through an `Arc`. When the last future lets go
 //! of the `Arc` (seen exactly with `Arc::get_mut`, under this shard's lock, where all clones are
 //! made), the key moves back to `idle`, or is forgotten if its bucket has refilled.
-//!
-//! The shard's lock is a read-write lock. An idle key's TAT is an atomic, so the common
-//! decision — a key already held, nobody waiting on it — is made under the *shared* lock with
-//! one compare-and-swap on that TAT ([`take`]): two threads on one hot key do not wait for
-//! each other. Everything that changes the tables (a new key, eviction, a key moving between
-//! them) takes the lock alone.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -22,7 +16,6 @@ use core::time::Duration;
 
 use hashbrown::HashTable;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::{AsyncRateLimiter, Error, Instant, Refusal, TokenBucket};
 
 /// Buckets of the `idle` table inspected by one eviction step. Each insert of a new key takes
@@ -34,7 +27,7 @@ const EVICT_PER_STEP: usize = 2;
 /// key comes (a fixed set of returning clients). Not on every operation: with 10^6 keys the
 /// cursor's bucket is a cache miss, measured at 30 ns a step (`benches/keyed.rs`), so every
 /// eighth costs about 4 ns an operation; on a hot key it is below a nanosecond either way.
-const STEP_EVERY: usize = 8;
+const STEP_EVERY: u32 = 8;
 
 /// What every shard operation needs from its limiter.
 pub(super) struct Ctx<'a, S> {
@@ -52,36 +45,10 @@ fn one_token(bucket: &TokenBucket) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
-/// Takes `n` tokens from a TAT kept in a table: the bucket's own decision
-/// ([`TokenBucket::try_acquire_tat`]) installed with one compare-and-swap, so readers sharing
-/// the shard's lock may decide on the same key at once; a lost race decides again on the TAT
-/// that won. Relaxed, for the reason the bucket's own TAT is (`TokenBucket::update_tat`): the
-/// TAT is the whole state, and the exclusive lock orders it against the table's changes.
-#[inline]
-pub(super) fn take(
-    bucket: &TokenBucket,
-    tat: &AtomicU64,
-    n: u64,
-    now: Instant,
-) -> Result<(), Error> {
-    let mut old = tat.load(Ordering::Relaxed);
-    loop {
-        let mut new = old;
-        bucket.try_acquire_tat(&mut new, n, now)?;
-        if new == old {
-            return Ok(()); // took nothing
-        }
-        match tat.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return Ok(()),
-            Err(current) => old = current,
-        }
-    }
-}
-
 /// Where a key is, as found under the lock.
 pub(super) enum Slot<'s, T> {
     /// Nobody waits on it: its TAT.
-    Idle(&'s AtomicU64),
+    Idle(&'s mut u64),
     /// Someone waits on it (or holds a future that will): its limiter.
     Busy(&'s Arc<AsyncRateLimiter<T>>),
     /// Never seen, or forgotten (the same thing).
@@ -90,7 +57,7 @@ pub(super) enum Slot<'s, T> {
 
 /// The keys of one shard.
 pub(super) struct Shard<K, T> {
-    idle: HashTable<(K, AtomicU64)>,
+    idle: HashTable<(K, u64)>,
     busy: HashTable<(K, Arc<AsyncRateLimiter<T>>)>,
     /// Next bucket index of `idle` the eviction looks at.
     cursor: usize,
@@ -101,10 +68,8 @@ pub(super) struct Shard<K, T> {
     /// busy one let go, whose wait may have been cancelled and given its reservation back).
     /// So a full shard (a key cap) looks again only at its few busy keys until then.
     full_until: Instant,
-    /// Operations counted for [`STEP_EVERY`]. Counted under the shared lock by a plain load
-    /// and store, not an atomic add: a count lost to a race only delays a step, and a locked
-    /// add on every decision would cost more than the step it schedules.
-    ops: AtomicUsize,
+    /// Operations since the last eviction step on a known key (see [`STEP_EVERY`]).
+    ops: u32,
     /// Keys inserted since the last sweep before growth: a sweep of the whole table is run
     /// before it grows only once enough inserts have paid for it (see [`Shard::insert`]).
     inserted: usize,
@@ -128,7 +93,7 @@ impl<K: Hash + Eq, T> Shard<K, T> {
             busy_cursor: 0,
             full_until: Instant::ZERO,
             inserted: 0,
-            ops: AtomicUsize::new(0),
+            ops: 0,
         }
     }
 
@@ -142,55 +107,17 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         self.idle.allocation_size() + self.busy.allocation_size()
     }
 
-    /// Counts an operation on a known key: `true` once in [`STEP_EVERY`], when the caller
-    /// takes an eviction step ([`Shard::step`]). (An insert takes a step of its own.)
+    /// The incremental part of eviction, run by every operation before it decides: once in
+    /// [`STEP_EVERY`] operations, an eviction step (the next few buckets of `idle`, and one
+    /// of `busy`). (An insert takes a step of its own.)
     #[inline]
-    pub(super) fn counts_a_step(&self) -> bool {
-        let ops = self.ops.load(Ordering::Relaxed).wrapping_add(1);
-        self.ops.store(ops, Ordering::Relaxed);
-        ops % STEP_EVERY == 0
-    }
-
-    /// The decision on `key` if it is idle, under the shared lock; `None` if it is busy or
-    /// not held (a change to the tables, for the exclusive lock).
-    #[inline]
-    pub(super) fn try_idle<Q>(
-        &self,
-        hash: u64,
-        key: &Q,
-        n: u64,
-        now: Instant,
-        bucket: &TokenBucket,
-    ) -> Option<Result<(), Error>>
-    where
-        K: Borrow<Q>,
-        Q: ?Sized + Eq,
-    {
-        let entry = self.idle.find(hash, |e| e.0.borrow() == key)?;
-        Some(take(bucket, &entry.1, n, now))
-    }
-
-    /// Where `key` is, moving nothing (for reads under the shared lock).
-    pub(super) fn peek<Q>(&self, hash: u64, key: &Q) -> Slot<'_, T>
-    where
-        K: Borrow<Q>,
-        Q: ?Sized + Eq,
-    {
-        if let Some(entry) = self.idle.find(hash, |e| e.0.borrow() == key) {
-            return Slot::Idle(&entry.1);
-        }
-        match self.busy.find(hash, |e| e.0.borrow() == key) {
-            Some(entry) => Slot::Busy(&entry.1),
-            None => Slot::Absent,
-        }
-    }
-
-    /// One eviction step: the next few buckets of `idle`, and one of `busy`.
-    #[inline]
-    pub(super) fn step<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
-        self.step_idle(now, cx.bucket);
-        if !self.busy.is_empty() {
-            self.step_busy(now, cx);
+    pub(super) fn tick<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
+        self.ops = self.ops.wrapping_add(1);
+        if self.ops % STEP_EVERY == 0 {
+            self.step_idle(now, cx.bucket);
+            if !self.busy.is_empty() {
+                self.step_busy(now, cx);
+            }
         }
     }
 
@@ -206,7 +133,7 @@ impl<K: Hash + Eq, T> Shard<K, T> {
             // `num_buckets` is a power of two.
             self.cursor = (self.cursor + 1) & (buckets - 1);
             if let Ok(entry) = self.idle.get_bucket_entry(self.cursor) {
-                if bucket.tat_is_full_at(entry.get().1.load(Ordering::Relaxed), now) {
+                if bucket.tat_is_full_at(entry.get().1, now) {
                     entry.remove();
                 }
             }
@@ -242,26 +169,25 @@ impl<K: Hash + Eq, T> Shard<K, T> {
     /// (Over the two fields it changes, so [`Shard::locate`] can call it while it borrows
     /// `busy`.)
     fn let_go<'t, S: BuildHasher>(
-        idle: &'t mut HashTable<(K, AtomicU64)>,
+        idle: &'t mut HashTable<(K, u64)>,
         full_until: &mut Instant,
         hash: u64,
         key: K,
         limiter: &AsyncRateLimiter<T>,
         forget_at: Option<Instant>,
         cx: &Ctx<'_, S>,
-    ) -> Option<&'t AtomicU64> {
+    ) -> Option<&'t mut u64> {
         let tat = limiter.bucket().tat();
         if forget_at.is_some_and(|now| cx.bucket.tat_is_full_at(tat, now)) {
             return None;
         }
         *full_until = (*full_until).min(cx.bucket.full_at_tat(tat));
         let hasher = cx.hasher;
-        let entry = idle.insert_unique(hash, (key, AtomicU64::new(tat)), |e| hasher.hash_one(&e.0));
-        Some(&entry.into_mut().1)
+        let entry = idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
+        Some(&mut entry.into_mut().1)
     }
 
-    /// Finds `key` under the exclusive lock. A busy key that no future holds any more is moved
-    /// back to `idle` first.
+    /// Finds `key`. A busy key that no future holds any more is moved back to `idle` first.
     #[inline]
     pub(super) fn locate<Q, S>(&mut self, hash: u64, key: &Q, cx: &Ctx<'_, S>) -> Slot<'_, T>
     where
@@ -284,8 +210,8 @@ impl<K: Hash + Eq, T> Shard<K, T> {
                 };
             }
         }
-        match self.idle.find(hash, |e| e.0.borrow() == key) {
-            Some(entry) => Slot::Idle(&entry.1),
+        match self.idle.find_mut(hash, |e| e.0.borrow() == key) {
+            Some(entry) => Slot::Idle(&mut entry.1),
             None => Slot::Absent,
         }
     }
@@ -328,7 +254,7 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         self.inserted = self.inserted.saturating_add(1);
         self.full_until = self.full_until.min(bucket.full_at_tat(tat));
         let hasher = cx.hasher;
-        self.idle.insert_unique(hash, (key, AtomicU64::new(tat)), |e| hasher.hash_one(&e.0));
+        self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
         Ok(())
     }
 
@@ -360,16 +286,16 @@ impl<K: Hash + Eq, T> Shard<K, T> {
     {
         let entry = self.idle.find_entry(hash, |e| e.0.borrow() == key).ok()?;
         let ((k, tat), _) = entry.remove();
-        let limiter = Arc::new(make(tat.load(Ordering::Relaxed)));
+        let limiter = Arc::new(make(tat));
         self.busy.insert_unique(hash, (k, Arc::clone(&limiter)), |e| hasher.hash_one(&e.0));
         Some(limiter)
     }
 
     /// Forgets every key that has refilled and that no future holds: the full form of
-    /// [`Shard::step`], for `retain_recent` and before the table grows.
+    /// [`Shard::tick`], for `retain_recent` and before the table grows.
     pub(super) fn sweep<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
         let bucket = cx.bucket;
-        self.idle.retain(|e| !bucket.tat_is_full_at(e.1.load(Ordering::Relaxed), now));
+        self.idle.retain(|e| !bucket.tat_is_full_at(e.1, now));
         self.sweep_busy(now, cx);
     }
 
@@ -395,7 +321,6 @@ impl<K: Hash + Eq, T> Shard<K, T> {
     /// there is none): exact when computed, and a lower bound from then on, since an idle
     /// key's TAT only moves forward.
     fn earliest_idle_refill(&self, bucket: &TokenBucket) -> Instant {
-        let tats = self.idle.iter().map(|e| e.1.load(Ordering::Relaxed));
-        tats.map(|tat| bucket.full_at_tat(tat)).min().unwrap_or(Instant::MAX)
+        self.idle.iter().map(|e| bucket.full_at_tat(e.1)).min().unwrap_or(Instant::MAX)
     }
 }
