@@ -27,6 +27,15 @@ fn shared_clock() -> Shared {
     Arc::new(ManualClock::new())
 }
 
+/// One key per second with room for `burst`, in one shard holding at most `max_keys` keys.
+fn capped(clock: &Shared, burst: u64, max_keys: usize) -> KeyedRateLimiter<u64, Shared> {
+    KeyedRateLimiter::builder(Rate::per_second(1), burst)
+        .shards(1)
+        .max_keys(max_keys)
+        .build_with_timer(Arc::clone(clock))
+        .unwrap()
+}
+
 #[test]
 fn each_key_has_its_own_bucket_and_lazy_refusals() {
     let clock = ManualClock::new();
@@ -252,11 +261,7 @@ fn owned_waits_are_static() {
 #[test]
 fn a_key_cap_refuses_new_keys_until_one_refills() {
     let clock = shared_clock();
-    let l: KeyedRateLimiter<u64, Shared> = KeyedRateLimiter::builder(Rate::per_second(1), 2)
-        .shards(1)
-        .max_keys(3)
-        .build_with_timer(Arc::clone(&clock))
-        .unwrap();
+    let l = capped(&clock, 2, 3);
     l.try_acquire_n(&1, 2).unwrap(); // full again at 2 s
     clock.set(Instant::from_millis(500));
     l.try_acquire(&2).unwrap(); // full again at 1.5 s
@@ -292,11 +297,7 @@ fn a_bad_configuration_is_a_typed_error() {
 #[test]
 fn a_cap_refusal_is_never_in_the_past() {
     let clock = shared_clock();
-    let l: KeyedRateLimiter<u64, Shared> = KeyedRateLimiter::builder(Rate::per_second(1), 1)
-        .shards(1)
-        .max_keys(1)
-        .build_with_timer(Arc::clone(&clock))
-        .unwrap();
+    let l = capped(&clock, 1, 1);
     l.try_acquire(&1).unwrap();
     let mut held = pin!(l.acquire(&1));
     assert!(poll(held.as_mut()).is_pending()); // key 1 is busy: its future holds it
@@ -312,11 +313,7 @@ fn a_cap_refusal_is_never_in_the_past() {
 #[test]
 fn a_cap_refusal_follows_a_cancelled_wait() {
     let clock = shared_clock();
-    let l: KeyedRateLimiter<u64, Shared> = KeyedRateLimiter::builder(Rate::per_second(1), 1)
-        .shards(1)
-        .max_keys(1)
-        .build_with_timer(Arc::clone(&clock))
-        .unwrap();
+    let l = capped(&clock, 1, 1);
     l.try_acquire(&1).unwrap(); // key 1 full again at 1 s
     let mut first = Box::pin(l.acquire(&1));
     assert!(poll(first.as_mut()).is_pending()); // reserves the token of 1 s: full at 2 s
@@ -339,13 +336,7 @@ fn a_cap_refusal_follows_a_cancelled_wait() {
 #[test]
 fn a_wait_for_room_under_a_key_cap_keeps_its_bound() {
     let clock = shared_clock();
-    let l: Arc<KeyedRateLimiter<u64, Shared>> = Arc::new(
-        KeyedRateLimiter::builder(Rate::per_second(1), 1)
-            .shards(1)
-            .max_keys(1)
-            .build_with_timer(Arc::clone(&clock))
-            .unwrap(),
-    );
+    let l = Arc::new(capped(&clock, 1, 1));
     l.try_acquire(&1).unwrap(); // the shard is full until 1 s
     assert_eq!(
         poll(pin!(l.acquire_within(&2, Duration::from_millis(500)))),
