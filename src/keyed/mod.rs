@@ -293,11 +293,13 @@ pub(crate) enum Begin<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyStatus {
-    /// Whole tokens available now (the burst for a key not held).
+    /// Whole tokens available at `at` (the burst for a key not held).
     pub available: u64,
-    /// The instant from which the bucket is full again (now or earlier for a key not held):
+    /// The instant from which the bucket is full again (`at` or earlier for a key not held):
     /// the reset of the key's quota, as the HTTP `RateLimit` field states it.
     pub full_at: Instant,
+    /// The clock reading this status was read at.
+    pub at: Instant,
 }
 
 impl KeyedRateLimiter<(), ()> {
@@ -485,12 +487,14 @@ impl<K: Hash + Eq, T: Clock, S: BuildHasher> KeyedRateLimiter<K, T, S> {
             Slot::Idle(&mut tat) => KeyStatus {
                 available: bucket.available_tat(tat, now),
                 full_at: bucket.full_at_tat(tat),
+                at: now,
             },
             Slot::Busy(limiter) => KeyStatus {
                 available: limiter.bucket().available_at(now),
                 full_at: limiter.bucket().full_at(),
+                at: now,
             },
-            Slot::Absent => KeyStatus { available: bucket.burst(), full_at: now },
+            Slot::Absent => KeyStatus { available: bucket.burst(), full_at: now, at: now },
         })
     }
 

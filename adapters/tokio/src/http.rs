@@ -396,9 +396,9 @@ impl<X: KeyExtractor> Shared<X> {
     /// The `RateLimit-Policy` and `RateLimit` values of an admitted request of `key`.
     fn report(&self, key: &X::Key) -> Report {
         let status = self.limiter.status(key);
-        let now = self.limiter.timer().now();
-        // 0 for a full bucket; else rounded up, as `Retry-After` is.
-        let reset = match status.full_at.checked_duration_since(now) {
+        // 0 for a full bucket; else rounded up, as `Retry-After` is. From the reading `r` was
+        // read at, so `t` is 0 exactly when `r` is the whole burst.
+        let reset = match status.full_at.checked_duration_since(status.at) {
             Some(wait) if !wait.is_zero() => retry_after_secs(wait),
             _ => 0,
         };
