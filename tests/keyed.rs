@@ -373,7 +373,7 @@ fn status_reads_tokens_left_and_the_refill() {
     let s = l.status(&1);
     assert_eq!((s.available, s.full_at), (1, Instant::from_millis(1_000)));
     let s = l.status(&9);
-    assert_eq!((s.available, s.full_at), (3, clock.now()));
+    assert_eq!((s.available, s.full_at, s.at), (3, clock.now(), clock.now()));
     l.try_acquire(&1).unwrap();
     let mut w = Box::pin(l.acquire(&1));
     assert!(poll(w.as_mut()).is_pending()); // busy, with a reservation for 500 ms
