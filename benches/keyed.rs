@@ -20,7 +20,14 @@
 //! key (10^5 keys of `u64` and of `IpAddr`), and what is left after the keys refilled and both
 //! limiters were asked to forget them and shrink.
 //!
-//! Run: `cargo bench --bench keyed -- --warm-up-time 1 --measurement-time 3`.
+//! The two-thread groups swing by 2× between runs on a shared machine (the other load decides
+//! how often the two threads really run at once), so the bench ends with a paired run of
+//! them: rounds of 200 000 decisions per thread through each limiter in rotating order, and
+//! the medians over rounds of each figure and of tollgate's time over each peer's in the
+//! same round.
+//!
+//! Run: `cargo bench --bench keyed -- --warm-up-time 1 --measurement-time 3` (a criterion
+//! filter such as `keyed_hot_2t` limits the groups; the paired run always runs).
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use core::alloc::{GlobalAlloc, Layout};
@@ -269,6 +276,49 @@ fn memory(_: &mut Criterion) {
     memory_per_key("u64 ×10^6", MILLION, |i| i);
 }
 
+/// The paired run of the two-thread scenarios: medians over rounds, each round timing every
+/// limiter back to back in rotating order.
+fn paired() {
+    const ROUNDS: usize = 31;
+    const PER_ROUND: u64 = 200_000;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let t = tollgate::<u64>(FAST, HUGE_BURST);
+    let (g, _clock) = governor::<u64>(FAST, HUGE_BURST);
+    let f = governor_fold::<u64>(FAST, HUGE_BURST);
+    let hot: fn() -> u64 = || 7;
+    for (name, key) in [("hot_2t", hot), ("distinct_2t", own_key)] {
+        let mut ns = [Vec::new(), Vec::new(), Vec::new()];
+        for round in 0..ROUNDS {
+            for k in 0..3 {
+                let i = (round + k) % 3;
+                let took = match i {
+                    0 => timed(&t, 2, PER_ROUND, |l| {
+                        let _ = black_box(l.try_acquire(&key()));
+                    }),
+                    1 => timed(&g, 2, PER_ROUND, |l| {
+                        let _ = black_box(l.check_key(&key()));
+                    }),
+                    _ => timed(&f, 2, PER_ROUND, |l| {
+                        let _ = black_box(l.check_key(&key()));
+                    }),
+                };
+                ns[i].push(took.as_nanos() as f64 / PER_ROUND as f64);
+            }
+        }
+        let ratio = |peer: usize| median(ns[0].iter().zip(&ns[peer]).map(|(t, p)| t / p).collect());
+        let (to_g, to_f) = (ratio(1), ratio(2));
+        let [nt, ng, nf] = ns.map(median);
+        println!(
+            "paired keyed_{name}: tollgate {nt:.1} ns, governor {ng:.1} ns, governor+foldhash \
+             {nf:.1} ns per decision per thread; tollgate/governor {to_g:.3}x, \
+             tollgate/governor+foldhash {to_f:.3}x (medians of {ROUNDS} rounds)"
+        );
+    }
+}
+
 criterion_group!(benches, memory, keyed);
 
 fn main() {
@@ -276,4 +326,5 @@ fn main() {
     assert_eq!(CLOCK.now(), tollgate::Instant::from_secs(1));
     benches();
     Criterion::default().configure_from_args().final_summary();
+    paired();
 }

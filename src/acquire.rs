@@ -69,14 +69,29 @@ pin_project! {
     }
 }
 
+/// The `'static` borrow that an owned future or stream takes of something inside the
+/// allocation of an `Arc` it owns (a wait borrows the limiter, or a sleep the limiter's
+/// timer; the owned forms hold the limiter's `Arc` beside it). The one place this is written;
+/// every owner states at its call how it keeps the rules.
+///
+/// # Safety
+/// `inside` must point into the allocation of an `Arc` the caller owns, and the result must
+/// not be used once that `Arc` is dropped. Owners keep the reference (or what borrows through
+/// it) in a private field declared *before* the field holding the `Arc`, so it is dropped
+/// first; they never replace that `Arc` or give it away; and nothing they return borrows from
+/// the reference. The allocation is on the heap, so it does not move when the owner does.
+#[cfg(feature = "alloc")]
+pub(crate) unsafe fn borrow_for_static<X: ?Sized>(inside: &X) -> &'static X {
+    // SAFETY: the caller keeps the reference from outliving the allocation (above).
+    unsafe { &*(inside as *const X) }
+}
+
 #[cfg(feature = "alloc")]
 impl<T: Timer + 'static> AcquireTokensOwned<T> {
     pub(crate) fn new(limiter: Arc<AsyncRateLimiter<T>>, n: u64, limit: Limit) -> Self {
-        // SAFETY: the limiter lives on the heap behind `limiter`, which this future owns and
-        // never hands out or replaces, so the pointee outlives `wait` (dropped first, by field
-        // order) and does not move when the future does. The `'static` reference never leaves
-        // this type: `wait` is private and the output borrows nothing.
-        let borrowed: &'static AsyncRateLimiter<T> = unsafe { &*Arc::as_ptr(&limiter) };
+        // SAFETY: `wait` is dropped before `limiter` (field order), which this future never
+        // replaces or hands out; the output borrows nothing.
+        let borrowed = unsafe { borrow_for_static(&*limiter) };
         Self { wait: TokenWait::new(borrowed, n, limit), limiter }
     }
 

@@ -17,6 +17,8 @@ use pin_project_lite::pin_project;
 #[cfg(feature = "alloc")]
 use alloc::sync::Arc;
 
+#[cfg(feature = "alloc")]
+use crate::acquire::borrow_for_static;
 use crate::wait::{Limit, TokenWait};
 use crate::{AsyncRateLimiter, Error, Timer};
 
@@ -131,15 +133,11 @@ pub trait StreamRateLimitExt: Stream {
         Self: Sized,
         T: Timer + 'static,
     {
-        // SAFETY: `wait` is dropped before `limiter`, which owns the limiter (field order).
-        let borrowed = unsafe { borrow_for_static(&limiter) };
-        ThrottleOwned {
-            stream: self,
-            wait: TokenWait::idle(borrowed),
-            item: None,
-            never: false,
-            limiter,
-        }
+        // SAFETY: the limiter is in `limiter`'s allocation; `inner`, which borrows it, is
+        // dropped first (field order); the `Arc` is never replaced or given away, and no item
+        // borrows from the limiter.
+        let borrowed = unsafe { borrow_for_static(&*limiter) };
+        ThrottleOwned { inner: self.rate_limited(borrowed), limiter }
     }
 
     /// [`rate_limited_by`](StreamRateLimitExt::rate_limited_by) holding the limiter's `Arc`,
@@ -159,29 +157,10 @@ pub trait StreamRateLimitExt: Stream {
         T: Timer + 'static,
         F: FnMut(&Self::Item) -> u64,
     {
-        // SAFETY: `wait` is dropped before `limiter`, which owns the limiter (field order).
-        let borrowed = unsafe { borrow_for_static(&limiter) };
-        ThrottleByOwned {
-            stream: self,
-            wait: TokenWait::idle(borrowed),
-            item: None,
-            weigh,
-            limiter,
-        }
+        // SAFETY: as in `rate_limited_owned`.
+        let borrowed = unsafe { borrow_for_static(&*limiter) };
+        ThrottleByOwned { inner: self.rate_limited_by(borrowed, weigh), limiter }
     }
-}
-
-/// The `'static` borrow an owned throttle's wait takes of the limiter its `Arc` keeps alive.
-///
-/// # Safety
-/// The reference must not be used after `limiter` is dropped. The owned throttles keep it in
-/// their private `wait` field, declared before the `limiter` field that holds this `Arc`, so
-/// it is dropped first; they never hand the `Arc` out or replace it, and the pointee is on
-/// the heap, so it does not move when the stream does. Nothing they yield borrows from it.
-#[cfg(feature = "alloc")]
-unsafe fn borrow_for_static<T>(limiter: &Arc<AsyncRateLimiter<T>>) -> &'static AsyncRateLimiter<T> {
-    // SAFETY: the caller keeps the reference from outliving `limiter` (above).
-    unsafe { &*Arc::as_ptr(limiter) }
 }
 
 impl<S: Stream + ?Sized> StreamRateLimitExt for S {}
@@ -226,13 +205,9 @@ pin_project! {
         T: Timer,
         T: 'static,
     {
-        #[pin]
-        stream: S,
         // Declared before `limiter`, so it is dropped first: it borrows from it.
         #[pin]
-        wait: TokenWait<'static, T>,
-        item: Option<S::Item>,
-        never: bool,
+        inner: Throttle<'static, S, T>,
         limiter: Arc<AsyncRateLimiter<T>>,
     }
 }
@@ -248,13 +223,9 @@ pin_project! {
         T: Timer,
         T: 'static,
     {
-        #[pin]
-        stream: S,
         // Declared before `limiter`, so it is dropped first: it borrows from it.
         #[pin]
-        wait: TokenWait<'static, T>,
-        item: Option<S::Item>,
-        weigh: F,
+        inner: ThrottleBy<'static, S, T, F>,
         limiter: Arc<AsyncRateLimiter<T>>,
     }
 }
@@ -403,17 +374,18 @@ impl<S: Stream + fmt::Debug, T: Timer, F> fmt::Debug for ThrottleBy<'_, S, T, F>
     }
 }
 
+// The owned throttles are their borrowing forms plus the `Arc`: everything is forwarded.
+
 #[cfg(feature = "alloc")]
 impl<S: Stream, T: Timer + 'static> Stream for ThrottleOwned<S, T> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        let this = self.project();
-        poll_one_each(this.stream, this.wait, this.item, this.never, cx)
+        self.project().inner.poll_next(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        size_hint_with(self.item.is_some(), self.stream.size_hint())
+        self.inner.size_hint()
     }
 }
 
@@ -424,22 +396,21 @@ where
     T: Timer + 'static,
     F: FnMut(&S::Item) -> u64,
 {
-    type Item = Result<S::Item, RejectedItem<S::Item>>;
+    type Item = Weighed<S::Item>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        poll_throttled(this.stream, this.wait, this.item, cx, this.weigh)
+        self.project().inner.poll_next(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        size_hint_with(self.item.is_some(), self.stream.size_hint())
+        self.inner.size_hint()
     }
 }
 
 #[cfg(feature = "alloc")]
 impl<S: FusedStream, T: Timer + 'static> FusedStream for ThrottleOwned<S, T> {
     fn is_terminated(&self) -> bool {
-        self.item.is_none() && self.stream.is_terminated()
+        self.inner.is_terminated()
     }
 }
 
@@ -451,27 +422,21 @@ where
     F: FnMut(&S::Item) -> u64,
 {
     fn is_terminated(&self) -> bool {
-        self.item.is_none() && self.stream.is_terminated()
+        self.inner.is_terminated()
     }
 }
 
 #[cfg(feature = "alloc")]
 impl<S: Stream + fmt::Debug, T: Timer + 'static> fmt::Debug for ThrottleOwned<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThrottleOwned")
-            .field("stream", &self.stream)
-            .field("wait", &self.wait)
-            .finish_non_exhaustive()
+        f.debug_tuple("ThrottleOwned").field(&self.inner).finish()
     }
 }
 
 #[cfg(feature = "alloc")]
 impl<S: Stream + fmt::Debug, T: Timer + 'static, F> fmt::Debug for ThrottleByOwned<S, T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThrottleByOwned")
-            .field("stream", &self.stream)
-            .field("wait", &self.wait)
-            .finish_non_exhaustive()
+        f.debug_tuple("ThrottleByOwned").field(&self.inner).finish()
     }
 }
 
@@ -484,12 +449,13 @@ impl<S: Stream, T: Timer + 'static> ThrottleOwned<S, T> {
 
     /// The inner stream.
     pub fn get_ref(&self) -> &S {
-        &self.stream
+        self.inner.get_ref()
     }
 
     /// The inner stream, without the item that may be waiting for its token.
     pub fn into_inner(self) -> S {
-        self.stream
+        // `inner` (and its wait, which borrows the limiter) goes first, then `limiter`.
+        self.inner.into_inner()
     }
 }
 
@@ -502,12 +468,13 @@ impl<S: Stream, T: Timer + 'static, F> ThrottleByOwned<S, T, F> {
 
     /// The inner stream.
     pub fn get_ref(&self) -> &S {
-        &self.stream
+        self.inner.get_ref()
     }
 
     /// The inner stream, without the item that may be waiting for its token.
     pub fn into_inner(self) -> S {
-        self.stream
+        // As for `ThrottleOwned`.
+        self.inner.into_inner()
     }
 }
 

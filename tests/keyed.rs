@@ -27,6 +27,15 @@ fn shared_clock() -> Shared {
     Arc::new(ManualClock::new())
 }
 
+/// One key per second with room for `burst`, in one shard holding at most `max_keys` keys.
+fn capped(clock: &Shared, burst: u64, max_keys: usize) -> KeyedRateLimiter<u64, Shared> {
+    KeyedRateLimiter::builder(Rate::per_second(1), burst)
+        .shards(1)
+        .max_keys(max_keys)
+        .build_with_timer(Arc::clone(clock))
+        .unwrap()
+}
+
 #[test]
 fn each_key_has_its_own_bucket_and_lazy_refusals() {
     let clock = ManualClock::new();
@@ -252,11 +261,7 @@ fn owned_waits_are_static() {
 #[test]
 fn a_key_cap_refuses_new_keys_until_one_refills() {
     let clock = shared_clock();
-    let l: KeyedRateLimiter<u64, Shared> = KeyedRateLimiter::builder(Rate::per_second(1), 2)
-        .shards(1)
-        .max_keys(3)
-        .build_with_timer(Arc::clone(&clock))
-        .unwrap();
+    let l = capped(&clock, 2, 3);
     l.try_acquire_n(&1, 2).unwrap(); // full again at 2 s
     clock.set(Instant::from_millis(500));
     l.try_acquire(&2).unwrap(); // full again at 1.5 s
@@ -292,11 +297,7 @@ fn a_bad_configuration_is_a_typed_error() {
 #[test]
 fn a_cap_refusal_is_never_in_the_past() {
     let clock = shared_clock();
-    let l: KeyedRateLimiter<u64, Shared> = KeyedRateLimiter::builder(Rate::per_second(1), 1)
-        .shards(1)
-        .max_keys(1)
-        .build_with_timer(Arc::clone(&clock))
-        .unwrap();
+    let l = capped(&clock, 1, 1);
     l.try_acquire(&1).unwrap();
     let mut held = pin!(l.acquire(&1));
     assert!(poll(held.as_mut()).is_pending()); // key 1 is busy: its future holds it
@@ -304,4 +305,78 @@ fn a_cap_refusal_is_never_in_the_past() {
     assert_eq!(l.try_acquire(&2), Err(Error::RateLimited(Refusal::at(secs(6)))));
     assert_eq!(poll(held.as_mut()), Poll::Ready(()));
     assert_eq!(l.try_acquire(&2), Ok(()), "released and refilled: forgotten, room made");
+}
+
+/// Found in review: a full shard kept refusing with the instant it computed while a wait
+/// still held a reservation on its key, after that wait was cancelled and gave it back. The
+/// refusal must follow the key's real refill, whether the key is let go or still held.
+#[test]
+fn a_cap_refusal_follows_a_cancelled_wait() {
+    let clock = shared_clock();
+    let l = capped(&clock, 1, 1);
+    l.try_acquire(&1).unwrap(); // key 1 full again at 1 s
+    let mut first = Box::pin(l.acquire(&1));
+    assert!(poll(first.as_mut()).is_pending()); // reserves the token of 1 s: full at 2 s
+    let mut second = Box::pin(l.acquire(&1));
+    assert!(poll(second.as_mut()).is_pending()); // queued behind: a reservation is to come
+    assert_eq!(l.try_acquire(&2), Err(Error::RateLimited(Refusal::at(secs(2)))));
+    drop(first); // gives the 1 s token back; `second` still holds the key
+    clock.set(Instant::from_millis(100));
+    // `second` is at the head now but only reserves when polled: key 1 is full at 1 s.
+    assert_eq!(l.try_acquire(&2), Err(Error::RateLimited(Refusal::at(secs(1)))));
+    drop(second); // nobody holds key 1 any more
+    assert_eq!(l.try_acquire(&2), Err(Error::RateLimited(Refusal::at(secs(1)))));
+    clock.set(secs(1));
+    assert_eq!(l.try_acquire(&2), Ok(()), "key 1 refilled at 1 s: room for key 2");
+}
+
+/// Found in review: with a key cap, a bounded wait for a new key ignored its bound — refused
+/// at once with `RateLimited` even when room came in time. It waits within the bound now, and
+/// is refused up front with `MaxWaitExceeded` when room comes later.
+#[test]
+fn a_wait_for_room_under_a_key_cap_keeps_its_bound() {
+    let clock = shared_clock();
+    let l = Arc::new(capped(&clock, 1, 1));
+    l.try_acquire(&1).unwrap(); // the shard is full until 1 s
+    assert_eq!(
+        poll(pin!(l.acquire_within(&2, Duration::from_millis(500)))),
+        Poll::Ready(Err(Error::MaxWaitExceeded { ready_at: secs(1) }))
+    );
+    let mut fits = pin!(l.acquire_within(&2, Duration::from_secs(2)));
+    assert!(poll(fits.as_mut()).is_pending(), "room comes within the bound: wait");
+    let mut owned = Box::pin(Arc::clone(&l).acquire_n_owned(3, 1));
+    assert!(poll(owned.as_mut()).is_pending(), "an unbounded wait waits for room too");
+    clock.set(Instant::from_millis(999));
+    assert!(poll(fits.as_mut()).is_pending());
+    clock.set(secs(1));
+    assert_eq!(poll(fits.as_mut()), Poll::Ready(Ok(())));
+    // Key 2 holds the one place until 2 s; the bound was fixed at the first poll.
+    assert!(poll(owned.as_mut()).is_pending());
+    clock.set(secs(2));
+    assert_eq!(poll(owned.as_mut()), Poll::Ready(Ok(())));
+    let mut late = pin!(l.acquire_within(&4, Duration::from_millis(1_500)));
+    assert!(poll(late.as_mut()).is_pending()); // room at 3 s, bound at 3.5 s
+    // Someone else takes the room first: the next room (4 s) is past the bound.
+    clock.set(secs(3));
+    l.try_acquire(&5).unwrap();
+    assert_eq!(poll(late.as_mut()), Poll::Ready(Err(Error::MaxWaitExceeded { ready_at: secs(4) })));
+}
+
+/// The status of a key is what the HTTP layer's `RateLimit` field reports: tokens left and
+/// when the bucket is full again, for idle, busy and unseen keys.
+#[test]
+fn status_reads_tokens_left_and_the_refill() {
+    let clock = shared_clock();
+    let l: KeyedRateLimiter<u64, Shared> =
+        KeyedRateLimiter::with_timer(Rate::per_second(2), 3, Arc::clone(&clock));
+    l.try_acquire_n(&1, 2).unwrap();
+    let s = l.status(&1);
+    assert_eq!((s.available, s.full_at), (1, Instant::from_millis(1_000)));
+    let s = l.status(&9);
+    assert_eq!((s.available, s.full_at, s.at), (3, clock.now(), clock.now()));
+    l.try_acquire(&1).unwrap();
+    let mut w = Box::pin(l.acquire(&1));
+    assert!(poll(w.as_mut()).is_pending()); // busy, with a reservation for 500 ms
+    let s = l.status(&1);
+    assert_eq!((s.available, s.full_at), (0, Instant::from_millis(2_000)));
 }

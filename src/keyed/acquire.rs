@@ -1,7 +1,9 @@
 //! The futures of [`KeyedRateLimiter`]'s `acquire_*` methods: [`KeyedAcquire`] borrows the
 //! limiter and the key, [`KeyedAcquireOwned`] owns an `Arc` of the limiter and the key. Both
 //! decide at their first poll under the key's shard lock; a key that must wait is handed to
-//! the one wait machine (`wait.rs`) through the key's own [`AsyncRateLimiter`].
+//! the one wait machine (`wait.rs`) through the key's own [`AsyncRateLimiter`]. A new key that
+//! finds its shard full (a key cap) sleeps on the limiter's timer until there could be room,
+//! then decides again.
 
 use alloc::borrow::ToOwned;
 use alloc::sync::Arc;
@@ -10,55 +12,75 @@ use core::fmt;
 use core::future::Future;
 use core::hash::{BuildHasher, Hash};
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
 use super::{Begin, KeyedRateLimiter};
+use crate::acquire::borrow_for_static;
 use crate::limiter::AcquireTokensOwned;
 use crate::wait::Limit;
 use crate::{Error, Timer};
 
 pin_project! {
-    /// What both futures share: the request, and once it has to wait, the key's wait.
-    struct KeyedWait<T>
+    /// What both futures share: the request, a sleep while the key's shard has no room, and
+    /// once the key has to wait for tokens, the key's wait.
+    struct KeyedWait<'a, T>
     where
         T: Timer,
         T: 'static,
     {
         n: u64,
+        // Relative at first; absolute from the first decision on, so that waiting for room
+        // does not stretch the bound.
         limit: Limit,
-        started: bool,
+        done: bool,
+        #[pin]
+        room: Option<T::Sleep<'a>>,
         #[pin]
         wait: Option<AcquireTokensOwned<T>>,
     }
 }
 
-impl<T: Timer + 'static> KeyedWait<T> {
+impl<'a, T: Timer + 'static> KeyedWait<'a, T> {
     fn new(n: u64, limit: Limit) -> Self {
-        Self { n, limit, started: false, wait: None }
+        Self { n, limit, done: false, room: None, wait: None }
     }
 
-    /// Polls the wait; at the first poll `begin` decides under the shard lock.
+    /// Polls the wait; `begin` decides under the shard lock at the first poll and after each
+    /// sleep for room.
     fn poll_with(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        begin: impl FnOnce(u64, Limit) -> Begin<T>,
+        timer: &'a T,
+        mut begin: impl FnMut(u64, Limit) -> Begin<T>,
     ) -> Poll<Result<(), Error>> {
         let mut this = self.project();
         if let Some(wait) = this.wait.as_mut().as_pin_mut() {
             return wait.poll(cx);
         }
         // As an `async fn` does: a second answer could only be a wrong one.
-        assert!(!*this.started, "tollgate: a keyed wait was polled after it completed");
-        *this.started = true;
-        match begin(*this.n, *this.limit) {
-            Begin::Done(outcome) => Poll::Ready(outcome),
-            Begin::Wait(limiter, limit) => {
-                this.wait.set(Some(AcquireTokensOwned::new(limiter, *this.n, limit)));
-                match this.wait.as_pin_mut() {
-                    Some(wait) => wait.poll(cx),
-                    None => unreachable!("set just above"),
+        assert!(!*this.done, "tollgate: a keyed wait was polled after it completed");
+        loop {
+            if let Some(room) = this.room.as_mut().as_pin_mut() {
+                ready!(room.poll(cx));
+                this.room.set(None);
+            }
+            match begin(*this.n, *this.limit) {
+                Begin::Done(outcome) => {
+                    *this.done = true;
+                    return Poll::Ready(outcome);
+                }
+                Begin::Wait(limiter, limit) => {
+                    this.wait.set(Some(AcquireTokensOwned::new(limiter, *this.n, limit)));
+                    return match this.wait.as_pin_mut() {
+                        Some(wait) => wait.poll(cx),
+                        None => unreachable!("set just above"),
+                    };
+                }
+                Begin::Room(until, limit) => {
+                    *this.limit = limit;
+                    this.room.set(Some(timer.sleep_until(until)));
                 }
             }
         }
@@ -82,7 +104,7 @@ pin_project! {
         limiter: &'a KeyedRateLimiter<K, T, S>,
         key: &'a Q,
         #[pin]
-        wait: KeyedWait<T>,
+        wait: KeyedWait<'a, T>,
     }
 }
 
@@ -113,7 +135,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let (limiter, key) = (*this.limiter, *this.key);
-        this.wait.poll_with(cx, |n, limit| limiter.begin(key, n, limit))
+        this.wait.poll_with(cx, limiter.timer(), |n, limit| limiter.begin(key, n, limit))
     }
 }
 
@@ -138,10 +160,13 @@ pin_project! {
         T: Timer,
         T: 'static,
     {
+        // Declared before `limiter`, so it is dropped first: its sleep for room borrows the
+        // limiter's timer.
+        #[pin]
+        wait: KeyedWait<'static, T>,
+        // Borrowed as `'static` by `poll` (see there); never replaced or handed out.
         limiter: Arc<KeyedRateLimiter<K, T, S>>,
         key: K,
-        #[pin]
-        wait: KeyedWait<T>,
     }
 }
 
@@ -152,7 +177,7 @@ impl<K, T: Timer + 'static, S> KeyedAcquireOwned<K, T, S> {
         n: u64,
         limit: Limit,
     ) -> Self {
-        Self { limiter, key, wait: KeyedWait::new(n, limit) }
+        Self { wait: KeyedWait::new(n, limit), limiter, key }
     }
 
     /// The key this waits for.
@@ -172,7 +197,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let (limiter, key) = (&**this.limiter, &*this.key);
-        this.wait.poll_with(cx, |n, limit| limiter.begin(key, n, limit))
+        // SAFETY: the timer is in the allocation of `limiter`'s `Arc`; the sleep in `wait`
+        // that borrows it is dropped first (field order), and the `Arc` is never replaced.
+        let timer = unsafe { borrow_for_static(limiter.timer()) };
+        this.wait.poll_with(cx, timer, |n, limit| limiter.begin(key, n, limit))
     }
 }
 

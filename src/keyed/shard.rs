@@ -9,6 +9,7 @@
 //! made), the key moves back to `idle`, or is forgotten if its bucket has refilled.
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 use core::time::Duration;
@@ -62,9 +63,10 @@ pub(super) struct Shard<K, T> {
     cursor: usize,
     /// Next bucket index of `busy` the eviction looks at.
     busy_cursor: usize,
-    /// With a key cap: no key of this shard can be forgotten before this instant (the
-    /// earliest refill found by the last full sweep), so a full shard refuses new keys until
-    /// then without sweeping again.
+    /// No idle key of this shard refills before this instant: the earliest refill found by
+    /// the last full sweep, lowered by every key that came into `idle` since (a new key, or a
+    /// busy one let go, whose wait may have been cancelled and given its reservation back).
+    /// So a full shard (a key cap) looks again only at its few busy keys until then.
     full_until: Instant,
     /// Operations since the last eviction step on a known key (see [`STEP_EVERY`]).
     ops: u32,
@@ -106,20 +108,21 @@ impl<K: Hash + Eq, T> Shard<K, T> {
     }
 
     /// The incremental part of eviction, run by every operation before it decides: once in
-    /// [`STEP_EVERY`] operations, an eviction step. (An insert takes a step of its own.)
+    /// [`STEP_EVERY`] operations, an eviction step (the next few buckets of `idle`, and one
+    /// of `busy`). (An insert takes a step of its own.)
     #[inline]
-    pub(super) fn tick<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
+    pub(super) fn tick<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
         self.ops = self.ops.wrapping_add(1);
         if self.ops % STEP_EVERY == 0 {
-            self.step_idle(now, bucket);
+            self.step_idle(now, cx.bucket);
             if !self.busy.is_empty() {
-                self.step_busy(now, bucket, hasher);
+                self.step_busy(now, cx);
             }
         }
     }
 
-    /// One eviction step: looks at the next few buckets of `idle` and forgets the keys that
-    /// have refilled. Exact: a full bucket decides as a fresh one does.
+    /// Looks at the next few buckets of `idle` and forgets the keys that have refilled.
+    /// Exact: a full bucket decides as a fresh one does.
     #[inline]
     fn step_idle(&mut self, now: Instant, bucket: &TokenBucket) {
         let buckets = self.idle.num_buckets();
@@ -137,27 +140,56 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         }
     }
 
-    /// The busy table's step: one of its keys, moved back to `idle` (or forgotten) if no
-    /// future holds it any more.
+    /// The busy table's step: one of its keys, let go if no future holds it any more.
     #[cold]
-    fn step_busy<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
+    fn step_busy<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
         let buckets = self.busy.num_buckets();
         self.busy_cursor = (self.busy_cursor + 1) & (buckets - 1);
         if let Ok(mut entry) = self.busy.get_bucket_entry(self.busy_cursor) {
             if Arc::get_mut(&mut entry.get_mut().1).is_some() {
                 let ((key, limiter), _) = entry.remove();
-                let tat = limiter.bucket().tat();
-                if !bucket.tat_is_full_at(tat, now) {
-                    let hash = hasher.hash_one(&key);
-                    self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
-                }
+                let hash = cx.hasher.hash_one(&key);
+                Self::let_go(
+                    &mut self.idle,
+                    &mut self.full_until,
+                    hash,
+                    key,
+                    &limiter,
+                    Some(now),
+                    cx,
+                );
             }
         }
     }
 
+    /// The move of a busy key that no future holds any more back to `idle`, as its TAT, in
+    /// one place. With `forget_at`, a key whose bucket is full then is forgotten instead.
+    /// Either way the key can no longer hold up a full shard: `full_until` is lowered to its
+    /// refill (a cancelled wait may have given back its reservation since the bound was set).
+    /// (Over the two fields it changes, so [`Shard::locate`] can call it while it borrows
+    /// `busy`.)
+    fn let_go<'t, S: BuildHasher>(
+        idle: &'t mut HashTable<(K, u64)>,
+        full_until: &mut Instant,
+        hash: u64,
+        key: K,
+        limiter: &AsyncRateLimiter<T>,
+        forget_at: Option<Instant>,
+        cx: &Ctx<'_, S>,
+    ) -> Option<&'t mut u64> {
+        let tat = limiter.bucket().tat();
+        if forget_at.is_some_and(|now| cx.bucket.tat_is_full_at(tat, now)) {
+            return None;
+        }
+        *full_until = (*full_until).min(cx.bucket.full_at_tat(tat));
+        let hasher = cx.hasher;
+        let entry = idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
+        Some(&mut entry.into_mut().1)
+    }
+
     /// Finds `key`. A busy key that no future holds any more is moved back to `idle` first.
     #[inline]
-    pub(super) fn locate<Q, S>(&mut self, hash: u64, key: &Q, hasher: &S) -> Slot<'_, T>
+    pub(super) fn locate<Q, S>(&mut self, hash: u64, key: &Q, cx: &Ctx<'_, S>) -> Slot<'_, T>
     where
         K: Borrow<Q>,
         Q: ?Sized + Eq,
@@ -171,9 +203,11 @@ impl<K: Hash + Eq, T> Shard<K, T> {
                     return Slot::Busy(&entry.into_mut().1);
                 }
                 let ((k, limiter), _) = entry.remove();
-                let tat = limiter.bucket().tat();
-                let entry = self.idle.insert_unique(hash, (k, tat), |e| hasher.hash_one(&e.0));
-                return Slot::Idle(&mut entry.into_mut().1);
+                let (idle, full_until) = (&mut self.idle, &mut self.full_until);
+                return match Self::let_go(idle, full_until, hash, k, &limiter, None, cx) {
+                    Some(tat) => Slot::Idle(tat),
+                    None => unreachable!("kept: no instant to forget at"),
+                };
             }
         }
         match self.idle.find_mut(hash, |e| e.0.borrow() == key) {
@@ -192,25 +226,19 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         now: Instant,
         cx: &Ctx<'_, S>,
     ) -> Result<(), Error> {
-        let (bucket, hasher) = (cx.bucket, cx.hasher);
+        let bucket = cx.bucket;
         if self.len() >= cx.cap {
             if now < self.full_until {
                 // No idle key can have refilled yet; a busy key may have been let go since
                 // (there are few of those, so looking is cheap).
-                self.sweep_busy(now, bucket, hasher);
-                if self.len() >= cx.cap {
-                    return Err(Error::RateLimited(Refusal::at(self.full_until)));
-                }
+                self.sweep_busy(now, cx);
             } else {
-                self.sweep(now, bucket, hasher);
+                self.sweep(now, cx);
+                self.full_until = self.earliest_idle_refill(bucket);
             }
-        }
-        if self.len() >= cx.cap {
-            // Never now or earlier (a key held by a future may be full already but cannot go
-            // while held): a caller that waits for room must not spin.
-            let soonest = now.saturating_add(one_token(bucket));
-            self.full_until = self.earliest_refill(bucket).max(soonest);
-            return Err(Error::RateLimited(Refusal::at(self.full_until)));
+            if self.len() >= cx.cap {
+                return Err(Error::RateLimited(Refusal::at(self.room_at(now, bucket))));
+            }
         }
         // Evict before growing: a table about to double first forgets what it can, so it
         // grows only for keys that are really live. The sweep reads the whole table, so it
@@ -219,13 +247,26 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         // table stays at its capacity.
         let capacity = self.idle.capacity();
         if self.idle.len() == capacity && self.inserted >= capacity / 8 {
-            self.sweep(now, bucket, hasher);
+            self.sweep(now, cx);
             self.inserted = 0;
         }
         self.step_idle(now, bucket);
         self.inserted = self.inserted.saturating_add(1);
+        self.full_until = self.full_until.min(bucket.full_at_tat(tat));
+        let hasher = cx.hasher;
         self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
         Ok(())
+    }
+
+    /// When a full shard may next have room: the earliest refill of its keys (the idle ones
+    /// bounded by `full_until`; the busy ones read now, since a cancelled wait lowers a busy
+    /// key's TAT at any time). If that is not after `now` (a key held by a future may be full
+    /// already, but cannot go while held), one token from `now`: never an instant already
+    /// past, so a caller that sleeps until then does not spin.
+    fn room_at(&self, now: Instant, bucket: &TokenBucket) -> Instant {
+        let busy = self.busy.iter().map(|e| e.1.bucket().full_at()).min();
+        let earliest = busy.map_or(self.full_until, |b| b.min(self.full_until));
+        if earliest > now { earliest } else { now.saturating_add(one_token(bucket)) }
     }
 
     /// Moves an idle key to `busy` with a limiter built by `make` from its TAT, and returns
@@ -252,29 +293,21 @@ impl<K: Hash + Eq, T> Shard<K, T> {
 
     /// Forgets every key that has refilled and that no future holds: the full form of
     /// [`Shard::tick`], for `retain_recent` and before the table grows.
-    pub(super) fn sweep<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
+    pub(super) fn sweep<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
+        let bucket = cx.bucket;
         self.idle.retain(|e| !bucket.tat_is_full_at(e.1, now));
-        self.sweep_busy(now, bucket, hasher);
+        self.sweep_busy(now, cx);
     }
 
-    /// The busy half of [`Shard::sweep`]: keys no future holds any more go back to `idle`, or
-    /// are forgotten if they refilled.
-    fn sweep_busy<S: BuildHasher>(&mut self, now: Instant, bucket: &TokenBucket, hasher: &S) {
+    /// The busy half of [`Shard::sweep`]: every key no future holds any more is let go.
+    fn sweep_busy<S: BuildHasher>(&mut self, now: Instant, cx: &Ctx<'_, S>) {
         if self.busy.is_empty() {
             return;
         }
-        let mut released = self.busy.extract_if(|e| Arc::get_mut(&mut e.1).is_some());
-        let mut back = alloc::vec::Vec::new();
-        for (key, limiter) in released.by_ref() {
-            let tat = limiter.bucket().tat();
-            if !bucket.tat_is_full_at(tat, now) {
-                back.push((key, tat));
-            }
-        }
-        drop(released);
-        for (key, tat) in back {
-            let hash = hasher.hash_one(&key);
-            self.idle.insert_unique(hash, (key, tat), |e| hasher.hash_one(&e.0));
+        let released: Vec<_> = self.busy.extract_if(|e| Arc::get_mut(&mut e.1).is_some()).collect();
+        for (key, limiter) in released {
+            let hash = cx.hasher.hash_one(&key);
+            Self::let_go(&mut self.idle, &mut self.full_until, hash, key, &limiter, Some(now), cx);
         }
     }
 
@@ -284,15 +317,10 @@ impl<K: Hash + Eq, T> Shard<K, T> {
         self.busy.shrink_to_fit(|e| hasher.hash_one(&e.0));
     }
 
-    /// The earliest instant at which some key of this shard could have refilled (a lower
-    /// bound: TATs only move forward while a key is held).
-    fn earliest_refill(&self, bucket: &TokenBucket) -> Instant {
-        let idle = self.idle.iter().map(|e| e.1).min().map(|tat| bucket.full_at_tat(tat));
-        let busy = self.busy.iter().map(|e| e.1.bucket().full_at()).min();
-        match (idle, busy) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => Instant::ZERO,
-        }
+    /// The earliest instant at which an idle key of this shard refills (`Instant::MAX` if
+    /// there is none): exact when computed, and a lower bound from then on, since an idle
+    /// key's TAT only moves forward.
+    fn earliest_idle_refill(&self, bucket: &TokenBucket) -> Instant {
+        self.idle.iter().map(|e| bucket.full_at_tat(e.1)).min().unwrap_or(Instant::MAX)
     }
 }

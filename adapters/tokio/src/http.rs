@@ -72,8 +72,9 @@
 //! The field syntax is that of draft-ietf-httpapi-ratelimit-headers-11 (May 2026), an
 //! Internet-Draft: work in progress, which may still change. With
 //! [`report_on_success`](HttpRateLimitLayer::report_on_success), admitted responses carry
-//! `RateLimit-Policy` and `RateLimit: "<name>";r=<whole tokens left>` too (without `t`: see
-//! the method).
+//! `RateLimit-Policy` and `RateLimit: "<name>";r=<whole tokens left>;t=<seconds>` too, `t`
+//! being the seconds until the client's bucket is full again (the draft's reset: by then
+//! its whole quota `q` is back).
 //!
 //! # Waiting
 //!
@@ -104,7 +105,6 @@ mod headers;
 mod key;
 
 use core::future::Future;
-use core::mem;
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
 use core::time::Duration;
@@ -115,7 +115,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::{Clock, Error, InvalidConfig, KeyedAcquireOwned, KeyedRateLimiter, Rate};
+use crate::tower::keyed::{Admission, Waiting, admit};
+use crate::{Clock, Error, InvalidConfig, KeyedRateLimiter, Rate};
 use headers::{Quota, RATELIMIT, RATELIMIT_POLICY, retry_after_secs};
 
 pub use headers::InvalidPolicyName;
@@ -272,10 +273,31 @@ impl<X: KeyExtractor + Clone> HttpRateLimitLayer<X> {
         Ok(self)
     }
 
-    /// Also put `RateLimit-Policy` and `RateLimit: "<name>";r=<left>` on admitted responses,
-    /// `<left>` being the whole tokens the client has left (one more lookup per request).
-    /// The `t` parameter is left out there: the keyed limiter tells whole tokens left, not
-    /// when the next one comes.
+    /// Also put `RateLimit-Policy` and `RateLimit: "<name>";r=<left>;t=<reset>` on admitted
+    /// responses: `<left>` the whole tokens the client has left, `<reset>` the seconds until
+    /// its bucket is full again, rounded up (0 if it is full). One more lookup per request.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::net::SocketAddr;
+    /// use http::{Request, Response};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    /// use tollgate_tokio::Rate;
+    /// use tollgate_tokio::http::{HttpRateLimitLayer, PeerIp};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let layer = HttpRateLimitLayer::new(PeerIp, Rate::per_second(1), 10).report_on_success(true);
+    /// let app = layer.layer(service_fn(|_: Request<()>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::new()))
+    /// }));
+    /// let mut request = Request::new(());
+    /// request.extensions_mut().insert("192.0.2.1:4000".parse::<SocketAddr>().unwrap());
+    /// let ok = app.oneshot(request).await.unwrap();
+    /// // 9 left; the token taken is back in a second.
+    /// assert_eq!(ok.headers()["ratelimit"], r#""default";r=9;t=1"#);
+    /// # }
+    /// ```
     #[must_use]
     pub fn report_on_success(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.shared).report_on_success = on;
@@ -352,30 +374,19 @@ where
                 NoKey::Reject => return ResponseFuture::answer(status(StatusCode::BAD_REQUEST)),
             },
         };
-        let refused = match shared.limiter.try_acquire(&key) {
-            Ok(()) => {
+        match admit(&shared.limiter, key, shared.max_wait) {
+            Admission::Now(key) => {
                 let report = shared.report_on_success.then(|| Box::new(shared.report(&key)));
-                return ResponseFuture::calling(self.inner.call(request), report);
+                ResponseFuture::calling(self.inner.call(request), report)
             }
-            Err(refused) => refused,
-        };
-        let now = shared.limiter.timer().now();
-        let Some(max_wait) = shared.max_wait else {
-            return ResponseFuture::answer(shared.too_many(&refused, now));
-        };
-        let deadline = now.saturating_add(max_wait);
-        match refused.ready_at() {
-            // Refused up front, without a queue place; the wait machine makes the same check
-            // (with the key's line) at its first poll.
-            Some(ready_at) if ready_at > deadline => {
+            Admission::Refused(refused, now) => {
                 ResponseFuture::answer(shared.too_many(&refused, now))
             }
-            _ => {
-                let wait = Arc::clone(&shared.limiter).acquire_before_owned(key, deadline);
-                // The ready service goes with the request; a fresh clone stays for `poll_ready`.
-                let clone = self.inner.clone();
-                let inner = mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(wait, inner, request, Arc::clone(shared))
+            Admission::Wait(wait) => {
+                let waiting = Waiting::new(wait, &mut self.inner, request);
+                let state =
+                    State::Waiting { waiting: Box::new(waiting), shared: Arc::clone(shared) };
+                ResponseFuture { state }
             }
         }
     }
@@ -384,7 +395,14 @@ where
 impl<X: KeyExtractor> Shared<X> {
     /// The `RateLimit-Policy` and `RateLimit` values of an admitted request of `key`.
     fn report(&self, key: &X::Key) -> Report {
-        (self.quota.policy().clone(), self.quota.limit(self.limiter.available(key), None))
+        let status = self.limiter.status(key);
+        // 0 for a full bucket; else rounded up, as `Retry-After` is. From the reading `r` was
+        // read at, so `t` is 0 exactly when `r` is the whole burst.
+        let reset = match status.full_at.checked_duration_since(status.at) {
+            Some(wait) if !wait.is_zero() => retry_after_secs(wait),
+            _ => 0,
+        };
+        (self.quota.policy().clone(), self.quota.limit(status.available, Some(reset)))
     }
 
     /// The 429 for `refused`, read at `now`.
@@ -404,14 +422,6 @@ impl<X: KeyExtractor> Shared<X> {
 
 /// `RateLimit-Policy` and `RateLimit` for an admitted response.
 type Report = (HeaderValue, HeaderValue);
-
-/// A request waiting for its token: the wait, the ready service and the request it will be
-/// given.
-struct Waiting<S, X: KeyExtractor, ReqBody> {
-    wait: Pin<Box<KeyedAcquireOwned<X::Key>>>,
-    call: Option<(S, Request<ReqBody>)>,
-    shared: Arc<Shared<X>>,
-}
 
 /// An empty response with `code`.
 fn status<B: Default>(code: StatusCode) -> Response<B> {
@@ -449,8 +459,8 @@ pin_project! {
         // Admitted, request passed on; the fields to add, if reporting. (Boxed, as the
         // waiting state: the future stays small, and it is moved on every call.)
         Calling { #[pin] future: S::Future, report: Option<Box<Report>> },
-        // Waiting for the token.
-        Waiting { waiting: Box<Waiting<S, X, ReqBody>> },
+        // Waiting for the token (boxed: the ready service and the request are in it).
+        Waiting { waiting: Box<Waiting<S, Request<ReqBody>, X::Key>>, shared: Arc<Shared<X>> },
         // The layer's own answer; `None` once given.
         Answer { response: Option<S::Response> },
     }
@@ -463,16 +473,6 @@ impl<S: Service<Request<ReqBody>>, X: KeyExtractor, ReqBody> ResponseFuture<S, X
 
     fn answer(response: S::Response) -> Self {
         Self { state: State::Answer { response: Some(response) } }
-    }
-
-    fn waiting(
-        wait: KeyedAcquireOwned<X::Key>,
-        inner: S,
-        request: Request<ReqBody>,
-        shared: Arc<Shared<X>>,
-    ) -> Self {
-        let waiting = Waiting { wait: Box::pin(wait), call: Some((inner, request)), shared };
-        Self { state: State::Waiting { waiting: Box::new(waiting) } }
     }
 }
 
@@ -497,19 +497,14 @@ where
                     }
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Waiting { waiting } => {
-                    let Waiting { wait, call, shared } = &mut **waiting;
-                    let outcome = ready!(wait.as_mut().poll(cx));
+                StateProj::Waiting { waiting, shared } => {
+                    let outcome = ready!(waiting.poll_call(cx));
                     let shared = Arc::clone(shared);
                     match outcome {
-                        Ok(()) => {
-                            let Some((mut inner, request)) = call.take() else {
-                                unreachable!("a wait completes once")
-                            };
+                        Ok(future) => {
                             let report = shared
                                 .report_on_success
-                                .then(|| Box::new(shared.report(wait.key())));
-                            let future = inner.call(request);
+                                .then(|| Box::new(shared.report(waiting.key())));
                             state.set(State::Calling { future, report });
                         }
                         Err(refused) => {

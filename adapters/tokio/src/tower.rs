@@ -34,7 +34,7 @@ use tower::{BoxError, Layer, Service};
 
 use crate::{AsyncRateLimiter, TokioTimer};
 
-mod keyed;
+pub(crate) mod keyed; // `http.rs` shares its admit-or-wait decision and waiting state
 
 pub use keyed::{KeyedRateLimit, KeyedRateLimitLayer, KeyedResponseFuture};
 

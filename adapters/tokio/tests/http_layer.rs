@@ -205,12 +205,60 @@ async fn admitted_responses_report_what_is_left_when_asked() {
     let (inner, _) = counting();
     let layer = HttpRateLimitLayer::new(PeerIp, Rate::per_second(1), 3).report_on_success(true);
     let app = layer.layer(inner);
-    for left in [2, 1, 0] {
+    // `t`: the seconds until the bucket is full again (the draft's reset), one per token
+    // taken at 1 per second.
+    for (left, reset) in [(2, 1), (1, 2), (0, 3)] {
         let ok = app.clone().oneshot(from("192.0.2.9:1")).await.unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
-        assert_eq!(header(&ok, "ratelimit"), format!(r#""default";r={left}"#));
+        assert_eq!(header(&ok, "ratelimit"), format!(r#""default";r={left};t={reset}"#));
         assert_eq!(header(&ok, "ratelimit-policy"), r#""default";q=3;w=3"#);
     }
+    tokio::time::advance(Duration::from_millis(2_500)).await;
+    let ok = app.clone().oneshot(from("192.0.2.9:1")).await.unwrap();
+    assert_eq!(header(&ok, "ratelimit"), r#""default";r=1;t=2"#, "1.5 s, rounded up");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let other = HttpRateLimitLayer::new(PeerIp, Rate::per_second(1), 3).report_on_success(true);
+    let ok = other.layer(counting().0).oneshot(from("192.0.2.9:1")).await.unwrap();
+    assert_eq!(header(&ok, "ratelimit"), r#""default";r=2;t=1"#);
+}
+
+/// Found in review: in waiting mode, a new client refused by the key cap (its shard full) got
+/// a 429 at once even when room came within `max_wait`. It waits for room like for a token.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_layer_waits_for_room_under_a_key_cap() {
+    let (inner, calls) = counting();
+    let limiter = tollgate::keyed::KeyedBuilder::new(Rate::per_second(1), 1)
+        .shards(1)
+        .max_keys(1)
+        .build()
+        .unwrap();
+    let layer = HttpRateLimitLayer::from_limiter(PeerIp, Arc::new(limiter))
+        .max_wait(Duration::from_millis(1_500));
+    let app = layer.layer(inner);
+    let start = Instant::now();
+    assert_eq!(app.clone().oneshot(from("192.0.2.1:1")).await.unwrap().status(), StatusCode::OK);
+    // 192.0.2.1 holds the one place until it refills, 1 s from now: within the bound.
+    let newcomer = app.clone().oneshot(from("192.0.2.2:1")).await.unwrap();
+    assert_eq!(newcomer.status(), StatusCode::OK);
+    let waited = start.elapsed();
+    assert!(waited.abs_diff(Duration::from_secs(1)) < Duration::from_millis(1), "{waited:?}");
+    // Now 192.0.2.2 holds it until 2 s; a bound of 1.5 s from 1 s covers that too, but a
+    // client arriving with less time left is refused at once.
+    let short = layer_with_wait(&app, Duration::from_millis(500));
+    let refused = short.oneshot(from("192.0.2.3:1")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&refused, "retry-after"), "1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// Another layer on the same limiter as `app`, waiting at most `max_wait`.
+fn layer_with_wait(
+    app: &tollgate_tokio::http::HttpRateLimit<Echo, PeerIp>,
+    max_wait: Duration,
+) -> tollgate_tokio::http::HttpRateLimit<Echo, PeerIp> {
+    let layer =
+        HttpRateLimitLayer::from_limiter(PeerIp, Arc::clone(app.limiter())).max_wait(max_wait);
+    layer.layer(counting().0)
 }
 
 #[tokio::test(start_paused = true)]

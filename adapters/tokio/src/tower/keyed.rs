@@ -1,5 +1,7 @@
 //! [`KeyedRateLimitLayer`]: per-key limits for any tower service (not only HTTP), refusing
-//! with the typed [`RateLimited`] error at once or after a bounded wait.
+//! with the typed [`RateLimited`] error at once or after a bounded wait. Also the decision and
+//! the waiting state that this layer and the HTTP layer (`http.rs`) share: [`admit`] and
+//! [`Waiting`].
 
 use core::future::Future;
 use core::hash::Hash;
@@ -11,11 +13,88 @@ use std::fmt;
 use std::sync::Arc;
 
 use pin_project_lite::pin_project;
-use tollgate::{Clock, InvalidConfig, Rate};
+use tollgate::{Clock, Error, Instant, InvalidConfig, Rate};
 use tower::{BoxError, Layer, Service};
 
 use super::RateLimited;
 use crate::{KeyedAcquireOwned, KeyedRateLimiter, TokioTimer};
+
+/// What a keyed layer does with a request, decided in `call`.
+pub(crate) enum Admission<K: 'static> {
+    /// Admitted at once; the key, for the caller's report.
+    Now(K),
+    /// Refused, with the clock reading the refusal is stated against.
+    Refused(Error, Instant),
+    /// The token comes within the bound: wait for it.
+    Wait(Pin<Box<KeyedAcquireOwned<K>>>),
+}
+
+/// The decision both keyed layers make in `call`: the token now if it is there; else, without
+/// `max_wait`, a refusal; with it, a refusal up front (no queue place taken) if the token
+/// would come after the bound, counted from this clock reading, or a wait until the bound.
+/// The wait makes the same check at its first poll, with the key's line.
+pub(crate) fn admit<K>(
+    limiter: &Arc<KeyedRateLimiter<K>>,
+    key: K,
+    max_wait: Option<Duration>,
+) -> Admission<K>
+where
+    K: Hash + Eq + Clone + 'static,
+{
+    let refused = match limiter.try_acquire(&key) {
+        Ok(()) => return Admission::Now(key),
+        Err(refused) => refused,
+    };
+    let now = limiter.timer().now();
+    let Some(max_wait) = max_wait else {
+        return Admission::Refused(refused, now);
+    };
+    let deadline = now.saturating_add(max_wait);
+    match refused.ready_at() {
+        Some(ready_at) if ready_at > deadline => {
+            Admission::Refused(Error::MaxWaitExceeded { ready_at }, now)
+        }
+        _ => Admission::Wait(Box::pin(Arc::clone(limiter).acquire_before_owned(key, deadline))),
+    }
+}
+
+/// A request waiting for its key's token, and the service it will be given: the waiting
+/// state of both keyed layers' response futures.
+pub(crate) struct Waiting<S, Request, K: 'static> {
+    wait: Pin<Box<KeyedAcquireOwned<K>>>,
+    call: Option<(S, Request)>,
+}
+
+impl<S: Service<Request> + Clone, Request, K> Waiting<S, Request, K> {
+    /// Takes the service that was polled ready along with the request, leaving a fresh clone
+    /// in `inner` for the next `poll_ready`: nothing waits inside `call`.
+    pub(crate) fn new(
+        wait: Pin<Box<KeyedAcquireOwned<K>>>,
+        inner: &mut S,
+        request: Request,
+    ) -> Self {
+        let clone = inner.clone();
+        let ready = mem::replace(inner, clone);
+        Self { wait, call: Some((ready, request)) }
+    }
+}
+
+impl<S: Service<Request>, Request, K: Hash + Eq + Clone + 'static> Waiting<S, Request, K> {
+    /// Waits for the token, then calls the service: its future, or the refusal.
+    pub(crate) fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<S::Future, Error>> {
+        ready!(self.wait.as_mut().poll(cx))?;
+        match self.call.take() {
+            Some((mut inner, request)) => Poll::Ready(Ok(inner.call(request))),
+            None => panic!("tollgate_tokio: a keyed wait was polled after it completed"),
+        }
+    }
+
+    /// The key waited for (the HTTP layer's report names it).
+    #[cfg(feature = "http")]
+    pub(crate) fn key(&self) -> &K {
+        self.wait.key()
+    }
+}
 
 /// A [`Layer`] giving every key its own bucket, for services of any request type: the key is
 /// what a closure returns for the request (a tenant id, a peer, `()` for one bucket).
@@ -177,27 +256,16 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let key = (self.key)(&request);
-        let refused = match self.limiter.try_acquire(&key) {
-            Ok(()) => return KeyedResponseFuture::calling(self.inner.call(request)),
-            Err(refused) => refused,
+        let state = match admit(&self.limiter, key, self.max_wait) {
+            Admission::Now(_) => KeyedState::Calling { future: self.inner.call(request) },
+            Admission::Refused(error, now) => {
+                KeyedState::Refused { error: Some(RateLimited::read_at(error, now)) }
+            }
+            Admission::Wait(wait) => {
+                KeyedState::Waiting { waiting: Waiting::new(wait, &mut self.inner, request) }
+            }
         };
-        let now = self.limiter.timer().now();
-        let Some(max_wait) = self.max_wait else {
-            return KeyedResponseFuture::refused(RateLimited::read_at(refused, now));
-        };
-        let deadline = now.saturating_add(max_wait);
-        if refused.ready_at().is_some_and(|ready_at| ready_at > deadline) {
-            let error = tollgate::Error::MaxWaitExceeded {
-                ready_at: refused.ready_at().unwrap_or(deadline),
-            };
-            return KeyedResponseFuture::refused(RateLimited::read_at(error, now));
-        }
-        let wait = Arc::clone(&self.limiter).acquire_before_owned(key, deadline);
-        let clone = self.inner.clone();
-        let inner = mem::replace(&mut self.inner, clone);
-        KeyedResponseFuture {
-            state: KeyedState::Waiting { wait: Box::pin(wait), call: Some((inner, request)) },
-        }
+        KeyedResponseFuture { state }
     }
 }
 
@@ -225,18 +293,8 @@ pin_project! {
         K: 'static,
     {
         Calling { #[pin] future: S::Future },
-        Waiting { wait: Pin<Box<KeyedAcquireOwned<K>>>, call: Option<(S, Request)> },
+        Waiting { waiting: Waiting<S, Request, K> },
         Refused { error: Option<RateLimited> },
-    }
-}
-
-impl<S: Service<Request>, Request, K> KeyedResponseFuture<S, Request, K> {
-    fn calling(future: S::Future) -> Self {
-        Self { state: KeyedState::Calling { future } }
-    }
-
-    fn refused(error: RateLimited) -> Self {
-        Self { state: KeyedState::Refused { error: Some(error) } }
     }
 }
 
@@ -253,14 +311,8 @@ where
         loop {
             match state.as_mut().project() {
                 KeyedStateProj::Calling { future } => return future.poll(cx).map_err(Into::into),
-                KeyedStateProj::Waiting { wait, call } => match ready!(wait.as_mut().poll(cx)) {
-                    Ok(()) => {
-                        let Some((mut inner, request)) = call.take() else {
-                            unreachable!("a wait completes once")
-                        };
-                        let future = inner.call(request);
-                        state.set(KeyedState::Calling { future });
-                    }
+                KeyedStateProj::Waiting { waiting } => match ready!(waiting.poll_call(cx)) {
+                    Ok(future) => state.set(KeyedState::Calling { future }),
                     Err(refused) => {
                         let limited = RateLimited::read_at(refused, TokioTimer::new().now());
                         state.set(KeyedState::Refused { error: None });
