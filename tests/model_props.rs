@@ -68,7 +68,6 @@ enum Event {
     /// The permit ended: settled at `charge`, or dropped (charge = estimate).
     Ended {
         req: usize,
-        at: Instant,
         charge: u64,
     },
     Refused {
@@ -129,7 +128,7 @@ fn run(configs: &[RateLimitConfig], reqs: &[Request]) -> (Vec<Event>, Rc<Lim>) {
                             r.estimate
                         }
                     };
-                    log.borrow_mut().push(Event::Ended { req: i, at: clock.now(), charge });
+                    log.borrow_mut().push(Event::Ended { req: i, charge });
                 }
             }
         });
@@ -143,11 +142,14 @@ type Lim = ModelRateLimiter<Arc<ManualClock>>;
 
 fn check(configs: &[RateLimitConfig], reqs: &[Request]) -> Result<(), TestCaseError> {
     let (events, limiter) = run(configs, reqs);
+    // Positions in the log, not instants, say what happened first: a permit held for 0 ms
+    // settles at the very instant another request is admitted, before or after it.
     let mut admitted_at: BTreeMap<usize, Instant> = BTreeMap::new();
-    let mut ended: BTreeMap<usize, (Instant, u64)> = BTreeMap::new();
+    let mut admitted_pos: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut ended: BTreeMap<usize, (usize, u64)> = BTreeMap::new();
     let mut in_flight = vec![0u32; configs.len()];
     let mut resolved = 0;
-    for e in &events {
+    for (pos, e) in events.iter().enumerate() {
         match *e {
             Event::Admitted { req, at } => {
                 let m = reqs[req].model;
@@ -155,11 +157,12 @@ fn check(configs: &[RateLimitConfig], reqs: &[Request]) -> Result<(), TestCaseEr
                 // Invariant 3: in flight ≤ max parallel, always.
                 prop_assert!(in_flight[m] <= configs[m].max_parallel_requests);
                 admitted_at.insert(req, at);
+                admitted_pos.insert(req, pos);
                 resolved += 1;
             }
-            Event::Ended { req, at, charge } => {
+            Event::Ended { req, charge } => {
                 in_flight[reqs[req].model] -= 1;
-                ended.insert(req, (at, charge));
+                ended.insert(req, (pos, charge));
             }
             Event::Refused { req } => {
                 // Invariant 5: only requests that can never fit are refused.
@@ -187,13 +190,14 @@ fn check(configs: &[RateLimitConfig], reqs: &[Request]) -> Result<(), TestCaseEr
             let count = mine.iter().filter(in_window).count() as u64;
             prop_assert!(count <= cfg.rpm as u64, "rpm: {count} > {} at {t:?}", cfg.rpm);
             // Invariant 2: the estimate plus what is charged in the window ≤ tpm, where an
-            // earlier request is charged its settled amount if it had settled by then.
+            // earlier request is charged its settled amount if it had settled before this
+            // admission (earlier in the log).
             let charged: u64 = mine
                 .iter()
                 .filter(in_window)
                 .filter(|(r, _)| *r != req)
                 .map(|(r, _)| match ended.get(r) {
-                    Some(&(at, charge)) if at <= t => charge,
+                    Some(&(pos, charge)) if pos < admitted_pos[&req] => charge,
                     _ => reqs[*r].estimate,
                 })
                 .sum();
