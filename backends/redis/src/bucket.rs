@@ -8,8 +8,8 @@
 //! cancelled wait gives its reservation back exactly: it is always the latest one this process
 //! made, and the script undoes it if no other process reserved after it.
 
+use core::time::Duration;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tollgate::{Clock, Instant, Rate, Refusal, TokenBucket};
 use tollgate_tokio::TokioTimer;
@@ -50,6 +50,9 @@ struct BucketInner {
     burst: u64,
     /// This process's waiters, first come first served; the holder has the only reservation.
     gate: tokio::sync::Mutex<()>,
+    /// A cancelled reservation (tokens, sequence number) the next call undoes first, in the
+    /// same script: the janitor's copy of the job may land too late.
+    pending: std::sync::Mutex<Option<(u64, i64)>>,
     degraded: Degraded,
     local: Option<TokenBucket>,
     timer: TokioTimer,
@@ -95,6 +98,7 @@ impl RateLimiter {
                 rate,
                 burst,
                 gate: tokio::sync::Mutex::new(()),
+                pending: std::sync::Mutex::new(None),
                 degraded: Degraded::FailClosed,
                 local: None,
                 timer: TokioTimer::new(),
@@ -136,6 +140,7 @@ impl RateLimiter {
                 rate: i.rate,
                 burst: i.burst,
                 gate: tokio::sync::Mutex::new(()),
+                pending: std::sync::Mutex::new(None),
                 degraded: policy,
                 local,
                 timer: i.timer,
@@ -234,8 +239,7 @@ impl RateLimiter {
 struct Reserved<'a> {
     bucket: &'a BucketInner,
     n: u64,
-    tat: i64,
-    rem: i64,
+    seq: i64,
     armed: bool,
 }
 
@@ -243,7 +247,9 @@ impl Drop for Reserved<'_> {
     fn drop(&mut self) {
         if self.armed {
             let mut args = self.bucket.config_args.clone();
-            args.extend([int(self.n), int(self.tat), int(self.rem)]);
+            args.extend([int(self.n), int(self.seq)]);
+            *self.bucket.pending.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((self.n, self.seq));
             let job = Job { script: &scripts().gcra_cancel, keys: self.bucket.keys.clone(), args };
             self.bucket.store.inner.later(job);
         }
@@ -266,20 +272,23 @@ impl BucketInner {
         n: u64,
         max_wait: Option<u64>,
         budget: Option<Duration>,
-    ) -> Result<Option<(Duration, i64, i64)>, Error> {
+    ) -> Result<Option<(Duration, i64)>, Error> {
         self.capacity(n)?;
         let mut args = self.config_args.clone();
         args.push(int(n));
         args.push(max_wait.map_or_else(|| int(-1i64), int));
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (undo_n, undo_seq) = pending.unwrap_or((0, 0));
+        args.extend([int(undo_n), int(undo_seq)]);
         let reply =
             match self.store.inner.eval(&scripts().gcra_reserve, &self.keys, &args, budget).await {
                 Ok(r) => r,
                 Err(e) => return self.degrade(n, max_wait, e).map(|()| None),
             };
         match reply.first().copied() {
-            Some(1) if reply.len() == 5 => {
+            Some(1) if reply.len() == 4 => {
                 let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
-                Ok(Some((wait, reply[3], reply[4])))
+                Ok(Some((wait, reply[3])))
             }
             Some(0) if reply.len() == 3 => {
                 let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
@@ -316,11 +325,12 @@ impl BucketInner {
         };
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let max_wait = remaining.map(|r| u64::try_from(r.as_micros()).unwrap_or(u64::MAX));
-        let Some((wait, tat, rem)) = self.take(n, max_wait, remaining).await? else {
+        let budget = remaining.map(|r| r.max(crate::model::MIN_BUDGET));
+        let Some((wait, seq)) = self.take(n, max_wait, budget).await? else {
             // Admitted by the degraded policy.
             return Ok(());
         };
-        let mut reserved = Reserved { bucket: self, n, tat, rem, armed: true };
+        let mut reserved = Reserved { bucket: self, n, seq, armed: true };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }

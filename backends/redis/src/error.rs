@@ -122,8 +122,8 @@ impl fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Error::Limit(e) => Some(e),
             Error::Store(e) => Some(e),
@@ -132,4 +132,4 @@ impl std::error::Error for Error {
     }
 }
 
-impl std::error::Error for StoreError {}
+impl core::error::Error for StoreError {}

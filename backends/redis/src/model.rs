@@ -7,10 +7,10 @@
 //! refresh timer (a third of the ticket TTL) says to renew the ticket, which also covers lost
 //! messages. Only the head of the queue may be admitted, so nobody is overtaken, across hosts.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use tollgate::model::{Counts, Limit, LimitUsage};
 use tollgate::{Clock, Instant, ModelStats, RateLimitConfig, Refusal, Usage};
@@ -233,6 +233,9 @@ enum Bound {
 
 const PUBLISH: &str = "PUBLISH";
 
+/// The least time a bounded call gets for its round trip.
+pub(crate) const MIN_BUDGET: Duration = Duration::from_millis(10);
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -375,10 +378,10 @@ impl LimiterInner {
                 text(PUBLISH),
                 text(&entry.channel),
             ]);
-            let reply = match store
-                .eval(&scripts().model_admit, &entry.keys, &args, remaining)
-                .await
-            {
+            // A try has no deadline but the response timeout; a bounded wait gets at least a
+            // round trip's worth, even when its time is all but up.
+            let budget = if try_only { None } else { remaining.map(|r| r.max(MIN_BUDGET)) };
+            let reply = match store.eval(&scripts().model_admit, &entry.keys, &args, budget).await {
                 Ok(r) => r,
                 // One retry under the same id: admission is idempotent, so a reply lost to a
                 // timeout is not counted twice.
@@ -386,7 +389,9 @@ impl LimiterInner {
                     retried = true;
                     continue;
                 }
-                Err(e) => return self.degrade(model, estimated, e, deadline, queued).await,
+                Err(e) => {
+                    return self.degrade(model, estimated, e, deadline, queued, try_only).await;
+                }
             };
             match reply.first().copied() {
                 Some(1) if reply.len() >= 4 => {
@@ -400,7 +405,7 @@ impl LimiterInner {
                     let hold = RedisHold {
                         limiter: self.clone(),
                         entry: entry.clone(),
-                        id: std::mem::take(&mut queued.id),
+                        id: core::mem::take(&mut queued.id),
                         lease,
                         admitted_at_us: reply[2],
                         done: false,
@@ -463,6 +468,7 @@ impl LimiterInner {
         error: StoreError,
         deadline: Option<tokio::time::Instant>,
         queued: Queued,
+        try_only: bool,
     ) -> Result<ModelPermit, Error> {
         drop(queued);
         match self.degraded {
@@ -478,6 +484,7 @@ impl LimiterInner {
                 tracing::warn!(target: "tollgate_redis", model, %error, ?share, "store unreachable: admitting on the local share");
                 let local = self.local.clone().ok_or(Error::Store(error))?;
                 let permit = match deadline {
+                    _ if try_only => local.try_acquire_owned(model, estimated),
                     None => local.acquire_owned(model, estimated).await,
                     Some(d) => {
                         local.acquire_before_owned(model, estimated, self.timer.from_tokio(d)).await
@@ -699,8 +706,16 @@ impl ModelRateLimiter {
                 .inner
                 .store
                 .inner
-                .eval(&scripts().model_stats, &entry.keys, &entry.args([]), None)
+                .eval(
+                    &scripts().model_stats,
+                    &entry.keys,
+                    &entry.args([int(entry.state_ttl_ms)]),
+                    None,
+                )
                 .await?;
+            if r.first() == Some(&-2) {
+                return Err(Error::ConfigMismatch { key: entry.keys[0].clone() });
+            }
             if r.len() != 3 + entry.limits.len() {
                 return Err(StoreError::Protocol(format!("model_stats: {r:?}")).into());
             }

@@ -1,8 +1,8 @@
 //! [`ModelPermit`]: an admitted request of the Redis-backed model limiter, holding a parallel
 //! slot (a lease) until it is settled or dropped.
 
+use core::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tollgate::model::OwnedModelPermit;
 use tollgate_tokio::TokioTimer;
@@ -48,7 +48,8 @@ pub enum Settled {
     /// The actual count replaced the estimate.
     Applied,
     /// The lease had expired first (a pause or partition longer than the lease TTL): the slot
-    /// may have gone to another request meanwhile, and the estimate stays charged.
+    /// may have gone to another request meanwhile. If the admission record had expired too,
+    /// the estimate stays charged.
     LeaseLost,
     /// Counted locally (degraded mode) or not at all (fail open): settled there.
     Local,
@@ -96,7 +97,7 @@ impl ModelPermit {
     /// [`Error::Store`] if Redis did not answer; the settle is then retried in the background
     /// (it applies at most once), and the lease TTL frees the slot if it never gets through.
     pub async fn settle(mut self, actual_tokens: u64) -> Result<Settled, Error> {
-        let state = std::mem::replace(&mut self.state, PermitState::Open);
+        let state = core::mem::replace(&mut self.state, PermitState::Open);
         match state {
             PermitState::Open => Ok(Settled::Local),
             PermitState::Local(p) => {
@@ -112,8 +113,8 @@ impl ModelPermit {
                 let job = LimiterInner::settle_job(&entry, &hold.id, actual, 0);
                 let reply = limiter.store.inner.eval(job.script, &job.keys, &job.args, None).await;
                 match reply {
-                    Ok(r) if r.first() == Some(&1) => Ok(Settled::Applied),
-                    Ok(r) if r.first() == Some(&0) => Ok(Settled::LeaseLost),
+                    Ok(r) if r.len() == 3 && r[0] == 1 && r[1] == 1 => Ok(Settled::Applied),
+                    Ok(r) if r.len() == 3 && r[0] >= 0 => Ok(Settled::LeaseLost),
                     Ok(r) if r.first() == Some(&-2) => {
                         Err(Error::ConfigMismatch { key: entry.keys[0].clone() })
                     }

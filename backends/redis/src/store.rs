@@ -2,10 +2,10 @@
 //! connection for the scripts, one subscriber connection routing wake-up messages to local
 //! waiters, and a janitor task doing the I/O that `Drop` cannot (releases, cancellations).
 
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::Script;
@@ -24,7 +24,6 @@ use crate::error::{Error, StoreError};
 /// assert_eq!(options.connect_timeout, Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct StoreOptions {
     /// How long [`RedisStore::connect`] may take, and each reconnection attempt.
     pub connect_timeout: Duration,

@@ -184,7 +184,7 @@ fn a_different_rule_is_caught() {
     let other = [Limit::requests("rpm", 6, Duration::from_secs(60))];
     let redis = ParityStore::new(&server.url(), "{parity:other}:s", &other).unwrap();
     let memory = MemoryStore::new(&limits);
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let caught = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
         compare(&limits, &memory, &redis, 1, 600);
     }));
     assert!(caught.is_err(), "a limit of 6 against one of 5 went unnoticed");

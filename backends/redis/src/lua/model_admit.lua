@@ -50,7 +50,7 @@ if redis.call('ZCARD', LK) >= maxp then
 end
 if rule_admit(tokens, now) then
   redis.call('ZADD', LK, now + lease_ttl, id)
-  redis.call('HSET', AK, id, now .. ':' .. tokens)
+  redis.call('HSET', AK, id, string.format('%d:%d', now, tokens))
   keep_leases(lease_ttl)
   if queued then dequeue(id) end
   rule_touch(now, state_ttl)

@@ -18,6 +18,12 @@ end
 local OP = 2 + NL * 6 -- the operation's own arguments start at ARGV[OP + 1]
 local NEVER = -1      -- "room only after the end of the clock"
 
+-- The field of window i's slot k. Integers become text through '%d': Lua's own conversion
+-- keeps only 14 significant digits.
+local function tg_slot(i, k)
+  return string.format('w%d:%d', i, k)
+end
+
 local function weight(L, tokens)
   if L.counts == 0 then return 1 end
   return tokens
@@ -35,7 +41,7 @@ local function win_advance(i, L, now)
       local from, to = old - L.c + 1, math.min(old, head - L.c)
       if to >= from then
         local f = {}
-        for k = from, to do f[#f + 1] = 'w' .. i .. ':' .. k end
+        for k = from, to do f[#f + 1] = tg_slot(i, k) end
         redis.call('HDEL', S, unpack(f))
       end
     end
@@ -57,7 +63,7 @@ local function win_counts(i, L, now)
   local head = win_advance(i, L, now)
   local lo = math.max(win_first(L, now), head - L.c + 1)
   local f = {}
-  for k = lo, head do f[#f + 1] = 'w' .. i .. ':' .. k end
+  for k = lo, head do f[#f + 1] = tg_slot(i, k) end
   local v = redis.call('HMGET', S, unpack(f))
   local out = {}
   for j = 1, #v do out[j] = tonumber(v[j]) or 0 end
@@ -95,14 +101,14 @@ end
 
 local function win_charge(i, L, n, now)
   local head = win_advance(i, L, now)
-  if n ~= 0 then redis.call('HINCRBY', S, 'w' .. i .. ':' .. head, n) end
+  if n ~= 0 then redis.call('HINCRBY', S, tg_slot(i, head), n) end
 end
 
 -- The `from` charged in slot K become `to`, if K is still in the window; false if it left.
 local function win_adjust(i, L, K, from, to, now)
   local head = win_advance(i, L, now)
   if K < win_first(L, now) or K > head then return false end
-  local f = 'w' .. i .. ':' .. K
+  local f = tg_slot(i, K)
   local c = (tonumber(redis.call('HGET', S, f)) or 0) + to - from
   if c <= 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, c) end
   return true

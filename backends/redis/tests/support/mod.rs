@@ -6,11 +6,12 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+use core::time::Duration;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The server binary: `$REDIS_SERVER` if set, else `redis-server` on the `PATH`.
 pub fn server_binary() -> Option<PathBuf> {

@@ -1,0 +1,267 @@
+//! The Redis-backed model limiter against a real server: connect errors, admission and
+//! refusal, settle and stats, parallel slots handed over by message, FIFO, cancellation,
+//! drop without settle, config mismatch, awkward names, lost leases, degraded policies.
+
+mod support;
+
+use core::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tollgate::model::Limit;
+use tollgate::{Clock, RateLimitConfig};
+use tollgate_redis::{
+    Degraded, Error, ModelRateLimiter, RedisStore, Settled, Share, StoreError, StoreOptions,
+};
+
+fn config(rpm: u32, tpm: u64, par: u32) -> RateLimitConfig {
+    RateLimitConfig { rpm, tpm, max_parallel_requests: par, ..Default::default() }
+}
+
+async fn limiter(
+    server: &support::RedisServer,
+    ns: &str,
+    cfg: RateLimitConfig,
+) -> ModelRateLimiter {
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    ModelRateLimiter::builder(store, ns)
+        .model("m", cfg.clone())
+        .default_config(cfg)
+        .ticket_ttl(Duration::from_secs(30)) // refresh every 10 s: a wake must come by message
+        .build()
+        .expect("limiter")
+}
+
+fn limit_err(e: &Error) -> &tollgate::Error {
+    e.limit().unwrap_or_else(|| panic!("expected a limit refusal, got {e:?}"))
+}
+
+#[tokio::test]
+async fn connect_reports_bad_urls_and_unreachable_servers_in_bounded_time() {
+    let err = RedisStore::connect("not a url").await.unwrap_err();
+    assert!(matches!(err, Error::Store(StoreError::InvalidUrl(_))), "{err:?}");
+    let port = support::free_port(); // nobody listens there
+    let start = Instant::now();
+    let options =
+        StoreOptions { connect_timeout: Duration::from_millis(500), ..Default::default() };
+    let err =
+        RedisStore::connect_with(&format!("redis://127.0.0.1:{port}/"), options).await.unwrap_err();
+    assert!(err.is_store(), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn admits_refuses_settles_and_reports() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t1", config(3, 1_000, 5)).await;
+    let mut permits = Vec::new();
+    for _ in 0..3 {
+        permits.push(l.try_acquire("m", 100).await.expect("within rpm"));
+    }
+    let before = l.timer().now();
+    let err = l.try_acquire("m", 100).await.unwrap_err();
+    let tollgate::Error::RateLimited(refusal) = limit_err(&err) else { panic!("{err:?}") };
+    let wait = refusal.retry_after(before);
+    assert!(wait > Duration::from_secs(58) && wait < Duration::from_secs(62), "{wait:?}");
+    let stats = l.stats().await.unwrap();
+    assert_eq!(stats["m"].requests.to_string(), "3/3");
+    assert_eq!(stats["m"].tokens.to_string(), "300/1000");
+    assert_eq!(stats["m"].active.to_string(), "3/5");
+    let p = permits.pop().unwrap();
+    assert_eq!(p.settle(40).await.unwrap(), Settled::Applied);
+    let stats = l.stats().await.unwrap();
+    assert_eq!(stats["m"].tokens.to_string(), "240/1000");
+    assert_eq!(stats["m"].active.used, 2);
+    // A never-fitting estimate fails at once.
+    let err = l.acquire("m", 1_001).await.unwrap_err();
+    assert!(matches!(
+        limit_err(&err),
+        tollgate::Error::InsufficientCapacity { requested: 1_001, capacity: 1_000 }
+    ));
+}
+
+#[tokio::test]
+async fn a_freed_slot_goes_to_the_waiter_by_message() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = Arc::new(limiter(&server, "t2", config(1_000, 100_000, 1)).await);
+    let held = l.try_acquire("m", 1).await.unwrap();
+    let waiter = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            let p = l.acquire("m", 1).await.expect("admitted once the slot frees");
+            (Instant::now(), p)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "the only slot is held");
+    let freed = Instant::now();
+    held.settle(1).await.unwrap();
+    let (at, p) =
+        tokio::time::timeout(Duration::from_secs(3), waiter).await.expect("woken").unwrap();
+    // The refresh runs every 10 s here: only the message can have woken it this fast.
+    assert!(at - freed < Duration::from_millis(500), "woken after {:?}", at - freed);
+    drop(p);
+}
+
+#[tokio::test]
+async fn waiters_are_admitted_in_arrival_order_and_never_overtaken() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = Arc::new(limiter(&server, "t3", config(1_000, 100_000, 1)).await);
+    let held = l.try_acquire("m", 1).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (l, order) = (l.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let p = l.acquire("m", 1).await.unwrap();
+            order.lock().unwrap().push(i);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            p.settle(1).await.unwrap();
+        }));
+        tokio::time::sleep(Duration::from_millis(40)).await; // a known arrival order
+    }
+    // A try never overtakes the queue.
+    assert!(l.try_acquire("m", 1).await.is_err());
+    held.settle(1).await.unwrap();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(10), t).await.expect("all admitted").unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn cancelled_waits_and_dropped_permits_leave_nothing_behind() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = Arc::new(limiter(&server, "t4", config(1_000, 100_000, 1)).await);
+    let held = l.try_acquire("m", 10).await.unwrap();
+    // Waiters that give up: their queue places go.
+    for _ in 0..5 {
+        assert!(tokio::time::timeout(Duration::from_millis(50), l.acquire("m", 10)).await.is_err());
+    }
+    let err = l.acquire_within("m", 10, Duration::from_millis(100)).await.unwrap_err();
+    assert!(matches!(limit_err(&err), tollgate::Error::MaxWaitExceeded { .. }), "{err:?}");
+    // Dropped unsettled: the slot comes back through the janitor, the estimate stays.
+    drop(held);
+    let start = Instant::now();
+    let p = loop {
+        match l.try_acquire("m", 10).await {
+            Ok(p) => break p,
+            Err(_) if start.elapsed() < Duration::from_secs(2) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("slot not released, nor the cancelled waiters' places: {e:?}"),
+        }
+    };
+    drop(p);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = l.stats().await.unwrap();
+    assert_eq!(stats["m"].active.used, 0);
+    assert_eq!(stats["m"].requests.used, 2, "cancelled waits count nothing");
+    assert_eq!(stats["m"].tokens.used, 20, "dropped permits keep their estimates");
+}
+
+#[tokio::test]
+async fn two_configs_for_one_model_are_refused_not_mixed() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let a = limiter(&server, "t5", config(10, 1_000, 2)).await;
+    let b = limiter(&server, "t5", config(20, 1_000, 2)).await;
+    a.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    let err = b.try_acquire("m", 1).await.unwrap_err();
+    assert!(matches!(err, Error::ConfigMismatch { .. }), "{err:?}");
+    // Another namespace is another budget.
+    let c = limiter(&server, "t5b", config(20, 1_000, 2)).await;
+    c.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+}
+
+#[tokio::test]
+async fn awkward_names_work_and_stay_apart() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t6", config(1, 1_000, 1)).await;
+    let long = "x".repeat(1 << 20);
+    let names = ["", "a:b", "{x}", "}{", long.as_str(), "model:with:colons"];
+    for name in names {
+        l.try_acquire(name, 5)
+            .await
+            .unwrap_or_else(|e| panic!("{name:.20?}: {e:?}"))
+            .settle(5)
+            .await
+            .unwrap();
+    }
+    for name in names {
+        assert!(l.try_acquire(name, 5).await.is_err(), "{name:.20?} has its own rpm of 1");
+    }
+    let stats = l.stats().await.unwrap();
+    assert_eq!(stats.len(), names.len() + 1); // and "m", configured
+    assert_eq!(stats[&long].requests.used, 1);
+    // Every key expires on its own.
+    let keys = server.command(&["KEYS", "*"]);
+    let keys: Vec<&str> = keys.lines().filter(|l| !l.starts_with(['*', '$'])).collect();
+    assert!(!keys.is_empty());
+    for k in keys {
+        let ttl = server.command(&["PTTL", k]);
+        assert!(ttl.starts_with(':') && !ttl.starts_with(":-"), "{k}: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_lease_is_reported() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let l = ModelRateLimiter::builder(store, "t7")
+        .model("m", config(100, 1_000, 2))
+        .lease_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let p = l.try_acquire("m", 10).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!p.lease_lost(), "the heartbeat keeps it");
+    // The lease vanishes (as after a partition longer than its TTL).
+    server.command(&["DEL", "{tg:t7:m=m}:l"]);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(p.lease_lost(), "the next heartbeat finds it gone");
+    assert_eq!(p.settle(1).await.unwrap(), Settled::LeaseLost);
+}
+
+#[tokio::test]
+async fn store_down_fails_closed_by_default_and_degrades_only_when_asked() {
+    let Some(mut server) = support::RedisServer::start() else { return };
+    let options =
+        StoreOptions { response_timeout: Duration::from_millis(200), ..Default::default() };
+    let store = RedisStore::connect_with(&server.url(), options).await.unwrap();
+    let cfg = RateLimitConfig {
+        limits: vec![Limit::requests("r10s", 8, Duration::from_secs(10))],
+        ..config(1_000, 100_000, 8)
+    };
+    let closed =
+        ModelRateLimiter::builder(store.clone(), "t8").model("m", cfg.clone()).build().unwrap();
+    let open = ModelRateLimiter::builder(store.clone(), "t8o")
+        .model("m", cfg.clone())
+        .on_store_error(Degraded::FailOpen)
+        .build()
+        .unwrap();
+    let local = ModelRateLimiter::builder(store, "t8l")
+        .model("m", cfg)
+        .on_store_error(Degraded::Local { share: Share::new(1, 4) })
+        .build()
+        .unwrap();
+    closed.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    server.kill();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let err = closed.acquire("m", 1).await.unwrap_err();
+        assert!(err.is_store(), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(2), "fail closed took {:?}", start.elapsed());
+    }
+    let p = open.acquire("m", 1).await.unwrap();
+    assert!(p.is_degraded());
+    // A quarter of 8 per 10 s on the local share: 2, then refusals.
+    let mut admitted = 0;
+    for _ in 0..5 {
+        if let Ok(p) = local.try_acquire("m", 1).await {
+            assert!(p.is_degraded());
+            admitted += 1;
+            p.settle(1).await.unwrap();
+        }
+    }
+    assert_eq!(admitted, 2);
+}
