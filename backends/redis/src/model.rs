@@ -211,6 +211,8 @@ pub(crate) struct ModelEntry {
     /// State, leases, queue, tickets, admissions.
     pub(crate) keys: Vec<String>,
     pub(crate) channel: String,
+    /// `PUBLISH` or `SPUBLISH`, as the store says.
+    publish: &'static str,
     /// Fingerprint, number of limits, the limits' integers.
     pub(crate) config_args: Vec<Vec<u8>>,
     pub(crate) state_ttl_ms: u64,
@@ -231,8 +233,6 @@ enum Bound {
     Before(Instant),
 }
 
-const PUBLISH: &str = "PUBLISH";
-
 /// The least time a bounded call gets for its round trip.
 pub(crate) const MIN_BUDGET: Duration = Duration::from_millis(10);
 
@@ -241,7 +241,12 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl ModelEntry {
-    fn new(ns: &str, name: &str, config: RateLimitConfig) -> Result<Self, Error> {
+    fn new(
+        ns: &str,
+        name: &str,
+        config: RateLimitConfig,
+        publish: &'static str,
+    ) -> Result<Self, Error> {
         let limits = config.rate_limits();
         let (words, state_ttl_ms) = encode::limits(&limits, UNIT_NS)?;
         let mut fp_words = words.clone();
@@ -258,6 +263,7 @@ impl ModelEntry {
             capacity,
             keys,
             channel: format!("{tag}:wake"),
+            publish,
             config_args,
             state_ttl_ms,
             leases: Mutex::new(HashMap::new()),
@@ -281,7 +287,8 @@ impl LimiterInner {
             Some(c) => c.clone(),
             None => return Err(tollgate::Error::UnknownModel.into()),
         };
-        let entry = Arc::new(ModelEntry::new(&self.namespace, model, config)?);
+        let entry =
+            Arc::new(ModelEntry::new(&self.namespace, model, config, self.store.inner.publish)?);
         self.store.inner.subscribe(entry.channel.clone());
         models.insert(model.to_owned(), entry.clone());
         Ok(entry)
@@ -298,7 +305,7 @@ impl LimiterInner {
                 int(actual),
                 int(u64::from(mode)),
                 int(entry.state_ttl_ms),
-                text(PUBLISH),
+                text(entry.publish),
                 text(&entry.channel),
             ]),
         }
@@ -311,7 +318,7 @@ impl LimiterInner {
             args: entry.args([
                 text(id),
                 int(entry.state_ttl_ms),
-                text(PUBLISH),
+                text(entry.publish),
                 text(&entry.channel),
             ]),
         }
@@ -375,7 +382,7 @@ impl LimiterInner {
                 int(entry.state_ttl_ms),
                 int(max_wait),
                 int(u64::from(try_only)),
-                text(PUBLISH),
+                text(entry.publish),
                 text(&entry.channel),
             ]);
             // A try has no deadline but the response timeout; a bounded wait gets at least a
@@ -553,7 +560,7 @@ async fn heartbeat(limiter: Weak<LimiterInner>) {
             if held.is_empty() {
                 continue;
             }
-            let mut op = vec![int(micros(l.lease_ttl)), text(PUBLISH), text(&entry.channel)];
+            let mut op = vec![int(micros(l.lease_ttl)), text(entry.publish), text(&entry.channel)];
             op.extend(held.iter().map(|(id, _)| text(id)));
             let args = entry.args(op);
             match l.store.inner.eval(&scripts().model_heartbeat, &entry.keys, &args, None).await {

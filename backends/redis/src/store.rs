@@ -53,7 +53,9 @@ pub struct RedisStore {
 }
 
 pub(crate) struct StoreInner {
-    conn: ConnectionManager,
+    conn: Conn,
+    /// `PUBLISH`, or `SPUBLISH` on a cluster (the channel carries the model's hash tag).
+    pub(crate) publish: &'static str,
     pub(crate) options: StoreOptions,
     /// Ticket id → its waiter, for wake-up messages.
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
@@ -62,6 +64,37 @@ pub(crate) struct StoreInner {
     /// Request ids: unique to this process (`pid-start-counter`).
     id_prefix: String,
     ids: AtomicU64,
+}
+
+/// The script connection: one node (or a primary behind Sentinel-free failover) through the
+/// reconnecting manager, or a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+        }
+    }
+
+    async fn ping(&self) -> redis::RedisResult<String> {
+        let cmd = redis::cmd("PING");
+        match self {
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
 }
 
 /// One call the janitor makes (a release, a cancellation), retried a few times; if it never
@@ -101,29 +134,73 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout { after: bound })?
             .map_err(StoreError::from)?;
         let (subscribe, sub_rx) = mpsc::unbounded_channel();
+        let inner = Self::start(Conn::Single(conn), options, "PUBLISH", subscribe).await?;
+        tokio::spawn(subscriber(client, Arc::downgrade(&inner), sub_rx));
+        Ok(Self { inner })
+    }
+
+    /// Connects to a Redis Cluster through any of its `nodes` (URLs). Every script touches
+    /// one slot (a model's keys share a hash tag); wake-ups go by sharded pub/sub
+    /// (`SPUBLISH`/`SSUBSCRIBE`, Redis 7.0+, over RESP3).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub async fn connect_cluster(nodes: &[&str], options: StoreOptions) -> Result<Self, Error> {
+        let build = |push: Option<mpsc::UnboundedSender<redis::PushInfo>>| {
+            let mut b = redis::cluster::ClusterClientBuilder::new(nodes.iter().copied())
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(options.response_timeout)
+                .retries(2);
+            if let Some(tx) = push {
+                b = b.use_protocol(redis::ProtocolVersion::RESP3).push_sender(tx);
+            }
+            b.build().map_err(|e| StoreError::InvalidUrl(e.to_string()))
+        };
+        let bound = options.connect_timeout;
+        let connect = |client: redis::cluster::ClusterClient| async move {
+            tokio::time::timeout(bound, client.get_async_connection())
+                .await
+                .map_err(|_| StoreError::Timeout { after: bound })?
+                .map_err(StoreError::from)
+        };
+        let conn = connect(build(None)?).await?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let sub_conn = connect(build(Some(push_tx))?).await?;
+        let (subscribe, sub_rx) = mpsc::unbounded_channel();
+        let inner = Self::start(Conn::Cluster(conn), options, "SPUBLISH", subscribe).await?;
+        tokio::spawn(cluster_subscriber(sub_conn, Arc::downgrade(&inner), sub_rx, push_rx));
+        Ok(Self { inner })
+    }
+
+    async fn start(
+        conn: Conn,
+        options: StoreOptions,
+        publish: &'static str,
+        subscribe: mpsc::UnboundedSender<String>,
+    ) -> Result<Arc<StoreInner>, Error> {
         let (janitor, jan_rx) = mpsc::unbounded_channel();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let inner = Arc::new(StoreInner {
+        let bound = options.connect_timeout;
+        // Ping once, so an unreachable server is an error here, not at the first acquire.
+        tokio::time::timeout(bound, conn.ping())
+            .await
+            .map_err(|_| StoreError::Timeout { after: bound })?
+            .map_err(StoreError::from)?;
+        tokio::spawn(janitor_task(conn.clone(), options, jan_rx));
+        Ok(Arc::new(StoreInner {
             conn,
+            publish,
             options,
             wakes: Mutex::new(HashMap::new()),
             subscribe,
             janitor,
             id_prefix: format!("{:x}-{:x}", std::process::id(), now),
             ids: AtomicU64::new(0),
-        });
-        // Ping once, so an unreachable server is an error here, not at the first acquire.
-        let mut c = inner.conn.clone();
-        let pong: Result<String, _> =
-            tokio::time::timeout(bound, redis::cmd("PING").query_async::<String>(&mut c))
-                .await
-                .map_err(|_| StoreError::Timeout { after: bound })?;
-        pong.map_err(StoreError::from)?;
-        tokio::spawn(subscriber(client, Arc::downgrade(&inner), sub_rx));
-        tokio::spawn(janitor_task(inner.conn.clone(), options, jan_rx));
-        Ok(Self { inner })
+        }))
     }
 
     /// Sends `PING`; for health checks.
@@ -131,9 +208,8 @@ impl RedisStore {
     /// # Errors
     /// [`Error::Store`] if no `PONG` came within the response timeout.
     pub async fn ping(&self) -> Result<(), Error> {
-        let mut c = self.inner.conn.clone();
         let bound = self.inner.options.response_timeout;
-        tokio::time::timeout(bound, redis::cmd("PING").query_async::<String>(&mut c))
+        tokio::time::timeout(bound, self.inner.conn.ping())
             .await
             .map_err(|_| StoreError::Timeout { after: bound })?
             .map_err(StoreError::from)?;
@@ -171,8 +247,7 @@ impl StoreInner {
             inv.arg(a.as_slice());
         }
         inv.arg(0);
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(bound, inv.invoke_async::<Vec<i64>>(&mut conn)).await {
+        match tokio::time::timeout(bound, self.conn.invoke::<Vec<i64>>(&inv)).await {
             Err(_) => Err(StoreError::Timeout { after: bound }),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout { after: bound }),
             Ok(Err(e)) => Err(StoreError::from(e)),
@@ -285,12 +360,43 @@ async fn subscriber(
     }
 }
 
-/// The janitor: runs queued releases and cancellations, a few tries each (then the TTLs do it).
-async fn janitor_task(
-    conn: ConnectionManager,
-    options: StoreOptions,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+/// The cluster's subscriber: sharded subscriptions on a RESP3 cluster connection (redis-rs
+/// resubscribes after reconnects and slot moves), messages arriving as pushes.
+#[cfg(feature = "cluster")]
+async fn cluster_subscriber(
+    mut conn: redis::cluster_async::ClusterConnection,
+    store: std::sync::Weak<StoreInner>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
 ) {
+    let mut channels: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            ch = rx.recv() => match ch {
+                Some(ch) => {
+                    if channels.insert(ch.clone()) && conn.ssubscribe(ch.as_str()).await.is_err() {
+                        // Tried again on the next request for it; waiters refresh meanwhile.
+                        channels.remove(&ch);
+                    }
+                }
+                None => return,
+            },
+            push = pushes.recv() => match push {
+                Some(push) if push.kind == redis::PushKind::SMessage => {
+                    let Some(store) = store.upgrade() else { return };
+                    if let Some(redis::Value::BulkString(id)) = push.data.get(1) {
+                        store.route(&String::from_utf8_lossy(id));
+                    }
+                }
+                Some(_) => {}
+                None => return,
+            },
+        }
+    }
+}
+
+/// The janitor: runs queued releases and cancellations, a few tries each (then the TTLs do it).
+async fn janitor_task(conn: Conn, options: StoreOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = rx.recv().await {
         let mut delay = Duration::from_millis(50);
         for attempt in 0..5 {
@@ -302,12 +408,9 @@ async fn janitor_task(
                 inv.arg(a.as_slice());
             }
             inv.arg(0);
-            let mut c = conn.clone();
-            let r = tokio::time::timeout(
-                options.response_timeout,
-                inv.invoke_async::<redis::Value>(&mut c),
-            )
-            .await;
+            let r =
+                tokio::time::timeout(options.response_timeout, conn.invoke::<redis::Value>(&inv))
+                    .await;
             if matches!(r, Ok(Ok(_))) {
                 break;
             }

@@ -202,3 +202,55 @@ fn complete(reply: &[u8]) -> bool {
         None => false,
     }
 }
+
+/// A Redis Cluster of `n` primaries (no replicas), each a [`RedisServer`] started with
+/// `--cluster-enabled yes`, joined by `redis-cli --cluster create`. `None` (after saying so)
+/// when a binary is missing and this is not CI.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// The nodes, in creation order.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes and creates the cluster; waits until it reports `cluster_state:ok`.
+    pub fn start(n: usize) -> Option<Self> {
+        let cli = server_binary()?.with_file_name("redis-cli");
+        if !cli.is_file() {
+            assert!(!in_ci(), "redis-cli is not installed, and CI=true");
+            eprintln!("SKIPPED: redis-cli not found next to redis-server");
+            return None;
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(RedisServer::start_with(&["--cluster-enabled", "yes"])?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|s| format!("127.0.0.1:{}", s.port())).collect();
+        let out = Command::new(&cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = nodes.iter().all(|s| {
+                command(s.port(), &["CLUSTER", "INFO"])
+                    .is_ok_and(|r| r.contains("cluster_state:ok"))
+            });
+            if ok {
+                return Some(Self { nodes });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster did not reach cluster_state:ok within 20 s");
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
