@@ -2,6 +2,5 @@
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
 pub mod children;
-pub mod cluster;
 pub mod fault;
 pub mod log;
