@@ -50,9 +50,9 @@ struct BucketInner {
     burst: u64,
     /// This process's waiters, first come first served; the holder has the only reservation.
     gate: tokio::sync::Mutex<()>,
-    /// A cancelled reservation (tokens, sequence number) the next call undoes first, in the
+    /// A cancelled reservation (tokens, request id) the next call undoes first, in the
     /// same script: the janitor's copy of the job may land too late.
-    pending: std::sync::Mutex<Option<(u64, i64)>>,
+    pending: std::sync::Mutex<Option<(u64, String)>>,
     degraded: Degraded,
     local: Option<TokenBucket>,
     timer: TokioTimer,
@@ -176,7 +176,13 @@ impl RateLimiter {
     /// # Errors
     /// `InsufficientCapacity` if `n > burst`; otherwise as [`try_acquire`](Self::try_acquire).
     pub async fn try_acquire_n(&self, n: u64) -> Result<(), Error> {
-        self.inner.take(n, Some(0), None).await.map(|_| ())
+        let i = &self.inner;
+        i.capacity(n)?;
+        // As in `wait`: a try dropped in flight gives back what its call may have taken.
+        let mut reserved = Reserved { bucket: i, n, id: i.store.inner.new_id(), armed: true };
+        let taken = i.take(n, Some(0), None, &reserved.id).await;
+        reserved.armed = matches!(&taken, Err(e) if e.is_store());
+        taken.map(|_| ())
     }
 
     /// Waits for one token.
@@ -235,11 +241,19 @@ impl RateLimiter {
     }
 }
 
+/// What a reservation call got.
+enum Taken {
+    /// Reserved in Redis: go after `wait`.
+    Redis { wait: Duration },
+    /// Admitted by the degraded policy: go after this long.
+    Local(Duration),
+}
+
 /// A reservation that is given back if the wait for it is cancelled.
 struct Reserved<'a> {
     bucket: &'a BucketInner,
     n: u64,
-    seq: i64,
+    id: String,
     armed: bool,
 }
 
@@ -247,9 +261,9 @@ impl Drop for Reserved<'_> {
     fn drop(&mut self) {
         if self.armed {
             let mut args = self.bucket.config_args.clone();
-            args.extend([int(self.n), int(self.seq)]);
+            args.extend([int(self.n), text(&self.id)]);
             *self.bucket.pending.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((self.n, self.seq));
+                Some((self.n, self.id.clone()));
             let job = Job { script: &scripts().gcra_cancel, keys: self.bucket.keys.clone(), args };
             self.bucket.store.inner.later(job);
         }
@@ -272,23 +286,25 @@ impl BucketInner {
         n: u64,
         max_wait: Option<u64>,
         budget: Option<Duration>,
-    ) -> Result<Option<(Duration, i64)>, Error> {
+        id: &str,
+    ) -> Result<Taken, Error> {
         self.capacity(n)?;
         let mut args = self.config_args.clone();
         args.push(int(n));
         args.push(max_wait.map_or_else(|| int(-1i64), int));
+        args.push(text(id));
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (undo_n, undo_seq) = pending.unwrap_or((0, 0));
-        args.extend([int(undo_n), int(undo_seq)]);
+        let (undo_n, undo_id) = pending.unwrap_or_default();
+        args.extend([int(undo_n), text(&undo_id)]);
         let reply =
             match self.store.inner.eval(&scripts().gcra_reserve, &self.keys, &args, budget).await {
                 Ok(r) => r,
-                Err(e) => return self.degrade(n, max_wait, e).map(|()| None),
+                Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
             };
         match reply.first().copied() {
-            Some(1) if reply.len() == 4 => {
+            Some(1) if reply.len() == 3 => {
                 let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
-                Ok(Some((wait, reply[3])))
+                Ok(Taken::Redis { wait })
             }
             Some(0) if reply.len() == 3 => {
                 let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
@@ -300,7 +316,7 @@ impl BucketInner {
                 }
                 .into())
             }
-            Some(-1) => self.capacity(u64::MAX).map(|()| None),
+            Some(-1) => self.capacity(u64::MAX).map(|()| Taken::Local(Duration::ZERO)),
             Some(-2) => Err(Error::ConfigMismatch { key: self.keys[0].clone() }),
             _ => Err(StoreError::Protocol(format!("gcra_reserve: {reply:?}")).into()),
         }
@@ -326,11 +342,18 @@ impl BucketInner {
         let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
         let max_wait = remaining.map(|r| u64::try_from(r.as_micros()).unwrap_or(u64::MAX));
         let budget = remaining.map(|r| r.max(crate::model::MIN_BUDGET));
-        let Some((wait, seq)) = self.take(n, max_wait, budget).await? else {
-            // Admitted by the degraded policy.
-            return Ok(());
+        // Armed before the call: dropped while the call is in flight, or with its reply lost,
+        // the reservation it may have made is undone all the same.
+        let id = self.store.inner.new_id();
+        let mut reserved = Reserved { bucket: self, n, id, armed: true };
+        let wait = match self.take(n, max_wait, budget, &reserved.id).await {
+            Ok(Taken::Redis { wait }) | Ok(Taken::Local(wait)) => wait,
+            Err(e) => {
+                // A refusal took nothing; a store error may have, and stays armed.
+                reserved.armed = e.is_store();
+                return Err(e);
+            }
         };
-        let mut reserved = Reserved { bucket: self, n, seq, armed: true };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -338,7 +361,9 @@ impl BucketInner {
         Ok(())
     }
 
-    fn degrade(&self, n: u64, max_wait: Option<u64>, error: StoreError) -> Result<(), Error> {
+    /// The degraded policy's answer when Redis failed: how long to wait before going (no
+    /// reservation in Redis to give back), or the error.
+    fn degrade(&self, n: u64, max_wait: Option<u64>, error: StoreError) -> Result<Duration, Error> {
         match self.degraded {
             Degraded::FailClosed => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, "store unreachable: refused (fail closed)");
@@ -346,15 +371,19 @@ impl BucketInner {
             }
             Degraded::FailOpen => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, "store unreachable: admitted without a limit (fail open)");
-                Ok(())
+                Ok(Duration::ZERO)
             }
             Degraded::Local { share } => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, ?share, "store unreachable: admitting on the local share");
                 let Some(local) = &self.local else { return Err(Error::Store(error)) };
-                // Degraded waits are not queued: a try on the local share (the caller's own
-                // retry policy decides what next).
-                let _ = max_wait;
-                local.try_acquire_at(n, self.timer.now()).map_err(Error::from)
+                let now = self.timer.now();
+                if max_wait == Some(0) {
+                    local.try_acquire_at(n, now)?;
+                    return Ok(Duration::ZERO);
+                }
+                let max_wait = max_wait.map_or(Duration::MAX, Duration::from_micros);
+                let reservation = local.reserve_within_at(n, now, max_wait)?;
+                Ok(reservation.ready_at().saturating_duration_since(now))
             }
         }
     }

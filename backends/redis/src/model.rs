@@ -1,13 +1,14 @@
 //! [`ModelRateLimiter`]: tollgate's model limiter (RPM, TPM, parallel requests and any further
 //! [`Limit`]) with its state in Redis, shared by every process that uses the same namespace.
 //!
-//! The waiting, per acquire: one `model_admit` script call decides (admit now, or join the
-//! model's FIFO queue, or — at the head of the queue — sleep until the instant the server
-//! computed); a queued waiter sleeps until a wake-up message names its ticket, or until its
-//! refresh timer (a third of the ticket TTL) says to renew the ticket, which also covers lost
-//! messages. Only the head of the queue may be admitted, so nobody is overtaken, across hosts.
+//! The waiting, per acquire: one `model_admit` script call decides — admit now, or join the
+//! model's FIFO queue, or, at the head of the queue with only rate limits in the way, sleep
+//! once until the instant the server computed (its ticket kept until then). A queued waiter
+//! sleeps until a wake-up message names its ticket, or until its refresh timer (a third of the
+//! ticket TTL) says to renew the ticket, which also covers lost messages. Only the head of the
+//! queue may be admitted, so nobody is overtaken, across hosts.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -144,6 +145,7 @@ impl ModelRateLimiterBuilder {
             degraded: self.degraded,
             local,
             timer: TokioTimer::new(),
+            state_resets: AtomicU64::new(0),
         });
         let names: Vec<String> = inner.configured.keys().cloned().collect();
         for name in names {
@@ -199,6 +201,7 @@ pub(crate) struct LimiterInner {
     degraded: Degraded,
     local: Option<Arc<tollgate::ModelRateLimiter<TokioTimer>>>,
     timer: TokioTimer,
+    state_resets: AtomicU64,
 }
 
 /// One model's keys, script arguments and the leases this process holds.
@@ -217,6 +220,9 @@ pub(crate) struct ModelEntry {
     pub(crate) config_args: Vec<Vec<u8>>,
     pub(crate) state_ttl_ms: u64,
     pub(crate) leases: Mutex<HashMap<String, Arc<Lease>>>,
+    /// When an admit last wrote the state (refreshing its expiry): finding it gone sooner than
+    /// it can expire means it was lost.
+    touched: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// What the heartbeat learns about one held slot.
@@ -267,6 +273,7 @@ impl ModelEntry {
             config_args,
             state_ttl_ms,
             leases: Mutex::new(HashMap::new()),
+            touched: Mutex::new(None),
         })
     }
 
@@ -338,6 +345,7 @@ impl LimiterInner {
         estimated: u64,
         bound: Bound,
         try_only: bool,
+        id: Option<String>,
     ) -> Result<ModelPermit, Error> {
         let entry = self.entry(model)?;
         if let Some(cap) = entry.capacity
@@ -362,9 +370,11 @@ impl LimiterInner {
             }
         };
         let store = &self.store.inner;
-        let id = store.new_id();
+        let id = id.unwrap_or_else(|| store.new_id());
         let wake = store.register(&id);
-        let mut queued = Queued { limiter: self.clone(), entry: entry.clone(), id, armed: false };
+        // Armed from the start: a future dropped while a call is in flight may have been
+        // queued, or even admitted, by it; the dequeue script undoes either.
+        let mut queued = Queued { limiter: self.clone(), entry: entry.clone(), id, armed: true };
         let refresh = self.ticket_ttl / 3;
         let mut last_ready = None;
         let mut retried = false;
@@ -400,6 +410,7 @@ impl LimiterInner {
                     return self.degrade(model, estimated, e, deadline, queued, try_only).await;
                 }
             };
+            self.note_state(model, &entry, &reply);
             match reply.first().copied() {
                 Some(1) if reply.len() >= 4 => {
                     queued.armed = false;
@@ -416,6 +427,7 @@ impl LimiterInner {
                         lease,
                         admitted_at_us: reply[2],
                         done: false,
+                        settling: None,
                     };
                     tracing::debug!(target: "tollgate_redis", model, estimated, "admitted");
                     return Ok(ModelPermit::new(estimated, PermitState::Redis(hold)));
@@ -442,7 +454,8 @@ impl LimiterInner {
                     let wait =
                         Duration::from_micros(u64::try_from(reply[2] - reply[1]).unwrap_or(0));
                     last_ready = Some(self.timer.now().saturating_add(wait));
-                    let until = now + wait.min(refresh);
+                    // The script kept the ticket until then and one TTL more: one sleep.
+                    let until = now + wait;
                     if wait_for(&wake, until, deadline).await {
                         return Err(self.timed_out(last_ready, deadline));
                     }
@@ -455,6 +468,26 @@ impl LimiterInner {
                     return Err(StoreError::Protocol(format!("model_admit: {reply:?}")).into());
                 }
             }
+        }
+    }
+
+    /// Tells a lost state (server restart without persistence, `FLUSHALL`, eviction) from one
+    /// that expired after idling, and reports it: counts restart from zero, so up to one
+    /// window of each limit may be admitted again.
+    fn note_state(&self, model: &str, entry: &ModelEntry, reply: &[i64]) {
+        let mut touched = entry.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        let fresh = reply.get(5) == Some(&1);
+        // The state lives `state_ttl_ms` after each admit's write; half a second of margin
+        // for the round trip.
+        let alive = Duration::from_millis(entry.state_ttl_ms.saturating_sub(500));
+        if fresh && touched.is_some_and(|t| now.duration_since(t) < alive) {
+            self.state_resets.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "tollgate_redis", model, key = %entry.keys[0], "the model's state was lost on the server (restart without persistence, FLUSHALL or eviction): counts start again from zero, so up to one window of each limit may be admitted twice");
+            *touched = None;
+        }
+        if matches!(reply.first(), Some(0 | 1 | 4)) {
+            *touched = Some(now);
         }
     }
 
@@ -618,6 +651,14 @@ impl ModelRateLimiter {
         }
     }
 
+    /// How many times this limiter found a model's state lost on the server (a restart
+    /// without persistence, `FLUSHALL`, eviction) while it was in use; each is also a
+    /// `tracing` warning. Counts restart from zero then, so up to one window of each limit may
+    /// be admitted again.
+    pub fn state_resets(&self) -> u64 {
+        self.inner.state_resets.load(Ordering::Relaxed)
+    }
+
     /// The clock `acquire_before` deadlines and refusals' instants are on (tokio's).
     pub fn timer(&self) -> TokioTimer {
         self.inner.timer
@@ -647,7 +688,7 @@ impl ModelRateLimiter {
         model: &str,
         estimated_tokens: u64,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Within(Duration::ZERO), true).await
+        self.inner.admit(model, estimated_tokens, Bound::Within(Duration::ZERO), true, None).await
     }
 
     /// Waits until `model` can take one more request of `estimated_tokens` (FIFO across every
@@ -662,7 +703,7 @@ impl ModelRateLimiter {
     /// Dropping the future gives its queue place back (through the store's janitor task);
     /// nothing is counted unless it returned a permit.
     pub async fn acquire(&self, model: &str, estimated_tokens: u64) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Forever, false).await
+        self.inner.admit(model, estimated_tokens, Bound::Forever, false, None).await
     }
 
     /// As [`acquire`](Self::acquire), giving up with `MaxWaitExceeded` if admission would take
@@ -676,7 +717,7 @@ impl ModelRateLimiter {
         estimated_tokens: u64,
         max_wait: Duration,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Within(max_wait), false).await
+        self.inner.admit(model, estimated_tokens, Bound::Within(max_wait), false, None).await
     }
 
     /// As [`acquire`](Self::acquire), giving up unless admitted by `deadline` (an instant of
@@ -690,7 +731,23 @@ impl ModelRateLimiter {
         estimated_tokens: u64,
         deadline: Instant,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Before(deadline), false).await
+        self.inner.admit(model, estimated_tokens, Bound::Before(deadline), false, None).await
+    }
+
+    /// A try under a given request id (for the crate's tests of idempotent admission: a
+    /// retry under the same id returns the same admission). Not a stable API.
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    #[doc(hidden)]
+    pub async fn try_acquire_with_id(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        id: &str,
+    ) -> Result<ModelPermit, Error> {
+        let bound = Bound::Within(Duration::ZERO);
+        self.inner.admit(model, estimated_tokens, bound, true, Some(id.to_owned())).await
     }
 
     /// Usage of every configured model and every model used so far, as the shared state has

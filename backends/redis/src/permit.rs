@@ -39,6 +39,9 @@ pub(crate) struct RedisHold {
     pub(crate) lease: Arc<Lease>,
     pub(crate) admitted_at_us: i64,
     pub(crate) done: bool,
+    /// A settle in flight: if its future is dropped before the reply, the janitor sends it
+    /// again (it applies at most once).
+    pub(crate) settling: Option<u64>,
 }
 
 /// What a [`settle`](ModelPermit::settle) did.
@@ -105,13 +108,14 @@ impl ModelPermit {
                 Ok(Settled::Local)
             }
             PermitState::Redis(mut hold) => {
-                hold.done = true;
                 let limiter = hold.limiter.clone();
                 let entry = hold.entry.clone();
                 // Values beyond exact integer arithmetic count as its largest.
                 let actual = actual_tokens.min(crate::encode::EXACT / 4);
                 let job = LimiterInner::settle_job(&entry, &hold.id, actual, 0);
+                hold.settling = Some(actual);
                 let reply = limiter.store.inner.eval(job.script, &job.keys, &job.args, None).await;
+                hold.done = true;
                 match reply {
                     Ok(r) if r.len() == 3 && r[0] == 1 && r[1] == 1 => Ok(Settled::Applied),
                     Ok(r) if r.len() == 3 && r[0] >= 0 => Ok(Settled::LeaseLost),
@@ -133,7 +137,10 @@ impl Drop for RedisHold {
     fn drop(&mut self) {
         self.entry.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
         if !self.done {
-            let job = LimiterInner::settle_job(&self.entry, &self.id, 0, 1);
+            let job = match self.settling {
+                Some(actual) => LimiterInner::settle_job(&self.entry, &self.id, actual, 0),
+                None => LimiterInner::settle_job(&self.entry, &self.id, 0, 1),
+            };
             self.limiter.store.inner.later(job);
         }
     }

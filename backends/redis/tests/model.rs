@@ -265,3 +265,117 @@ async fn store_down_fails_closed_by_default_and_degrades_only_when_asked() {
     }
     assert_eq!(admitted, 2);
 }
+
+#[tokio::test]
+async fn a_retried_admission_is_counted_once() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t9", config(10, 1_000, 5)).await;
+    // As after a reply lost to a timeout: the same request id comes again.
+    let first = l.try_acquire_with_id("m", 100, "req-1").await.unwrap();
+    let again = l.try_acquire_with_id("m", 100, "req-1").await.unwrap();
+    assert_eq!(first.admitted_at_server_micros(), again.admitted_at_server_micros());
+    let stats = l.stats().await.unwrap();
+    assert_eq!(
+        (stats["m"].requests.used, stats["m"].tokens.used, stats["m"].active.used),
+        (1, 100, 1)
+    );
+    // Settled once: the second settle finds nothing left to apply.
+    assert_eq!(first.settle(60).await.unwrap(), Settled::Applied);
+    assert_eq!(again.settle(60).await.unwrap(), Settled::LeaseLost);
+    assert_eq!(l.stats().await.unwrap()["m"].tokens.used, 60);
+}
+
+#[tokio::test]
+async fn memory_does_not_grow_with_requests() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t10", config(1_000, 1_000_000, 5)).await;
+    let keys = || server.command(&["DBSIZE"]);
+    for _ in 0..200 {
+        l.try_acquire("m", 10).await.unwrap().settle(5).await.unwrap();
+    }
+    // State and admission records; leases and queue hold nothing now.
+    let after = keys();
+    let n: usize = after.trim_start_matches(':').trim().parse().unwrap();
+    assert!(n <= 5, "{n} keys after 200 requests");
+    let fields = server.command(&["HLEN", "{tg:t10:m=m}:s"]);
+    let fields: usize = fields.trim_start_matches(':').trim().parse().unwrap();
+    assert!(fields < 10, "{fields} fields in the state");
+}
+
+#[tokio::test]
+async fn a_state_lost_on_the_server_is_reported() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t11", config(2, 1_000, 5)).await;
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    assert!(l.try_acquire("m", 1).await.is_err());
+    assert_eq!(l.state_resets(), 0, "a first use is not a loss");
+    server.command(&["FLUSHALL"]);
+    // The counts are gone (at most one window admitted again), and that is reported.
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    assert_eq!(l.state_resets(), 1);
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    assert!(l.try_acquire("m", 1).await.is_err());
+    assert_eq!(l.state_resets(), 1);
+}
+
+#[tokio::test]
+async fn acquires_cancelled_mid_call_leave_no_stale_ticket_or_slot() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t12", config(100_000, 10_000_000, 1)).await;
+    let mut got = 0;
+    for i in 0..60u64 {
+        // From 0 to ~3 ms: many are dropped while their script call is in flight.
+        let d = Duration::from_micros((i * 7_919) % 3_000);
+        if let Ok(Ok(p)) = tokio::time::timeout(d, l.acquire("m", 10)).await {
+            got += 1;
+            drop(p);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let p = l.try_acquire("m", 10).await.unwrap_or_else(|e| {
+        panic!("a stale ticket or slot blocks the model ({got} admitted before): {e:?}")
+    });
+    assert!(start.elapsed() < Duration::from_millis(100));
+    drop(p);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = l.stats().await.unwrap();
+    assert_eq!(stats["m"].active.used, 0, "{stats:?}");
+    let queued = server.command(&["ZCARD", "{tg:t12:m=m}:q"]);
+    assert_eq!(queued.trim(), ":0", "tickets left in the queue");
+}
+
+/// Script calls so far (EVALSHA, plus EVAL after a NOSCRIPT).
+fn script_calls(server: &support::RedisServer) -> u64 {
+    let info = server.command(&["INFO", "commandstats"]);
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_rate_wait_sleeps_once_without_polling() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let cfg = RateLimitConfig {
+        limits: vec![Limit::requests("r", 1, Duration::from_secs(2)).with_slots(20)],
+        ..config(1_000, 100_000, 5)
+    };
+    // A short ticket TTL: a refresh every 100 ms, were the head to refresh while it sleeps.
+    let l = ModelRateLimiter::builder(store, "t13")
+        .model("m", cfg)
+        .ticket_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    let before = script_calls(&server);
+    let start = Instant::now();
+    l.acquire("m", 1).await.unwrap().settle(1).await.unwrap();
+    let waited = start.elapsed();
+    let calls = script_calls(&server) - before;
+    assert!(waited >= Duration::from_millis(1_900), "waited {waited:?}");
+    // The first admit (told to sleep), the second (admitted), the settle.
+    assert!(calls <= 4, "{calls} script calls in a {waited:?} wait");
+}

@@ -1,5 +1,5 @@
 -- The GCRA bucket of `RateLimiter` on a hash at KEYS[1]: TAT = tat + rem / D time units, one
--- token costs P / D; `seq` numbers the reservations (the latest can be undone), `clk` the
+-- token costs P / D; `last` the request id of the latest reservation (it can be undone), `clk` the
 -- latest time seen, `fp` the config fingerprint.
 -- ARGV: fingerprint, P, D, burst, then the operation's arguments; the test clock last.
 local B = KEYS[1]
@@ -22,13 +22,14 @@ local function gcra_store(now, lead)
   redis.call('PEXPIRE', B, tg_ceil_div(q + 1, 1000) + 1000)
 end
 
--- Undoes reservation `seq` of k tokens if it is still the latest; 1 if it did.
-local function gcra_undo(k, seq, now)
-  if k <= 0 or tonumber(redis.call('HGET', B, 'seq')) ~= seq then return 0 end
+-- Undoes the reservation of k tokens made under request id `id` if it is still the latest
+-- (ids are unique, so a later reservation can never be mistaken for it); 1 if it did.
+local function gcra_undo(k, id, now)
+  if k <= 0 or redis.call('HGET', B, 'last') ~= id then return 0 end
   local lead = gcra_lead(now) - k * P
   if lead < 0 then lead = 0 end
   gcra_store(now, lead)
   -- the one before it is not the latest either: nothing older can be undone
-  redis.call('HINCRBY', B, 'seq', 1)
+  redis.call('HDEL', B, 'last')
   return 1
 end

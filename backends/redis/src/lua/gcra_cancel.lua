@@ -1,5 +1,5 @@
--- gcra_cancel. ARGV after P, D, burst: k, seq of the reservation.
+-- gcra_cancel. ARGV after P, D, burst: k, request id of the reservation.
 -- -> 1 undone (it was the latest) | 0 a later reservation exists: undoing would let the later
 -- one's time count twice, so nothing changes.
 local now = tg_now(B)
-return gcra_undo(tonumber(ARGV[5]), tonumber(ARGV[6]), now)
+return gcra_undo(tonumber(ARGV[5]), ARGV[6], now)

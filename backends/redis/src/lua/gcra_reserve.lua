@@ -1,11 +1,11 @@
--- gcra_reserve. ARGV after P, D, burst: k, max_wait (us; -1 unbounded, 0 a try), then a
--- cancelled reservation of this process to undo first (k, seq; 0, 0 for none).
--- -> {1, now, wait, seq} reserved: go after `wait` | {0, now, wait} refused, nothing taken
+-- gcra_reserve. ARGV after P, D, burst: k, max_wait (us; -1 unbounded, 0 a try), request id,
+-- then a cancelled reservation of this process to undo first (k, id; 0, "" for none).
+-- -> {1, now, wait} reserved: go after `wait` | {0, now, wait} refused, nothing taken
 --    {-1} k > burst, never | {-2} another config is stored for this bucket
 if not tg_fingerprint_ok(B) then return {-2} end
-local k, max_wait = tonumber(ARGV[5]), tonumber(ARGV[6])
+local k, max_wait, id = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local now = tg_now(B)
-gcra_undo(tonumber(ARGV[7]), tonumber(ARGV[8]), now)
+gcra_undo(tonumber(ARGV[8]), ARGV[9], now)
 if k > BURST then return {-1} end
 local lead = gcra_lead(now)
 local x = lead + (k - BURST) * P
@@ -16,4 +16,5 @@ if max_wait >= 0 and wait > max_wait then
   return {0, now, wait}
 end
 gcra_store(now, lead + k * P)
-return {1, now, wait, redis.call('HINCRBY', B, 'seq', 1)}
+redis.call('HSET', B, 'last', id)
+return {1, now, wait}

@@ -6,7 +6,15 @@
 --    {3, now}                          at the head, no parallel slot: wait for a wake message
 --    {4, now, ready_at, limit}         at the head, no room until ready_at: sleep until then
 --    {-2}                              another config is stored for this model
+-- every reply but -2 padded with zeros to 5 entries, then a 6th: 1 if the state did not exist
+-- (the client tells an expiry after idling from a loss: restart, FLUSHALL, eviction).
 if not tg_fingerprint_ok(S) then return {-2} end
+local FRESH = 1 - redis.call('EXISTS', S)
+local function reply(t)
+  for i = #t + 1, 5 do t[i] = 0 end
+  t[6] = FRESH
+  return t
+end
 local tokens, id = tonumber(ARGV[OP + 1]), ARGV[OP + 2]
 local maxp, lease_ttl, ticket_ttl = tonumber(ARGV[OP + 3]), tonumber(ARGV[OP + 4]), tonumber(ARGV[OP + 5])
 local state_ttl, max_wait, try = tonumber(ARGV[OP + 6]), tonumber(ARGV[OP + 7]), tonumber(ARGV[OP + 8])
@@ -16,7 +24,7 @@ local now = tg_now(S)
 local prev = redis.call('HGET', AK, id)
 if prev then -- a retry after a lost reply: the same admission, not a second one
   local at = tonumber(string.match(prev, '^(%-?%d+):'))
-  return {1, now, at, tonumber(redis.call('ZSCORE', LK, id)) or 0}
+  return reply({1, now, at, tonumber(redis.call('ZSCORE', LK, id)) or 0})
 end
 local freed = reap(now)
 local head = queue_head(now)
@@ -26,7 +34,7 @@ local function refuse(ready, limit, why)
   if queued then dequeue(id) end
   rule_touch(now, state_ttl)
   if queued or freed > 0 then wake(now, pub, chan) end
-  return {0, now, ready, limit, why}
+  return reply({0, now, ready, limit, why})
 end
 local function rate_ready()
   if rule_fits(tokens, now) then return now, 0 end
@@ -39,14 +47,14 @@ if head and head ~= id then -- someone is ahead: never overtake
   if ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then return refuse(ready, limit, 0) end
   enqueue(id, now, ticket_ttl)
   if freed > 0 then wake(now, pub, chan) end
-  return {2, now}
+  return reply({2, now})
 end
 if redis.call('ZCARD', LK) >= maxp then
   local ready, limit = rate_ready()
   if try == 1 then return refuse(ready, limit, 1) end
   if ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then return refuse(ready, limit, 0) end
   enqueue(id, now, ticket_ttl)
-  return {3, now}
+  return reply({3, now})
 end
 if rule_admit(tokens, now) then
   redis.call('ZADD', LK, now + lease_ttl, id)
@@ -55,12 +63,14 @@ if rule_admit(tokens, now) then
   if queued then dequeue(id) end
   rule_touch(now, state_ttl)
   wake(now, pub, chan) -- the next in line may fit too
-  return {1, now, now, now + lease_ttl}
+  return reply({1, now, now, now + lease_ttl})
 end
 local ready, limit = rule_wait(tokens, now)
 if try == 1 or ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then
   return refuse(ready, limit, 0)
 end
-enqueue(id, now, ticket_ttl) -- holds the head while it sleeps
+-- holds the head while it sleeps: the ticket lasts until ready_at and one ticket TTL more,
+-- so the head sleeps once (a message still wakes it early, e.g. after a refund)
+enqueue(id, now, ticket_ttl + ready - now)
 rule_touch(now, state_ttl)
-return {4, now, ready, limit}
+return reply({4, now, ready, limit})
