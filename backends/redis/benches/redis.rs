@@ -343,23 +343,28 @@ fn main() {
     let url = server.url();
     let rt = runtime();
     let target = Arc::new(rt.block_on(Target::connect(&url)));
+    // `TOLLGATE_REDIS_BENCH_OPS=Ping,Model` measures only those (names as in `Op`).
+    let chosen: Vec<Op> = match std::env::var("TOLLGATE_REDIS_BENCH_OPS") {
+        Ok(list) => list.split(',').filter_map(Op::parse).collect(),
+        Err(_) => ALL.to_vec(),
+    };
     let concurrency = [1_usize, 8, 64];
     let mut rows: Vec<(String, Op, Cell)> = Vec::new();
     for &tasks in &concurrency {
-        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); ALL.len()];
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); chosen.len()];
         for round in 0..rounds {
-            for k in 0..ALL.len() {
-                let i = (k + round) % ALL.len(); // rotate the order each round
-                let r = rt.block_on(measure(&target, ALL[i], tasks, run));
+            for k in 0..chosen.len() {
+                let i = (k + round) % chosen.len(); // rotate the order each round
+                let r = rt.block_on(measure(&target, chosen[i], tasks, run));
                 runs[i].push(r);
             }
         }
-        for (i, op) in ALL.into_iter().enumerate() {
+        for (i, &op) in chosen.iter().enumerate() {
             rows.push((format!("1 process × {tasks} tasks"), op, cell(&mut runs[i])));
         }
     }
     let (procs, tasks) = (4, 16);
-    let redis_ops: Vec<Op> = ALL.into_iter().filter(|op| op.is_redis()).collect();
+    let redis_ops: Vec<Op> = chosen.iter().copied().filter(|op| op.is_redis()).collect();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); redis_ops.len()];
     for round in 0..rounds.min(3) {
         for k in 0..redis_ops.len() {
@@ -371,6 +376,11 @@ fn main() {
         rows.push((format!("{procs} processes × {tasks} tasks"), op, cell(&mut runs[i])));
     }
     print_table(&rows);
+    // Where the server's time went: microseconds per call of each command, as Redis counts.
+    let stats = support::command(server.port(), &["INFO", "commandstats"]).unwrap_or_default();
+    for line in stats.lines().filter(|l| l.starts_with("cmdstat_")) {
+        println!("{line}");
+    }
     drop(server);
 }
 
