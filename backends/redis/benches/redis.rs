@@ -395,7 +395,7 @@ fn print_table(rows: &[(String, Op, Cell)]) {
         let ratio_tp = noop.map_or(String::new(), |n| format!("{:.2}×", c.per_sec / n.per_sec));
         let ratio_p50 = ping.map_or(String::new(), |p| format!("{:.2}×", c.p50 / p.p50));
         println!(
-            "| {load} | {} | {:.0} | {:.0} | {:.0} | {ratio_tp} | {ratio_p50} |",
+            "| {load} | {} | {:.0} | {:.1} | {:.1} | {ratio_tp} | {ratio_p50} |",
             op.name(),
             c.per_sec,
             c.p50,
