@@ -46,9 +46,7 @@ fn proxy_to(server: &RedisServer) -> FaultProxy {
 }
 
 async fn store(url: &str) -> RedisStore {
-    let mut options = StoreOptions::default();
-    options.response_timeout = RESPONSE;
-    options.connect_timeout = RESPONSE;
+    let options = StoreOptions { response_timeout: RESPONSE, connect_timeout: RESPONSE };
     RedisStore::connect_with(url, options).await.expect("connect")
 }
 

@@ -59,9 +59,10 @@ fn a_killed_node_fails_its_models_closed_and_only_them() {
     rt.block_on(async {
         let urls = cluster.urls();
         let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-        let mut options = StoreOptions::default();
-        options.response_timeout = Duration::from_millis(300);
-        options.connect_timeout = Duration::from_millis(300);
+        let options = StoreOptions {
+            response_timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_millis(300),
+        };
         let store = RedisStore::connect_cluster(&urls, options).await.expect("connect");
         let limiter = ModelRateLimiter::builder(store, NS)
             .default_config(config())
