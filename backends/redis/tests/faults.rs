@@ -521,13 +521,15 @@ fn flushall_over_admits_by_at_most_one_window() {
         let busiest = log::busiest_window(&records, w, |_| 1);
         let over = busiest.peak.saturating_sub(max);
         let store_errors = errors.iter().filter(|e| e.starts_with("store: ")).count();
+        let resets = l.state_resets();
         println!(
             "FLUSHALL mid-run (state lost): busiest 2 s window held {} admissions against a \
              limit of {max}: over-admission {over} (bound: one window, {max}); {} admitted in \
-             all, {store_errors} store errors",
+             all, {store_errors} store errors; the limiter reported {resets} state reset(s)",
             busiest.peak,
             records.len()
         );
+        assert!(resets >= 1, "the state loss was not reported (state_resets() = 0)");
         assert!(busiest.peak <= 2 * max, "over-admitted by more than one window: {}", busiest.peak);
         assert!(
             over > 0,
