@@ -181,7 +181,8 @@ impl RateLimiter {
         // As in `wait`: a try dropped in flight gives back what its call may have taken.
         let mut reserved = Reserved { bucket: i, n, id: i.store.inner.new_id(), armed: true };
         let taken = i.take(n, Some(0), None, &reserved.id).await;
-        reserved.armed = matches!(&taken, Err(e) if e.is_store());
+        reserved.armed =
+            matches!(&taken, Err(e) if e.is_store() && *e != Error::Store(StoreError::Unavailable));
         taken.map(|_| ())
     }
 
@@ -296,11 +297,15 @@ impl BucketInner {
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (undo_n, undo_id) = pending.unwrap_or_default();
         args.extend([int(undo_n), text(&undo_id)]);
-        let reply =
-            match self.store.inner.eval(&scripts().gcra_reserve, &self.keys, &args, budget).await {
-                Ok(r) => r,
-                Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
-            };
+        let reply = match self
+            .store
+            .inner
+            .eval_admission(&scripts().gcra_reserve, &self.keys, &args, budget)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
+        };
         match reply.first().copied() {
             Some(1) if reply.len() == 3 => {
                 let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
@@ -349,8 +354,9 @@ impl BucketInner {
         let wait = match self.take(n, max_wait, budget, &reserved.id).await {
             Ok(Taken::Redis { wait }) | Ok(Taken::Local(wait)) => wait,
             Err(e) => {
-                // A refusal took nothing; a store error may have, and stays armed.
-                reserved.armed = e.is_store();
+                // A refusal took nothing, nor a call the breaker turned away; another store
+                // error may have, and stays armed.
+                reserved.armed = e.is_store() && e != Error::Store(StoreError::Unavailable);
                 return Err(e);
             }
         };

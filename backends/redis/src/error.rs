@@ -43,8 +43,13 @@ pub enum StoreError {
         /// How long it waited.
         after: Duration,
     },
-    /// The connection failed or the server answered with an error.
+    /// The connection failed.
     Redis(String),
+    /// The server answered with an error (the connection is fine).
+    Script(String),
+    /// Not tried: a call failed moments ago and the breaker is open
+    /// ([`StoreOptions::breaker_cooldown`](crate::StoreOptions::breaker_cooldown)).
+    Unavailable,
     /// A script answered something this version does not understand.
     Protocol(String),
 }
@@ -116,7 +121,9 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::InvalidUrl(e) => write!(f, "invalid Redis URL: {e}"),
             StoreError::Timeout { after } => write!(f, "no answer from Redis within {after:?}"),
-            StoreError::Redis(e) => write!(f, "Redis error: {e}"),
+            StoreError::Redis(e) => write!(f, "Redis connection error: {e}"),
+            StoreError::Script(e) => write!(f, "Redis answered with an error: {e}"),
+            StoreError::Unavailable => f.write_str("not tried: Redis failed moments ago"),
             StoreError::Protocol(e) => write!(f, "unexpected script reply: {e}"),
         }
     }

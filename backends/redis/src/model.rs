@@ -378,6 +378,9 @@ impl LimiterInner {
         let refresh = self.ticket_ttl / 3;
         let mut last_ready = None;
         let mut retried = false;
+        // Whether a call of this acquire may have reached the server (one the breaker turned
+        // away did not): only then is there a queue place or admission to give back.
+        let mut sent = false;
         loop {
             let now = tokio::time::Instant::now();
             let remaining = deadline.map(|d| d.saturating_duration_since(now));
@@ -398,15 +401,29 @@ impl LimiterInner {
             // A try has no deadline but the response timeout; a bounded wait gets at least a
             // round trip's worth, even when its time is all but up.
             let budget = if try_only { None } else { remaining.map(|r| r.max(MIN_BUDGET)) };
-            let reply = match store.eval(&scripts().model_admit, &entry.keys, &args, budget).await {
+            let script = &scripts().model_admit;
+            // The retry under the same id goes whatever the breaker says: the breaker may have
+            // opened on this very request's timeout, whose reply alone was lost.
+            let call = if retried {
+                store.eval(script, &entry.keys, &args, budget).await
+            } else {
+                store.eval_admission(script, &entry.keys, &args, budget).await
+            };
+            sent |= !matches!(call, Err(StoreError::Unavailable));
+            let reply = match call {
                 Ok(r) => r,
                 // One retry under the same id: admission is idempotent, so a reply lost to a
                 // timeout is not counted twice.
-                Err(_) if !retried && deadline.is_none_or(|d| tokio::time::Instant::now() < d) => {
+                Err(e)
+                    if e != StoreError::Unavailable
+                        && !retried
+                        && deadline.is_none_or(|d| tokio::time::Instant::now() < d) =>
+                {
                     retried = true;
                     continue;
                 }
                 Err(e) => {
+                    queued.armed = sent;
                     return self.degrade(model, estimated, e, deadline, queued, try_only).await;
                 }
             };
@@ -454,8 +471,10 @@ impl LimiterInner {
                     let wait =
                         Duration::from_micros(u64::try_from(reply[2] - reply[1]).unwrap_or(0));
                     last_ready = Some(self.timer.now().saturating_add(wait));
-                    // The script kept the ticket until then and one TTL more: one sleep.
-                    let until = now + wait;
+                    // The script kept the ticket until then and one TTL more: one sleep,
+                    // counted from the reply (the server's instant lies before it, so this
+                    // never wakes early).
+                    let until = tokio::time::Instant::now() + wait;
                     if wait_for(&wake, until, deadline).await {
                         return Err(self.timed_out(last_ready, deadline));
                     }

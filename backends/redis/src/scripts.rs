@@ -49,6 +49,21 @@ pub(crate) struct Scripts {
     pub(crate) model_stats: Script,
 }
 
+impl Scripts {
+    /// Every one of them, to load at connect.
+    pub(crate) fn all(&self) -> [&Script; 7] {
+        [
+            &self.gcra_reserve,
+            &self.gcra_cancel,
+            &self.model_admit,
+            &self.model_settle,
+            &self.model_heartbeat,
+            &self.model_dequeue,
+            &self.model_stats,
+        ]
+    }
+}
+
 /// The production scripts (server clock).
 pub(crate) fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();

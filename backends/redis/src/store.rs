@@ -30,12 +30,21 @@ pub struct StoreOptions {
     /// How long one script call may take before it is a [`StoreError::Timeout`] (a caller's
     /// own deadline, when earlier, bounds it further). Nothing waits on Redis longer.
     pub response_timeout: Duration,
+    /// After a connection failure or timeout, how long acquires skip Redis and answer at once
+    /// by the degraded policy ([`StoreError::Unavailable`] when failing closed) instead of each
+    /// waiting out a timeout; the first call after it probes again. Heartbeats and the
+    /// janitor's releases always try. `Duration::ZERO` turns this off.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for StoreOptions {
-    /// 2 s to connect, 1 s per call.
+    /// 2 s to connect, 1 s per call, a 500 ms breaker cooldown.
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(2), response_timeout: Duration::from_secs(1) }
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(1),
+            breaker_cooldown: Duration::from_millis(500),
+        }
     }
 }
 
@@ -61,6 +70,8 @@ pub(crate) struct StoreInner {
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     subscribe: mpsc::UnboundedSender<String>,
     janitor: mpsc::UnboundedSender<Job>,
+    /// Until when acquires skip Redis after a connection failure (the breaker).
+    down_until: Mutex<Option<tokio::time::Instant>>,
     /// Request ids: unique to this process (`pid-start-counter`).
     id_prefix: String,
     ids: AtomicU64,
@@ -84,6 +95,14 @@ impl Conn {
             Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
             #[cfg(feature = "cluster")]
             Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+        }
+    }
+
+    async fn load(&self, script: &Script) -> redis::RedisResult<String> {
+        match self {
+            Conn::Single(c) => script.load_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => script.load_async(&mut c.clone()).await,
         }
     }
 
@@ -190,12 +209,19 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Timeout { after: bound })?
             .map_err(StoreError::from)?;
+        // Load every script now (on a cluster, on every primary): a first call then costs one
+        // round trip, not three (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA). A failure here is
+        // not fatal: a call loads its script when the server says NOSCRIPT.
+        for script in crate::scripts::scripts().all() {
+            let _ = tokio::time::timeout(options.response_timeout, conn.load(script)).await;
+        }
         tokio::spawn(janitor_task(conn.clone(), options, jan_rx));
         Ok(Arc::new(StoreInner {
             conn,
             publish,
             options,
             wakes: Mutex::new(HashMap::new()),
+            down_until: Mutex::new(None),
             subscribe,
             janitor,
             id_prefix: format!("{:x}-{:x}", std::process::id(), now),
@@ -228,9 +254,54 @@ impl StoreInner {
         format!("{}-{:x}", self.id_prefix, self.ids.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Runs an admission (`model_admit`, `gcra_reserve`) unless the breaker is open: then it
+    /// answers [`StoreError::Unavailable`] at once (after yielding, so a caller that retries in
+    /// a loop cannot starve the connection's own reconnecting task).
+    pub(crate) async fn eval_admission(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+        budget: Option<Duration>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let down = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = down
+            && tokio::time::Instant::now() < until
+        {
+            tokio::task::yield_now().await;
+            return Err(StoreError::Unavailable);
+        }
+        self.eval(script, keys, args, budget).await
+    }
+
     /// Runs `script` on `keys` and `args` (the test-clock slot is appended) within
-    /// `budget` (capped by the response timeout), expecting an array of integers.
+    /// `budget` (capped by the response timeout), expecting an array of integers. A
+    /// connection failure, or no answer within the whole response timeout, opens the breaker;
+    /// an answer closes it. (A caller's own shorter deadline passing says nothing about the
+    /// server.)
     pub(crate) async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+        budget: Option<Duration>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let full = self.options.response_timeout;
+        let result = self.eval_raw(script, keys, args, budget).await;
+        let failed = match &result {
+            Err(StoreError::Timeout { after }) => *after >= full,
+            Err(StoreError::Redis(_)) => true,
+            _ => false,
+        };
+        let answered = matches!(&result, Ok(_) | Err(StoreError::Script(_)));
+        if !self.options.breaker_cooldown.is_zero() && (failed || answered) {
+            let mut d = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            *d = failed.then(|| tokio::time::Instant::now() + self.options.breaker_cooldown);
+        }
+        result
+    }
+
+    async fn eval_raw(
         &self,
         script: &Script,
         keys: &[String],
@@ -250,7 +321,13 @@ impl StoreInner {
         match tokio::time::timeout(bound, self.conn.invoke::<Vec<i64>>(&inv)).await {
             Err(_) => Err(StoreError::Timeout { after: bound }),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout { after: bound }),
-            Ok(Err(e)) => Err(StoreError::from(e)),
+            Ok(Err(e))
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
+            {
+                Err(StoreError::Redis(e.to_string()))
+            }
+            // The server answered (a script error, say): the connection is fine.
+            Ok(Err(e)) => Err(StoreError::Script(e.to_string())),
             Ok(Ok(v)) => Ok(v),
         }
     }
@@ -395,35 +472,40 @@ async fn cluster_subscriber(
     }
 }
 
-/// The janitor: runs queued releases and cancellations, a few tries each (then the TTLs do it).
+/// The janitor: runs each queued release or cancellation in its own task (so one that waits
+/// out an outage delays no other), a few tries each; then the TTLs do it.
 async fn janitor_task(conn: Conn, options: StoreOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = rx.recv().await {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 0..5 {
-            let mut inv = job.script.prepare_invoke();
-            for k in &job.keys {
-                inv.key(k.as_str());
-            }
-            for a in &job.args {
-                inv.arg(a.as_slice());
-            }
-            inv.arg(0);
-            let r =
-                tokio::time::timeout(options.response_timeout, conn.invoke::<redis::Value>(&inv))
-                    .await;
-            if matches!(r, Ok(Ok(_))) {
-                break;
-            }
-            if attempt == 4 {
-                tracing::warn!(
-                    target: "tollgate_redis",
-                    keys = ?job.keys,
-                    "a release could not reach Redis; its lease expires on its own"
-                );
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+        tokio::spawn(run_job(conn.clone(), options, job));
+    }
+}
+
+async fn run_job(conn: Conn, options: StoreOptions, job: Job) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 0..5 {
+        let mut inv = job.script.prepare_invoke();
+        for k in &job.keys {
+            inv.key(k.as_str());
         }
+        for a in &job.args {
+            inv.arg(a.as_slice());
+        }
+        inv.arg(0);
+        let r =
+            tokio::time::timeout(options.response_timeout, conn.invoke::<redis::Value>(&inv)).await;
+        if matches!(r, Ok(Ok(_))) {
+            return;
+        }
+        if attempt == 4 {
+            tracing::warn!(
+                target: "tollgate_redis",
+                keys = ?job.keys,
+                "a release could not reach Redis; its lease expires on its own"
+            );
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
     }
 }
 

@@ -18,7 +18,8 @@ async fn bucket(server: &support::RedisServer, name: &str, rate: Rate, burst: u6
 #[tokio::test]
 async fn a_burst_then_a_refusal_that_says_when() {
     let Some(server) = support::RedisServer::start() else { return };
-    let b = bucket(&server, "burst", Rate::per_second(10), 10).await;
+    // 10 per minute: no token refills while the burst is spent, however slow the machine.
+    let b = bucket(&server, "burst", Rate::per_minute(10), 10).await;
     for _ in 0..10 {
         b.try_acquire().await.expect("within the burst");
     }
@@ -26,7 +27,7 @@ async fn a_burst_then_a_refusal_that_says_when() {
     let err = b.try_acquire().await.unwrap_err();
     let Some(tollgate::Error::RateLimited(r)) = err.limit() else { panic!("{err:?}") };
     let wait = r.retry_after(now);
-    assert!(!wait.is_zero() && wait <= Duration::from_millis(101), "{wait:?}");
+    assert!(wait > Duration::from_secs(5) && wait <= Duration::from_secs(6), "{wait:?}");
     let err = b.try_acquire_n(11).await.unwrap_err();
     assert!(matches!(
         err.limit(),
@@ -46,7 +47,7 @@ async fn waits_pace_at_the_rate() {
     }
     // The first at once, then one per 20 ms: 25 intervals.
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(495) && took < Duration::from_millis(800), "{took:?}");
+    assert!(took >= Duration::from_millis(495) && took < Duration::from_millis(1_500), "{took:?}");
 }
 
 #[tokio::test]
@@ -55,12 +56,12 @@ async fn a_bounded_wait_that_cannot_make_it_takes_nothing() {
     let b = bucket(&server, "bounded", Rate::per_second(1), 1).await;
     b.try_acquire().await.unwrap();
     let start = Instant::now();
-    let err = b.acquire_within(Duration::from_millis(100)).await.unwrap_err();
+    let err = b.acquire_within(Duration::from_millis(300)).await.unwrap_err();
     assert!(matches!(err.limit(), Some(tollgate::Error::MaxWaitExceeded { .. })), "{err:?}");
-    assert!(start.elapsed() < Duration::from_millis(90), "refused up front");
+    assert!(start.elapsed() < Duration::from_millis(300), "refused up front");
     // Nothing was taken: the next token is still due at 1 s.
-    b.acquire_within(Duration::from_millis(1_100)).await.expect("due within 1 s");
-    assert!(start.elapsed() < Duration::from_millis(1_100));
+    b.acquire_within(Duration::from_millis(1_500)).await.expect("due within 1 s");
+    assert!(start.elapsed() < Duration::from_millis(1_300));
 }
 
 #[tokio::test]
@@ -78,7 +79,7 @@ async fn a_cancelled_wait_gives_its_reservation_back() {
     // The token due at 500 ms is still there: without the give-backs it would be at 2 s.
     b.acquire().await.unwrap();
     let at = start.elapsed();
-    assert!(at < Duration::from_millis(700), "admitted at {at:?}");
+    assert!(at < Duration::from_millis(900), "admitted at {at:?}");
 }
 
 #[tokio::test]

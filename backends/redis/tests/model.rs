@@ -299,7 +299,9 @@ async fn memory_does_not_grow_with_requests() {
     assert!(n <= 5, "{n} keys after 200 requests");
     let fields = server.command(&["HLEN", "{tg:t10:m=m}:s"]);
     let fields: usize = fields.trim_start_matches(':').trim().parse().unwrap();
-    assert!(fields < 10, "{fields} fields in the state");
+    // clk, fp, and per window (rpm, tpm) its head, its total and the slots in use (at most
+    // its ring of 61; one or two here, however many requests).
+    assert!(fields <= 2 + 2 * 4, "{fields} fields in the state");
 }
 
 #[tokio::test]
@@ -337,7 +339,7 @@ async fn acquires_cancelled_mid_call_leave_no_stale_ticket_or_slot() {
     let p = l.try_acquire("m", 10).await.unwrap_or_else(|e| {
         panic!("a stale ticket or slot blocks the model ({got} admitted before): {e:?}")
     });
-    assert!(start.elapsed() < Duration::from_millis(100));
+    assert!(start.elapsed() < Duration::from_secs(1));
     drop(p);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stats = l.stats().await.unwrap();
@@ -378,4 +380,46 @@ async fn a_rate_wait_sleeps_once_without_polling() {
     assert!(waited >= Duration::from_millis(1_900), "waited {waited:?}");
     // The first admit (told to sleep), the second (admitted), the settle.
     assert!(calls <= 4, "{calls} script calls in a {waited:?} wait");
+}
+
+#[tokio::test]
+async fn the_breaker_answers_at_once_while_down_and_probes_again_after_its_cooldown() {
+    let Some(mut server) = support::RedisServer::start() else { return };
+    let options = StoreOptions {
+        response_timeout: Duration::from_millis(300),
+        breaker_cooldown: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let store = RedisStore::connect_with(&server.url(), options).await.unwrap();
+    let l = ModelRateLimiter::builder(store, "t14")
+        .model("m", config(1_000, 100_000, 8))
+        .on_store_error(Degraded::Local { share: Share::new(1, 2) })
+        .build()
+        .unwrap();
+    assert!(!l.try_acquire("m", 1).await.unwrap().is_degraded());
+    server.kill();
+    let first = l.acquire("m", 1).await.unwrap(); // finds Redis gone (a failed call or two)
+    assert!(first.is_degraded());
+    for _ in 0..3 {
+        let start = Instant::now();
+        let p = l.acquire("m", 1).await.unwrap();
+        assert!(p.is_degraded());
+        assert!(
+            start.elapsed() < Duration::from_millis(150),
+            "waited {:?} on a known outage",
+            start.elapsed()
+        );
+    }
+    server.restart();
+    tokio::time::sleep(Duration::from_millis(500)).await; // past the cooldown
+    let start = Instant::now();
+    let back = loop {
+        let p = l.acquire("m", 1).await.unwrap();
+        if !p.is_degraded() {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    back.settle(1).await.unwrap();
 }

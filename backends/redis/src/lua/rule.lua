@@ -1,6 +1,7 @@
 -- The model admission rule (tollgate's `RateState`) on a hash at KEYS[1]. Fields: `clk` the
--- latest time seen, `fp` the config fingerprint; per window limit i: `h<i>` its head slot and
--- `w<i>:<K>` the count of absolute slot K (only the ring's slots head-len+1..head are kept);
+-- latest time seen, `fp` the config fingerprint; per window limit i: `h<i>` its head slot,
+-- `w<i>:<K>` the count of absolute slot K (only the ring's slots head-len+1..head are kept)
+-- and `n<i>` their sum;
 -- per bucket limit i: `t<i>`, `r<i>`: its theoretical arrival time tat + r/D.
 -- ARGV[2] = number of limits, then 6 per limit: kind (0 window, 1 bucket), counts (0
 -- requests, 1 tokens), max, then a window's W (length), s (slot length), len (ring) or a
@@ -31,24 +32,35 @@ end
 
 -- Windows -------------------------------------------------------------------------------
 
--- Moves window i's head to the slot of `now`, dropping the slots that left the ring.
+-- Window i's head slot once advanced in this call (`now` is the same throughout a call).
+local HEAD = {}
+
+-- Moves window i's head to the slot of `now`, dropping the slots that left the ring and
+-- taking them off the window's running total `n<i>` (the sum of its kept slots).
 local function win_advance(i, L, now)
+  if HEAD[i] then return HEAD[i] end
   local head = tg_div(now, L.b)
   local hk = 'h' .. i
   local old = tonumber(redis.call('HGET', S, hk))
-  if old == nil or head > old then
-    if old ~= nil then
-      local from, to = old - L.c + 1, math.min(old, head - L.c)
-      if to >= from then
-        local f = {}
-        for k = from, to do f[#f + 1] = tg_slot(i, k) end
-        redis.call('HDEL', S, unpack(f))
-      end
-    end
-    redis.call('HSET', S, hk, head)
-    return head
+  if old ~= nil and head <= old then
+    HEAD[i] = old
+    return old
   end
-  return old
+  if old ~= nil then
+    local from, to = old - L.c + 1, math.min(old, head - L.c)
+    if to >= from then
+      local f = {}
+      for k = from, to do f[#f + 1] = tg_slot(i, k) end
+      local v = redis.call('HMGET', S, unpack(f))
+      local gone = 0
+      for j = 1, #v do gone = gone + (tonumber(v[j]) or 0) end
+      redis.call('HDEL', S, unpack(f))
+      if gone ~= 0 then redis.call('HINCRBY', S, 'n' .. i, -gone) end
+    end
+  end
+  redis.call('HSET', S, hk, head)
+  HEAD[i] = head
+  return head
 end
 
 -- The oldest slot overlapping (now - W, now].
@@ -58,39 +70,42 @@ local function win_first(L, now)
   return tg_div(t, L.b)
 end
 
--- Counts of slots lo..head (newest last), lo = the oldest the window ending at `now` counts.
-local function win_counts(i, L, now)
-  local head = win_advance(i, L, now)
-  local lo = math.max(win_first(L, now), head - L.c + 1)
+-- The values of window i's slots from..to (to >= from - 1), oldest first.
+local function win_slots(i, from, to)
+  if to < from then return {} end
   local f = {}
-  for k = lo, head do f[#f + 1] = tg_slot(i, k) end
+  for k = from, to do f[#f + 1] = tg_slot(i, k) end
   local v = redis.call('HMGET', S, unpack(f))
   local out = {}
   for j = 1, #v do out[j] = tonumber(v[j]) or 0 end
-  return out, lo, head
+  return out
 end
 
 local function fits_sum(L, used, n)
   return used <= L.max and n <= L.max - used
 end
 
+-- The conservative count of the window ending at `now`: the running total less the kept
+-- slots that are already older than the window (usually none or one).
 local function win_used(i, L, now)
-  local v = win_counts(i, L, now)
-  local sum = 0
-  for j = 1, #v do sum = sum + v[j] end
-  return sum
+  local head = win_advance(i, L, now)
+  local used = tonumber(redis.call('HGET', S, 'n' .. i)) or 0
+  local base = head - L.c + 1
+  local old = win_slots(i, base, win_first(L, now) - 1)
+  for j = 1, #old do used = used - old[j] end
+  return used
 end
 
 local function win_earliest(i, L, n, now)
   if n > L.max then return NEVER end
-  local v, lo, head = win_counts(i, L, now)
-  local sum = 0
-  for j = 1, #v do sum = sum + v[j] end
-  if fits_sum(L, sum, n) then return now end
+  if fits_sum(L, win_used(i, L, now), n) then return now end
   -- From the newest slot back: the oldest slot that still lets n fit is where the window
   -- must start; it starts there once T - W + 1 >= start * s.
+  local head = win_advance(i, L, now)
+  local lo = math.max(win_first(L, now), head - L.c + 1)
+  local v = win_slots(i, lo, head)
   local start = head + 1
-  sum = 0
+  local sum = 0
   for j = #v, 1, -1 do
     sum = sum + v[j]
     if not fits_sum(L, sum, n) then break end
@@ -101,7 +116,10 @@ end
 
 local function win_charge(i, L, n, now)
   local head = win_advance(i, L, now)
-  if n ~= 0 then redis.call('HINCRBY', S, tg_slot(i, head), n) end
+  if n ~= 0 then
+    redis.call('HINCRBY', S, tg_slot(i, head), n)
+    redis.call('HINCRBY', S, 'n' .. i, n)
+  end
 end
 
 -- The `from` charged in slot K become `to`, if K is still in the window; false if it left.
@@ -109,8 +127,11 @@ local function win_adjust(i, L, K, from, to, now)
   local head = win_advance(i, L, now)
   if K < win_first(L, now) or K > head then return false end
   local f = tg_slot(i, K)
-  local c = (tonumber(redis.call('HGET', S, f)) or 0) + to - from
-  if c <= 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, c) end
+  local old = tonumber(redis.call('HGET', S, f)) or 0
+  local c = old + to - from
+  if c < 0 then c = 0 end
+  if c == 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, c) end
+  if c ~= old then redis.call('HINCRBY', S, 'n' .. i, c - old) end
   return true
 end
 
