@@ -46,7 +46,11 @@ fn proxy_to(server: &RedisServer) -> FaultProxy {
 }
 
 async fn store(url: &str) -> RedisStore {
-    let options = StoreOptions { response_timeout: RESPONSE, connect_timeout: RESPONSE };
+    let options = StoreOptions {
+        response_timeout: RESPONSE,
+        connect_timeout: RESPONSE,
+        ..Default::default()
+    };
     RedisStore::connect_with(url, options).await.expect("connect")
 }
 
@@ -121,6 +125,7 @@ fn server_killed_mid_run_fails_closed_then_reconnects() {
                 kinds.insert(match e {
                     Error::Store(StoreError::Timeout { .. }) => "timeout",
                     Error::Store(StoreError::Redis(_)) => "connection",
+                    Error::Store(StoreError::Unavailable) => "breaker open",
                     _ => "other store error",
                 });
                 errors += 1;
