@@ -165,6 +165,9 @@ impl ModelRateLimiterBuilder {
 /// lease renewed by a heartbeat task: a crashed process's slots come back within one
 /// [`lease_ttl`](ModelRateLimiterBuilder::lease_ttl).
 ///
+/// Cloning is cheap (clones share everything), and permits own what they need (`'static`), so
+/// spawned tasks need no `_owned` variants. Every call is async: even a try is a round trip.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), tollgate_redis::Error> {
 /// use tollgate::RateLimitConfig;

@@ -423,3 +423,23 @@ async fn the_breaker_answers_at_once_while_down_and_probes_again_after_its_coold
     };
     back.settle(1).await.unwrap();
 }
+
+#[tokio::test]
+async fn bounded_acquires_refuse_up_front_what_cannot_make_their_deadline() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t15", config(1, 1_000, 5)).await;
+    let now = l.timer().now();
+    // A deadline already past fails at once, even with room.
+    let err = l.acquire_before("m", 1, now).await.unwrap_err();
+    assert!(matches!(limit_err(&err), tollgate::Error::MaxWaitExceeded { .. }), "{err:?}");
+    l.acquire_within("m", 1, Duration::ZERO).await.unwrap().settle(1).await.unwrap();
+    // RPM 1: the next room is a minute away; a 10 s bound is refused at once with that instant.
+    let start = Instant::now();
+    let by = l.timer().now() + Duration::from_secs(10);
+    let err = l.acquire_before("m", 1, by).await.unwrap_err();
+    let tollgate::Error::MaxWaitExceeded { ready_at } = *limit_err(&err) else { panic!("{err:?}") };
+    assert!(ready_at > by, "{ready_at:?} vs {by:?}");
+    assert!(start.elapsed() < Duration::from_secs(1), "refused up front, not after waiting");
+    let stats = l.stats().await.unwrap();
+    assert_eq!((stats["m"].requests.used, stats["m"].active.used), (1, 0));
+}

@@ -30,6 +30,14 @@ local function tg_now(key)
   return now
 end
 
+-- Both at once (one read): the stored fingerprint (nil: no state yet) and the clamped clock.
+local function tg_fp_now(key)
+  local v = redis.call('HMGET', key, 'fp', 'clk')
+  local now, last = tg_time(), tonumber(v[2])
+  if last and now < last then now = last end
+  return v[1], now
+end
+
 -- The config travels with every call: ARGV[1] its fingerprint, then the script's own layout.
 local function tg_fingerprint_ok(key)
   local fp = redis.call('HGET', key, 'fp')

@@ -8,8 +8,12 @@
 --    {-2}                              another config is stored for this model
 -- every reply but -2 padded with zeros to 5 entries, then a 6th: 1 if the state did not exist
 -- (the client tells an expiry after idling from a loss: restart, FLUSHALL, eviction).
-if not tg_fingerprint_ok(S) then return {-2} end
-local FRESH = 1 - redis.call('EXISTS', S)
+local fp, now = tg_fp_now(S)
+if fp and fp ~= ARGV[1] then return {-2} end
+-- every write of the state writes the fingerprint: none means no state (a first use, an
+-- expiry, or a loss)
+local FRESH = 0
+if not fp then FRESH = 1 end
 local function reply(t)
   for i = #t + 1, 5 do t[i] = 0 end
   t[6] = FRESH
@@ -19,7 +23,6 @@ local tokens, id = tonumber(ARGV[OP + 1]), ARGV[OP + 2]
 local maxp, lease_ttl, ticket_ttl = tonumber(ARGV[OP + 3]), tonumber(ARGV[OP + 4]), tonumber(ARGV[OP + 5])
 local state_ttl, max_wait, try = tonumber(ARGV[OP + 6]), tonumber(ARGV[OP + 7]), tonumber(ARGV[OP + 8])
 local pub, chan = ARGV[OP + 9], ARGV[OP + 10]
-local now = tg_now(S)
 
 local prev = redis.call('HGET', AK, id)
 if prev then -- a retry after a lost reply: the same admission, not a second one
@@ -28,7 +31,8 @@ if prev then -- a retry after a lost reply: the same admission, not a second one
 end
 local freed = reap(now)
 local head = queue_head(now)
-local queued = redis.call('ZSCORE', QK, id)
+-- in the queue only if there is one (an expired ticket was pruned with the others)
+local queued = head and (head == id or redis.call('ZSCORE', QK, id))
 
 local function refuse(ready, limit, why)
   if queued then dequeue(id) end
@@ -62,7 +66,7 @@ if rule_admit(tokens, now) then
   keep_leases(lease_ttl)
   if queued then dequeue(id) end
   rule_touch(now, state_ttl)
-  wake(now, pub, chan) -- the next in line may fit too
+  if head then wake(now, pub, chan) end -- the next in line may fit too
   return reply({1, now, now, now + lease_ttl})
 end
 local ready, limit = rule_wait(tokens, now)

@@ -32,16 +32,19 @@ end
 
 -- Windows -------------------------------------------------------------------------------
 
--- Window i's head slot once advanced in this call (`now` is the same throughout a call).
-local HEAD = {}
+-- Window i's head slot and running total once read in this call (`now` is the same
+-- throughout a call).
+local HEAD, TOT = {}, {}
 
 -- Moves window i's head to the slot of `now`, dropping the slots that left the ring and
 -- taking them off the window's running total `n<i>` (the sum of its kept slots).
 local function win_advance(i, L, now)
   if HEAD[i] then return HEAD[i] end
   local head = tg_div(now, L.b)
-  local hk = 'h' .. i
-  local old = tonumber(redis.call('HGET', S, hk))
+  local hk, nk = 'h' .. i, 'n' .. i
+  local hv = redis.call('HMGET', S, hk, nk)
+  local old = tonumber(hv[1])
+  TOT[i] = tonumber(hv[2]) or 0
   if old ~= nil and head <= old then
     HEAD[i] = old
     return old
@@ -55,7 +58,10 @@ local function win_advance(i, L, now)
       local gone = 0
       for j = 1, #v do gone = gone + (tonumber(v[j]) or 0) end
       redis.call('HDEL', S, unpack(f))
-      if gone ~= 0 then redis.call('HINCRBY', S, 'n' .. i, -gone) end
+      if gone ~= 0 then
+        TOT[i] = TOT[i] - gone
+        redis.call('HSET', S, nk, TOT[i])
+      end
     end
   end
   redis.call('HSET', S, hk, head)
@@ -89,7 +95,7 @@ end
 -- slots that are already older than the window (usually none or one).
 local function win_used(i, L, now)
   local head = win_advance(i, L, now)
-  local used = tonumber(redis.call('HGET', S, 'n' .. i)) or 0
+  local used = TOT[i]
   local base = head - L.c + 1
   local old = win_slots(i, base, win_first(L, now) - 1)
   for j = 1, #old do used = used - old[j] end
@@ -118,7 +124,8 @@ local function win_charge(i, L, n, now)
   local head = win_advance(i, L, now)
   if n ~= 0 then
     redis.call('HINCRBY', S, tg_slot(i, head), n)
-    redis.call('HINCRBY', S, 'n' .. i, n)
+    TOT[i] = TOT[i] + n
+    redis.call('HSET', S, 'n' .. i, TOT[i])
   end
 end
 
@@ -131,7 +138,10 @@ local function win_adjust(i, L, K, from, to, now)
   local c = old + to - from
   if c < 0 then c = 0 end
   if c == 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, c) end
-  if c ~= old then redis.call('HINCRBY', S, 'n' .. i, c - old) end
+  if c ~= old then
+    TOT[i] = TOT[i] + c - old
+    redis.call('HSET', S, 'n' .. i, TOT[i])
+  end
   return true
 end
 
@@ -225,8 +235,10 @@ local function rule_admit(tokens, now)
   return true
 end
 
--- The estimate charged at `at` becomes `actual`, in every token limit.
+-- The estimate charged at `at` becomes `actual`, in every token limit (nothing to do when
+-- they are equal).
 local function rule_settle(at, est, actual, now)
+  if actual == est then return end
   for i = 1, NL do
     local L = LIM[i]
     if L.counts == 1 then
