@@ -107,6 +107,7 @@ mod limiters {
             tpm: u64::from(u32::MAX),
             max_parallel_requests: 100_000,
             limits: Vec::new(),
+            ..Default::default()
         }
     }
 

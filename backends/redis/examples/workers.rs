@@ -51,6 +51,7 @@ fn config() -> RateLimitConfig {
             Limit::requests("requests per 2 s", REQUESTS, WINDOW).with_slots(20),
             Limit::tokens("tokens per 2 s", TOKENS, WINDOW).with_slots(20),
         ],
+        ..Default::default()
     }
 }
 

@@ -63,6 +63,7 @@ fn config(parallel: u32, requests: Option<(u64, Duration)>) -> RateLimitConfig {
         limits: requests
             .map(|(max, window)| vec![Limit::requests("requests", max, window).with_slots(20)])
             .unwrap_or_default(),
+        ..Default::default()
     }
 }
 

@@ -16,7 +16,13 @@ use tollgate_redis::{ModelRateLimiter, RedisStore, StoreOptions};
 const NS: &str = "clfault";
 
 fn config() -> RateLimitConfig {
-    RateLimitConfig { rpm: 100_000, tpm: 10_000_000, max_parallel_requests: 8, limits: Vec::new() }
+    RateLimitConfig {
+        rpm: 100_000,
+        tpm: 10_000_000,
+        max_parallel_requests: 8,
+        limits: Vec::new(),
+        ..Default::default()
+    }
 }
 
 /// The index of the node holding `model`'s state (its keys all share one hash tag).

@@ -35,6 +35,7 @@ fn models() -> Vec<(&'static str, RateLimitConfig, Limits)> {
         tpm: 1_000_000_000,
         max_parallel_requests,
         limits: Vec::new(),
+        ..Default::default()
     };
     let w = u64::try_from(WINDOW.as_micros()).expect("µs");
     vec![
@@ -268,6 +269,7 @@ async fn crash_limiter(url: &str) -> ModelRateLimiter {
         tpm: 1_000_000_000,
         max_parallel_requests: CRASH_SLOTS,
         limits: Vec::new(),
+        ..Default::default()
     };
     ModelRateLimiter::builder(store, NAMESPACE)
         .model(CRASH_MODEL, config)
