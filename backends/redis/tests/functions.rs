@@ -74,3 +74,28 @@ async fn a_server_that_refuses_functions_gets_scripts() {
     assert_eq!(calls(&server, "fcall"), 0);
     assert!(calls(&server, "evalsha") >= 5, "every operation ran as a script");
 }
+
+#[tokio::test]
+async fn each_config_keeps_its_own_limits_in_the_loaded_library() {
+    // The library keeps parsed limits between calls (by config fingerprint): two models with
+    // the same shape of config but other numbers, used in turns, must not share them.
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let one = RateLimitConfig { rpm: 1, ..config() };
+    let three = RateLimitConfig { rpm: 3, ..config() };
+    let model =
+        ModelRateLimiter::new(store, "tf", [("one", one), ("three", three)], config()).unwrap();
+    let mut admitted = (0, 0);
+    for _ in 0..4 {
+        if let Ok(p) = model.try_acquire("one", 1).await {
+            admitted.0 += 1;
+            p.settle(1).await.unwrap();
+        }
+        if let Ok(p) = model.try_acquire("three", 1).await {
+            admitted.1 += 1;
+            p.settle(1).await.unwrap();
+        }
+    }
+    assert_eq!(admitted, (1, 3), "each model within its own rpm");
+    assert!(calls(&server, "fcall") > 0);
+}
