@@ -2,17 +2,17 @@
 //! connection for the scripts, one subscriber connection routing wake-up messages to local
 //! waiters, and a janitor task doing the I/O that `Drop` cannot (releases, cancellations).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, mpsc};
 
 use crate::error::{Error, StoreError};
+use crate::scripts::{Library, Op, scripts};
 
 /// How the store talks to Redis. Every field has a default; set the ones you need.
 ///
@@ -75,6 +75,8 @@ pub(crate) struct StoreInner {
     /// Request ids: unique to this process (`pid-start-counter`).
     id_prefix: String,
     ids: AtomicU64,
+    /// Whether operations run as functions (`FCALL`) or, on a server without them, scripts.
+    functions: Arc<AtomicBool>,
 }
 
 /// The script connection: one node (or a primary behind Sentinel-free failover) through the
@@ -87,6 +89,21 @@ enum Conn {
 }
 
 impl Conn {
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+
+    /// `FUNCTION LOAD REPLACE` (on a cluster, on every primary).
+    async fn load_library(&self, library: &Library) -> redis::RedisResult<redis::Value> {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LOAD").arg("REPLACE").arg(library.text.as_str());
+        self.query(&cmd).await
+    }
+
     async fn invoke<T: redis::FromRedisValue>(
         &self,
         inv: &redis::ScriptInvocation<'_>,
@@ -98,7 +115,7 @@ impl Conn {
         }
     }
 
-    async fn load(&self, script: &Script) -> redis::RedisResult<String> {
+    async fn load(&self, script: &redis::Script) -> redis::RedisResult<String> {
         match self {
             Conn::Single(c) => script.load_async(&mut c.clone()).await,
             #[cfg(feature = "cluster")]
@@ -107,19 +124,71 @@ impl Conn {
     }
 
     async fn ping(&self) -> redis::RedisResult<String> {
-        let cmd = redis::cmd("PING");
-        match self {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        self.query(&redis::cmd("PING")).await
+    }
+}
+
+/// The server answered that it has no such function: it lost the library (a restart without
+/// persistence, a failover to a node that never had it, `FUNCTION FLUSH`).
+fn function_missing(e: &redis::RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
+/// The server does not know `FCALL` or `FUNCTION` (older than 7.0), or does not let us use it.
+fn functions_unsupported(e: &redis::RedisError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("unknown command") || text.contains("noperm")
+}
+
+/// Runs `op` on `keys` and `args` (the test-clock slot appended): `FCALL` while the server
+/// has functions, loading the library again once if it lost it; `EVALSHA` (loading the
+/// script on `NOSCRIPT`) on a server without functions.
+async fn call<T: redis::FromRedisValue>(
+    conn: &Conn,
+    functions: &AtomicBool,
+    op: &Op,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> redis::RedisResult<T> {
+    if functions.load(Ordering::Relaxed) {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(op.function.as_str()).arg(keys.len());
+        for k in keys {
+            cmd.arg(k.as_str());
+        }
+        for a in args {
+            cmd.arg(a.as_slice());
+        }
+        cmd.arg(0);
+        match conn.query::<T>(&cmd).await {
+            Err(e) if function_missing(&e) => match conn.load_library(&scripts().library).await {
+                Ok(_) => {
+                    let library = &scripts().library.name;
+                    tracing::info!(target: "tollgate_redis", %library, "the server had lost tollgate's functions: loaded again");
+                    return conn.query(&cmd).await;
+                }
+                Err(e) if functions_unsupported(&e) => functions.store(false, Ordering::Relaxed),
+                Err(e) => return Err(e),
+            },
+            Err(e) if functions_unsupported(&e) => functions.store(false, Ordering::Relaxed),
+            other => return other,
         }
     }
+    let mut inv = op.script.prepare_invoke();
+    for k in keys {
+        inv.key(k.as_str());
+    }
+    for a in args {
+        inv.arg(a.as_slice());
+    }
+    inv.arg(0);
+    conn.invoke(&inv).await
 }
 
 /// One call the janitor makes (a release, a cancellation), retried a few times; if it never
 /// gets through, the TTLs clean up.
 pub(crate) struct Job {
-    pub(crate) script: &'static Script,
+    pub(crate) script: &'static Op,
     pub(crate) keys: Vec<String>,
     pub(crate) args: Vec<Vec<u8>>,
 }
@@ -209,13 +278,20 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::Timeout { after: bound })?
             .map_err(StoreError::from)?;
-        // Load every script now (on a cluster, on every primary): a first call then costs one
-        // round trip, not three (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA). A failure here is
-        // not fatal: a call loads its script when the server says NOSCRIPT.
-        for script in crate::scripts::scripts().all() {
-            let _ = tokio::time::timeout(options.response_timeout, conn.load(script)).await;
+        // Load the library now (on a cluster, on every primary), or on a server without
+        // functions every script: a first call then costs one round trip, not three. A failure
+        // here is not fatal: a call loads what the server says it lacks.
+        let lib =
+            tokio::time::timeout(options.response_timeout, conn.load_library(&scripts().library))
+                .await;
+        let unsupported = matches!(&lib, Ok(Err(e)) if functions_unsupported(e));
+        if unsupported {
+            for op in scripts().all() {
+                let _ = tokio::time::timeout(options.response_timeout, conn.load(&op.script)).await;
+            }
         }
-        tokio::spawn(janitor_task(conn.clone(), options, jan_rx));
+        let functions = Arc::new(AtomicBool::new(!unsupported));
+        tokio::spawn(janitor_task(conn.clone(), functions.clone(), options, jan_rx));
         Ok(Arc::new(StoreInner {
             conn,
             publish,
@@ -226,6 +302,7 @@ impl RedisStore {
             janitor,
             id_prefix: format!("{:x}-{:x}", std::process::id(), now),
             ids: AtomicU64::new(0),
+            functions,
         }))
     }
 
@@ -259,7 +336,7 @@ impl StoreInner {
     /// a loop cannot starve the connection's own reconnecting task).
     pub(crate) async fn eval_admission(
         &self,
-        script: &Script,
+        script: &Op,
         keys: &[String],
         args: &[Vec<u8>],
         budget: Option<Duration>,
@@ -281,7 +358,7 @@ impl StoreInner {
     /// server.)
     pub(crate) async fn eval(
         &self,
-        script: &Script,
+        script: &Op,
         keys: &[String],
         args: &[Vec<u8>],
         budget: Option<Duration>,
@@ -303,22 +380,15 @@ impl StoreInner {
 
     async fn eval_raw(
         &self,
-        script: &Script,
+        script: &Op,
         keys: &[String],
         args: &[Vec<u8>],
         budget: Option<Duration>,
     ) -> Result<Vec<i64>, StoreError> {
         let bound =
             budget.map_or(self.options.response_timeout, |b| b.min(self.options.response_timeout));
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(k.as_str());
-        }
-        for a in args {
-            inv.arg(a.as_slice());
-        }
-        inv.arg(0);
-        match tokio::time::timeout(bound, self.conn.invoke::<Vec<i64>>(&inv)).await {
+        let run = call::<Vec<i64>>(&self.conn, &self.functions, script, keys, args);
+        match tokio::time::timeout(bound, run).await {
             Err(_) => Err(StoreError::Timeout { after: bound }),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout { after: bound }),
             Ok(Err(e))
@@ -474,25 +544,22 @@ async fn cluster_subscriber(
 
 /// The janitor: runs each queued release or cancellation in its own task (so one that waits
 /// out an outage delays no other), a few tries each; then the TTLs do it.
-async fn janitor_task(conn: Conn, options: StoreOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn janitor_task(
+    conn: Conn,
+    functions: Arc<AtomicBool>,
+    options: StoreOptions,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
     while let Some(job) = rx.recv().await {
-        tokio::spawn(run_job(conn.clone(), options, job));
+        tokio::spawn(run_job(conn.clone(), functions.clone(), options, job));
     }
 }
 
-async fn run_job(conn: Conn, options: StoreOptions, job: Job) {
+async fn run_job(conn: Conn, functions: Arc<AtomicBool>, options: StoreOptions, job: Job) {
     let mut delay = Duration::from_millis(50);
     for attempt in 0..5 {
-        let mut inv = job.script.prepare_invoke();
-        for k in &job.keys {
-            inv.key(k.as_str());
-        }
-        for a in &job.args {
-            inv.arg(a.as_slice());
-        }
-        inv.arg(0);
-        let r =
-            tokio::time::timeout(options.response_timeout, conn.invoke::<redis::Value>(&inv)).await;
+        let run = call::<redis::Value>(&conn, &functions, job.script, &job.keys, &job.args);
+        let r = tokio::time::timeout(options.response_timeout, run).await;
         if matches!(r, Ok(Ok(_))) {
             return;
         }

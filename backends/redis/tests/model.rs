@@ -348,11 +348,14 @@ async fn acquires_cancelled_mid_call_leave_no_stale_ticket_or_slot() {
     assert_eq!(queued.trim(), ":0", "tickets left in the queue");
 }
 
-/// Script calls so far (EVALSHA, plus EVAL after a NOSCRIPT).
+/// Operation calls so far (FCALL; EVALSHA, plus EVAL after a NOSCRIPT, on a server without
+/// functions).
 fn script_calls(server: &support::RedisServer) -> u64 {
     let info = server.command(&["INFO", "commandstats"]);
     info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter(|l| {
+            ["cmdstat_fcall:", "cmdstat_evalsha:", "cmdstat_eval:"].iter().any(|p| l.starts_with(p))
+        })
         .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
         .sum()
 }

@@ -2,19 +2,23 @@
 -- then a cancelled reservation of this process to undo first (k, id; 0, "" for none).
 -- -> {1, now, wait} reserved: go after `wait` | {0, now, wait} refused, nothing taken
 --    {-1} k > burst, never | {-2} another config is stored for this bucket
-if not tg_fingerprint_ok(B) then return {-2} end
+if not gcra_same_config() then return {-2} end
 local k, max_wait, id = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local now = tg_now(B)
+local now = G.now
 gcra_undo(tonumber(ARGV[8]), ARGV[9], now)
-if k > BURST then return {-1} end
+if k > BURST then
+  if G.dirty then gcra_flush(now) end
+  return {-1}
+end
 local lead = gcra_lead(now)
 local x = lead + (k - BURST) * P
 local wait = 0
 if x > 0 then wait = tg_ceil_div(x, D) end
 if max_wait >= 0 and wait > max_wait then
-  redis.call('HSET', B, 'clk', now)
+  gcra_flush(now)
   return {0, now, wait}
 end
 gcra_store(now, lead + k * P)
-redis.call('HSET', B, 'last', id)
+G.last = id
+gcra_flush(now)
 return {1, now, wait}

@@ -2,7 +2,10 @@
 -- queue (zset ticket -> sequence), KEYS[4] tickets (hash ticket -> expiry; `seq` the counter),
 -- KEYS[5] admissions (hash id -> "at:estimate", for settle-once and retried admits).
 -- Production only: time in microseconds.
-local LK, QK, XK, AK = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local LK, QK, XK, AK
+local function queue_setup()
+  LK, QK, XK, AK = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+end
 local SLACK_MS = 1000
 
 -- Drops expired leases and their admission records (a late settle is then void); how many.
@@ -38,9 +41,9 @@ local function enqueue(id, now, ticket_ttl)
   redis.call('PEXPIRE', XK, ms)
 end
 
+-- (A ticket's expiry is only ever kept beside its place in the queue.)
 local function dequeue(id)
-  redis.call('ZREM', QK, id)
-  redis.call('HDEL', XK, id)
+  if redis.call('ZREM', QK, id) == 1 then redis.call('HDEL', XK, id) end
 end
 
 -- Tells the head of the queue to try again (a slot or room may have freed).

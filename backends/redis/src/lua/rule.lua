@@ -6,18 +6,37 @@
 -- ARGV[2] = number of limits, then 6 per limit: kind (0 window, 1 bucket), counts (0
 -- requests, 1 tokens), max, then a window's W (length), s (slot length), len (ring) or a
 -- bucket's P, D (one token costs P/D time units), 0.
-local S = KEYS[1]
-local NL = tonumber(ARGV[2])
-local LIM = {}
-for i = 1, NL do
-  local o = 2 + (i - 1) * 6
-  LIM[i] = {
-    kind = tonumber(ARGV[o + 1]), counts = tonumber(ARGV[o + 2]), max = tonumber(ARGV[o + 3]),
-    a = tonumber(ARGV[o + 4]), b = tonumber(ARGV[o + 5]), c = tonumber(ARGV[o + 6]),
-  }
+-- The call's context (set by `rule_setup` at the start of every call): the state key, the
+-- limits, where the operation's own arguments start (ARGV[OP + 1]), and window i's head slot
+-- and running total once read in this call (`now` is the same throughout a call).
+local S, NL, LIM, OP, HEAD, TOT
+local NEVER = -1 -- "room only after the end of the clock"
+
+-- Parsed limits by config fingerprint (ARGV[1], a digest of every limit's integers). Loaded as
+-- a library, this outlives the call, so a config is parsed once, not on every call (about a
+-- microsecond each); as a script it starts empty every call. Bounded: emptied when full.
+local PARSED, NPARSED = {}, 0
+
+local function rule_setup()
+  S = KEYS[1]
+  local p = PARSED[ARGV[1]]
+  if not p then
+    local n = tonumber(ARGV[2])
+    p = { n = n }
+    for i = 1, n do
+      local o = 2 + (i - 1) * 6
+      p[i] = {
+        kind = tonumber(ARGV[o + 1]), counts = tonumber(ARGV[o + 2]), max = tonumber(ARGV[o + 3]),
+        a = tonumber(ARGV[o + 4]), b = tonumber(ARGV[o + 5]), c = tonumber(ARGV[o + 6]),
+      }
+    end
+    if NPARSED >= 256 then PARSED, NPARSED = {}, 0 end
+    PARSED[ARGV[1]], NPARSED = p, NPARSED + 1
+  end
+  NL, LIM = p.n, p
+  OP = 2 + NL * 6
+  HEAD, TOT = {}, {}
 end
-local OP = 2 + NL * 6 -- the operation's own arguments start at ARGV[OP + 1]
-local NEVER = -1      -- "room only after the end of the clock"
 
 -- The field of window i's slot k. Integers become text through '%d': Lua's own conversion
 -- keeps only 14 significant digits.
@@ -31,10 +50,6 @@ local function weight(L, tokens)
 end
 
 -- Windows -------------------------------------------------------------------------------
-
--- Window i's head slot and running total once read in this call (`now` is the same
--- throughout a call).
-local HEAD, TOT = {}, {}
 
 -- Moves window i's head to the slot of `now`, dropping the slots that left the ring and
 -- taking them off the window's running total `n<i>` (the sum of its kept slots).
