@@ -35,13 +35,16 @@ enum Op {
     Bucket,
     /// `tollgate_redis::ModelRateLimiter` acquire then settle (two scripts per request).
     Model,
+    /// `tollgate_redis::ModelRateLimiter` acquire; its settle spawned (off the caller's path).
+    ModelAcquire,
     /// `tollgate_tokio::AsyncRateLimiter::try_acquire`, in process.
     LocalBucket,
     /// `tollgate_tokio::ModelRateLimiter` acquire then settle, in process.
     LocalModel,
 }
 
-const ALL: [Op; 6] = [Op::Ping, Op::Noop, Op::Bucket, Op::Model, Op::LocalBucket, Op::LocalModel];
+const ALL: [Op; 7] =
+    [Op::Ping, Op::Noop, Op::Bucket, Op::ModelAcquire, Op::Model, Op::LocalBucket, Op::LocalModel];
 
 impl Op {
     fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Op {
             Op::Noop => "EVALSHA no-op",
             Op::Bucket => "redis bucket try_acquire",
             Op::Model => "redis model acquire+settle",
+            Op::ModelAcquire => "redis model acquire",
             Op::LocalBucket => "in-process bucket try_acquire",
             Op::LocalModel => "in-process model acquire+settle",
         }
@@ -173,6 +177,11 @@ mod limiters {
             let permit = self.model.acquire("bench", 100).await.expect("bench: model admit");
             permit.settle(80).await.expect("bench: settle");
         }
+
+        pub async fn model_acquire(&self) {
+            let permit = self.model.acquire("bench", 100).await.expect("bench: model admit");
+            tokio::spawn(async move { permit.settle(80).await.expect("bench: settle") });
+        }
     }
 }
 
@@ -202,6 +211,7 @@ impl Target {
             }
             Op::Bucket => self.bench.bucket().await,
             Op::Model => self.bench.model().await,
+            Op::ModelAcquire => self.bench.model_acquire().await,
             Op::LocalBucket => self.local.bucket(),
             Op::LocalModel => self.local.model().await,
         }

@@ -408,16 +408,18 @@ async fn load_with_fault(
 }
 
 #[test]
-fn script_flush_mid_run_changes_nothing() {
+fn script_and_function_flush_mid_run_change_nothing() {
     let Some(server) = RedisServer::start() else { return };
     bounded(async {
         let l = limiter(store(&server.url()).await, config(4, None), Duration::from_secs(3)).await;
         let port = server.port();
         let flush = move || {
-            // Flush again and again while the load runs: every script must be reloaded each time.
+            // Flush again and again while the load runs, the function library (what the limiter
+            // calls) and the script cache (its fallback) in turn: each must be reloaded each time.
             std::thread::spawn(move || {
-                for _ in 0..10 {
-                    support::command(port, &["SCRIPT", "FLUSH"]).expect("SCRIPT FLUSH");
+                for i in 0..10 {
+                    let what = if i % 2 == 0 { "FUNCTION" } else { "SCRIPT" };
+                    support::command(port, &[what, "FLUSH"]).expect("FLUSH");
                     std::thread::sleep(Duration::from_millis(50));
                 }
             });
@@ -433,13 +435,13 @@ fn script_flush_mid_run_changes_nothing() {
         .await;
         let peak = log::peak_parallel(&records).peak;
         println!(
-            "SCRIPT FLUSH ×10 mid-run: {} admitted, {} errors, peak in flight {peak} of 4",
+            "FUNCTION FLUSH ×5 and SCRIPT FLUSH ×5 mid-run: {} admitted, {} errors, peak in flight {peak} of 4",
             records.len(),
             errors.len()
         );
         assert!(
             errors.is_empty(),
-            "{} errors after SCRIPT FLUSH, first {:?}",
+            "{} errors after FUNCTION/SCRIPT FLUSH, first {:?}",
             errors.len(),
             errors.first()
         );
