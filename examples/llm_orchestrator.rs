@@ -17,18 +17,21 @@
 //! every 429 reported, which cools the model down). The promises, checked (exit code 1 if one
 //! fails):
 //! - alone, with or without feedback: 0 × 429 and ≥ 97 % of the binding limit used;
-//! - with the neighbour and feedback: ≤ 1 × 429 per cooldown (a cooldown: from a 429 to the
-//!   end of the wait it asked for), and each model done within 1.1 × the least time the
-//!   capacity the neighbour leaves allows;
+//! - with the neighbour and feedback: ≤ 5 × 429 in all, ≤ 1 × 429 per cooldown (a cooldown:
+//!   from a 429 to the end of the wait it asked for), and each model done within 1.1 × the
+//!   least time the capacity the neighbour leaves allows;
 //! - every run: every request served, no parallel slot held after, every admission seen by the
 //!   provider.
 //!
-//! The issue's further target — at most 5 × 429 in all with the neighbour and feedback — is
-//! printed as met or not, not enforced: the limiter drains its books to the provider's
-//! "remaining" with a charge that leaves the window in one piece a window later, while the
-//! neighbour's requests it stands for leave one by one and are replaced by new ones; so about
-//! once a window per model the limiter sees room that the neighbour has already retaken, and
-//! one request pays for it with a 429 (and a cooldown that holds the others back).
+//! How feedback gets there: each answer's headers say what the provider counts; the limiter
+//! holds what it counts beyond the limiter's own charges as the neighbour's share, and each
+//! answer *replaces* that share (the neighbour's requests leave one by one and are replaced,
+//! so its share is a level; a drain charged as one lump left the window all at once a window
+//! later and let a request into a wall once a window per model: 115 × 429 before). A served
+//! request is settled before its headers are observed, so the limiter compares the
+//! provider's count with books that count the request as the provider does. The 429s left
+//! come from the neighbour's share growing without notice between two answers (gpt-4o's
+//! neighbour sends 7.5 requests a window, so its share steps between 7 and 8 of them).
 //!
 //! The run with the neighbour and no feedback makes no promise: it shows the problem. The
 //! limiter cannot see the neighbour, so every window it sends about the neighbour's share into
@@ -308,14 +311,17 @@ async fn main() {
             Ok(()) => println!("\nchart: {}", path.display()),
             Err(e) => println!("\nchart not written ({}): {e}", path.display()),
         }
-        // The issue's target of at most 5 × 429 in all with the neighbour and feedback is
-        // reported, not enforced: see the module docs.
         let with_feedback = total_429s(&reports[3]);
         println!(
             "target \"with the neighbour and feedback, at most 5 × 429 in all\": {} ({with_feedback})",
             if with_feedback <= 5 { "met" } else { "NOT MET" }
         );
-        let broken: Vec<String> = reports.iter().flat_map(|r| broken(&workloads, r)).collect();
+        let mut broken: Vec<String> = reports.iter().flat_map(|r| broken(&workloads, r)).collect();
+        if with_feedback > 5 {
+            broken.push(format!(
+                "with the neighbour, with feedback: {with_feedback} × 429 in all (at most 5)"
+            ));
+        }
         if !broken.is_empty() {
             for b in &broken {
                 eprintln!("FAILED: {b}");
@@ -326,6 +332,7 @@ async fn main() {
     };
     println!(
         "OK: alone 0 × 429 and ≥ 97 % of every binding limit; with the neighbour and feedback \
-         ≤ 1 × 429 per cooldown and within 1.1 × the best time ({offered} requests per run)"
+         ≤ 5 × 429 in all, ≤ 1 × 429 per cooldown and within 1.1 × the best time ({offered} \
+         requests per run)"
     );
 }

@@ -8,8 +8,8 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use tollgate::provider::{HeaderReport, Observed, Provider, Quota, Throttled};
 use tollgate::model::ModelPermit;
+use tollgate::provider::{HeaderReport, Observed, Provider, Quota, Throttled};
 use tollgate::{Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
 
 const WINDOW: Duration = Duration::from_secs(60);

@@ -29,7 +29,10 @@ pub struct Learned {
 pub struct Drained {
     /// The limit's name.
     pub limit: Cow<'static, str>,
-    /// What was charged so that the local room is no more than the provider's.
+    /// What the limit holds, beside its own charges, so that its room is no more than the
+    /// provider's: in a window, the share the provider counts for other clients, until the
+    /// provider's reset (it replaces what an earlier report held); in a bucket, what was
+    /// charged.
     pub charged: u64,
 }
 
@@ -69,17 +72,20 @@ pub(crate) const fn counts_of(quota: Quota) -> Counts {
     }
 }
 
-/// Applies one response's rate-limit headers to `state`: per quota reported, a limit learns
-/// the provider's maximum and is drained to the provider's remaining (the least it can be,
-/// given its rounding) until the provider's reset (a whole window when no reset is given).
+/// Applies one response's rate-limit headers, produced at `seen`, to `state`: per quota
+/// reported, a limit learns the provider's maximum and is drained to the provider's remaining
+/// (the least it can be, given its rounding) until the provider's reset from `seen` (a whole
+/// window when no reset is given).
 /// A quota whose window the provider does not say is matched against no limit: draining a
 /// day's limit to a minute's remaining would be wrong, and so would the reverse.
 pub(crate) fn observe_at(
     state: &ModelState,
     report: &HeaderReport,
     may_raise: bool,
+    seen: Instant,
     now: Instant,
 ) -> FeedbackReport {
+    let seen = seen.min(now);
     let mut out = FeedbackReport::default();
     for o in &report.observed {
         let counts = counts_of(o.quota);
@@ -95,8 +101,10 @@ pub(crate) fn observe_at(
             out.learned.extend(state.learn(counts, Some(window), limit, may_raise));
         }
         if let Some(remaining) = o.remaining_at_least() {
-            let expires = now.saturating_add(o.reset_after.unwrap_or(window));
-            out.drained.extend(state.drain_at(counts, Some(window), remaining, expires, now));
+            let expires = seen.saturating_add(o.reset_after.unwrap_or(window));
+            let (tolerance, window) = (o.remaining_tolerance, Some(window));
+            out.drained
+                .extend(state.drain_at(counts, window, remaining, tolerance, expires, seen, now));
         }
     }
     out

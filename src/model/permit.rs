@@ -9,12 +9,12 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use super::estimate::Estimate;
-use super::feedback::{FeedbackReport, throttled_at};
+use super::feedback::{FeedbackReport, observe_at, throttled_at};
 use super::limiter::ModelRateLimiter;
 use super::pause::Cooldown;
 use super::rule::Charge;
 use super::state::{ModelState, Slot};
-use crate::provider::Throttled;
+use crate::provider::{HeaderReport, Throttled};
 use crate::{Clock, Instant};
 
 /// The part of a permit that does not depend on how the limiter is held.
@@ -100,6 +100,41 @@ impl<T: Clock, L: Deref<Target = ModelRateLimiter<T>>> ModelPermitOf<L> {
         let now = self.limiter.timer().now();
         let actual = Estimate { input: input_tokens, output: output_tokens };
         self.admitted.state.settle_at(self.admitted.charge, actual, now);
+    }
+
+    /// The provider answered this request (not with a 429): settles it with what it used, as
+    /// [`settle_io`](Self::settle_io), then applies the answer's rate-limit headers, as
+    /// [`ModelRateLimiter::observe`] does — in that order, at one instant. The order matters:
+    /// the provider's figures count this request at what it used, and the limiter takes what
+    /// it counts beyond its own books for other clients' share; observed before the settle, a
+    /// request that used less than its estimate would hide that much of their share.
+    ///
+    /// ```
+    /// use tollgate::provider::{Provider, parse_headers};
+    /// use tollgate::{Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { tpm: 10_000, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// limiter.timer().set(Instant::from_secs(100));
+    /// let permit = limiter.try_acquire("m", 2_000)?;
+    /// // The request used 500; the provider counts 4 500 in all: 4 000 are someone else's.
+    /// let headers = [("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-remaining-tokens", "5500")];
+    /// let report = permit.settle_and_observe(200, 300, &parse_headers(Provider::OpenAi, headers, None));
+    /// assert_eq!(report.drained[0].charged, 4_000);
+    /// assert_eq!(limiter.stats()["m"].tokens.used, 4_500);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn settle_and_observe(
+        self,
+        input_tokens: u64,
+        output_tokens: u64,
+        headers: &HeaderReport,
+    ) -> FeedbackReport {
+        let now = self.limiter.timer().now();
+        let state = &self.admitted.state;
+        let actual = Estimate { input: input_tokens, output: output_tokens };
+        state.settle_at(self.admitted.charge, actual, now);
+        observe_at(state, headers, state.config().feedback_may_raise, now, now)
     }
 
     /// The provider answered this request with a 429 asking to retry after `retry_after`:

@@ -21,10 +21,12 @@
 //! - **usage**: per limit, what is charged in the window ending now (a bucket: its burst
 //!   minus what it could admit now).
 //!
-//! Feedback from a provider works on the same state, only ever making it stricter unless the
-//! caller asks otherwise: **drain** charges a limit until its room is no more than the
-//! provider's remaining (in a window, in the slot that leaves the window when the provider's
-//! count resets), and **set_max** changes a limit's maximum keeping its counters.
+//! Feedback from a provider works on the same state, never giving more room than the limits
+//! alone would unless the caller asks otherwise: **drain** makes a limit's room no more than
+//! the provider's remaining (in a window, by holding what the provider counts beyond the
+//! state's own charges as other clients' share until the provider's reset, each report
+//! replacing the last; a bucket is charged the excess), and **set_max** changes a limit's
+//! maximum keeping its counters.
 //!
 //! [`StateStore`]: super::StateStore
 
@@ -120,8 +122,57 @@ struct Meter {
 
 #[derive(Debug, Clone)]
 enum How {
-    Window(HeapWindow),
+    Window(HeapWindow, Others),
     Bucket(Gcra),
+}
+
+/// What a window holds, beside its own charges, for usage the provider counts and this state
+/// did not make (other clients on the same key). Kept apart from the ring so that each report
+/// *replaces* the last: the other clients' requests leave the provider's window one by one and
+/// are replaced, so their share is a level, not a charge that leaves in one piece a window
+/// later. What is held is the larger of the latest report's share and the highest share
+/// reported since (each until its report's reset): a share that dips for a moment (one of
+/// their requests gone, the next not yet sent) comes back with their next request, and no
+/// header can say when that is.
+#[derive(Debug, Clone, Copy, Default)]
+struct Others {
+    latest: Share,
+    high: Share,
+}
+
+/// One report's share of the others, until that report's reset.
+#[derive(Debug, Clone, Copy, Default)]
+struct Share {
+    amount: u64,
+    until: Instant,
+}
+
+impl Share {
+    fn at(self, now: Instant) -> u64 {
+        if now < self.until { self.amount } else { 0 }
+    }
+}
+
+impl Others {
+    /// The amount in force at `now`.
+    fn at(self, now: Instant) -> u64 {
+        self.latest.at(now).max(self.high.at(now))
+    }
+
+    /// When the amount in force at `now` drops to nothing.
+    fn until(self, now: Instant) -> Instant {
+        let end = |s: Share| if s.at(now) > 0 { s.until } else { now };
+        end(self.latest).max(end(self.high))
+    }
+
+    /// A report at `seen` of `amount`, until `until`.
+    fn report(&mut self, amount: u64, until: Instant, seen: Instant) {
+        let share = Share { amount, until };
+        self.latest = share;
+        if amount >= self.high.at(seen) {
+            self.high = share;
+        }
+    }
 }
 
 impl Meter {
@@ -129,11 +180,14 @@ impl Meter {
         let how = match limit.kind {
             // Limits are validated first; should one not be, its values are clamped to valid
             // ones (at most MAX_SLOTS slots) rather than panic.
-            LimitKind::Window { window, slots } => How::Window(HeapWindow::clamped_in(
-                window,
-                limit.max,
-                slots.clamp(1, Limit::MAX_SLOTS) as usize + 1,
-            )),
+            LimitKind::Window { window, slots } => How::Window(
+                HeapWindow::clamped_in(
+                    window,
+                    limit.max,
+                    slots.clamp(1, Limit::MAX_SLOTS) as usize + 1,
+                ),
+                Others::default(),
+            ),
             LimitKind::Bucket { rate } => How::Bucket(Gcra::new(rate, limit.max.max(1))),
         };
         Self { counts: limit.counts, how }
@@ -170,7 +224,7 @@ impl Meter {
     /// The limit's maximum (a window's limit, a bucket's burst).
     fn max(&self) -> u64 {
         match &self.how {
-            How::Window(w) => w.limit(),
+            How::Window(w, _) => w.limit(),
             How::Bucket(b) => b.burst(),
         }
     }
@@ -178,40 +232,55 @@ impl Meter {
     fn set_max(&mut self, max: u64) {
         let max = max.max(1);
         match &mut self.how {
-            How::Window(w) => {
+            How::Window(w, _) => {
                 let _ = w.set_limit(max);
             }
             How::Bucket(b) => b.set_burst(max),
         }
     }
 
-    /// Charges what the limit must lose for its room to be at most `remaining`; returns it.
-    /// A window charges it to the slot of `expires - window` (clamped into the window), so it
-    /// leaves the window when the provider's count resets rather than a whole window later.
-    fn drain(&mut self, remaining: u64, expires: Instant, now: Instant) -> u64 {
-        let room = self.max().saturating_sub(self.used(now));
-        let excess = room.saturating_sub(remaining);
-        if excess == 0 {
-            return 0;
-        }
+    /// Makes the limit's room at most the provider's `remaining`, as the provider reported it
+    /// at `seen` (no later than `now`), until `expires`; returns what the limit now holds for
+    /// usage it did not make (see [`RateState::drain_seen_at`] for the rule).
+    fn drain(
+        &mut self,
+        remaining: u64,
+        tolerance: u64,
+        expires: Instant,
+        seen: Instant,
+        now: Instant,
+    ) -> u64 {
+        let max = self.max();
         match &mut self.how {
-            How::Window(w) => {
-                let span = crate::time::duration_to_nanos_saturating(w.window());
-                let oldest = (now.as_nanos() + 1).saturating_sub(span);
-                let at = expires.as_nanos().saturating_sub(span).clamp(oldest, now.as_nanos());
-                let at = Instant::from_nanos(at);
-                if !w.adjust_at(w.slot_of(at), 0, excess, now) {
-                    w.add_at(excess, now);
-                }
+            How::Window(w, others) => {
+                w.used_at(now); // expire old slots first
+                let Some((strict, lenient)) = own_at(w, seen) else { return 0 };
+                let counted = max.saturating_sub(remaining);
+                // No sign of anyone else (the least the provider may count is no more than
+                // what this state may have charged): nothing is held. Otherwise hold the most
+                // their share can be, with the oldest slot's uncertain part counted as
+                // theirs, so the room never grows by that slot's error when it leaves.
+                let at_least = counted.saturating_sub(tolerance);
+                let amount = if at_least > lenient { counted - strict.min(counted) } else { 0 };
+                // A reset is reported to the second at best (RFC 3339): one slot more.
+                let until = expires.saturating_add(w.slot_length());
+                others.report(amount, until, seen);
+                others.at(now)
             }
-            How::Bucket(b) => b.charge(excess, now),
+            How::Bucket(b) => {
+                let room = max.saturating_sub(b.used(now));
+                let excess = room.saturating_sub(remaining);
+                if excess > 0 {
+                    b.charge(excess, now);
+                }
+                excess
+            }
         }
-        excess
     }
 
     fn fits(&mut self, n: u64, now: Instant) -> bool {
         match &mut self.how {
-            How::Window(w) => w.fits_at(n, now),
+            How::Window(w, others) => w.fits_at(n.saturating_add(others.at(now)), now),
             How::Bucket(b) => b.fits(n, now),
         }
     }
@@ -219,14 +288,27 @@ impl Meter {
     /// When `n` fit (`n` within the limit's capacity, checked before the rule runs).
     fn earliest(&mut self, n: u64, now: Instant) -> Instant {
         match &mut self.how {
-            How::Window(w) => w.earliest_fit_at(n, now).unwrap_or(Instant::MAX),
+            How::Window(w, others) => {
+                let theirs = others.at(now);
+                let ours = w.earliest_fit_at(n, now).unwrap_or(Instant::MAX);
+                if theirs == 0 {
+                    return ours;
+                }
+                // Either room beside their share (at its largest) before it ends, or room
+                // once it has ended: stricter than exact by what of it ends earlier.
+                let beside = match n.checked_add(theirs) {
+                    Some(both) => w.earliest_fit_at(both, now).unwrap_or(Instant::MAX),
+                    None => Instant::MAX,
+                };
+                beside.min(ours.max(others.until(now)))
+            }
             How::Bucket(b) => b.earliest(n, now),
         }
     }
 
     fn charge(&mut self, n: u64, now: Instant) {
         match &mut self.how {
-            How::Window(w) => {
+            How::Window(w, _) => {
                 w.add_at(n, now);
             }
             How::Bucket(b) => b.charge(n, now),
@@ -239,7 +321,7 @@ impl Meter {
             return;
         }
         match &mut self.how {
-            How::Window(w) => {
+            How::Window(w, _) => {
                 let slot = w.slot_of(charge.at);
                 if !w.adjust_at(slot, estimated, actual, now) && actual > estimated {
                     w.add_at(actual - estimated, now);
@@ -252,7 +334,7 @@ impl Meter {
 
     fn used(&mut self, now: Instant) -> u64 {
         match &mut self.how {
-            How::Window(w) => w.used_at(now),
+            How::Window(w, others) => w.used_at(now).saturating_add(others.at(now)),
             How::Bucket(b) => b.used(now),
         }
     }
@@ -272,7 +354,7 @@ impl RateState {
             .meters
             .iter()
             .map(|m| match &m.how {
-                How::Window(w) => core::mem::size_of_val(w.counts()),
+                How::Window(w, _) => core::mem::size_of_val(w.counts()),
                 How::Bucket(_) => 0,
             })
             .sum();
@@ -368,15 +450,13 @@ impl RateState {
         }
     }
 
-    /// Charges limit `limit` (an index in the list) until its room is at most `remaining`,
-    /// the charge leaving a window at about `expires` (when the provider's count resets;
-    /// a bucket refills at its own rate). Returns what was charged: 0 when the room was
-    /// already no more than `remaining`, or the index is out of range.
-    ///
-    /// In a window the charge goes to the slot of `expires − window`, or the oldest slot still
-    /// in the window if that is earlier: so it lasts until about `expires`, at most one slot
-    /// longer — but at least until the oldest slot leaves, which, before the clock has run a
-    /// whole window, is a whole window (stricter, never looser).
+    /// Makes the room of limit `limit` (an index in the list) no more than the provider's
+    /// `remaining`, reported now, until about `expires` (when the provider's count resets):
+    /// [`drain_seen_at`](Self::drain_seen_at) with `seen = now`, which says the rule. In a
+    /// window, what the provider counts beyond this state's own charges is held as other
+    /// clients' share, replacing what the previous report held; a bucket is charged the
+    /// excess. Returns what the limit holds for the others now: 0 when the provider shows
+    /// nobody else, or the index is out of range.
     ///
     /// ```
     /// use core::time::Duration;
@@ -398,7 +478,78 @@ impl RateState {
         now: Instant,
     ) -> u64 {
         let now = self.clamp(now);
-        self.meters.get_mut(limit).map_or(0, |m| m.drain(remaining, expires, now))
+        self.meters.get_mut(limit).map_or(0, |m| m.drain(remaining, 0, expires, now, now))
+    }
+
+    /// As [`drain_at`](Self::drain_at) for a `remaining` the provider reported at `seen`
+    /// (no later than `now`; a later one is taken as `now`), e.g. when the response was
+    /// produced rather than when it is read. `remaining` is the least the provider can have
+    /// left, and it may have up to `tolerance` more (a figure rounded to the thousand: 500).
+    ///
+    /// The rule, for a window: the provider counts `max − remaining` in the window ending at
+    /// `seen`; of that, what this state charged in the same window is its own, and the rest
+    /// is other clients' share. That share is held beside the state's own charges until
+    /// `expires` (plus one slot, as resets are rounded), and each observation **replaces**
+    /// the previous one's: their requests leave the window one by one and are replaced, so
+    /// their share is a level, not a lump that would leave all at once a window later (and
+    /// let through, that instant, room the others have already retaken). Own requests leave
+    /// as they leave the provider's window, so they are never counted twice. A lower share
+    /// does not undercut a higher one reported earlier before that one's reset: their share
+    /// dips whenever one of their requests has left and the next is not sent yet, and the
+    /// next one comes without notice (so what is held is the larger of the latest share and
+    /// the highest since, each until its own report's reset).
+    ///
+    /// The state's oldest slot may straddle the provider's window start; the part of it the
+    /// provider still counts is unknown. When the provider counts more than this state may
+    /// have charged even at `remaining + tolerance` (someone else is there), that whole slot,
+    /// and the tolerance, are counted as theirs, so the
+    /// room never grows by that slot's error when it leaves; when it counts no more, nothing
+    /// is held (the state's own books are already at least as strict). Own charges made after
+    /// `seen` in `seen`'s slot cannot be told apart from those before it: they count as
+    /// seen. A report older than a window is ignored (returns 0).
+    ///
+    /// A bucket is charged, as [`drain_at`](Self::drain_at) says, until its room is at most
+    /// `remaining` (it refills at its own rate; nothing to replace). Returns what the limit
+    /// holds for the others now (a bucket: what was charged).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::model::{Limit, RateState};
+    /// use tollgate::Instant;
+    ///
+    /// let mut s = RateState::new(&[Limit::requests("rpm", 100, Duration::from_secs(60))]);
+    /// let t = Instant::from_secs(1_000);
+    /// for _ in 0..10 {
+    ///     s.admit_at(0, t).unwrap();
+    /// }
+    /// // The provider counts 30: 10 of ours, 20 of someone else's.
+    /// let reset = t + Duration::from_secs(60);
+    /// assert_eq!(s.drain_seen_at(0, 70, 0, reset, t, t), 20);
+    /// // A later answer says they now hold 25: replaced, not added.
+    /// let later = t + Duration::from_secs(5);
+    /// let reset = later + Duration::from_secs(60);
+    /// assert_eq!(s.drain_seen_at(0, 65, 0, reset, later, later), 25);
+    /// let mut used = Vec::new();
+    /// s.usage_at(later, &mut used);
+    /// assert_eq!(used, [35]);
+    /// // Then 15: the 25 still holds until its report's reset (plus a slot), then the 15.
+    /// assert_eq!(s.drain_seen_at(0, 75, 0, reset, later, later), 25);
+    /// s.usage_at(reset + Duration::from_secs(1), &mut used);
+    /// assert_eq!(used, [0]); // our 10 have left too, and so has the 15 (same reset)
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn drain_seen_at(
+        &mut self,
+        limit: usize,
+        remaining: u64,
+        tolerance: u64,
+        expires: Instant,
+        seen: Instant,
+        now: Instant,
+    ) -> u64 {
+        let now = self.clamp(now);
+        let seen = seen.min(now);
+        self.meters.get_mut(limit).map_or(0, |m| m.drain(remaining, tolerance, expires, seen, now))
     }
 
     /// The largest total and the largest input any estimate may have, at the maxima now in
@@ -459,16 +610,22 @@ impl RateState {
     }
 
     /// The whole state as integers: the latest instant, then per limit in list order a
-    /// window's latest instant and ring counters, or a bucket's TAT as two words (low, high).
+    /// window's latest instant, ring counters and the others' share (the latest report's and
+    /// the highest one's, each an amount and an instant), or a bucket's TAT as two words
+    /// (low, high).
     /// [`decode`](Self::decode) with the same limits reads it back.
     pub fn encode(&self, out: &mut Vec<u64>) {
         out.clear();
         out.push(self.latest.as_nanos());
         for m in &self.meters {
             match &m.how {
-                How::Window(w) => {
+                How::Window(w, others) => {
                     out.push(w.latest().as_nanos());
                     out.extend_from_slice(w.counts());
+                    for share in [others.latest, others.high] {
+                        out.push(share.amount);
+                        out.push(share.until.as_nanos());
+                    }
                 }
                 How::Bucket(b) => {
                     out.push(b.tat as u64);
@@ -490,13 +647,19 @@ impl RateState {
         state.latest = Instant::from_nanos(latest);
         for m in &mut state.meters {
             match &mut m.how {
-                How::Window(w) => {
-                    let len = w.counts().len() + 1;
+                How::Window(w, others) => {
+                    let len = w.counts().len() + 5;
                     if rest.len() < len {
                         return Err(bad);
                     }
                     let (head, tail) = rest.split_at(len);
-                    w.restore(Instant::from_nanos(head[0]), &head[1..]).map_err(|_| bad)?;
+                    let (ring, theirs) = head[1..].split_at(len - 5);
+                    w.restore(Instant::from_nanos(head[0]), ring).map_err(|_| bad)?;
+                    let share = |i: usize| Share {
+                        amount: theirs[i],
+                        until: Instant::from_nanos(theirs[i + 1]),
+                    };
+                    *others = Others { latest: share(0), high: share(2) };
                     rest = tail;
                 }
                 How::Bucket(b) => {
@@ -508,6 +671,33 @@ impl RateState {
         }
         if rest.is_empty() { Ok(state) } else { Err(bad) }
     }
+}
+
+/// What `w` (advanced to a `now` no earlier than `seen`) charged in the window ending at
+/// `seen`: `(strict, lenient)`, without and with the oldest slot when that slot may start
+/// before the window does (only part of it is then in the window). Slots the ring no longer
+/// holds count 0. `None` if `seen` is a whole window or more before the ring's latest instant.
+fn own_at(w: &HeapWindow, seen: Instant) -> Option<(u64, u64)> {
+    let span = crate::time::duration_to_nanos_saturating(w.window());
+    let slot = crate::time::duration_to_nanos_saturating(w.slot_length()).max(1);
+    let latest = w.latest().as_nanos();
+    let seen = seen.as_nanos().min(latest);
+    if seen.saturating_add(span) <= latest {
+        return None;
+    }
+    let counts = w.counts();
+    let len = counts.len() as u64;
+    let head = latest / slot;
+    let kept = (head + 1).saturating_sub(len);
+    let start = (seen + 1).saturating_sub(span);
+    let first = start / slot;
+    // Before the clock has run a window, the window starts at the epoch: no straddle.
+    let straddles = seen + 1 > span && start % slot != 0;
+    let count = |k: u64| if k < kept { 0 } else { counts[(k % len) as usize] };
+    let last = seen / slot;
+    let inner: u64 = (first + u64::from(straddles)..=last).map(count).fold(0, u64::saturating_add);
+    let oldest = if straddles { count(first) } else { 0 };
+    Some((inner, inner.saturating_add(oldest)))
 }
 
 /// The largest estimate every token limit of `limits` could ever hold at once, and the index
@@ -634,7 +824,7 @@ mod tests {
         s.admit_at(30, Instant::from_secs(5)).unwrap();
         let mut words = Vec::new();
         s.encode(&mut words);
-        assert_eq!(words.len(), 1 + 1 + 61 + 2);
+        assert_eq!(words.len(), 1 + (1 + 61 + 4) + 2);
         let mut t = RateState::decode(&limits, &words).unwrap();
         for now in [5, 6, 70] {
             let now = Instant::from_secs(now);

@@ -441,21 +441,26 @@ impl ModelState {
         changed
     }
 
-    /// Drains every limit matching `counts` and `window` to the provider's `remaining`, the
-    /// charge leaving a window at about `expires`; returns what was charged.
+    /// Drains every limit matching `counts` and `window` to the provider's `remaining` (the
+    /// least it may have; up to `tolerance` more) as reported at `seen`, until about `expires` (`RateState::drain_seen_at`); returns what
+    /// each holds for other clients.
     pub(crate) fn drain_at(
         &self,
         counts: Counts,
         window: Option<Duration>,
         remaining: u64,
+        tolerance: u64,
         expires: Instant,
+        seen: Instant,
         now: Instant,
     ) -> Vec<Drained> {
         self.conf.with(|c| {
             Self::matching(c, counts, window)
                 .into_iter()
                 .filter_map(|i| {
-                    let charged = self.books.with(|b| b.state.drain_at(i, remaining, expires, now));
+                    let charged = self.books.with(|b| {
+                        b.state.drain_seen_at(i, remaining, tolerance, expires, seen, now)
+                    });
                     (charged > 0).then(|| Drained { limit: c.limits[i].name.clone(), charged })
                 })
                 .collect()
