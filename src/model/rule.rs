@@ -836,6 +836,125 @@ mod tests {
         assert!(RateState::decode(&limits, &words).is_err());
     }
 
+    /// 10 s window in 1 s slots (a ring of 11), 100 requests.
+    fn ten_s() -> RateState {
+        RateState::new(&[Limit::requests("r", 100, Duration::from_secs(10)).with_slots(10)])
+    }
+
+    fn used(s: &mut RateState, at: Instant) -> u64 {
+        let mut used = Vec::new();
+        s.usage_at(at, &mut used);
+        used[0]
+    }
+
+    #[test]
+    fn each_report_replaces_the_others_share_and_it_never_leaves_in_one_piece() {
+        let mut s = ten_s();
+        let t = Instant::from_secs(100);
+        let reset = |at: Instant| at + Duration::from_secs(10);
+        // Someone else holds 30; reported again and again as the window slides: the share
+        // stays 30 (no lump that would leave 10 s after the first report).
+        for k in 0..30 {
+            let at = t + Duration::from_millis(500 * k);
+            assert_eq!(s.drain_seen_at(0, 70, 0, reset(at), at, at), 30);
+            assert_eq!(used(&mut s, at), 30);
+        }
+        // The old rule charged each report's excess into the window: 30 came back at once
+        // 10 s later. Here, a report 20 s after the first one still holds exactly 30.
+        let at = t + Duration::from_secs(20);
+        assert_eq!(used(&mut s, at), 30);
+        // Without further reports it ends at the last report's reset (plus one slot).
+        let last = t + Duration::from_millis(500 * 29);
+        assert_eq!(used(&mut s, reset(last) + Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn own_charges_are_never_counted_as_the_others_share() {
+        let mut s = ten_s();
+        let t = Instant::from_secs(100);
+        for _ in 0..20 {
+            s.admit_at(0, t).unwrap();
+        }
+        // The provider counts our 20 and nobody else: nothing is held.
+        let reset = t + Duration::from_secs(12);
+        assert_eq!(s.drain_seen_at(0, 80, 0, reset, t, t), 0);
+        assert_eq!(used(&mut s, t), 20);
+        // It counts 25: 5 are theirs.
+        assert_eq!(s.drain_seen_at(0, 75, 0, reset, t, t), 5);
+        assert_eq!(used(&mut s, t), 25);
+        // Our 20 leave with their slot; their 5 stay until the reset (plus a slot).
+        let later = t + Duration::from_secs(11);
+        assert_eq!(used(&mut s, later), 5);
+    }
+
+    #[test]
+    fn a_report_read_late_is_compared_with_the_books_when_it_was_produced() {
+        let mut s = ten_s();
+        for _ in 0..20 {
+            s.admit_at(0, Instant::from_secs(95)).unwrap();
+        }
+        // Produced at 100 s (our 20 counted, nobody else), read at 106.5 s when our 20 have
+        // left the window: compared with the books then, 20 would look like someone else's.
+        let (t, read) = (Instant::from_secs(100), Instant::from_millis(106_500));
+        let reset = Instant::from_secs(105);
+        assert_eq!(s.drain_seen_at(0, 80, 0, reset, t, read), 0);
+        assert_eq!(used(&mut s, read), 0);
+        // Older than a window: ignored.
+        let much_later = t + Duration::from_secs(30);
+        assert_eq!(s.drain_seen_at(0, 0, 0, much_later, t, much_later), 0);
+        assert_eq!(used(&mut s, much_later), 0);
+    }
+
+    #[test]
+    fn a_rounded_remaining_shows_nobody_else_unless_even_its_top_does() {
+        let limits = [Limit::tokens("otpm", 10_000, Duration::from_secs(60))];
+        let mut s = RateState::new(&limits);
+        let t = Instant::from_secs(100);
+        let c = s.admit_at(0, t).unwrap();
+        s.settle_at(c, 4_300, t); // the provider counts 4 300, reports 6 000 ± 500 left
+        let reset = t + Duration::from_secs(60);
+        assert_eq!(s.drain_seen_at(0, 5_500, 500, reset, t, t), 0);
+        assert_eq!(used(&mut s, t), 4_300);
+        // 8 000 ± 500 counted: at least 7 500, more than our 4 300; at most 8 500 is held
+        // for everyone's share beyond ours.
+        assert_eq!(s.drain_seen_at(0, 1_500, 500, reset, t, t), 4_200);
+    }
+
+    #[test]
+    fn the_oldest_slot_counts_as_theirs_once_someone_else_shows() {
+        let mut s = ten_s();
+        // 5 of ours at 100.2 s; at 110.5 s the window (100.5, 110.5] straddles their slot
+        // [100, 101): the provider no longer counts them, or still counts some.
+        s.admit_at(0, Instant::from_millis(100_200)).unwrap();
+        for _ in 0..4 {
+            s.admit_at(0, Instant::from_millis(100_200)).unwrap();
+        }
+        let at = Instant::from_millis(110_500);
+        let reset = at + Duration::from_secs(10);
+        // The provider counts 10: someone else holds them (ours are gone there). Held: all
+        // 10, although our 5 still count locally until 111 s — so that when they leave, the
+        // room does not grow by 5 the provider never had.
+        assert_eq!(s.drain_seen_at(0, 90, 0, reset, at, at), 10);
+        assert_eq!(used(&mut s, at), 15);
+        assert_eq!(used(&mut s, Instant::from_secs(111)), 10);
+    }
+
+    #[test]
+    fn the_others_share_survives_encode_and_decode() {
+        let limits = [Limit::requests("r", 100, Duration::from_secs(10)).with_slots(10)];
+        let mut s = RateState::new(&limits);
+        let t = Instant::from_secs(100);
+        s.drain_seen_at(0, 60, 0, t + Duration::from_secs(10), t, t);
+        s.drain_seen_at(0, 80, 0, t + Duration::from_secs(5), t, t);
+        let mut words = Vec::new();
+        s.encode(&mut words);
+        let mut back = RateState::decode(&limits, &words).unwrap();
+        for at in [100, 104, 106, 111, 112] {
+            let at = Instant::from_secs(at);
+            assert_eq!(used(&mut back, at), used(&mut s, at), "{at:?}");
+        }
+    }
+
     #[test]
     fn capacity_is_the_smallest_token_limit() {
         let limits = [
