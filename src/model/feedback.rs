@@ -62,6 +62,16 @@ pub struct FeedbackReport {
     pub error: Option<Error>,
 }
 
+/// What a provider reported of one quota, for a drain: the least it has `remaining` (it may
+/// have up to `tolerance` more), until `expires`, as of `seen`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reported {
+    pub(crate) remaining: u64,
+    pub(crate) tolerance: u64,
+    pub(crate) expires: Instant,
+    pub(crate) seen: Instant,
+}
+
 /// The local counterpart of a provider's quota.
 pub(crate) const fn counts_of(quota: Quota) -> Counts {
     match quota {
@@ -102,9 +112,8 @@ pub(crate) fn observe_at(
         }
         if let Some(remaining) = o.remaining_at_least() {
             let expires = seen.saturating_add(o.reset_after.unwrap_or(window));
-            let (tolerance, window) = (o.remaining_tolerance, Some(window));
-            out.drained
-                .extend(state.drain_at(counts, window, remaining, tolerance, expires, seen, now));
+            let reported = Reported { remaining, tolerance: o.remaining_tolerance, expires, seen };
+            out.drained.extend(state.drain_at(counts, Some(window), reported, now));
         }
     }
     out

@@ -17,7 +17,7 @@ use core::time::Duration;
 
 use super::config::{ModelConfigError, RateLimitConfig};
 use super::estimate::Estimate;
-use super::feedback::{Drained, FeedbackReport, Learned, observe_at, throttled_at};
+use super::feedback::{Drained, FeedbackReport, Learned, Reported, observe_at, throttled_at};
 use super::limit::Counts;
 use super::metrics;
 use super::pause::Cooldown;
@@ -548,7 +548,8 @@ impl<T: Clock> ModelRateLimiter<T> {
         let state = self.state(model)?;
         let now = self.timer.now();
         let expires = now.saturating_add(reset_after);
-        Ok(state.drain_at(counts, window, remaining, 0, expires, now, now))
+        let reported = Reported { remaining, tolerance: 0, expires, seen: now };
+        Ok(state.drain_at(counts, window, reported, now))
     }
 
     /// Admits one request of `estimated_tokens` on `model` if it can be admitted now: a

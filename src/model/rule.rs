@@ -537,7 +537,6 @@ impl RateState {
     /// s.usage_at(reset + Duration::from_secs(1), &mut used);
     /// assert_eq!(used, [0]); // our 10 have left too, and so has the 15 (same reset)
     /// ```
-    #[allow(clippy::too_many_arguments)]
     pub fn drain_seen_at(
         &mut self,
         limit: usize,
