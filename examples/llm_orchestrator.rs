@@ -25,13 +25,16 @@
 //!
 //! How feedback gets there: each answer's headers say what the provider counts; the limiter
 //! holds what it counts beyond the limiter's own charges as the neighbour's share, and each
-//! answer *replaces* that share (the neighbour's requests leave one by one and are replaced,
-//! so its share is a level; a drain charged as one lump left the window all at once a window
-//! later and let a request into a wall once a window per model: 115 × 429 before). A served
-//! request is settled before its headers are observed, so the limiter compares the
-//! provider's count with books that count the request as the provider does. The 429s left
-//! come from the neighbour's share growing without notice between two answers (gpt-4o's
-//! neighbour sends 7.5 requests a window, so its share steps between 7 and 8 of them).
+//! answer *replaces* that share rather than adding to it (the neighbour's requests leave one
+//! by one and are replaced, so its share is a level: a drain charged as one lump left the
+//! window all at once a window later and let a request into a wall about once a window per
+//! model — 115 × 429 before). The share held is the highest one reported whose reset is still
+//! ahead, because it steps up without notice: gpt-4o's neighbour sends 7.5 requests a window,
+//! so its share steps between 7 and 8 of them (holding only the latest share left 4 × 429).
+//! A served request is settled before its headers are observed
+//! (`ModelPermit::settle_and_observe`), so the provider's count is compared with books that
+//! count the request as the provider does. Alone, no answer shows anyone else, and feedback
+//! changes nothing.
 //!
 //! The run with the neighbour and no feedback makes no promise: it shows the problem. The
 //! limiter cannot see the neighbour, so every window it sends about the neighbour's share into

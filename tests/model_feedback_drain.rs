@@ -121,7 +121,7 @@ fn job_429s(
         }
         now = now + step;
     }
-    eprintln!("{rejected} x 429, served {}", provider.log.len());
+    eprintln!("{rejected} × 429 to the job in {windows} windows");
     rejected
 }
 
@@ -129,8 +129,11 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// The main job's gpt-4o-mini: 300 RPM, the neighbour 75 of them, the job up to 20 in flight
+/// with latencies from 0.3 s to 3 s and 400 requests a minute arriving. With the drain as one
+/// lump: 25 × 429 in 10 windows.
 #[test]
-fn mini() {
+fn a_steady_neighbour_costs_no_429_with_many_in_flight_and_spread_latencies() {
     let n = job_429s(300, 20, ms(150), (300, 3_000), ms(800), 10);
     assert_eq!(n, 0, "{n} × 429 in 10 windows");
 }
@@ -138,15 +141,18 @@ fn mini() {
 #[test]
 fn a_steady_neighbour_costs_no_429_once_its_share_is_known() {
     // 60 RPM; the neighbour takes 15 of them (one every 4 s). The job keeps 5 in flight at
-    // most, so its first requests, before any answer, fit what the neighbour leaves.
+    // most, so its first requests, before any answer, fit what the neighbour leaves. (The
+    // drain as one lump: 39 × 429 in 10 windows.)
     let n = job_429s(60, 5, ms(700), (700, 700), Duration::from_secs(4), 10);
     assert_eq!(n, 0, "{n} × 429 in 10 windows");
 }
 
 #[test]
-fn a_neighbour_whose_share_is_not_a_whole_number_per_window_costs_at_most_a_few_429s() {
-    // 7.5 of the neighbour's requests per window: its share moves by one request as its
-    // requests come and go, which no header can announce before it happens.
+fn a_neighbour_whose_share_steps_up_and_down_costs_no_429() {
+    // 7.5 of the neighbour's requests per window: its share steps between 7 and 8 as its
+    // requests come and go, and no header announces the step up before it happens. Holding
+    // the highest share reported until that report's reset covers it. (Holding the latest
+    // share only: 9 × 429 in 10 windows; the drain as one lump: 26.)
     let n = job_429s(30, 4, ms(1_300), (1_300, 1_300), Duration::from_secs(8), 10);
-    assert!(n <= 2, "{n} × 429 in 10 windows");
+    assert_eq!(n, 0, "{n} × 429 in 10 windows");
 }

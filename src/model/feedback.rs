@@ -112,7 +112,10 @@ pub(crate) fn observe_at(
         }
         if let Some(remaining) = o.remaining_at_least() {
             let expires = seen.saturating_add(o.reset_after.unwrap_or(window));
-            let reported = Reported { remaining, tolerance: o.remaining_tolerance, expires, seen };
+            // The true figure is within the reported one ± its tolerance: at most twice the
+            // tolerance above the least.
+            let tolerance = o.remaining_tolerance.saturating_mul(2);
+            let reported = Reported { remaining, tolerance, expires, seen };
             out.drained.extend(state.drain_at(counts, Some(window), reported, now));
         }
     }

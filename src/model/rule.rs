@@ -130,50 +130,99 @@ enum How {
 /// did not make (other clients on the same key). Kept apart from the ring so that each report
 /// *replaces* the last: the other clients' requests leave the provider's window one by one and
 /// are replaced, so their share is a level, not a charge that leaves in one piece a window
-/// later. What is held is the larger of the latest report's share and the highest share
-/// reported since (each until its report's reset): a share that dips for a moment (one of
-/// their requests gone, the next not yet sent) comes back with their next request, and no
-/// header can say when that is.
+/// later. What is held is the highest share of the reports whose resets are still ahead: a
+/// share that dips for a moment (one of their requests gone, the next not yet sent) comes
+/// back with their next request, and no header can say when that is.
+///
+/// Kept as a queue of at most [`SHARES`] reports, shares decreasing and resets increasing
+/// from front to back (a report hides every earlier one it is at least as high as, since it
+/// also lasts longer): the front one not yet reset is the highest in force, and the latest
+/// report is always the back. When the queue is full, the two newest merge into one with the
+/// higher share and the later reset (stricter, never looser).
 #[derive(Debug, Clone, Copy, Default)]
 struct Others {
-    latest: Share,
-    high: Share,
+    shares: [Share; SHARES],
+    len: u8,
 }
 
+/// How many reports [`Others`] keeps apart.
+const SHARES: usize = 4;
+
 /// One report's share of the others, until that report's reset.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Share {
     amount: u64,
     until: Instant,
 }
 
-impl Share {
-    fn at(self, now: Instant) -> u64 {
-        if now < self.until { self.amount } else { 0 }
-    }
-}
-
 impl Others {
-    /// The amount in force at `now`.
-    fn at(self, now: Instant) -> u64 {
-        self.latest.at(now).max(self.high.at(now))
+    fn kept(&self) -> &[Share] {
+        &self.shares[..usize::from(self.len)]
     }
 
-    /// When the amount in force at `now` drops to nothing.
-    fn until(self, now: Instant) -> Instant {
-        let end = |s: Share| if s.at(now) > 0 { s.until } else { now };
-        end(self.latest).max(end(self.high))
+    /// The share in force at `now`: the highest of the reports not yet reset.
+    fn at(&self, now: Instant) -> u64 {
+        self.kept().iter().find(|s| now < s.until).map_or(0, |s| s.amount)
+    }
+
+    /// When every report's share has ended (`now` if none is in force).
+    fn until(&self, now: Instant) -> Instant {
+        self.kept().last().map_or(now, |s| s.until.max(now))
     }
 
     /// A report at `seen` of `amount`, until `until`.
     fn report(&mut self, amount: u64, until: Instant, seen: Instant) {
-        let share = Share { amount, until };
-        self.latest = share;
-        if amount >= self.high.at(seen) {
-            self.high = share;
+        let mut kept = [Share::default(); SHARES];
+        let mut n = 0;
+        for s in self.kept().iter().filter(|s| seen < s.until) {
+            kept[n] = *s;
+            n += 1;
+        }
+        // Reports no higher than this one are hidden by it; should one have lasted longer,
+        // this one's share lasts as long (stricter).
+        let mut until = until;
+        while n > 0 && kept[n - 1].amount <= amount {
+            until = until.max(kept[n - 1].until);
+            n -= 1;
+        }
+        if n > 0 && kept[n - 1].until >= until {
+            // Hidden by a higher report that lasts at least as long.
+        } else if n == SHARES {
+            // Full: the newest kept, higher, lasts until this one's reset too.
+            kept[n - 1].until = until;
+        } else {
+            kept[n] = Share { amount, until };
+            n += 1;
+        }
+        self.shares = kept;
+        self.len = n as u8;
+    }
+
+    /// As words: the count kept, then each report's share and reset.
+    fn encode(&self, out: &mut Vec<u64>) {
+        out.push(u64::from(self.len));
+        for s in &self.shares {
+            out.push(s.amount);
+            out.push(s.until.as_nanos());
         }
     }
+
+    /// Reads back what [`encode`](Self::encode) wrote (`1 + 2 · SHARES` words).
+    fn decode(words: &[u64]) -> Option<Self> {
+        let (&len, rest) = words.split_first()?;
+        if len > SHARES as u64 || rest.len() != 2 * SHARES {
+            return None;
+        }
+        let mut others = Self { len: len as u8, ..Self::default() };
+        for (s, w) in others.shares.iter_mut().zip(rest.chunks_exact(2)) {
+            *s = Share { amount: w[0], until: Instant::from_nanos(w[1]) };
+        }
+        Some(others)
+    }
 }
+
+/// Words an [`Others`] takes in [`RateState::encode`].
+const OTHERS_WORDS: usize = 1 + 2 * SHARES;
 
 impl Meter {
     fn new(limit: &Limit) -> Self {
@@ -496,8 +545,8 @@ impl RateState {
     /// as they leave the provider's window, so they are never counted twice. A lower share
     /// does not undercut a higher one reported earlier before that one's reset: their share
     /// dips whenever one of their requests has left and the next is not sent yet, and the
-    /// next one comes without notice (so what is held is the larger of the latest share and
-    /// the highest since, each until its own report's reset).
+    /// next one comes without notice (so what is held is the highest share of the reports
+    /// whose resets are still ahead).
     ///
     /// The state's oldest slot may straddle the provider's window start; the part of it the
     /// provider still counts is unknown. When the provider counts more than this state may
@@ -609,8 +658,8 @@ impl RateState {
     }
 
     /// The whole state as integers: the latest instant, then per limit in list order a
-    /// window's latest instant, ring counters and the others' share (the latest report's and
-    /// the highest one's, each an amount and an instant), or a bucket's TAT as two words
+    /// window's latest instant, ring counters and the others' share (how many reports are
+    /// kept, then four shares and resets, unused ones zero), or a bucket's TAT as two words
     /// (low, high).
     /// [`decode`](Self::decode) with the same limits reads it back.
     pub fn encode(&self, out: &mut Vec<u64>) {
@@ -621,10 +670,7 @@ impl RateState {
                 How::Window(w, others) => {
                     out.push(w.latest().as_nanos());
                     out.extend_from_slice(w.counts());
-                    for share in [others.latest, others.high] {
-                        out.push(share.amount);
-                        out.push(share.until.as_nanos());
-                    }
+                    others.encode(out);
                 }
                 How::Bucket(b) => {
                     out.push(b.tat as u64);
@@ -647,18 +693,15 @@ impl RateState {
         for m in &mut state.meters {
             match &mut m.how {
                 How::Window(w, others) => {
-                    let len = w.counts().len() + 5;
+                    let ring = w.counts().len();
+                    let len = 1 + ring + OTHERS_WORDS;
                     if rest.len() < len {
                         return Err(bad);
                     }
                     let (head, tail) = rest.split_at(len);
-                    let (ring, theirs) = head[1..].split_at(len - 5);
-                    w.restore(Instant::from_nanos(head[0]), ring).map_err(|_| bad)?;
-                    let share = |i: usize| Share {
-                        amount: theirs[i],
-                        until: Instant::from_nanos(theirs[i + 1]),
-                    };
-                    *others = Others { latest: share(0), high: share(2) };
+                    let (counts, theirs) = head[1..].split_at(ring);
+                    w.restore(Instant::from_nanos(head[0]), counts).map_err(|_| bad)?;
+                    *others = Others::decode(theirs).ok_or(bad)?;
                     rest = tail;
                 }
                 How::Bucket(b) => {
@@ -823,7 +866,7 @@ mod tests {
         s.admit_at(30, Instant::from_secs(5)).unwrap();
         let mut words = Vec::new();
         s.encode(&mut words);
-        assert_eq!(words.len(), 1 + (1 + 61 + 4) + 2);
+        assert_eq!(words.len(), 1 + (1 + 61 + OTHERS_WORDS) + 2);
         let mut t = RateState::decode(&limits, &words).unwrap();
         for now in [5, 6, 70] {
             let now = Instant::from_secs(now);
@@ -936,6 +979,34 @@ mod tests {
         assert_eq!(s.drain_seen_at(0, 90, 0, reset, at, at), 10);
         assert_eq!(used(&mut s, at), 15);
         assert_eq!(used(&mut s, Instant::from_secs(111)), 10);
+    }
+
+    #[test]
+    fn the_highest_share_holds_until_its_reset_then_the_next_highest() {
+        let t = |s: u64| Instant::from_secs(s);
+        let mut o = Others::default();
+        o.report(80, t(60), t(0));
+        o.report(70, t(65), t(5)); // lower: kept behind the 80
+        o.report(75, t(66), t(6)); // hides the 70 (higher, lasts longer)
+        assert_eq!(o.kept().len(), 2);
+        assert_eq!((o.at(t(59)), o.at(t(60)), o.at(t(65)), o.at(t(66))), (80, 75, 75, 0));
+        assert_eq!(o.until(t(10)), t(66));
+        // A higher report hides everything before it.
+        o.report(90, t(70), t(10));
+        assert_eq!((o.kept().len(), o.at(t(10)), o.at(t(69))), (1, 90, 90));
+        // Full: the newest two merge into the higher share until the later reset.
+        for (k, amount) in [85, 84, 83, 82].into_iter().enumerate() {
+            o.report(amount, t(71 + k as u64), t(11));
+        }
+        assert_eq!(o.kept().len(), SHARES);
+        assert_eq!((o.at(t(70)), o.at(t(71)), o.at(t(73)), o.at(t(74))), (85, 84, 83, 0));
+        // A lower report that ends sooner than a higher one is hidden by it.
+        let before = o.kept().to_vec();
+        o.report(10, t(20), t(12));
+        assert_eq!(o.kept(), &before[..]);
+        // Reports whose reset has passed are dropped.
+        o.report(5, t(200), t(100));
+        assert_eq!((o.kept().len(), o.at(t(100))), (1, 5));
     }
 
     #[test]
