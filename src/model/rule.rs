@@ -130,17 +130,24 @@ enum How {
 /// did not make (other clients on the same key). Kept apart from the ring so that each report
 /// *replaces* the last: the other clients' requests leave the provider's window one by one and
 /// are replaced, so their share is a level, not a charge that leaves in one piece a window
-/// later. What is held is the highest share of the reports whose resets are still ahead: a
-/// share that dips for a moment (one of their requests gone, the next not yet sent) comes
-/// back with their next request, and no header can say when that is.
+/// later. What is held is the larger of the latest report's share, counted strictly (the
+/// state's oldest slot, which may straddle the provider's window start, as theirs), and the
+/// highest share of the reports whose resets are still ahead, counted with that slot as ours
+/// (exact when it is empty, else no more than theirs, so an old report's slot error is not
+/// held for a window): a share that dips for a moment (one of their requests gone, the next
+/// not yet sent) comes back with their next request, and no header can say when that is.
 ///
-/// Kept as a queue of at most [`SHARES`] reports, shares decreasing and resets increasing
-/// from front to back (a report hides every earlier one it is at least as high as, since it
-/// also lasts longer): the front one not yet reset is the highest in force, and the latest
-/// report is always the back. When the queue is full, the two newest merge into one with the
-/// higher share and the later reset (stricter, never looser).
+/// The highest are kept as a queue of at most [`SHARES`] reports, shares decreasing and
+/// resets increasing from front to back (a report hides every earlier one it is at least as
+/// high as, taking the later reset of the two): the front one not yet reset is the highest in
+/// force. When the queue is full, a new report merges into the newest kept, which is higher,
+/// extending its reset (stricter, never looser).
 #[derive(Debug, Clone, Copy, Default)]
 struct Others {
+    /// The latest report's share, counted strictly (the straddling slot as theirs).
+    latest: Share,
+    /// The reports' shares counted with the straddling slot as ours (exact when it is empty,
+    /// otherwise no more than theirs): the highest not yet reset is held.
     shares: [Share; SHARES],
     len: u8,
 }
@@ -160,18 +167,29 @@ impl Others {
         &self.shares[..usize::from(self.len)]
     }
 
-    /// The share in force at `now`: the highest of the reports not yet reset.
+    /// The share in force at `now`: the latest report's, or the highest of the reports not
+    /// yet reset, whichever is larger.
     fn at(&self, now: Instant) -> u64 {
-        self.kept().iter().find(|s| now < s.until).map_or(0, |s| s.amount)
+        let high = self.kept().iter().find(|s| now < s.until).map_or(0, |s| s.amount);
+        let latest = if now < self.latest.until { self.latest.amount } else { 0 };
+        high.max(latest)
     }
 
     /// When every report's share has ended (`now` if none is in force).
     fn until(&self, now: Instant) -> Instant {
-        self.kept().last().map_or(now, |s| s.until.max(now))
+        let high = self.kept().last().map_or(now, |s| s.until);
+        high.max(self.latest.until).max(now)
     }
 
-    /// A report at `seen` of `amount`, until `until`.
-    fn report(&mut self, amount: u64, until: Instant, seen: Instant) {
+    /// A report at `seen` of a share of `strict` (counting the straddling slot as theirs)
+    /// and `floor` (counting it as ours), until `until`.
+    fn report(&mut self, strict: u64, floor: u64, until: Instant, seen: Instant) {
+        self.latest = Share { amount: strict, until };
+        self.hold(floor, until, seen);
+    }
+
+    /// Keeps a report's share of `amount` until `until` among the highest.
+    fn hold(&mut self, amount: u64, until: Instant, seen: Instant) {
         let mut kept = [Share::default(); SHARES];
         let mut n = 0;
         for s in self.kept().iter().filter(|s| seen < s.until) {
@@ -198,8 +216,10 @@ impl Others {
         self.len = n as u8;
     }
 
-    /// As words: the count kept, then each report's share and reset.
+    /// As words: the latest share and reset, the count kept, then each one's share and reset.
     fn encode(&self, out: &mut Vec<u64>) {
+        out.push(self.latest.amount);
+        out.push(self.latest.until.as_nanos());
         out.push(u64::from(self.len));
         for s in &self.shares {
             out.push(s.amount);
@@ -207,13 +227,15 @@ impl Others {
         }
     }
 
-    /// Reads back what [`encode`](Self::encode) wrote (`1 + 2 · SHARES` words).
+    /// Reads back what [`encode`](Self::encode) wrote ([`OTHERS_WORDS`] words).
     fn decode(words: &[u64]) -> Option<Self> {
-        let (&len, rest) = words.split_first()?;
+        let [amount, until, len, rest @ ..] = words else { return None };
+        let len = *len;
         if len > SHARES as u64 || rest.len() != 2 * SHARES {
             return None;
         }
-        let mut others = Self { len: len as u8, ..Self::default() };
+        let latest = Share { amount: *amount, until: Instant::from_nanos(*until) };
+        let mut others = Self { latest, len: len as u8, ..Self::default() };
         for (s, w) in others.shares.iter_mut().zip(rest.chunks_exact(2)) {
             *s = Share { amount: w[0], until: Instant::from_nanos(w[1]) };
         }
@@ -222,7 +244,7 @@ impl Others {
 }
 
 /// Words an [`Others`] takes in [`RateState::encode`].
-const OTHERS_WORDS: usize = 1 + 2 * SHARES;
+const OTHERS_WORDS: usize = 3 + 2 * SHARES;
 
 impl Meter {
     fn new(limit: &Limit) -> Self {
@@ -310,10 +332,14 @@ impl Meter {
                 // their share can be, with the oldest slot's uncertain part counted as
                 // theirs, so the room never grows by that slot's error when it leaves.
                 let at_least = counted.saturating_sub(tolerance);
-                let amount = if at_least > lenient { counted - strict.min(counted) } else { 0 };
+                let (amount, floor) = if at_least > lenient {
+                    (counted - strict.min(counted), counted - lenient.min(counted))
+                } else {
+                    (0, 0)
+                };
                 // A reset is reported to the second at best (RFC 3339): one slot more.
                 let until = expires.saturating_add(w.slot_length());
-                others.report(amount, until, seen);
+                others.report(amount, floor, until, seen);
                 others.at(now)
             }
             How::Bucket(b) => {
@@ -550,10 +576,11 @@ impl RateState {
     ///
     /// The state's oldest slot may straddle the provider's window start; the part of it the
     /// provider still counts is unknown. When the provider counts more than this state may
-    /// have charged even at `remaining + tolerance` (someone else is there), that whole slot,
-    /// and the tolerance, are counted as theirs, so the
-    /// room never grows by that slot's error when it leaves; when it counts no more, nothing
-    /// is held (the state's own books are already at least as strict). Own charges made after
+    /// have charged even at `remaining + tolerance` (someone else is there), the latest
+    /// report counts that whole slot, and the tolerance, as theirs, so the room never grows
+    /// by that slot's error when it leaves (the earlier reports held count the slot as ours:
+    /// see above); when it counts no more, nothing is held (the state's own books are already
+    /// at least as strict). Own charges made after
     /// `seen` in `seen`'s slot cannot be told apart from those before it: they count as
     /// seen. A report older than a window is ignored (returns 0).
     ///
@@ -658,9 +685,9 @@ impl RateState {
     }
 
     /// The whole state as integers: the latest instant, then per limit in list order a
-    /// window's latest instant, ring counters and the others' share (how many reports are
-    /// kept, then four shares and resets, unused ones zero), or a bucket's TAT as two words
-    /// (low, high).
+    /// window's latest instant, ring counters and the others' share (the latest report's
+    /// share and reset, how many reports are kept, then four shares and resets, unused ones
+    /// zero), or a bucket's TAT as two words (low, high).
     /// [`decode`](Self::decode) with the same limits reads it back.
     pub fn encode(&self, out: &mut Vec<u64>) {
         out.clear();
@@ -985,28 +1012,31 @@ mod tests {
     fn the_highest_share_holds_until_its_reset_then_the_next_highest() {
         let t = |s: u64| Instant::from_secs(s);
         let mut o = Others::default();
-        o.report(80, t(60), t(0));
-        o.report(70, t(65), t(5)); // lower: kept behind the 80
-        o.report(75, t(66), t(6)); // hides the 70 (higher, lasts longer)
+        o.hold(80, t(60), t(0));
+        o.hold(70, t(65), t(5)); // lower: kept behind the 80
+        o.hold(75, t(66), t(6)); // hides the 70 (higher, lasts longer)
         assert_eq!(o.kept().len(), 2);
         assert_eq!((o.at(t(59)), o.at(t(60)), o.at(t(65)), o.at(t(66))), (80, 75, 75, 0));
         assert_eq!(o.until(t(10)), t(66));
         // A higher report hides everything before it.
-        o.report(90, t(70), t(10));
+        o.hold(90, t(70), t(10));
         assert_eq!((o.kept().len(), o.at(t(10)), o.at(t(69))), (1, 90, 90));
         // Full: the newest two merge into the higher share until the later reset.
         for (k, amount) in [85, 84, 83, 82].into_iter().enumerate() {
-            o.report(amount, t(71 + k as u64), t(11));
+            o.hold(amount, t(71 + k as u64), t(11));
         }
         assert_eq!(o.kept().len(), SHARES);
         assert_eq!((o.at(t(70)), o.at(t(71)), o.at(t(73)), o.at(t(74))), (85, 84, 83, 0));
         // A lower report that ends sooner than a higher one is hidden by it.
         let before = o.kept().to_vec();
-        o.report(10, t(20), t(12));
+        o.hold(10, t(20), t(12));
         assert_eq!(o.kept(), &before[..]);
         // Reports whose reset has passed are dropped.
-        o.report(5, t(200), t(100));
+        o.hold(5, t(200), t(100));
         assert_eq!((o.kept().len(), o.at(t(100))), (1, 5));
+        // The latest report's strict share counts too, until its own reset.
+        o.report(30, 5, t(150), t(100));
+        assert_eq!((o.at(t(100)), o.at(t(150))), (30, 5));
     }
 
     #[test]
