@@ -36,6 +36,15 @@
 //! count the request as the provider does. Alone, no answer shows anyone else, and feedback
 //! changes nothing.
 //!
+//! Output tokens: the limiter counts a request's output from its settle, when it has been
+//! produced (as a real provider counts it); the simulated provider counts it in the minute
+//! the request arrived, as it corrects the total-token charge, so for `claude-haiku` the
+//! limiter holds output up to a request's latency longer than the provider does (stricter).
+//! A provider counting output at the end makes the output limit the weaker one ("not full
+//! yet" admits every request until outputs arrive): then the oracle's best time falls below
+//! what any limiter that waits for the counts can do, which is why the simulation keeps the
+//! arrival rule.
+//!
 //! The run with the neighbour and no feedback makes no promise: it shows the problem. The
 //! limiter cannot see the neighbour, so every window it sends about the neighbour's share into
 //! a wall; its time is not much worse because the limiter's own windows still pace the

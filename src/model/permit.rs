@@ -72,7 +72,8 @@ impl<T: Clock, L: Deref<Target = ModelRateLimiter<T>>> ModelPermitOf<L> {
 
     /// As [`settle`](Self::settle) with the actual input and output tokens apart: total-token
     /// limits get their sum, input-token limits the input, output-token limits the output
-    /// (charged now for the first time, in the admission's slot while it is in the window).
+    /// (charged now for the first time, in the slot of now: the output was produced by the
+    /// end of the request, and a provider counts it from then).
     ///
     /// ```
     /// use core::time::Duration;

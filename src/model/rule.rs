@@ -13,11 +13,15 @@
 //! - **admit**: if every limit has room for its weight, charge every limit and return a
 //!   [`Charge`]; otherwise charge nothing and return a [`Wait`]: the latest of the limits'
 //!   earliest instants, and which limit that is (`Instant::MAX`: never);
-//! - **settle**: in every token limit, what was charged at admission (the total, the input,
-//!   or nothing for output) becomes the actual count of its kind — in a window, in the slot it was charged to while that slot is in the window; once
-//!   it has left, a refund refunds nothing and an excess is charged now (it was used); in a
-//!   bucket, a refund moves the bucket back by at most what of the charge has not drained yet
-//!   (never past full, never into room later charges hold), an excess is charged now;
+//! - **settle**: in every total- and input-token limit, what was charged at admission (the
+//!   total, the input) becomes the actual count of its kind — in a window, in the slot it was
+//!   charged to while that slot is in the window; once it has left, a refund refunds nothing
+//!   and an excess is charged now (it was used); in a bucket, a refund moves the bucket back
+//!   by at most what of the charge has not drained yet (never past full, never into room
+//!   later charges hold), an excess is charged now. In an output-token limit, which nothing
+//!   was reserved in, the actual output is charged *now*, when it was produced (a provider
+//!   counts output as it is produced, so charged in the admission's slot it would leave the
+//!   window up to a request's duration before the provider's count of it);
 //! - **usage**: per limit, what is charged in the window ending now (a bucket: its burst
 //!   minus what it could admit now).
 //!
@@ -395,6 +399,12 @@ impl Meter {
         if estimated == actual {
             return;
         }
+        if self.counts == Counts::OutputTokens {
+            // Nothing was reserved: the output counts from when it was produced (the end of
+            // the request, now), as a provider counts it, not from the admission.
+            self.charge(actual, now);
+            return;
+        }
         match &mut self.how {
             How::Window(w, _) => {
                 let slot = w.slot_of(charge.at);
@@ -516,8 +526,7 @@ impl RateState {
 
     /// As [`settle_at`](Self::settle_at) with the actual input and output apart: total-token
     /// limits get the total, input-token limits the input, output-token limits the output
-    /// (which nothing had reserved: all of it is charged, in the admission's slot while that
-    /// is in the window).
+    /// (which nothing had reserved: all of it is charged at `now`, when it was produced).
     pub fn settle_io_at(&mut self, charge: Charge, actual: Estimate, now: Instant) {
         let now = self.clamp(now);
         for m in &mut self.meters {
@@ -1006,6 +1015,28 @@ mod tests {
         assert_eq!(s.drain_seen_at(0, 90, 0, reset, at, at), 10);
         assert_eq!(used(&mut s, at), 15);
         assert_eq!(used(&mut s, Instant::from_secs(111)), 10);
+    }
+
+    #[test]
+    fn output_counts_from_the_settle_and_input_from_the_admission() {
+        let minute = Duration::from_secs(60);
+        let limits = [
+            Limit::window("itpm", Counts::InputTokens, 10_000, minute),
+            Limit::window("otpm", Counts::OutputTokens, 10_000, minute),
+        ];
+        let mut s = RateState::new(&limits);
+        let mut used = Vec::new();
+        // A 30 s request: admitted at 100 s, its 500 tokens of output produced by 130 s.
+        let c = s.admit_io_at(Estimate { input: 300, output: 4_000 }, Instant::from_secs(100));
+        s.settle_io_at(c.unwrap(), Estimate { input: 300, output: 500 }, Instant::from_secs(130));
+        s.usage_at(Instant::from_secs(130), &mut used);
+        assert_eq!(used, [300, 500]);
+        // The admission's slot has left the window: the input with it, not the output (a
+        // provider counts it until a minute after it was produced).
+        s.usage_at(Instant::from_secs(161), &mut used);
+        assert_eq!(used, [0, 500]);
+        s.usage_at(Instant::from_secs(191), &mut used);
+        assert_eq!(used, [0, 0]);
     }
 
     #[test]
