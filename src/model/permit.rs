@@ -132,10 +132,54 @@ impl<T: Clock, L: Deref<Target = ModelRateLimiter<T>>> ModelPermitOf<L> {
         headers: &HeaderReport,
     ) -> FeedbackReport {
         let now = self.limiter.timer().now();
+        self.settle_and_observe_at(input_tokens, output_tokens, headers, now)
+    }
+
+    /// As [`settle_and_observe`](Self::settle_and_observe) for headers received at `seen`
+    /// (this limiter's clock; no later than now) and read only now, as
+    /// [`ModelRateLimiter::observe_at`] takes them: the provider's figures are compared with
+    /// the books of the window ending at `seen`. Read late and observed as of now, a
+    /// provider's count of requests that have left the window since would be taken for
+    /// someone else's share, and held until the provider's reset. Headers received more than
+    /// about a slot before now (a second, for the default limits) are ignored in windows:
+    /// the books of their window are gone (see
+    /// [`RateState::drain_seen_at`](crate::model::RateState::drain_seen_at)).
+    ///
+    /// ```
+    /// use tollgate::provider::{Provider, parse_headers};
+    /// use tollgate::{Clock, Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 10, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// limiter.timer().set(Instant::from_secs(100));
+    /// let permit = limiter.try_acquire("m", 1)?;
+    /// // Received at 100.2 s: the provider counts ours and 3 of someone else's.
+    /// limiter.timer().set(Instant::from_millis(100_200));
+    /// let received = limiter.timer().now();
+    /// let headers = [("x-ratelimit-limit-requests", "10"), ("x-ratelimit-remaining-requests", "6")];
+    /// // Read at 101.5 s, after 2 more of ours went: they are ours, not theirs.
+    /// limiter.timer().set(Instant::from_millis(101_500));
+    /// for _ in 0..2 {
+    ///     limiter.try_acquire("m", 1)?.settle(1);
+    /// }
+    /// let report = parse_headers(Provider::OpenAi, headers, None);
+    /// let fed = permit.settle_and_observe_at(1, 0, &report, received);
+    /// assert_eq!(fed.drained[0].charged, 3);
+    /// assert_eq!(limiter.stats()["m"].requests.used, 6); // our 3 and their 3
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn settle_and_observe_at(
+        self,
+        input_tokens: u64,
+        output_tokens: u64,
+        headers: &HeaderReport,
+        seen: Instant,
+    ) -> FeedbackReport {
+        let now = self.limiter.timer().now();
         let state = &self.admitted.state;
         let actual = Estimate { input: input_tokens, output: output_tokens };
         state.settle_at(self.admitted.charge, actual, now);
-        observe_at(state, headers, state.config().feedback_may_raise, now, now)
+        observe_at(state, headers, state.config().feedback_may_raise, seen, now)
     }
 
     /// The provider answered this request with a 429 asking to retry after `retry_after`:

@@ -591,7 +591,10 @@ impl RateState {
     /// see above); when it counts no more, nothing is held (the state's own books are already
     /// at least as strict). Own charges made after
     /// `seen` in `seen`'s slot cannot be told apart from those before it: they count as
-    /// seen. A report older than a window is ignored (returns 0).
+    /// seen; those in later slots do not. The state keeps its window and one slot more, so a
+    /// report seen a slot or more before `now` is ignored (returns what is held): the charges
+    /// of its window's oldest slots are gone, and own requests it counts would pass for
+    /// someone else's (of a straddling oldest slot that is gone, they do: stricter).
     ///
     /// A bucket is charged, as [`drain_at`](Self::drain_at) says, until its room is at most
     /// `remaining` (it refills at its own rate; nothing to replace). Returns what the limit
@@ -753,8 +756,9 @@ impl RateState {
 
 /// What `w` (advanced to a `now` no earlier than `seen`) charged in the window ending at
 /// `seen`: `(strict, lenient)`, without and with the oldest slot when that slot may start
-/// before the window does (only part of it is then in the window). Slots the ring no longer
-/// holds count 0. `None` if `seen` is a whole window or more before the ring's latest instant.
+/// before the window does (only part of it is then in the window). `None` if the ring no
+/// longer holds the slots wholly in that window (`seen` a slot or more before the ring's
+/// latest instant: the ring holds one window and one slot).
 fn own_at(w: &HeapWindow, seen: Instant) -> Option<(u64, u64)> {
     let span = crate::time::duration_to_nanos_saturating(w.window());
     let slot = crate::time::duration_to_nanos_saturating(w.slot_length()).max(1);
@@ -771,6 +775,13 @@ fn own_at(w: &HeapWindow, seen: Instant) -> Option<(u64, u64)> {
     let first = start / slot;
     // Before the clock has run a window, the window starts at the epoch: no straddle.
     let straddles = seen + 1 > span && start % slot != 0;
+    if first + u64::from(straddles) < kept {
+        // Part of that window has left the ring: what was charged there is lost, and own
+        // requests the report counts would pass for someone else's.
+        return None;
+    }
+    // A straddling slot that has left the ring counts 0: its requests, should the report
+    // count some, pass for someone else's (stricter, not looser).
     let count = |k: u64| if k < kept { 0 } else { counts[(k % len) as usize] };
     let last = seen / slot;
     let inner: u64 = (first + u64::from(straddles)..=last).map(count).fold(0, u64::saturating_add);
@@ -966,18 +977,38 @@ mod tests {
     }
 
     #[test]
-    fn a_report_read_late_is_compared_with_the_books_when_it_was_produced() {
+    fn a_report_is_compared_with_the_books_when_it_was_produced() {
+        let mut s = ten_s();
+        for _ in 0..10 {
+            s.admit_at(0, Instant::from_millis(100_200)).unwrap();
+        }
+        // Produced at 100.5 s: our 10 and 20 of someone else's.
+        let seen = Instant::from_millis(100_500);
+        // Read at 101.5 s, after 5 more of ours went (in a later slot): they are not in the
+        // provider's figure, and not taken off their share either.
+        for _ in 0..5 {
+            s.admit_at(0, Instant::from_millis(101_300)).unwrap();
+        }
+        let read = Instant::from_millis(101_500);
+        let reset = seen + Duration::from_secs(10);
+        assert_eq!(s.drain_seen_at(0, 70, 0, reset, seen, read), 20);
+        assert_eq!(used(&mut s, read), 35);
+    }
+
+    #[test]
+    fn a_report_read_after_its_window_left_the_books_is_ignored() {
         let mut s = ten_s();
         for _ in 0..20 {
             s.admit_at(0, Instant::from_secs(95)).unwrap();
         }
         // Produced at 100 s (our 20 counted, nobody else), read at 106.5 s when our 20 have
-        // left the window: compared with the books then, 20 would look like someone else's.
+        // left the window and the ring: compared with the books then, 20 would look like
+        // someone else's. Ignored instead.
         let (t, read) = (Instant::from_secs(100), Instant::from_millis(106_500));
         let reset = Instant::from_secs(105);
         assert_eq!(s.drain_seen_at(0, 80, 0, reset, t, read), 0);
         assert_eq!(used(&mut s, read), 0);
-        // Older than a window: ignored.
+        // Older than a window: ignored too.
         let much_later = t + Duration::from_secs(30);
         assert_eq!(s.drain_seen_at(0, 0, 0, much_later, t, much_later), 0);
         assert_eq!(used(&mut s, much_later), 0);
