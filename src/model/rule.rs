@@ -336,10 +336,15 @@ impl Meter {
                 // their share can be, with the oldest slot's uncertain part counted as
                 // theirs, so the room never grows by that slot's error when it leaves.
                 let at_least = counted.saturating_sub(tolerance);
-                let (amount, floor) = if at_least > lenient {
-                    (counted - strict.min(counted), counted - lenient.min(counted))
-                } else {
-                    (0, 0)
+                // When the straddling slot is gone from the ring, what it held is unknown:
+                // the report counts for the latest share (the slot as theirs, until the next
+                // report replaces it) but holds nothing for longer.
+                let (amount, floor) = match lenient {
+                    Some(lenient) if at_least > lenient => {
+                        (counted - strict.min(counted), counted - lenient.min(counted))
+                    }
+                    None if at_least > strict => (counted - strict, 0),
+                    _ => (0, 0),
                 };
                 // A reset is reported to the second at best (RFC 3339): one slot more.
                 let until = expires.saturating_add(w.slot_length());
@@ -594,7 +599,9 @@ impl RateState {
     /// seen; those in later slots do not. The state keeps its window and one slot more, so a
     /// report seen a slot or more before `now` is ignored (returns what is held): the charges
     /// of its window's oldest slots are gone, and own requests it counts would pass for
-    /// someone else's (of a straddling oldest slot that is gone, they do: stricter).
+    /// someone else's (a straddling oldest slot that is gone counts as theirs in this
+    /// report's share, which lasts until the next report, and the report holds nothing
+    /// longer).
     ///
     /// A bucket is charged, as [`drain_at`](Self::drain_at) says, until its room is at most
     /// `remaining` (it refills at its own rate; nothing to replace). Returns what the limit
@@ -756,10 +763,11 @@ impl RateState {
 
 /// What `w` (advanced to a `now` no earlier than `seen`) charged in the window ending at
 /// `seen`: `(strict, lenient)`, without and with the oldest slot when that slot may start
-/// before the window does (only part of it is then in the window). `None` if the ring no
+/// before the window does (only part of it is then in the window; `None` when that slot has
+/// left the ring). `None` if the ring no
 /// longer holds the slots wholly in that window (`seen` a slot or more before the ring's
 /// latest instant: the ring holds one window and one slot).
-fn own_at(w: &HeapWindow, seen: Instant) -> Option<(u64, u64)> {
+fn own_at(w: &HeapWindow, seen: Instant) -> Option<(u64, Option<u64>)> {
     let span = crate::time::duration_to_nanos_saturating(w.window());
     let slot = crate::time::duration_to_nanos_saturating(w.slot_length()).max(1);
     let latest = w.latest().as_nanos();
@@ -780,13 +788,16 @@ fn own_at(w: &HeapWindow, seen: Instant) -> Option<(u64, u64)> {
         // requests the report counts would pass for someone else's.
         return None;
     }
-    // A straddling slot that has left the ring counts 0: its requests, should the report
-    // count some, pass for someone else's (stricter, not looser).
-    let count = |k: u64| if k < kept { 0 } else { counts[(k % len) as usize] };
+    let count = |k: u64| counts[(k % len) as usize];
     let last = seen / slot;
     let inner: u64 = (first + u64::from(straddles)..=last).map(count).fold(0, u64::saturating_add);
-    let oldest = if straddles { count(first) } else { 0 };
-    Some((inner, inner.saturating_add(oldest)))
+    // A straddling slot that has left the ring: what it held is unknown.
+    let lenient = match (straddles, first < kept) {
+        (false, _) => Some(inner),
+        (true, false) => Some(inner.saturating_add(count(first))),
+        (true, true) => None,
+    };
+    Some((inner, lenient))
 }
 
 /// The largest estimate every token limit of `limits` could ever hold at once, and the index
@@ -1099,6 +1110,23 @@ mod tests {
         // The latest report's strict share counts too, until its own reset.
         o.report(30, 5, t(150), t(100));
         assert_eq!((o.at(t(100)), o.at(t(150))), (30, 5));
+    }
+
+    #[test]
+    fn a_report_whose_straddling_slot_is_gone_holds_nothing_past_the_next_report() {
+        let mut s = ten_s();
+        for _ in 0..5 {
+            s.admit_at(0, Instant::from_millis(100_200)).unwrap();
+        }
+        // Produced at 110.5 s (window (100.5, 110.5], our 5 of slot 100 perhaps in it), read
+        // at 111.5 s, when slot 100 has left the ring: the 10 counted are all taken as theirs
+        // for now...
+        let (seen, read) = (Instant::from_millis(110_500), Instant::from_millis(111_500));
+        assert_eq!(s.drain_seen_at(0, 90, 0, seen + Duration::from_secs(10), seen, read), 10);
+        // ...but held no longer than the next report, which shows nobody.
+        let next = Instant::from_secs(112);
+        assert_eq!(s.drain_seen_at(0, 100, 0, next + Duration::from_secs(10), next, next), 0);
+        assert_eq!(used(&mut s, next), 0);
     }
 
     #[test]
