@@ -17,18 +17,33 @@
 //! every 429 reported, which cools the model down). The promises, checked (exit code 1 if one
 //! fails):
 //! - alone, with or without feedback: 0 × 429 and ≥ 97 % of the binding limit used;
-//! - with the neighbour and feedback: ≤ 1 × 429 per cooldown (a cooldown: from a 429 to the
-//!   end of the wait it asked for), and each model done within 1.1 × the least time the
-//!   capacity the neighbour leaves allows;
+//! - with the neighbour and feedback: ≤ 5 × 429 in all, ≤ 1 × 429 per cooldown (a cooldown:
+//!   from a 429 to the end of the wait it asked for), and each model done within 1.1 × the
+//!   least time the capacity the neighbour leaves allows;
 //! - every run: every request served, no parallel slot held after, every admission seen by the
 //!   provider.
 //!
-//! The issue's further target — at most 5 × 429 in all with the neighbour and feedback — is
-//! printed as met or not, not enforced: the limiter drains its books to the provider's
-//! "remaining" with a charge that leaves the window in one piece a window later, while the
-//! neighbour's requests it stands for leave one by one and are replaced by new ones; so about
-//! once a window per model the limiter sees room that the neighbour has already retaken, and
-//! one request pays for it with a 429 (and a cooldown that holds the others back).
+//! How feedback gets there: each answer's headers say what the provider counts; the limiter
+//! holds what it counts beyond the limiter's own charges as the neighbour's share, and each
+//! answer *replaces* that share rather than adding to it (the neighbour's requests leave one
+//! by one and are replaced, so its share is a level: a drain charged as one lump left the
+//! window all at once a window later and let a request into a wall about once a window per
+//! model — 115 × 429 before). The share held is the highest one reported whose reset is still
+//! ahead, because it steps up without notice: gpt-4o's neighbour sends 7.5 requests a window,
+//! so its share steps between 7 and 8 of them (holding only the latest share left 4 × 429).
+//! A served request is settled before its headers are observed
+//! (`ModelPermit::settle_and_observe`), so the provider's count is compared with books that
+//! count the request as the provider does. Alone, no answer shows anyone else, and feedback
+//! changes nothing.
+//!
+//! Output tokens: the limiter counts a request's output from its settle, when it has been
+//! produced (as a real provider counts it); the simulated provider counts it in the minute
+//! the request arrived, as it corrects the total-token charge, so for `claude-haiku` the
+//! limiter holds output up to a request's latency longer than the provider does (stricter).
+//! A provider counting output at the end makes the output limit the weaker one ("not full
+//! yet" admits every request until outputs arrive): then the oracle's best time falls below
+//! what any limiter that waits for the counts can do, which is why the simulation keeps the
+//! arrival rule.
 //!
 //! The run with the neighbour and no feedback makes no promise: it shows the problem. The
 //! limiter cannot see the neighbour, so every window it sends about the neighbour's share into
@@ -308,14 +323,17 @@ async fn main() {
             Ok(()) => println!("\nchart: {}", path.display()),
             Err(e) => println!("\nchart not written ({}): {e}", path.display()),
         }
-        // The issue's target of at most 5 × 429 in all with the neighbour and feedback is
-        // reported, not enforced: see the module docs.
         let with_feedback = total_429s(&reports[3]);
         println!(
             "target \"with the neighbour and feedback, at most 5 × 429 in all\": {} ({with_feedback})",
             if with_feedback <= 5 { "met" } else { "NOT MET" }
         );
-        let broken: Vec<String> = reports.iter().flat_map(|r| broken(&workloads, r)).collect();
+        let mut broken: Vec<String> = reports.iter().flat_map(|r| broken(&workloads, r)).collect();
+        if with_feedback > 5 {
+            broken.push(format!(
+                "with the neighbour, with feedback: {with_feedback} × 429 in all (at most 5)"
+            ));
+        }
         if !broken.is_empty() {
             for b in &broken {
                 eprintln!("FAILED: {b}");
@@ -326,6 +344,7 @@ async fn main() {
     };
     println!(
         "OK: alone 0 × 429 and ≥ 97 % of every binding limit; with the neighbour and feedback \
-         ≤ 1 × 429 per cooldown and within 1.1 × the best time ({offered} requests per run)"
+         ≤ 5 × 429 in all, ≤ 1 × 429 per cooldown and within 1.1 × the best time ({offered} \
+         requests per run)"
     );
 }

@@ -40,12 +40,13 @@ fn openai_headers_drain_both_minute_limits_and_learn_the_lower_token_limit() {
     assert_eq!(used(&l), ["rpm 50/500", "tpm 18000/30000"]);
     p.settle(1_500);
     assert_eq!(used(&l), ["rpm 50/500", "tpm 17500/30000"]);
-    // Feedback never loosens: a response with more remaining than the local room drains
-    // nothing, and a higher limit never goes above the configured one.
+    // A response with more remaining than the local room gives nothing back before the
+    // earlier report's reset (the others' 16 000 are still held), and a higher limit never
+    // goes above the configured one.
     let headers =
         [("x-ratelimit-limit-tokens", "90000"), ("x-ratelimit-remaining-tokens", "90000")];
     let report = l.observe("m", &parse_headers(Provider::OpenAi, headers, None)).unwrap();
-    assert!(report.drained.is_empty());
+    assert_eq!(report.drained.iter().map(|d| d.charged).collect::<Vec<_>>(), [16_000]);
     assert_eq!((report.learned[0].from, report.learned[0].to), (30_000, 40_000));
     assert_eq!(used(&l), ["rpm 50/500", "tpm 17500/40000"]);
 }

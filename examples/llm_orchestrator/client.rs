@@ -36,7 +36,27 @@ pub fn settle(permit: ModelPermit<'_>, ask: Ask, output: u64) {
 }
 
 /// Parses an answer's headers (`wall_now`: the simulated wall clock, for Anthropic's RFC 3339
-/// resets) and gives them to the limiter, which drains and learns from them.
+/// resets).
+pub fn parse(style: Style, answer: &Answer, wall_now: Duration) -> HeaderReport {
+    let headers = answer.headers.iter().map(|(name, value)| (*name, value.as_str()));
+    parse_headers(provider_of(style), headers, Some(wall_now))
+}
+
+/// Ends a served request with what it used, then gives the answer's headers to the limiter,
+/// which drains and learns from them (settled first: the headers count the request at what it
+/// used, and so must the books they are compared with).
+pub fn settle_and_observe(
+    permit: ModelPermit<'_>,
+    ask: Ask,
+    output: u64,
+    style: Style,
+    answer: &Answer,
+    wall_now: Duration,
+) {
+    permit.settle_and_observe(ask.input, output, &parse(style, answer, wall_now));
+}
+
+/// Parses a 429's headers and gives them to the limiter.
 pub fn observe(
     limiter: &Limiter,
     model: &str,
@@ -44,8 +64,7 @@ pub fn observe(
     answer: &Answer,
     wall_now: Duration,
 ) -> HeaderReport {
-    let headers = answer.headers.iter().map(|(name, value)| (*name, value.as_str()));
-    let report = parse_headers(provider_of(style), headers, Some(wall_now));
+    let report = parse(style, answer, wall_now);
     // A model the limiter knows: the only error `observe` has is an unknown model.
     let _ = limiter.observe(model, &report);
     report

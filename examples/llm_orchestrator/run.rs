@@ -243,9 +243,18 @@ pub async fn run(workloads: &[Workload], setup: Setup) -> Report {
                                 job.output,
                             );
                             if setup.feedback {
-                                client::observe(&limiter, name, style, &answer, wall());
+                                let (ask, output) = (job.ask, job.output);
+                                client::settle_and_observe(
+                                    permit,
+                                    ask,
+                                    output,
+                                    style,
+                                    &answer,
+                                    wall(),
+                                );
+                            } else {
+                                client::settle(permit, job.ask, job.output);
                             }
-                            client::settle(permit, job.ask, job.output);
                             break;
                         }
                         Err(answer) => {

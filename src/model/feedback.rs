@@ -29,7 +29,10 @@ pub struct Learned {
 pub struct Drained {
     /// The limit's name.
     pub limit: Cow<'static, str>,
-    /// What was charged so that the local room is no more than the provider's.
+    /// What the limit holds, beside its own charges, so that its room is no more than the
+    /// provider's: in a window, the share the provider counts for other clients, until the
+    /// provider's reset (it replaces what an earlier report held); in a bucket, what was
+    /// charged.
     pub charged: u64,
 }
 
@@ -59,6 +62,16 @@ pub struct FeedbackReport {
     pub error: Option<Error>,
 }
 
+/// What a provider reported of one quota, for a drain: the least it has `remaining` (it may
+/// have up to `tolerance` more), until `expires`, as of `seen`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reported {
+    pub(crate) remaining: u64,
+    pub(crate) tolerance: u64,
+    pub(crate) expires: Instant,
+    pub(crate) seen: Instant,
+}
+
 /// The local counterpart of a provider's quota.
 pub(crate) const fn counts_of(quota: Quota) -> Counts {
     match quota {
@@ -69,17 +82,20 @@ pub(crate) const fn counts_of(quota: Quota) -> Counts {
     }
 }
 
-/// Applies one response's rate-limit headers to `state`: per quota reported, a limit learns
-/// the provider's maximum and is drained to the provider's remaining (the least it can be,
-/// given its rounding) until the provider's reset (a whole window when no reset is given).
+/// Applies one response's rate-limit headers, produced at `seen`, to `state`: per quota
+/// reported, a limit learns the provider's maximum and is drained to the provider's remaining
+/// (the least it can be, given its rounding) until the provider's reset from `seen` (a whole
+/// window when no reset is given).
 /// A quota whose window the provider does not say is matched against no limit: draining a
 /// day's limit to a minute's remaining would be wrong, and so would the reverse.
 pub(crate) fn observe_at(
     state: &ModelState,
     report: &HeaderReport,
     may_raise: bool,
+    seen: Instant,
     now: Instant,
 ) -> FeedbackReport {
+    let seen = seen.min(now);
     let mut out = FeedbackReport::default();
     for o in &report.observed {
         let counts = counts_of(o.quota);
@@ -95,8 +111,12 @@ pub(crate) fn observe_at(
             out.learned.extend(state.learn(counts, Some(window), limit, may_raise));
         }
         if let Some(remaining) = o.remaining_at_least() {
-            let expires = now.saturating_add(o.reset_after.unwrap_or(window));
-            out.drained.extend(state.drain_at(counts, Some(window), remaining, expires, now));
+            let expires = seen.saturating_add(o.reset_after.unwrap_or(window));
+            // The true figure is within the reported one ± its tolerance: at most twice the
+            // tolerance above the least.
+            let tolerance = o.remaining_tolerance.saturating_mul(2);
+            let reported = Reported { remaining, tolerance, expires, seen };
+            out.drained.extend(state.drain_at(counts, Some(window), reported, now));
         }
     }
     out

@@ -22,8 +22,10 @@ pub enum Counts {
     InputTokens,
     /// Output (completion) tokens only (Anthropic's OTPM): *not* reserved at admission — a
     /// request's `max_tokens` is not what it will produce — but counted as actually produced
-    /// when the request settles ([`settle_io`](crate::model::ModelPermitOf::settle_io)). An
-    /// admission only needs the window not to be full already.
+    /// when the request settles ([`settle_io`](crate::model::ModelPermitOf::settle_io)), in
+    /// the slot of the settle (the output exists by then, and a provider counts it from when
+    /// it is produced, not from when the request began). An admission only needs the window
+    /// not to be full already.
     OutputTokens,
 }
 

@@ -17,7 +17,7 @@ use core::time::Duration;
 
 use super::config::{ModelConfigError, RateLimitConfig};
 use super::estimate::Estimate;
-use super::feedback::{Drained, FeedbackReport, Learned, observe_at, throttled_at};
+use super::feedback::{Drained, FeedbackReport, Learned, Reported, observe_at, throttled_at};
 use super::limit::Counts;
 use super::metrics;
 use super::pause::Cooldown;
@@ -320,6 +320,11 @@ impl<T: Clock> ModelRateLimiter<T> {
     /// provider's remaining — the least it can be, given the provider's rounding — until the
     /// provider's reset. Feedback only tightens (invariant 11). Returns what changed.
     ///
+    /// Settle the request a response answers before observing its headers (or use
+    /// [`ModelPermitOf::settle_and_observe`](crate::model::ModelPermitOf::settle_and_observe)):
+    /// the provider counts it at what it used, and what the provider counts beyond the
+    /// limiter's books is taken for other clients' share.
+    ///
     /// ```
     /// use tollgate::provider::{Provider, parse_headers};
     /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
@@ -344,9 +349,64 @@ impl<T: Clock> ModelRateLimiter<T> {
     /// # Errors
     /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
     pub fn observe(&self, model: &str, report: &HeaderReport) -> Result<FeedbackReport, Error> {
+        let now = self.timer.now();
+        self.observe_seen(model, report, now, now)
+    }
+
+    /// As [`observe`](Self::observe) for headers the provider produced at `seen` (an instant
+    /// of this limiter's clock, no later than now; a later one counts as now): when the
+    /// response was received, if it is read later, as with headers kept until a stream ends.
+    /// The provider's figures are compared with what the limiter had charged in the window
+    /// ending at `seen`, not now, so requests of its own that left the window in between are
+    /// not taken for someone else's, and the provider's reset counts from `seen`.
+    ///
+    /// Each report replaces what the previous one held for other clients on the key (see
+    /// [`RateState::drain_seen_at`](crate::model::RateState::drain_seen_at)); a report older
+    /// than a window changes no window.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::provider::{Provider, parse_headers};
+    /// use tollgate::{Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 100, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// limiter.timer().set(Instant::from_secs(100));
+    /// for _ in 0..10 {
+    ///     limiter.try_acquire("m", 10)?.settle(10);
+    /// }
+    /// // Produced at 100 s, when the provider counted our 10 and nobody else's.
+    /// let headers = [("x-ratelimit-limit-requests", "100"), ("x-ratelimit-remaining-requests", "90")];
+    /// let report = parse_headers(Provider::OpenAi, headers, None);
+    /// // Read a minute and a half later, when our 10 have left the window: nothing to hold.
+    /// limiter.timer().set(Instant::from_secs(190));
+    /// let seen = Instant::from_secs(100);
+    /// assert!(limiter.observe_at("m", &report, seen)?.drained.is_empty());
+    /// assert_eq!(limiter.stats()["m"].requests.used, 0);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe_at(
+        &self,
+        model: &str,
+        report: &HeaderReport,
+        seen: Instant,
+    ) -> Result<FeedbackReport, Error> {
+        self.observe_seen(model, report, seen, self.timer.now())
+    }
+
+    fn observe_seen(
+        &self,
+        model: &str,
+        report: &HeaderReport,
+        seen: Instant,
+        now: Instant,
+    ) -> Result<FeedbackReport, Error> {
         let state = self.state(model)?;
         let may_raise = state.config().feedback_may_raise;
-        Ok(observe_at(&state, report, may_raise, self.timer.now()))
+        Ok(observe_at(&state, report, may_raise, seen, now))
     }
 
     /// Applies a classified 429 (from
@@ -452,10 +512,12 @@ impl<T: Clock> ModelRateLimiter<T> {
     }
 
     /// Drains to the provider's figure: every limit of `model` that counts `counts` over
-    /// `window` (as in [`learn_limit`](Self::learn_limit)) is charged until its room is at
-    /// most `remaining`, the charge lasting until about `reset_after` from now (a window
-    /// charges it in the slot that leaves the window then). Never gives room back. Returns
-    /// what each limit was charged.
+    /// `window` (as in [`learn_limit`](Self::learn_limit)) gets a room of at most
+    /// `remaining` until about `reset_after` from now: a window holds what the provider
+    /// counts beyond the limiter's own charges as other clients' share, replacing what the
+    /// previous drain held (their requests come and go; their share is a level), a bucket is
+    /// charged the excess. Never more room than the limits alone give. Returns what each
+    /// limit holds for the others.
     ///
     /// ```
     /// use core::time::Duration;
@@ -485,7 +547,9 @@ impl<T: Clock> ModelRateLimiter<T> {
     ) -> Result<alloc::vec::Vec<Drained>, Error> {
         let state = self.state(model)?;
         let now = self.timer.now();
-        Ok(state.drain_at(counts, window, remaining, now.saturating_add(reset_after), now))
+        let expires = now.saturating_add(reset_after);
+        let reported = Reported { remaining, tolerance: 0, expires, seen: now };
+        Ok(state.drain_at(counts, window, reported, now))
     }
 
     /// Admits one request of `estimated_tokens` on `model` if it can be admitted now: a

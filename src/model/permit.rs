@@ -9,12 +9,12 @@ use core::ops::Deref;
 use core::time::Duration;
 
 use super::estimate::Estimate;
-use super::feedback::{FeedbackReport, throttled_at};
+use super::feedback::{FeedbackReport, observe_at, throttled_at};
 use super::limiter::ModelRateLimiter;
 use super::pause::Cooldown;
 use super::rule::Charge;
 use super::state::{ModelState, Slot};
-use crate::provider::Throttled;
+use crate::provider::{HeaderReport, Throttled};
 use crate::{Clock, Instant};
 
 /// The part of a permit that does not depend on how the limiter is held.
@@ -72,7 +72,8 @@ impl<T: Clock, L: Deref<Target = ModelRateLimiter<T>>> ModelPermitOf<L> {
 
     /// As [`settle`](Self::settle) with the actual input and output tokens apart: total-token
     /// limits get their sum, input-token limits the input, output-token limits the output
-    /// (charged now for the first time, in the admission's slot while it is in the window).
+    /// (charged now for the first time, in the slot of now: the output was produced by the
+    /// end of the request, and a provider counts it from then).
     ///
     /// ```
     /// use core::time::Duration;
@@ -100,6 +101,85 @@ impl<T: Clock, L: Deref<Target = ModelRateLimiter<T>>> ModelPermitOf<L> {
         let now = self.limiter.timer().now();
         let actual = Estimate { input: input_tokens, output: output_tokens };
         self.admitted.state.settle_at(self.admitted.charge, actual, now);
+    }
+
+    /// The provider answered this request (not with a 429): settles it with what it used, as
+    /// [`settle_io`](Self::settle_io), then applies the answer's rate-limit headers, as
+    /// [`ModelRateLimiter::observe`] does — in that order, at one instant. The order matters:
+    /// the provider's figures count this request at what it used, and the limiter takes what
+    /// it counts beyond its own books for other clients' share; observed before the settle, a
+    /// request that used less than its estimate would hide that much of their share.
+    ///
+    /// ```
+    /// use tollgate::provider::{Provider, parse_headers};
+    /// use tollgate::{Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { tpm: 10_000, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// limiter.timer().set(Instant::from_secs(100));
+    /// let permit = limiter.try_acquire("m", 2_000)?;
+    /// // The request used 500; the provider counts 4 500 in all: 4 000 are someone else's.
+    /// let headers = [("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-remaining-tokens", "5500")];
+    /// let report = permit.settle_and_observe(200, 300, &parse_headers(Provider::OpenAi, headers, None));
+    /// assert_eq!(report.drained[0].charged, 4_000);
+    /// assert_eq!(limiter.stats()["m"].tokens.used, 4_500);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn settle_and_observe(
+        self,
+        input_tokens: u64,
+        output_tokens: u64,
+        headers: &HeaderReport,
+    ) -> FeedbackReport {
+        let now = self.limiter.timer().now();
+        self.settle_and_observe_at(input_tokens, output_tokens, headers, now)
+    }
+
+    /// As [`settle_and_observe`](Self::settle_and_observe) for headers received at `seen`
+    /// (this limiter's clock; no later than now) and read only now, as
+    /// [`ModelRateLimiter::observe_at`] takes them: the provider's figures are compared with
+    /// the books of the window ending at `seen`. Read late and observed as of now, a
+    /// provider's count of requests that have left the window since would be taken for
+    /// someone else's share, and held until the provider's reset. Headers received more than
+    /// about a slot before now (a second, for the default limits) are ignored in windows:
+    /// the books of their window are gone (see
+    /// [`RateState::drain_seen_at`](crate::model::RateState::drain_seen_at)).
+    ///
+    /// ```
+    /// use tollgate::provider::{Provider, parse_headers};
+    /// use tollgate::{Clock, Instant, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 10, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// limiter.timer().set(Instant::from_secs(100));
+    /// let permit = limiter.try_acquire("m", 1)?;
+    /// // Received at 100.2 s: the provider counts ours and 3 of someone else's.
+    /// limiter.timer().set(Instant::from_millis(100_200));
+    /// let received = limiter.timer().now();
+    /// let headers = [("x-ratelimit-limit-requests", "10"), ("x-ratelimit-remaining-requests", "6")];
+    /// // Read at 101.5 s, after 2 more of ours went: they are ours, not theirs.
+    /// limiter.timer().set(Instant::from_millis(101_500));
+    /// for _ in 0..2 {
+    ///     limiter.try_acquire("m", 1)?.settle(1);
+    /// }
+    /// let report = parse_headers(Provider::OpenAi, headers, None);
+    /// let fed = permit.settle_and_observe_at(1, 0, &report, received);
+    /// assert_eq!(fed.drained[0].charged, 3);
+    /// assert_eq!(limiter.stats()["m"].requests.used, 6); // our 3 and their 3
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn settle_and_observe_at(
+        self,
+        input_tokens: u64,
+        output_tokens: u64,
+        headers: &HeaderReport,
+        seen: Instant,
+    ) -> FeedbackReport {
+        let now = self.limiter.timer().now();
+        let state = &self.admitted.state;
+        let actual = Estimate { input: input_tokens, output: output_tokens };
+        state.settle_at(self.admitted.charge, actual, now);
+        observe_at(state, headers, state.config().feedback_may_raise, seen, now)
     }
 
     /// The provider answered this request with a 429 asking to retry after `retry_after`:

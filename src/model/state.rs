@@ -35,7 +35,7 @@ use core::time::Duration;
 
 use super::config::RateLimitConfig;
 use super::estimate::Estimate;
-use super::feedback::{Drained, Learned};
+use super::feedback::{Drained, Learned, Reported};
 use super::limit::{Counts, Limit, LimitKind};
 use super::pause::{Cooldown, Pause, Paused};
 use super::rule::{Charge, RateState, never_fits};
@@ -441,21 +441,23 @@ impl ModelState {
         changed
     }
 
-    /// Drains every limit matching `counts` and `window` to the provider's `remaining`, the
-    /// charge leaving a window at about `expires`; returns what was charged.
+    /// Drains every limit matching `counts` and `window` to what the provider `reported`
+    /// (`RateState::drain_seen_at`); returns what each holds for other clients.
     pub(crate) fn drain_at(
         &self,
         counts: Counts,
         window: Option<Duration>,
-        remaining: u64,
-        expires: Instant,
+        reported: Reported,
         now: Instant,
     ) -> Vec<Drained> {
+        let Reported { remaining, tolerance, expires, seen } = reported;
         self.conf.with(|c| {
             Self::matching(c, counts, window)
                 .into_iter()
                 .filter_map(|i| {
-                    let charged = self.books.with(|b| b.state.drain_at(i, remaining, expires, now));
+                    let charged = self.books.with(|b| {
+                        b.state.drain_seen_at(i, remaining, tolerance, expires, seen, now)
+                    });
                     (charged > 0).then(|| Drained { limit: c.limits[i].name.clone(), charged })
                 })
                 .collect()

@@ -208,6 +208,20 @@ impl ModelRateLimiter {
         self.inner.observe(model, report)
     }
 
+    /// Applies rate-limit headers the provider produced at `seen` (this limiter's clock); see
+    /// [`tollgate::ModelRateLimiter::observe_at`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe_at(
+        &self,
+        model: &str,
+        report: &HeaderReport,
+        seen: Instant,
+    ) -> Result<FeedbackReport, Error> {
+        self.inner.observe_at(model, report, seen)
+    }
+
     /// Applies a classified 429; see [`tollgate::ModelRateLimiter::observe_429`] (and
     /// [`ModelPermitOf::throttled`] for a permit's own 429).
     ///
