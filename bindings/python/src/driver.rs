@@ -23,6 +23,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use tollgate::Error;
 use tollgate::model::OwnedModelPermit;
 
@@ -103,7 +104,7 @@ impl Waiting {
     }
 
     fn step(&self, py: Python<'_>, waker: &Waker) -> PyResult<Step> {
-        let mut slot = self.wait.lock().map_err(|_| poisoned())?;
+        let mut slot = self.wait.lock_py_attached(py).map_err(|_| poisoned())?;
         let Some(wait) = slot.as_mut() else {
             return Err(PyRuntimeError::new_err("this wait has already finished or was cancelled"));
         };
@@ -174,15 +175,15 @@ impl Waiting {
             }
         })();
         if outcome.is_err() {
-            self.cancel();
+            self.cancel(py);
         }
         outcome
     }
 
     /// Gives up: drops the core wait, which returns its queue place, slot and reservation.
     /// Idempotent.
-    fn cancel(&self) {
-        let taken = match self.wait.lock() {
+    fn cancel(&self, py: Python<'_>) {
+        let taken = match self.wait.lock_py_attached(py) {
             Ok(mut slot) => slot.take(),
             Err(poison) => poison.into_inner().take(),
         };
@@ -191,7 +192,7 @@ impl Waiting {
 
     /// Whether the wait has finished or was cancelled.
     #[getter]
-    fn done(&self) -> bool {
-        self.wait.lock().map_or(true, |slot| slot.is_none())
+    fn done(&self, py: Python<'_>) -> bool {
+        self.wait.lock_py_attached(py).map_or(true, |slot| slot.is_none())
     }
 }
