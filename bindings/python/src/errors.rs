@@ -53,10 +53,11 @@ pub(crate) fn invalid_config(py: Python<'_>, e: InvalidConfig) -> PyErr {
     build(py, "InvalidConfig", (e.to_string(), e.field))
 }
 
-/// `tollgate.errors.InvalidConfig` for a rejected model config, naming the model.
+/// `tollgate.errors.InvalidConfig` for a rejected model config, naming the field, the index
+/// of the entry of `limits` at fault (if any) and the model (`None`: the default config).
 pub(crate) fn model_config(py: Python<'_>, e: ModelConfigError) -> PyErr {
-    let field = e.error.field;
-    build(py, "InvalidConfig", (e.to_string(), field))
+    let message = e.to_string();
+    build(py, "InvalidConfig", (message, e.error.field, e.limit, e.model))
 }
 
 /// A `ValueError` for arguments rejected before they reach the core.

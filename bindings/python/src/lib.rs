@@ -5,6 +5,8 @@
 mod clock;
 mod driver;
 mod errors;
+mod keyed;
+mod limit;
 mod model;
 mod rps;
 mod seed;
@@ -13,7 +15,24 @@ use pyo3::prelude::*;
 
 /// The extension module. Everything in it is private API of the `tollgate` and `rate_limiter`
 /// packages, which wrap it.
-#[pymodule]
+///
+/// `gil_used = false` (PyO3's default, said here because it is a claim about this code): the
+/// module is safe without the GIL because
+/// - every class is `frozen` (no `&mut self`, so no runtime borrow errors under contention)
+///   over `Send + Sync` state: the core's limiters behind an `Arc`, or a `Mutex`;
+/// - no lock is held while Python runs, except the binding's own mutexes (a `Waiting` while
+///   it polls, which reads `time.monotonic`; the drop-in's state while it builds an
+///   exception), and those are taken with `lock_py_attached`, which detaches while it
+///   blocks, so a holder that runs Python cannot deadlock against a waiter (with the GIL,
+///   or with a free-threaded interpreter's stop-the-world pauses);
+/// - the core reads the clock and calls wakers (Python callbacks) outside its own locks,
+///   and its locks are held for a few arithmetic operations, never across Python code;
+/// - the only global state is an atomic (the last clock reading) and a thread-local (the
+///   deadline a poll left pending, read by the same thread right after).
+///
+/// The `abi3` wheel does not load on a free-threaded interpreter; a `cp313t`/`cp314t` build
+/// is version-specific (not built or tested here, see the README).
+#[pymodule(gil_used = false)]
 fn _tollgate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<driver::Waiting>()?;
     m.add_class::<rps::RateLimiterCore>()?;
@@ -21,6 +40,9 @@ fn _tollgate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::Permit>()?;
     m.add_class::<model::Usage>()?;
     m.add_class::<model::ModelStats>()?;
+    m.add_class::<limit::Limit>()?;
+    m.add_class::<limit::LimitUsage>()?;
+    m.add_class::<keyed::KeyedLimiterCore>()?;
     m.add_class::<seed::SeedBucket>()?;
     m.add_class::<seed::SeedTicket>()?;
     m.add_class::<seed::SeedWindows>()?;

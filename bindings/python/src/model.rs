@@ -12,13 +12,18 @@ use tollgate::{ModelRateLimiter, RateLimitConfig};
 use crate::clock::{self, PyTimer, secs_from_instant};
 use crate::driver::{CoreWait, Done, Waiting};
 use crate::errors::{map_error, model_config, poisoned};
+use crate::limit::{Limit, LimitUsage};
 use crate::rps::duration;
 
-/// `(rpm, tpm, max_parallel_requests)` as the core's config. Limits the core adds later keep
-/// their defaults (hence the update, needless today).
+/// One model's config as Python passes it: `(rpm, tpm, max_parallel_requests, limits)`.
+type ConfigArgs = (u32, u64, u32, Vec<Limit>);
+
+/// The Python form as the core's config. Fields the core adds later keep their defaults
+/// (hence the update, needless today).
 #[allow(clippy::needless_update)]
-fn config((rpm, tpm, max_parallel_requests): (u32, u64, u32)) -> RateLimitConfig {
-    RateLimitConfig { rpm, tpm, max_parallel_requests, ..RateLimitConfig::default() }
+fn config((rpm, tpm, max_parallel_requests, limits): ConfigArgs) -> RateLimitConfig {
+    let limits = limits.into_iter().map(|l| l.inner).collect();
+    RateLimitConfig { rpm, tpm, max_parallel_requests, limits, ..RateLimitConfig::default() }
 }
 
 /// Per-model limits over the core's model limiter.
@@ -29,14 +34,14 @@ pub struct ModelLimiterCore {
 
 #[pymethods]
 impl ModelLimiterCore {
-    /// `models` maps names to `(rpm, tpm, max_parallel_requests)`; `default` applies to every
-    /// other name, or, when `None`, the limiter is strict and refuses them.
+    /// `models` maps names to `(rpm, tpm, max_parallel_requests, limits)`; `default` applies
+    /// to every other name, or, when `None`, the limiter is strict and refuses them.
     #[new]
     #[pyo3(signature = (models, default))]
     fn new(
         py: Python<'_>,
-        models: Vec<(String, (u32, u64, u32))>,
-        default: Option<(u32, u64, u32)>,
+        models: Vec<(String, ConfigArgs)>,
+        default: Option<ConfigArgs>,
     ) -> PyResult<Self> {
         let models = models.into_iter().map(|(name, c)| (name, config(c)));
         let limiter = match default {
@@ -90,16 +95,18 @@ impl ModelLimiterCore {
                         requests: usage(s.requests),
                         tokens: usage(s.tokens),
                         active: usage(s.active),
+                        limits: s.limits.iter().map(LimitUsage::from_core).collect(),
                     },
                 )
             })
             .collect()
     }
 
-    /// The `(rpm, tpm, max_parallel_requests)` that `model` runs under.
-    fn config(&self, model: &str) -> (u32, u64, u32) {
+    /// The `(rpm, tpm, max_parallel_requests, limits)` that `model` runs under.
+    fn config(&self, model: &str) -> ConfigArgs {
         let c = self.limiter.config(model);
-        (c.rpm, c.tpm, c.max_parallel_requests)
+        let limits = c.limits.into_iter().map(|inner| Limit { inner }).collect();
+        (c.rpm, c.tpm, c.max_parallel_requests, limits)
     }
 
     /// Whether `model` was configured explicitly.
@@ -218,9 +225,10 @@ impl Usage {
     }
 }
 
-/// One model's usage: requests and tokens in the current minute, requests in flight.
+/// One model's usage: requests and tokens in the current minute, requests in flight, and
+/// every rate limit by name.
 #[pyclass(frozen, get_all, eq, module = "tollgate._tollgate")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelStats {
     /// Requests in the current 60 s window, of `rpm`.
     pub requests: Usage,
@@ -228,6 +236,8 @@ pub struct ModelStats {
     pub tokens: Usage,
     /// Requests in flight, of `max_parallel_requests`.
     pub active: Usage,
+    /// Every rate limit in list order: `rpm`, `tpm`, then the config's `limits`.
+    pub limits: Vec<LimitUsage>,
 }
 
 #[pymethods]
@@ -239,6 +249,11 @@ impl ModelStats {
             ("tokens", self.tokens.__str__()),
             ("active", self.active.__str__()),
         ])
+    }
+
+    /// The usage of the rate limit called `name`, or `None`.
+    fn limit(&self, name: &str) -> Option<LimitUsage> {
+        self.limits.iter().find(|l| l.name == name).cloned()
     }
 
     fn __repr__(&self) -> String {

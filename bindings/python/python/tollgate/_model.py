@@ -4,32 +4,52 @@ State, queueing and decisions are the Rust core's; this module waits and wraps."
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from ._tollgate import ModelLimiterCore, ModelStats, Permit, Usage
+from ._tollgate import Limit, LimitUsage, ModelLimiterCore, ModelStats, Permit, Usage
 from ._waiting import drive
 
 
 @dataclass
 class RateLimitConfig:
-    """One model's limits (defaults 10 / 200 000 / 5, the seed's)."""
+    """One model's limits (defaults 10 / 200 000 / 5, the seed's), and any further rate
+    limits as :class:`Limit` values, checked and charged together with ``rpm`` and ``tpm``
+    (all or nothing).
+
+    >>> day = RateLimitConfig(
+    ...     rpm=500,
+    ...     tpm=40_000,
+    ...     limits=[
+    ...         Limit.requests("rpd", 10_000, 86_400, slots=24),     # per day, hourly slots
+    ...         Limit.tokens("tokens per 10 s", 2_000, 10),          # smooths the minute
+    ...         Limit.bucket("rps", "requests", 5, 2),              # bursts of 5, then 2/s
+    ...     ],
+    ... )
+    >>> [limit.name for limit in day.limits]
+    ['rpd', 'tokens per 10 s', 'rps']
+    """
 
     rpm: int = 10
     tpm: int = 200_000
     max_parallel_requests: int = 5
+    limits: Sequence[Limit] = field(default_factory=list)
 
     @classmethod
-    def of(cls, value: RateLimitConfig | Mapping[str, int]) -> RateLimitConfig:
+    def of(cls, value: RateLimitConfig | Mapping[str, Any]) -> RateLimitConfig:
         """A config from a ``RateLimitConfig`` or a (partial) mapping of its fields."""
         if isinstance(value, RateLimitConfig):
             return value
         return cls(**dict(value))
 
-    def _triple(self) -> tuple[int, int, int]:
-        return (self.rpm, self.tpm, self.max_parallel_requests)
+    def _core(self) -> tuple[int, int, int, list[Limit]]:
+        limits = list(self.limits)
+        for limit in limits:
+            if not isinstance(limit, Limit):
+                raise TypeError(f"limits must be tollgate.Limit values, not {type(limit).__name__}")
+        return (self.rpm, self.tpm, self.max_parallel_requests, limits)
 
 
 _DEFAULT = RateLimitConfig()
@@ -99,13 +119,13 @@ class ModelRateLimiter:
 
     def __init__(
         self,
-        models: Mapping[str, RateLimitConfig | Mapping[str, int]] | None = None,
-        default: RateLimitConfig | Mapping[str, int] | None = _DEFAULT,
+        models: Mapping[str, RateLimitConfig | Mapping[str, Any]] | None = None,
+        default: RateLimitConfig | Mapping[str, Any] | None = _DEFAULT,
         *,
         strict: bool = False,
     ) -> None:
-        pairs = [(name, RateLimitConfig.of(c)._triple()) for name, c in (models or {}).items()]
-        fallback = None if strict or default is None else RateLimitConfig.of(default)._triple()
+        pairs = [(name, RateLimitConfig.of(c)._core()) for name, c in (models or {}).items()]
+        fallback = None if strict or default is None else RateLimitConfig.of(default)._core()
         self._core = ModelLimiterCore(pairs, fallback)
 
     def acquire(
@@ -139,13 +159,15 @@ class ModelRateLimiter:
         return self._core.try_acquire(model, estimated_tokens)
 
     def stats(self) -> dict[str, ModelStats]:
-        """Usage of every configured model and every model used so far."""
+        """Usage of every configured model and every model used so far: ``requests``,
+        ``tokens`` and ``active`` as :class:`Usage`, and ``limits``, one :class:`LimitUsage`
+        per rate limit (``rpm``, ``tpm``, then the config's ``limits``)."""
         return self._core.stats()
 
     def config(self, model: str) -> RateLimitConfig:
         """The limits ``model`` runs under."""
-        rpm, tpm, parallel = self._core.config(model)
-        return RateLimitConfig(rpm, tpm, parallel)
+        rpm, tpm, parallel, limits = self._core.config(model)
+        return RateLimitConfig(rpm, tpm, parallel, limits)
 
     def is_configured(self, model: str) -> bool:
         """Whether ``model`` was configured explicitly."""
@@ -157,4 +179,13 @@ class ModelRateLimiter:
         return self._core.strict
 
 
-__all__ = ["RateLimitConfig", "ModelRateLimiter", "Acquire", "Permit", "ModelStats", "Usage"]
+__all__ = [
+    "RateLimitConfig",
+    "Limit",
+    "ModelRateLimiter",
+    "Acquire",
+    "Permit",
+    "ModelStats",
+    "Usage",
+    "LimitUsage",
+]

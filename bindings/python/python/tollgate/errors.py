@@ -65,12 +65,29 @@ class MaxWaitExceeded(RateLimited, TimeoutError):
 
 
 class InvalidConfig(TollgateError, ValueError):
-    """A rate, burst or limit is zero or out of range. ``field`` names it."""
+    """A rate, burst or limit is zero or out of range. ``field`` names it; for a model's
+    config, ``limit`` is the index into its ``limits`` of the entry at fault (``None`` for
+    ``rpm``, ``tpm`` and ``max_parallel_requests``) and ``model`` the model (``None`` for the
+    default config).
 
-    def __init__(self, message: str, field: str) -> None:
+    >>> from tollgate import Limit
+    >>> try:
+    ...     Limit.requests("rpd", 0, 86_400)
+    ... except InvalidConfig as e:
+    ...     e.field
+    'max'
+    """
+
+    def __init__(
+        self, message: str, field: str, limit: int | None = None, model: str | None = None
+    ) -> None:
         super().__init__(message)
-        #: The offending field, e.g. ``"tpm"``.
+        #: The offending field, e.g. ``"tpm"``, ``"window"``.
         self.field = field
+        #: The index into ``RateLimitConfig.limits`` of the limit at fault, if any.
+        self.limit = limit
+        #: The model whose config was rejected (``None``: the default, or no model).
+        self.model = model
 
 
 class UnknownModel(TollgateError, KeyError):

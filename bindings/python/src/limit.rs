@@ -1,0 +1,220 @@
+//! [`Limit`]: one rate limit of a model as a Python value (the core's `model::Limit`), and
+//! [`LimitUsage`], its usage in a model's statistics.
+//!
+//! A frozen, hashable Rust class rather than a Python dataclass, so that a limit is checked by
+//! the core's own `Limit::validate` when it is made (a bad window fails where it is written,
+//! not when a limiter is built) and reaches the core without a second conversion.
+
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use tollgate::Rate;
+use tollgate::model::{self, Counts, LimitKind};
+
+use crate::errors::invalid_config;
+use crate::model::Usage;
+use crate::rps::duration;
+
+/// `"requests"` / `"tokens"` as the core's [`Counts`].
+fn counts_from(name: &str) -> PyResult<Counts> {
+    match name {
+        "requests" => Ok(Counts::Requests),
+        "tokens" => Ok(Counts::Tokens),
+        other => Err(PyValueError::new_err(format!(
+            "counts must be \"requests\" or \"tokens\", not {other:?}"
+        ))),
+    }
+}
+
+/// The core's [`Counts`] as the Python string.
+pub(crate) fn counts_name(counts: Counts) -> &'static str {
+    match counts {
+        Counts::Requests => "requests",
+        Counts::Tokens => "tokens",
+    }
+}
+
+/// A window length in seconds, at least one nanosecond once rounded (the core rejects zero).
+fn window(secs: f64) -> PyResult<Duration> {
+    duration("window", secs)
+}
+
+/// One rate limit of a model: what it counts (`"requests"` or `"tokens"`), the most it
+/// allows, and how (a sliding window of any length and slot count, or a token bucket).
+#[pyclass(frozen, eq, hash, from_py_object, module = "tollgate._tollgate")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Limit {
+    pub(crate) inner: model::Limit,
+}
+
+impl Limit {
+    /// Checks the limit with the core's rules and wraps it.
+    fn checked(py: Python<'_>, inner: model::Limit) -> PyResult<Self> {
+        inner.validate().map_err(|e| invalid_config(py, e))?;
+        Ok(Self { inner })
+    }
+}
+
+#[pymethods]
+impl Limit {
+    /// At most `max` requests in any `window` seconds, counted in `slots` slots.
+    #[staticmethod]
+    #[pyo3(signature = (name, max, window, *, slots = model::Limit::DEFAULT_SLOTS))]
+    fn requests(py: Python<'_>, name: String, max: u64, window: f64, slots: u32) -> PyResult<Self> {
+        Self::window_of(py, name, "requests", max, window, slots)
+    }
+
+    /// At most `max` tokens in any `window` seconds, counted in `slots` slots.
+    #[staticmethod]
+    #[pyo3(signature = (name, max, window, *, slots = model::Limit::DEFAULT_SLOTS))]
+    fn tokens(py: Python<'_>, name: String, max: u64, window: f64, slots: u32) -> PyResult<Self> {
+        Self::window_of(py, name, "tokens", max, window, slots)
+    }
+
+    /// A sliding window of `max` per `window` seconds of what `counts` says.
+    #[staticmethod]
+    #[pyo3(name = "window", signature = (name, counts, max, window, *, slots = model::Limit::DEFAULT_SLOTS))]
+    fn window_of(
+        py: Python<'_>,
+        name: String,
+        counts: &str,
+        max: u64,
+        window: f64,
+        slots: u32,
+    ) -> PyResult<Self> {
+        let limit = model::Limit::window(name, counts_from(counts)?, max, self::window(window)?)
+            .with_slots(slots);
+        Self::checked(py, limit)
+    }
+
+    /// A GCRA token bucket of what `counts` says: bursts of up to `burst`, refilled at
+    /// `rate` per `per` seconds.
+    #[staticmethod]
+    #[pyo3(signature = (name, counts, burst, rate, per = 1.0))]
+    fn bucket(
+        py: Python<'_>,
+        name: String,
+        counts: &str,
+        burst: u64,
+        rate: u64,
+        per: f64,
+    ) -> PyResult<Self> {
+        let rate = Rate::try_new(rate, duration("per", per)?).map_err(|e| invalid_config(py, e))?;
+        Self::checked(py, model::Limit::bucket(name, counts_from(counts)?, burst, rate))
+    }
+
+    /// This window with `slots` slots instead; a bucket is returned unchanged.
+    fn with_slots(&self, py: Python<'_>, slots: u32) -> PyResult<Self> {
+        Self::checked(py, self.inner.clone().with_slots(slots))
+    }
+
+    /// The name in statistics.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// `"requests"` or `"tokens"`.
+    #[getter]
+    fn counts(&self) -> &'static str {
+        counts_name(self.inner.counts)
+    }
+
+    /// The most per window, or the burst of a bucket.
+    #[getter]
+    fn max(&self) -> u64 {
+        self.inner.max
+    }
+
+    /// `"window"` or `"bucket"`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.inner.kind {
+            LimitKind::Window { .. } => "window",
+            LimitKind::Bucket { .. } => "bucket",
+        }
+    }
+
+    /// The window's length in seconds (`None` for a bucket). Not called `window`: that is
+    /// the constructor.
+    #[getter]
+    fn window_length(&self) -> Option<f64> {
+        match self.inner.kind {
+            LimitKind::Window { window, .. } => Some(window.as_secs_f64()),
+            LimitKind::Bucket { .. } => None,
+        }
+    }
+
+    /// The window's slot count (`None` for a bucket).
+    #[getter]
+    fn slots(&self) -> Option<u32> {
+        match self.inner.kind {
+            LimitKind::Window { slots, .. } => Some(slots),
+            LimitKind::Bucket { .. } => None,
+        }
+    }
+
+    /// A bucket's refill as `(count, per_seconds)` (`None` for a window).
+    #[getter]
+    fn rate(&self) -> Option<(u64, f64)> {
+        match self.inner.kind {
+            LimitKind::Bucket { rate } => Some((rate.count(), rate.period().as_secs_f64())),
+            LimitKind::Window { .. } => None,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let l = &self.inner;
+        let counts = counts_name(l.counts);
+        match l.kind {
+            LimitKind::Window { window, slots } => format!(
+                "Limit.window({:?}, {counts:?}, {}, {}, slots={slots})",
+                l.name,
+                l.max,
+                window.as_secs_f64()
+            ),
+            LimitKind::Bucket { rate } => format!(
+                "Limit.bucket({:?}, {counts:?}, {}, {}, per={})",
+                l.name,
+                l.max,
+                rate.count(),
+                rate.period().as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// The usage of one rate limit of a model, named as in its config.
+#[pyclass(frozen, get_all, eq, module = "tollgate._tollgate")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitUsage {
+    /// The limit's name (`"rpm"`, `"tpm"`, or a `Limit`'s name).
+    pub name: String,
+    /// `"requests"` or `"tokens"`.
+    pub counts: &'static str,
+    /// Used in the window ending now (a bucket: its burst minus what it could admit now), of
+    /// the limit's `max`.
+    pub usage: Usage,
+}
+
+impl LimitUsage {
+    /// From the core's figures.
+    pub(crate) fn from_core(u: &model::LimitUsage) -> Self {
+        Self {
+            name: u.name.to_string(),
+            counts: counts_name(u.counts),
+            usage: Usage { used: u.usage.used, limit: u.usage.limit },
+        }
+    }
+}
+
+#[pymethods]
+impl LimitUsage {
+    fn __repr__(&self) -> String {
+        format!(
+            "LimitUsage(name={:?}, counts={:?}, usage={}/{})",
+            self.name, self.counts, self.usage.used, self.usage.limit
+        )
+    }
+}
