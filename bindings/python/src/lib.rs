@@ -30,8 +30,9 @@ use pyo3::prelude::*;
 /// - the only global state is an atomic (the last clock reading) and a thread-local (the
 ///   deadline a poll left pending, read by the same thread right after).
 ///
-/// The `abi3` wheel does not load on a free-threaded interpreter; a `cp313t`/`cp314t` build
-/// is version-specific (not built or tested here, see the README).
+/// The `abi3` wheel does not load on a free-threaded interpreter; a `cp314t` build is
+/// version-specific (PyO3 0.30 refuses 3.13t). `ci.sh` compiles it for that ABI; no 3.14t
+/// interpreter is available to test it (see the README).
 #[pymodule(gil_used = false)]
 fn _tollgate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<driver::Waiting>()?;
