@@ -95,6 +95,43 @@ def rows() -> list[tuple[str, str, float]]:
     except ImportError:
         pass
 
+    # Keyed, one key (a str) and many keys (a fresh key object each call, from a pool).
+    ktg = tollgate.KeyedRateLimiter(HUGE)
+    add("keyed", "tollgate.KeyedRateLimiter.acquire (one str key)", best_sync(lambda: ktg.acquire("user-1")))
+    add("keyed", "tollgate.KeyedRateLimiter.try_acquire (one str key)", best_sync(lambda: ktg.try_acquire("user-1")))
+    users = [f"user-{i}" for i in range(1_000)]
+    it = iter(range(1 << 62))
+    add(
+        "keyed",
+        "tollgate.KeyedRateLimiter.acquire (1000 str keys)",
+        best_sync(lambda: ktg.acquire(users[next(it) % 1_000])),
+    )
+    add(
+        "keyed",
+        "tollgate.KeyedRateLimiter.acquire (one (str, int) tuple key)",
+        best_sync(lambda: ktg.acquire(("tenant", 7))),
+    )
+    aktg = tollgate.AsyncKeyedRateLimiter(HUGE)
+    add("keyed", "tollgate.AsyncKeyedRateLimiter.acquire (one str key)", best_async(lambda: aktg.acquire("user-1")))
+    try:
+        from limits import parse, storage, strategies
+
+        item = parse(f"{HUGE}/second")
+        kfixed = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+        add("keyed", "limits FixedWindow.hit(item, key) (memory)", best_sync(lambda: kfixed.hit(item, "user-1")))
+        kmoving = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        add("keyed", "limits MovingWindow.hit(item, key) (memory)", best_sync(lambda: kmoving.hit(item, "user-1")))
+    except ImportError:
+        pass
+    try:
+        from limits.aio import storage as astorage
+        from limits.aio import strategies as astrategies
+
+        akfixed = astrategies.FixedWindowRateLimiter(astorage.MemoryStorage())
+        add("keyed", "limits.aio FixedWindow.hit(item, key) (memory)", best_async(lambda: akfixed.hit(item, "user-1")))
+    except ImportError:
+        pass
+
     # Model limiter: acquire + settle with room.
     cfg = tollgate.RateLimitConfig(rpm=2_000_000_000, tpm=10**15, max_parallel_requests=1000)
     ml = tollgate.ModelRateLimiter({"m": cfg})
@@ -108,6 +145,23 @@ def rows() -> list[tuple[str, str, float]]:
 
     add("model", "tollgate acquire_blocking + settle", best_sync(blocking_model))
     add("model", "tollgate async with acquire + settle", best_async(async_model))
+    # The same with three further limits (a day window, a 10 s token window, a bucket).
+    extra = tollgate.RateLimitConfig(
+        rpm=2_000_000_000,
+        tpm=10**15,
+        max_parallel_requests=1000,
+        limits=[
+            tollgate.Limit.requests("rpd", 10**15, 86_400, slots=24),
+            tollgate.Limit.tokens("t10", 10**15, 10),
+            tollgate.Limit.bucket("rps", "requests", 10**9, 10**9),
+        ],
+    )
+    ml3 = tollgate.ModelRateLimiter({"m": extra})
+    add(
+        "model",
+        "tollgate acquire_blocking + settle, 3 further limits",
+        best_sync(lambda: ml3.acquire_blocking("m", 10).settle(10)),
+    )
     seed = rate_limiter.ModelRateLimiter(
         {"m": {"rpm": 2_000_000_000, "tpm": 10**15, "max_parallel_requests": 1000}}
     )

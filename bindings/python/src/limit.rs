@@ -56,25 +56,29 @@ impl Limit {
     }
 }
 
+// The signatures say `slots = 60` literally (a constant would show as `...` in the text
+// signature); the core's default is the same, checked by this assertion.
+const _: () = assert!(model::Limit::DEFAULT_SLOTS == 60);
+
 #[pymethods]
 impl Limit {
     /// At most `max` requests in any `window` seconds, counted in `slots` slots.
     #[staticmethod]
-    #[pyo3(signature = (name, max, window, *, slots = model::Limit::DEFAULT_SLOTS))]
+    #[pyo3(signature = (name, max, window, *, slots = 60))]
     fn requests(py: Python<'_>, name: String, max: u64, window: f64, slots: u32) -> PyResult<Self> {
         Self::window_of(py, name, "requests", max, window, slots)
     }
 
     /// At most `max` tokens in any `window` seconds, counted in `slots` slots.
     #[staticmethod]
-    #[pyo3(signature = (name, max, window, *, slots = model::Limit::DEFAULT_SLOTS))]
+    #[pyo3(signature = (name, max, window, *, slots = 60))]
     fn tokens(py: Python<'_>, name: String, max: u64, window: f64, slots: u32) -> PyResult<Self> {
         Self::window_of(py, name, "tokens", max, window, slots)
     }
 
     /// A sliding window of `max` per `window` seconds of what `counts` says.
     #[staticmethod]
-    #[pyo3(name = "window", signature = (name, counts, max, window, *, slots = model::Limit::DEFAULT_SLOTS))]
+    #[pyo3(name = "window", signature = (name, counts, max, window, *, slots = 60))]
     fn window_of(
         py: Python<'_>,
         name: String,

@@ -77,7 +77,8 @@ class Acquire:
                 return core.try_acquire(self._model, self._estimated)
             except Exception:  # busy, oversized or unknown: the wait below says which
                 pass
-        return await drive(core.acquire(self._model, self._estimated, self._max_wait))
+        permit: Permit = await drive(core.acquire(self._model, self._estimated, self._max_wait))
+        return permit
 
     def __await__(self) -> Generator[Any, None, Permit]:
         return self._admit().__await__()

@@ -3,6 +3,23 @@
 from collections.abc import Callable
 from typing import Any, Literal, final
 
+__all__ = [
+    "Waiting",
+    "RateLimiterCore",
+    "ModelLimiterCore",
+    "Permit",
+    "Usage",
+    "ModelStats",
+    "Limit",
+    "LimitUsage",
+    "KeyedLimiterCore",
+    "SeedBucket",
+    "SeedTicket",
+    "SeedWindows",
+    "SeedSlot",
+    "monotonic",
+]
+
 _Counts = Literal["requests", "tokens"]
 
 def monotonic() -> float:
@@ -67,7 +84,7 @@ class Limit:
     def slots(self) -> int | None: ...
     @property
     def rate(self) -> tuple[int, float] | None: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
