@@ -1,10 +1,12 @@
 """Python-side cost of one acquire with room (plus settle/release where there is one), for
 tollgate, the rate_limiter drop-in, aiolimiter and limits (in-memory), in one run.
 
-    python bench/bench_acquire.py [iterations]
+    python bench/bench_acquire.py [iterations [rounds]]
 
 Needs `pip install aiolimiter limits` (skipped with a note if missing). Build the extension
-with `--release` first. Prints nanoseconds per operation, best of 5 runs.
+with `--release` first. Prints nanoseconds per operation: the best of 5 rounds, where each
+round times every operation once in turn (so that a busy moment of a shared machine costs
+every row alike, instead of the rows measured during it).
 """
 
 from __future__ import annotations
@@ -22,31 +24,38 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 HUGE = 1_000_000_000  # per second: every acquire finds room
 
 
-def best_sync(op: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(5):
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+LOOP = asyncio.new_event_loop()
+
+
+def time_sync(op: Callable[[], object]) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(N):
+        op()
+    return (time.perf_counter_ns() - start) / N
+
+
+def time_async(make: Callable[[], Awaitable[object]]) -> float:
+    async def once() -> float:
         start = time.perf_counter_ns()
         for _ in range(N):
-            op()
-        best = min(best, (time.perf_counter_ns() - start) / N)
-    return best
+            await make()
+        return (time.perf_counter_ns() - start) / N
+
+    return LOOP.run_until_complete(once())
 
 
-def best_async(make: Callable[[], Awaitable[object]]) -> float:
-    async def runs() -> float:
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter_ns()
-            for _ in range(N):
-                await make()
-            best = min(best, (time.perf_counter_ns() - start) / N)
-        return best
-
-    return asyncio.run(runs())
+# best_sync / best_async only register a measurement; main() runs them in rotating rounds.
+def best_sync(op: Callable[[], object]) -> Callable[[], float]:
+    return lambda: time_sync(op)
 
 
-def rows() -> list[tuple[str, str, float]]:
-    out: list[tuple[str, str, float]] = []
+def best_async(make: Callable[[], Awaitable[object]]) -> Callable[[], float]:
+    return lambda: time_async(make)
+
+
+def rows() -> list[tuple[str, str, Callable[[], float]]]:
+    out: list[tuple[str, str, Callable[[], float]]] = []
     add = lambda kind, name, ns: out.append((kind, name, ns))  # noqa: E731
 
     # The crossing itself: a trivial Rust method, and the clock read through Python.
@@ -180,8 +189,13 @@ def rows() -> list[tuple[str, str, float]]:
 
 
 if __name__ == "__main__":
-    print(f"Python {sys.version.split()[0]}, {N} operations per run, best of 5")
+    table = rows()
+    best = [float("inf")] * len(table)
+    for _ in range(ROUNDS):
+        for i, (_kind, _name, measure) in enumerate(table):
+            best[i] = min(best[i], measure())
+    print(f"Python {sys.version.split()[0]}, {N} operations per round, best of {ROUNDS} rounds")
     print("| kind | operation | ns/op |")
     print("| --- | --- | ---: |")
-    for kind, name, ns in rows():
+    for (kind, name, _), ns in zip(table, best):
         print(f"| {kind} | {name} | {ns:,.0f} |")

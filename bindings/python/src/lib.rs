@@ -35,6 +35,7 @@ use pyo3::prelude::*;
 /// interpreter is available to test it (see the README).
 #[pymodule(gil_used = false)]
 fn _tollgate(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    clock::remember_real_sleep(m.py())?;
     m.add_class::<driver::Waiting>()?;
     m.add_class::<rps::RateLimiterCore>()?;
     m.add_class::<model::ModelLimiterCore>()?;

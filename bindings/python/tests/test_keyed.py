@@ -376,6 +376,46 @@ def test_threads_share_the_keys_and_release_the_gil() -> None:
     assert ticks > 30
 
 
+def test_threads_with_bounded_waits_keep_the_bound_and_the_rate() -> None:
+    """Real clock, about a second: 8 threads over 3 keys, every acquire bounded by a random
+    max_wait (most refused up front); per key, never above burst + rate * d, and the refused
+    waits took nothing (most of the rate is still admitted)."""
+    rate, burst, keys, duration = 100, 2, 3, 1.0
+    limiter = KeyedRateLimiter(rate, burst=burst)
+    admitted: dict[int, list[float]] = defaultdict(list)
+    refused = 0
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        nonlocal refused
+        rng = random.Random(seed)
+        stop = time.monotonic() + duration
+        while time.monotonic() < stop:
+            key = rng.randrange(keys)
+            try:
+                limiter.acquire(key, max_wait=rng.uniform(0, 0.02))
+            except MaxWaitExceeded:
+                with lock:
+                    refused += 1
+                continue
+            with lock:
+                admitted[key].append(time.monotonic())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads)
+    assert refused > 0
+    for key in range(keys):
+        times = admitted[key]
+        for window in (0.05, 0.2, 1.0):
+            assert max_in_window(times, window) <= burst + rate * window + 1, (key, window)
+        assert len(times) >= 0.5 * rate * duration, (key, len(times))
+        assert limiter.waiters(key) == 0
+
+
 def test_many_threads_on_many_keys_with_try_acquire() -> None:
     """Contention on the shards: every token of every key is granted exactly once."""
     limiter = KeyedRateLimiter(1, per=3_600.0, burst=20)  # no refill during the test

@@ -127,7 +127,7 @@ class KeyedRateLimiter(_Keyed):
 
     def acquire(self, key: Key, n: int = 1, *, max_wait: float | None = None) -> None:
         """Blocks until ``n`` tokens of ``key`` are granted, first come first served per key.
-        Sleeps with ``time.sleep``; waits for its turn with the GIL released. With
+        Waits with the GIL released (through ``time.sleep`` while it is patched). With
         ``max_wait`` (seconds) raises ``MaxWaitExceeded`` instead of waiting longer."""
         waiting = self._core.acquire(key, n, max_wait)
         if waiting is not None:

@@ -146,7 +146,8 @@ class ModelRateLimiter:
         self, model: str, estimated_tokens: int, *, max_wait: float | None = None
     ) -> Permit:
         """The blocking twin of :meth:`acquire` for threads (``with`` the permit to release
-        it on exit). Sleeps with ``time.sleep``; waits for a slot with the GIL released."""
+        it on exit). Waits with the GIL released (through ``time.sleep`` while it is
+        patched)."""
         if max_wait is None:
             try:
                 return self._core.try_acquire(model, estimated_tokens)

@@ -73,9 +73,9 @@ class RateLimiter(_Bucket):
     __slots__ = ()
 
     def acquire(self, n: int = 1, *, max_wait: float | None = None) -> None:
-        """Blocks until ``n`` tokens are granted, first come first served. Sleeps with
-        ``time.sleep``; waits for its turn with the GIL released. With ``max_wait``
-        (seconds) raises ``MaxWaitExceeded`` instead of waiting longer."""
+        """Blocks until ``n`` tokens are granted, first come first served, with the GIL
+        released (through ``time.sleep`` while it is patched). With ``max_wait`` (seconds)
+        raises ``MaxWaitExceeded`` instead of waiting longer."""
         if max_wait is None:
             try:
                 self._core.try_acquire(n)
