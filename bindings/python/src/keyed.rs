@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use tollgate::keyed::KeyedRateLimiter;
 use tollgate::{Clock, Error, Rate, Timer};
 
@@ -53,7 +53,8 @@ impl Key {
         if let Ok(b) = value.cast::<PyBytes>() {
             return Ok(Key::Bytes(b.as_bytes().to_vec()));
         }
-        if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyInt>() {
+        // `bool` is an `int` subclass, and `True == 1` in Python: one key, as in a dict.
+        if value.is_instance_of::<PyInt>() {
             return Ok(match value.extract::<i128>() {
                 Ok(i) => Key::Int(i),
                 Err(_) => Key::BigInt(value.str()?.to_str()?.to_owned()),

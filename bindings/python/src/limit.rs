@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use tollgate::Rate;
 use tollgate::model::{self, Counts, LimitKind};
 
@@ -38,6 +40,14 @@ pub(crate) fn counts_name(counts: Counts) -> &'static str {
 /// A window length in seconds, at least one nanosecond once rounded (the core rejects zero).
 fn window(secs: f64) -> PyResult<Duration> {
     duration("window", secs)
+}
+
+/// Whole seconds and nanoseconds as a `Duration` (`nanos` below 10^9, so it cannot overflow).
+fn exact(name: &str, secs: u64, nanos: u32) -> PyResult<Duration> {
+    if nanos >= 1_000_000_000 {
+        return Err(PyValueError::new_err(format!("{name}: nanoseconds must be below 10^9")));
+    }
+    Ok(Duration::new(secs, nanos))
 }
 
 /// One rate limit of a model: what it counts (`"requests"` or `"tokens"`), the most it
@@ -166,6 +176,70 @@ impl Limit {
             LimitKind::Bucket { rate } => Some((rate.count(), rate.period().as_secs_f64())),
             LimitKind::Window { .. } => None,
         }
+    }
+
+    /// Pickling and `copy.deepcopy` rebuild the limit through its constructor.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let l = &slf.get().inner;
+        let counts = counts_name(l.counts);
+        let class = slf.get_type();
+        match l.kind {
+            LimitKind::Window { window, slots } => Ok((
+                class.getattr(intern!(py, "_window_exact"))?,
+                (l.name.as_ref(), counts, l.max, window.as_secs(), window.subsec_nanos(), slots)
+                    .into_pyobject(py)?,
+            )),
+            LimitKind::Bucket { rate } => Ok((
+                class.getattr(intern!(py, "_bucket_exact"))?,
+                (
+                    l.name.as_ref(),
+                    counts,
+                    l.max,
+                    rate.count(),
+                    rate.period().as_secs(),
+                    rate.period().subsec_nanos(),
+                )
+                    .into_pyobject(py)?,
+            )),
+        }
+    }
+
+    /// A window from whole seconds and nanoseconds (what `__reduce__` saves: exact, where a
+    /// float of seconds could round).
+    #[staticmethod]
+    fn _window_exact(
+        py: Python<'_>,
+        name: String,
+        counts: &str,
+        max: u64,
+        secs: u64,
+        nanos: u32,
+        slots: u32,
+    ) -> PyResult<Self> {
+        let window = exact("window", secs, nanos)?;
+        Self::checked(
+            py,
+            model::Limit::window(name, counts_from(counts)?, max, window).with_slots(slots),
+        )
+    }
+
+    /// A bucket from its rate's period in whole seconds and nanoseconds (for `__reduce__`).
+    #[staticmethod]
+    fn _bucket_exact(
+        py: Python<'_>,
+        name: String,
+        counts: &str,
+        burst: u64,
+        count: u64,
+        secs: u64,
+        nanos: u32,
+    ) -> PyResult<Self> {
+        let rate =
+            Rate::try_new(count, exact("per", secs, nanos)?).map_err(|e| invalid_config(py, e))?;
+        Self::checked(py, model::Limit::bucket(name, counts_from(counts)?, burst, rate))
     }
 
     fn __repr__(&self) -> String {

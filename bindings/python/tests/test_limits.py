@@ -4,6 +4,8 @@ core together with rpm and tpm, and `ModelStats.limits` as typed `LimitUsage` ob
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 
 import pytest
 from conftest import FakeClock, max_in_window, run
@@ -241,3 +243,18 @@ def test_max_wait_counts_every_limit(fake_clock: FakeClock) -> None:
 
     run(main())
     assert limiter.stats()["m"].limit("r10").usage.used == 1  # type: ignore[union-attr]
+
+
+def test_limits_pickle_and_copy_exactly() -> None:
+    limits = [
+        Limit.requests("rpd", 10_000, DAY, slots=24),
+        Limit.tokens("odd", 7, 0.1),  # 0.1 s is not a binary fraction: kept to the nanosecond
+        Limit.bucket("rps", "tokens", 5, 3, per=0.3),
+    ]
+    for limit in limits:
+        assert pickle.loads(pickle.dumps(limit)) == limit
+        assert copy.deepcopy(limit) == limit
+    config = RateLimitConfig(limits=limits)
+    assert copy.deepcopy(config) == config
+    with pytest.raises(ValueError):
+        Limit._window_exact("x", "requests", 1, 2**64 - 1, 2_000_000_000, 1)  # type: ignore[attr-defined]
