@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use tollgate::keyed::KeyedRateLimiter;
@@ -36,6 +37,8 @@ pub enum Key {
     BigInt(String),
     /// A `str`.
     Str(String),
+    /// A `str` with lone surrogates, by its `surrogatepass` UTF-8 bytes.
+    Surrogates(Vec<u8>),
     /// A `bytes`.
     Bytes(Vec<u8>),
     /// A tuple of keys.
@@ -44,11 +47,22 @@ pub enum Key {
 
 impl Key {
     fn from_py(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Self> {
+        let py = value.py();
         if value.is_none() {
             return Ok(Key::None);
         }
         if let Ok(s) = value.cast::<PyString>() {
-            return Ok(Key::Str(s.to_str()?.to_owned()));
+            return Ok(match s.to_str() {
+                Ok(text) => Key::Str(text.to_owned()),
+                // Lone surrogates (valid in a Python str, not in UTF-8): their
+                // "surrogatepass" encoding is one-to-one, so equality is still kept.
+                Err(_) => Key::Surrogates(
+                    s.call_method1(intern!(py, "encode"), ("utf-8", "surrogatepass"))?
+                        .cast_into::<PyBytes>()?
+                        .as_bytes()
+                        .to_vec(),
+                ),
+            });
         }
         if let Ok(b) = value.cast::<PyBytes>() {
             return Ok(Key::Bytes(b.as_bytes().to_vec()));
@@ -57,7 +71,12 @@ impl Key {
         if value.is_instance_of::<PyInt>() {
             return Ok(match value.extract::<i128>() {
                 Ok(i) => Key::Int(i),
-                Err(_) => Key::BigInt(value.str()?.to_str()?.to_owned()),
+                // `int`'s own digits, not the value's `__str__` (a subclass may override it).
+                Err(_) => {
+                    let digits =
+                        py.get_type::<PyInt>().call_method1(intern!(py, "__repr__"), (value,))?;
+                    Key::BigInt(digits.cast_into::<PyString>()?.to_str()?.to_owned())
+                }
             });
         }
         if let Ok(t) = value.cast::<PyTuple>() {

@@ -69,6 +69,24 @@ def test_keys_keep_python_equality() -> None:
     assert len(limiter) == 10
 
 
+def test_str_with_lone_surrogates_and_int_subclasses_are_keys_too() -> None:
+    limiter = KeyedRateLimiter(1, burst=1)
+    limiter.try_acquire("a\ud800")  # valid in a Python str, not in UTF-8
+    with pytest.raises(RateLimited):
+        limiter.try_acquire("a\ud800")
+    limiter.try_acquire("a\ud801")  # a different key
+
+    class Loud(int):
+        def __str__(self) -> str:
+            return "loud"
+
+    limiter.try_acquire(Loud(2**200))
+    with pytest.raises(RateLimited):
+        limiter.try_acquire(2**200)  # equal in Python: the same key, whatever __str__ says
+    limiter.try_acquire(Loud(2**201))  # a different big int, though its str() is the same
+    assert len(limiter) == 4
+
+
 @pytest.mark.parametrize("bad", [1.5, ["a"], {"a": 1}, object(), ("a", [1]), bytearray(b"x")])
 def test_other_key_types_are_type_errors(bad: object) -> None:
     limiter = AsyncKeyedRateLimiter(1)
