@@ -39,8 +39,11 @@ class InsufficientCapacity(TollgateError, ValueError):
 
 class RateLimited(TollgateError):
     """No room now (a ``try_*`` call). ``ready_at`` is the ``time.monotonic()`` instant at
-    which the same request would succeed if nothing else arrives; ``retry_after`` is the
-    seconds from the refusal until then.
+    which the same request would succeed if nothing else arrives (the core's refusal, to the
+    nanosecond); ``retry_after`` is the seconds from the refusal until then, what an HTTP
+    ``Retry-After`` wants. For a model, ``ready_at`` is when every rate limit has room (a
+    lower bound when the obstacle is a parallel slot or a request queued ahead); for a new key
+    of a keyed limiter whose key cap is full, when a key could be forgotten.
 
     >>> from tollgate import RateLimiter
     >>> limiter = RateLimiter(1)
