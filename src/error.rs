@@ -31,6 +31,12 @@ pub enum Error {
     /// not configured with (a typo such as `"gpt4"` for `"gpt-4"`). Nothing was created or
     /// counted; retrying never helps.
     UnknownModel,
+    /// The provider said the model's quota is used up (a spend limit, a daily quota): no
+    /// request of it is admitted until `reset_at`, and waiting in line would not help.
+    QuotaExhausted {
+        /// When the quota resets, on the limiter's clock, if the provider said.
+        reset_at: Option<Instant>,
+    },
 }
 
 /// Which configuration value was rejected, and why.
@@ -79,6 +85,12 @@ impl fmt::Display for Error {
             Error::UnknownModel => {
                 f.write_str("model not configured, and the limiter is strict about model names")
             }
+            Error::QuotaExhausted { reset_at: Some(at) } => {
+                write!(f, "the provider's quota is exhausted until {at:?}")
+            }
+            Error::QuotaExhausted { reset_at: None } => {
+                f.write_str("the provider's quota is exhausted; its reset is unknown")
+            }
         }
     }
 }
@@ -106,6 +118,7 @@ impl Error {
         match self {
             Error::RateLimited(refusal) => Some(refusal.ready_at()),
             Error::MaxWaitExceeded { ready_at } => Some(*ready_at),
+            Error::QuotaExhausted { reset_at } => *reset_at,
             _ => None,
         }
     }

@@ -29,6 +29,9 @@ mod manual_clock;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod model;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub mod provider;
 mod rate;
 mod refusal;
 pub mod semaphore;

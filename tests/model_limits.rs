@@ -223,6 +223,7 @@ fn added_limits_hold_in_every_window_of_the_admission_log() {
             Limit::tokens("t3s", 100, Duration::from_secs(3)).with_slots(3),
             Limit::bucket("rps", Counts::Requests, 2, Rate::per_second(1)),
         ],
+        ..Default::default()
     };
     let l = Rc::new(limiter(&sim.clock, config));
     let log = Rc::new(Cell::new(Vec::new()));

@@ -10,7 +10,7 @@ use core::time::Duration;
 use std::sync::Mutex;
 
 use tollgate::model::{
-    Charge, Counts, Limit, MemoryStore, ParityMismatch, RateState, StateStore, Wait,
+    Charge, Counts, Estimate, Limit, MemoryStore, ParityMismatch, RateState, StateStore, Wait,
     check_store_parity,
 };
 use tollgate::{Instant, Rate};
@@ -50,6 +50,31 @@ impl StateStore for EncodedStore {
     fn usage_at(&self, now: Instant, used: &mut Vec<u64>) {
         self.with(|s| s.usage_at(now, used));
     }
+    fn admit_io_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Wait> {
+        self.with(|s| s.admit_io_at(estimate, now))
+    }
+    fn settle_io_at(&self, charge: Charge, actual: Estimate, now: Instant) {
+        self.with(|s| s.settle_io_at(charge, actual, now));
+    }
+}
+
+/// A store written against the four-method trait, before input and output tokens: it keeps
+/// the trait's defaults, which see only totals.
+struct TotalsOnly(MemoryStore);
+
+impl StateStore for TotalsOnly {
+    fn admit_at(&self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
+        self.0.admit_at(tokens, now)
+    }
+    fn earliest_at(&self, tokens: u64, now: Instant) -> Option<Wait> {
+        self.0.earliest_at(tokens, now)
+    }
+    fn settle_at(&self, charge: Charge, actual: u64, now: Instant) {
+        self.0.settle_at(charge, actual, now);
+    }
+    fn usage_at(&self, now: Instant, used: &mut Vec<u64>) {
+        self.0.usage_at(now, used);
+    }
 }
 
 fn limit_sets() -> Vec<Vec<Limit>> {
@@ -72,7 +97,39 @@ fn limit_sets() -> Vec<Vec<Limit>> {
         ],
         // Nanosecond-scale slots, where the clock's end and rounding matter most.
         vec![Limit::tokens("tiny", 5, Duration::from_nanos(3)).with_slots(2)],
+        // Input and output tokens apart (Anthropic's ITPM and OTPM) beside the total.
+        vec![
+            Limit::requests("rpm", 50, minute),
+            Limit::tokens("tpm", 8_000, minute),
+            Limit::window("itpm", Counts::InputTokens, 3_000, minute),
+            Limit::window("otpm", Counts::OutputTokens, 2_000, minute),
+            Limit::bucket("obucket", Counts::OutputTokens, 900, Rate::per_second(30)),
+        ],
     ]
+}
+
+#[test]
+fn a_store_that_sees_only_totals_fails_parity_on_input_and_output_limits() {
+    let limits = limit_sets().pop().unwrap();
+    let m = check_store_parity(
+        &limits,
+        &MemoryStore::new(&limits),
+        &TotalsOnly(MemoryStore::new(&limits)),
+        1,
+        3_000,
+    )
+    .unwrap_err();
+    assert!(m.operation.starts_with("admit_io_at(") || m.operation.starts_with("usage_at("), "{m}");
+    // On limits of requests and totals only, the defaults decide the same.
+    let limits = &limit_sets()[0];
+    check_store_parity(
+        limits,
+        &MemoryStore::new(limits),
+        &TotalsOnly(MemoryStore::new(limits)),
+        1,
+        3_000,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -130,7 +187,7 @@ impl StateStore for OneTooMany {
     fn admit_at(&self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
         match self.inner.admit_at(tokens, now) {
             Err(_) if self.extra.lock().unwrap().replace(now).is_none() => {
-                Ok(Charge { at: now, tokens })
+                Ok(Charge { at: now, tokens, input: tokens })
             }
             other => other,
         }
@@ -171,7 +228,12 @@ mod props {
     use proptest::prelude::*;
 
     fn limit() -> impl Strategy<Value = Limit> {
-        let counts = prop_oneof![Just(Counts::Requests), Just(Counts::Tokens)];
+        let counts = prop_oneof![
+            Just(Counts::Requests),
+            Just(Counts::Tokens),
+            Just(Counts::InputTokens),
+            Just(Counts::OutputTokens),
+        ];
         let max = prop_oneof![1u64..10, 1u64..100_000, Just(u64::MAX)];
         let window = prop_oneof![
             Just(Duration::from_nanos(1)),

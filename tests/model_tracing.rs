@@ -102,3 +102,30 @@ fn the_waiting_event_names_a_limit_added_through_config() {
         lines.iter().filter(|l| l.starts_with("request waits for rate-limit room")).collect();
     assert!(!waits.is_empty() && waits.iter().all(|l| l.contains("limit=rph")), "{lines:?}");
 }
+
+/// A 429's cooldown is traced, and a request waiting for it says it waits for the cooldown.
+#[test]
+fn a_cooldown_and_a_request_waiting_for_it_are_traced() {
+    let collect = Collect::default();
+    tracing::subscriber::with_default(collect.clone(), || {
+        let mut sim = Sim::new();
+        let config = RateLimitConfig::default();
+        let l = Arc::new(
+            ModelRateLimiter::with_timer([("m", config.clone())], config, sim.clock.clone())
+                .unwrap(),
+        );
+        let _ = l.try_acquire("m", 10).unwrap().rate_limited(core::time::Duration::from_secs(2));
+        let waiting = l.clone();
+        sim.spawn(async move { waiting.acquire("m", 10).await.unwrap().settle(10) });
+        sim.run();
+    });
+    let lines = collect.0.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.starts_with("cooldown after a 429")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("request waits for rate-limit room")
+                && l.contains("limit=cooldown")),
+        "{lines:?}"
+    );
+}

@@ -40,13 +40,28 @@ pub struct RateLimitConfig {
     /// Further rate limits, checked and charged together with `rpm` and `tpm` (all or
     /// nothing): requests per day, tokens per 10 s, a token bucket… Empty by default.
     pub limits: Vec<Limit>,
+    /// Whether feedback from the provider may raise a limit above its configured maximum
+    /// ([`ModelRateLimiter::learn_limit`](crate::ModelRateLimiter::learn_limit)). `false` by
+    /// default: feedback only tightens (it lowers limits, drains windows, pauses admissions).
+    pub feedback_may_raise: bool,
+    /// How long a 429 that says nothing of when to retry pauses the model's admissions
+    /// ([`ModelRateLimiter::observe_429`](crate::ModelRateLimiter::observe_429)). 1 s by
+    /// default.
+    pub default_cooldown: Duration,
 }
 
 impl Default for RateLimitConfig {
     /// The Python seed's defaults: 10 RPM, 200 000 TPM, 5 parallel requests, no further
-    /// limits.
+    /// limits; feedback only tightens, and a 429 without a delay pauses for 1 s.
     fn default() -> Self {
-        Self { rpm: 10, tpm: 200_000, max_parallel_requests: 5, limits: Vec::new() }
+        Self {
+            rpm: 10,
+            tpm: 200_000,
+            max_parallel_requests: 5,
+            limits: Vec::new(),
+            feedback_may_raise: false,
+            default_cooldown: Duration::from_secs(1),
+        }
     }
 }
 

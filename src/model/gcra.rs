@@ -73,6 +73,16 @@ impl Gcra {
         self.tat = self.tat.saturating_sub(give).max(self.clock(now).min(self.tat));
     }
 
+    pub(super) fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// A new burst, keeping the TAT: a smaller one only delays admissions until what the
+    /// bucket holds fits it.
+    pub(super) fn set_burst(&mut self, burst: u64) {
+        self.burst = burst.max(1);
+    }
+
     pub(super) fn used(&self, now: Instant) -> u64 {
         let lead = self.tat.saturating_sub(self.clock(now));
         u64::try_from(lead.div_ceil(self.period as u128)).unwrap_or(u64::MAX)

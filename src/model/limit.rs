@@ -13,9 +13,18 @@ use crate::time::duration_to_nanos_saturating;
 pub enum Counts {
     /// Requests: every admission weighs 1, and settling changes nothing.
     Requests,
-    /// Tokens: an admission weighs its estimate, and settling replaces the estimate with the
-    /// actual count.
+    /// Tokens in all, input and output together (OpenAI's, Azure's and Bedrock's TPM): an
+    /// admission weighs its whole estimate ([`Estimate::total`](crate::model::Estimate::total)),
+    /// and settling replaces it with the actual total.
     Tokens,
+    /// Input (prompt) tokens only (Anthropic's ITPM): an admission reserves the estimate of
+    /// input, and settling replaces it with the actual input.
+    InputTokens,
+    /// Output (completion) tokens only (Anthropic's OTPM): *not* reserved at admission — a
+    /// request's `max_tokens` is not what it will produce — but counted as actually produced
+    /// when the request settles ([`settle_io`](crate::model::ModelPermitOf::settle_io)). An
+    /// admission only needs the window not to be full already.
+    OutputTokens,
 }
 
 /// How a [`Limit`] counts.
@@ -84,11 +93,31 @@ pub struct Limit {
 
 impl Limit {
     /// The most slots a window may have (a ring of 4 097 counters, 32 KiB): enough for a day
-    /// in 20 s slots, and a bound on what one model's state can cost.
+    /// in slots of about 21.1 s (86 400 s / 4 096), and a bound on what one model's state can
+    /// cost. A day needs far fewer: [`DAY_SLOTS`](Self::DAY_SLOTS).
     pub const MAX_SLOTS: u32 = 4_096;
     /// The slots of a window made by [`requests`](Self::requests) or
     /// [`tokens`](Self::tokens): a minute in one-second slots, as `rpm` and `tpm`.
     pub const DEFAULT_SLOTS: u32 = 60;
+    /// The slots of a window made by [`per_day`](Self::per_day): a day in 15-minute slots
+    /// (97 counters, 776 bytes), so a request waits at most 15 minutes longer than an exact
+    /// log would make it wait, whatever the daily limit.
+    pub const DAY_SLOTS: u32 = 96;
+    /// One day.
+    pub const DAY: Duration = Duration::from_secs(86_400);
+
+    /// At most `max` of what `counts` says in any day, in [`DAY_SLOTS`](Self::DAY_SLOTS) slots:
+    /// requests or tokens per day (memory independent of `max`).
+    ///
+    /// ```
+    /// use tollgate::model::{Counts, Limit, LimitKind};
+    ///
+    /// let rpd = Limit::per_day("rpd", Counts::Requests, 14_400);
+    /// assert_eq!(rpd.kind, LimitKind::Window { window: Limit::DAY, slots: 96 });
+    /// ```
+    pub fn per_day(name: impl Into<Cow<'static, str>>, counts: Counts, max: u64) -> Self {
+        Self::window(name, counts, max, Self::DAY).with_slots(Self::DAY_SLOTS)
+    }
 
     /// At most `max` requests in any `window`, in [`DEFAULT_SLOTS`](Self::DEFAULT_SLOTS) slots.
     pub fn requests(name: impl Into<Cow<'static, str>>, max: u64, window: Duration) -> Self {

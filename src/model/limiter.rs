@@ -16,9 +16,15 @@ use core::task::Poll;
 use core::time::Duration;
 
 use super::config::{ModelConfigError, RateLimitConfig};
+use super::estimate::Estimate;
+use super::feedback::{Drained, FeedbackReport, Learned, observe_at, throttled_at};
+use super::limit::Counts;
+use super::metrics;
+use super::pause::Cooldown;
 use super::permit::{Admitted, ModelPermit, OwnedModelPermit};
-use super::state::{ModelState, Refused};
+use super::state::{Blocked, ModelState, Refused};
 use super::stats::ModelStats;
+use crate::provider::{HeaderReport, Throttled};
 use crate::sync::Mutex;
 use crate::{Clock, Error, Instant, Timer};
 
@@ -169,7 +175,7 @@ impl<T> ModelRateLimiter<T> {
     /// Whether `model` was configured explicitly (in the constructor), as opposed to unknown
     /// or running under the default config.
     pub fn is_configured(&self, model: &str) -> bool {
-        self.models.with(|m| m.get(model).is_some_and(|s| s.configured))
+        self.models.with(|m| m.get(model).is_some_and(|s| s.configured()))
     }
 
     /// The config `model` runs under (the default if it was not configured). On a strict
@@ -177,9 +183,49 @@ impl<T> ModelRateLimiter<T> {
     /// [`RateLimitConfig::default()`]; ask [`is_configured`](Self::is_configured) first.
     pub fn config(&self, model: &str) -> RateLimitConfig {
         self.models.with(|m| match m.get(model) {
-            Some(state) => state.config.clone(),
+            Some(state) => state.config(),
             None => self.default_config.clone().unwrap_or_default(),
         })
+    }
+
+    /// Several model names sharing one quota (OpenAI's shared limits across a model family):
+    /// one set of books under `config`, one queue, one cooldown for all of them. Names that
+    /// had state before start afresh on the shared one (their permits still in flight settle
+    /// on the old one); `stats()` shows the shared figures under every name.
+    ///
+    /// ```
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let limiter = ModelRateLimiter::<ManualClock>::new(
+    ///     [] as [(&str, RateLimitConfig); 0],
+    ///     RateLimitConfig::default(),
+    /// )?;
+    /// limiter.share(&["gpt-4o", "gpt-4o-mini"], RateLimitConfig { rpm: 2, ..Default::default() })?;
+    /// limiter.try_acquire("gpt-4o", 10)?.settle(10);
+    /// limiter.try_acquire("gpt-4o-mini", 10)?.settle(10);
+    /// assert!(limiter.try_acquire("gpt-4o", 10).is_err()); // 2 requests between them
+    /// assert_eq!(limiter.stats()["gpt-4o-mini"].requests.to_string(), "2/2");
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the first model if `config` is invalid; nothing changes.
+    pub fn share<S: AsRef<str>>(
+        &self,
+        models: &[S],
+        config: RateLimitConfig,
+    ) -> Result<(), ModelConfigError> {
+        let Some(first) = models.first() else { return Ok(()) };
+        if let Err(e) = config.validate() {
+            return Err(ModelConfigError { model: Some(first.as_ref().into()), ..e });
+        }
+        let state = Arc::new(ModelState::new(first.as_ref().into(), config));
+        self.models.with(|m| {
+            for name in models {
+                m.insert(name.as_ref().into(), state.clone());
+            }
+        });
+        Ok(())
     }
 
     /// `model`'s state, created under the default config on first use; on a strict limiter,
@@ -190,8 +236,8 @@ impl<T> ModelRateLimiter<T> {
                 return Ok(state.clone());
             }
             let config = self.default_config.clone().ok_or(Error::UnknownModel)?;
-            let mut state = ModelState::new(model.into(), config);
-            state.configured = false;
+            let state = ModelState::new(model.into(), config);
+            state.set_configured(false);
             let state = Arc::new(state);
             m.insert(state.name.clone(), state.clone());
             Ok(state)
@@ -202,10 +248,234 @@ impl<T> ModelRateLimiter<T> {
 impl<T: Clock> ModelRateLimiter<T> {
     /// Usage of every configured model and every model used so far, by name.
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {
-        let models: alloc::vec::Vec<Arc<ModelState>> =
-            self.models.with(|m| m.values().cloned().collect());
+        let models: alloc::vec::Vec<(Arc<str>, Arc<ModelState>)> =
+            self.models.with(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         let now = self.timer.now();
-        models.into_iter().map(|state| (String::from(&*state.name), state.stats_at(now))).collect()
+        models
+            .into_iter()
+            .map(|(name, state)| (String::from(&*name), state.stats_at(now)))
+            .collect()
+    }
+
+    /// Hot reconfiguration: `model` runs under `config` from now on, keeping its state and its
+    /// queue — what its limits have counted stays counted (a limit of the same name and shape
+    /// keeps its counters; one whose window changed starts with the old usage charged now),
+    /// requests in flight keep their slots, waiters keep their places and re-check at once.
+    /// Shrinking below what is in use blocks new admissions until usage fits. Limits learned
+    /// from feedback are forgotten. A model not known yet is created under `config`
+    /// (configured, even on a strict limiter).
+    ///
+    /// ```
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 3, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// limiter.try_acquire("m", 10)?.settle(10);
+    /// limiter.try_acquire("m", 10)?.settle(10);
+    /// limiter.reconfigure("m", RateLimitConfig { rpm: 2, ..Default::default() })?;
+    /// assert!(limiter.try_acquire("m", 10).is_err()); // 2 of 2 used: it kept its count
+    /// assert_eq!(limiter.stats()["m"].requests.to_string(), "2/2");
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model if `config` is invalid; nothing changes.
+    pub fn reconfigure(
+        &self,
+        model: &str,
+        config: RateLimitConfig,
+    ) -> Result<(), ModelConfigError> {
+        if let Err(e) = config.validate() {
+            return Err(ModelConfigError { model: Some(model.into()), ..e });
+        }
+        let now = self.timer.now();
+        self.models.with(|m| match m.get(model) {
+            Some(state) => {
+                state.reconfigure_at(config, now);
+                state.set_configured(true);
+            }
+            None => {
+                let state = Arc::new(ModelState::new(model.into(), config));
+                m.insert(state.name.clone(), state);
+            }
+        });
+        Ok(())
+    }
+
+    /// Applies one response's rate-limit headers (parsed by
+    /// [`provider::parse_headers`](crate::provider::parse_headers)) to `model`: for each quota
+    /// reported over a known window, the local limits that count the same over that window
+    /// learn the provider's limit (lower only, unless
+    /// [`feedback_may_raise`](RateLimitConfig::feedback_may_raise)) and are drained to the
+    /// provider's remaining — the least it can be, given the provider's rounding — until the
+    /// provider's reset. Feedback only tightens (invariant 11). Returns what changed.
+    ///
+    /// ```
+    /// use tollgate::provider::{Provider, parse_headers};
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { rpm: 500, tpm: 40_000, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("gpt-4o", config.clone())], config)?;
+    /// let permit = limiter.try_acquire("gpt-4o", 1_000)?;
+    /// // Another app shares the key: the provider has less left than we think.
+    /// let headers = [
+    ///     ("x-ratelimit-limit-tokens", "30000"),
+    ///     ("x-ratelimit-remaining-tokens", "20000"),
+    ///     ("x-ratelimit-reset-tokens", "20s"),
+    /// ];
+    /// let report = limiter.observe("gpt-4o", &parse_headers(Provider::OpenAi, headers, None))?;
+    /// assert_eq!((report.learned[0].from, report.learned[0].to), (40_000, 30_000));
+    /// assert_eq!(report.drained[0].charged, 9_000); // room 29 000 locally, 20 000 there
+    /// permit.settle(1_000);
+    /// assert_eq!(limiter.stats()["gpt-4o"].tokens.to_string(), "10000/30000");
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe(&self, model: &str, report: &HeaderReport) -> Result<FeedbackReport, Error> {
+        let state = self.state(model)?;
+        let may_raise = state.config().feedback_may_raise;
+        Ok(observe_at(&state, report, may_raise, self.timer.now()))
+    }
+
+    /// Applies a classified 429 (from
+    /// [`provider::classify_429`](crate::provider::classify_429)) to `model`: "retry later"
+    /// starts or extends the cooldown by the provider's delay (the config's
+    /// [`default_cooldown`](RateLimitConfig::default_cooldown) when it gave none); "quota
+    /// exhausted" makes every admission fail with [`Error::QuotaExhausted`] until the reset;
+    /// "never fits" changes nothing and reports [`Error::InsufficientCapacity`] for the
+    /// request. Prefer [`ModelPermitOf::throttled`](crate::model::ModelPermitOf::throttled)
+    /// when the 429 answered a permit's request: it also releases the slot into the cooldown.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::provider::Throttled;
+    /// use tollgate::{Error, ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig::default();
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// let after = Some(Duration::from_millis(634));
+    /// let report = limiter.observe_429("m", &Throttled::RetryLater { after })?;
+    /// assert_eq!(report.cooldown.unwrap().until.as_nanos(), 634_000_000);
+    /// let report = limiter.observe_429("m", &Throttled::NeverFits { requested: Some(36_055), limit: Some(30_000) })?;
+    /// assert_eq!(report.error, Some(Error::InsufficientCapacity { requested: 36_055, capacity: 30_000 }));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe_429(&self, model: &str, throttled: &Throttled) -> Result<FeedbackReport, Error> {
+        let state = self.state(model)?;
+        let fallback = state.config().default_cooldown;
+        Ok(throttled_at(&state, throttled, fallback, self.timer.now()))
+    }
+
+    /// Starts (or extends) `model`'s cooldown: no request of it (or of its shared quota) is
+    /// admitted until `retry_after` from now; waiters keep their order and go in when it ends.
+    /// [`ModelPermitOf::rate_limited`](crate::model::ModelPermitOf::rate_limited) does this
+    /// for the permit whose request got the 429, and also releases its slot.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn cool_down(&self, model: &str, retry_after: Duration) -> Result<Cooldown, Error> {
+        let state = self.state(model)?;
+        metrics::cooldown(&state.name, "retry_later");
+        Ok(state.cool_down(retry_after, self.timer.now()))
+    }
+
+    /// Marks `model`'s quota exhausted: every admission fails with [`Error::QuotaExhausted`]
+    /// until `reset_after` from now (`None`: until [`resume`](Self::resume)), waiters included.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn quota_exhausted(&self, model: &str, reset_after: Option<Duration>) -> Result<(), Error> {
+        let state = self.state(model)?;
+        metrics::cooldown(&state.name, "quota_exhausted");
+        state.exhaust(reset_after.map(|d| self.timer.now().saturating_add(d)));
+        Ok(())
+    }
+
+    /// Ends `model`'s cooldown and exhausted quota, if any; waiters re-check at once.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn resume(&self, model: &str) -> Result<(), Error> {
+        self.state(model)?.resume();
+        Ok(())
+    }
+
+    /// Learns a limit from the provider: every limit of `model` that counts `counts` over
+    /// `window` (windows of that length; `None`: every limit of those counts) takes `max` as
+    /// its maximum, keeping what it has counted — never above the configured maximum unless
+    /// the model's config has [`feedback_may_raise`](RateLimitConfig::feedback_may_raise)
+    /// (invariant 11: feedback only tightens). A later, higher figure moves it back up, to
+    /// the configured maximum at most. Returns the limits whose maximum changed.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::model::Counts;
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { tpm: 40_000, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// let minute = Some(Duration::from_secs(60));
+    /// let changed = limiter.learn_limit("m", Counts::Tokens, minute, 30_000)?;
+    /// assert_eq!((changed[0].from, changed[0].to), (40_000, 30_000));
+    /// assert!(limiter.learn_limit("m", Counts::Tokens, minute, 90_000)?[0].to == 40_000);
+    /// assert_eq!(limiter.stats()["m"].tokens.limit, 40_000);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn learn_limit(
+        &self,
+        model: &str,
+        counts: Counts,
+        window: Option<Duration>,
+        max: u64,
+    ) -> Result<alloc::vec::Vec<Learned>, Error> {
+        let state = self.state(model)?;
+        let may_raise = state.config().feedback_may_raise;
+        Ok(state.learn(counts, window, max, may_raise))
+    }
+
+    /// Drains to the provider's figure: every limit of `model` that counts `counts` over
+    /// `window` (as in [`learn_limit`](Self::learn_limit)) is charged until its room is at
+    /// most `remaining`, the charge lasting until about `reset_after` from now (a window
+    /// charges it in the slot that leaves the window then). Never gives room back. Returns
+    /// what each limit was charged.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::model::Counts;
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig { tpm: 10_000, ..Default::default() };
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// limiter.try_acquire("m", 1_000)?.settle(1_000);
+    /// // The provider counts another app on the same key: 4 000 left, full again in 20 s.
+    /// let minute = Some(Duration::from_secs(60));
+    /// let drained = limiter.drain("m", Counts::Tokens, minute, 4_000, Duration::from_secs(20))?;
+    /// assert_eq!(drained[0].charged, 5_000);
+    /// assert_eq!(limiter.stats()["m"].tokens.used, 6_000);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn drain(
+        &self,
+        model: &str,
+        counts: Counts,
+        window: Option<Duration>,
+        remaining: u64,
+        reset_after: Duration,
+    ) -> Result<alloc::vec::Vec<Drained>, Error> {
+        let state = self.state(model)?;
+        let now = self.timer.now();
+        Ok(state.drain_at(counts, window, remaining, now.saturating_add(reset_after), now))
     }
 
     /// Admits one request of `estimated_tokens` on `model` if it can be admitted now: a
@@ -244,7 +514,21 @@ impl<T: Clock> ModelRateLimiter<T> {
         model: &str,
         estimated_tokens: u64,
     ) -> Result<ModelPermit<'_, T>, Error> {
-        let admitted = self.try_admit_now(model, estimated_tokens)?;
+        self.try_acquire_with(model, Estimate::from(estimated_tokens))
+    }
+
+    /// As [`try_acquire`](ModelRateLimiter::try_acquire) with the estimate's input and output
+    /// apart (see [`Estimate`] for how each limit weighs it).
+    ///
+    /// # Errors
+    /// As [`try_acquire`](ModelRateLimiter::try_acquire), `InsufficientCapacity` for the
+    /// input beyond an input-token limit too.
+    pub fn try_acquire_with(
+        &self,
+        model: &str,
+        estimate: Estimate,
+    ) -> Result<ModelPermit<'_, T>, Error> {
+        let admitted = self.try_admit_now(model, estimate)?;
         Ok(ModelPermit { limiter: self, admitted })
     }
 
@@ -258,28 +542,20 @@ impl<T: Clock> ModelRateLimiter<T> {
         model: &str,
         estimated_tokens: u64,
     ) -> Result<OwnedModelPermit<T>, Error> {
-        let admitted = self.try_admit_now(model, estimated_tokens)?;
+        let admitted = self.try_admit_now(model, Estimate::from(estimated_tokens))?;
         Ok(OwnedModelPermit { limiter: self, admitted })
     }
 
     /// The non-waiting admission: the same gate, slot and window checks as [`admit`], each
     /// tried once.
-    fn try_admit_now(&self, model: &str, estimated: u64) -> Result<Admitted, Error> {
+    fn try_admit_now(&self, model: &str, estimate: Estimate) -> Result<Admitted, Error> {
         let state = self.state(model)?;
-        state.fits_at_all(estimated)?;
-        let now = self.timer.now();
-        let busy = |state: &ModelState| rate_limited(state.earliest_admission_at(estimated, now));
-        // Gate first, as in `admit`: a free gate means nobody of this model is queued ahead.
-        let Ok(gate) = state.gate.try_acquire() else { return Err(busy(&state)) };
-        let Ok(slot) = state.slots.clone().try_acquire_owned() else {
-            return Err(busy(&state));
-        };
-        let admitted = state.try_admit_at(estimated, now);
-        drop(gate);
-        match admitted {
-            Ok(charge) => Ok(Admitted { state: state.clone(), charge, at: now, _slot: slot }),
-            Err(Refused { ready_at, .. }) => Err(rate_limited(ready_at)),
+        let result = try_admit(&state, estimate, self.timer.now());
+        match &result {
+            Ok(_) => metrics::admitted(&state.name, Duration::ZERO),
+            Err(e) => metrics::refused(&state.name, e),
         }
+        result
     }
 }
 
@@ -304,10 +580,65 @@ impl<T: Timer> ModelRateLimiter<T> {
         model: &str,
         estimated_tokens: u64,
     ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
+        self.acquire_with(model, Estimate::from(estimated_tokens))
+    }
+
+    /// As [`acquire`](ModelRateLimiter::acquire) with the estimate's input and output apart:
+    /// total-token limits reserve the total, input-token limits the input, output-token limits
+    /// nothing (output counts when it is produced: settle with
+    /// [`settle_io`](crate::model::ModelPermitOf::settle_io)).
+    ///
+    /// ```
+    /// use tollgate::model::Estimate;
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig::default();
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// futures_executor::block_on(async {
+    ///     let permit = limiter.acquire_with("m", Estimate { input: 900, output: 300 }).await?;
+    ///     assert_eq!(permit.estimated_tokens(), 1_200);
+    ///     permit.settle_io(880, 120);
+    ///     Ok::<_, tollgate::Error>(())
+    /// })?;
+    /// assert_eq!(limiter.stats()["m"].tokens.used, 1_000);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire`](ModelRateLimiter::acquire); also [`Error::QuotaExhausted`] while the
+    /// provider's quota is exhausted.
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_with<'a>(
+        &'a self,
+        model: &str,
+        estimate: Estimate,
+    ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state?, estimated_tokens, Bound::Forever).await?;
+            let admitted = admit(&self.timer, state?, estimate, Bound::Forever).await?;
             Ok(ModelPermit { limiter: self, admitted })
+        }
+    }
+
+    /// As [`acquire_with`](ModelRateLimiter::acquire_with) on an `Arc` of the limiter: the
+    /// future and the permit are `'static`, for spawned tasks.
+    ///
+    /// # Errors
+    /// As [`acquire_with`](ModelRateLimiter::acquire_with).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_with_owned(
+        self: Arc<Self>,
+        model: &str,
+        estimate: Estimate,
+    ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
+        let state = self.state(model);
+        async move {
+            let admitted = admit(&self.timer, state?, estimate, Bound::Forever).await?;
+            Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
 
@@ -335,7 +666,8 @@ impl<T: Timer> ModelRateLimiter<T> {
         let state = self.state(model);
         async move {
             let bound = Bound::Within(max_wait);
-            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
+            let admitted =
+                admit(&self.timer, state?, Estimate::from(estimated_tokens), bound).await?;
             Ok(ModelPermit { limiter: self, admitted })
         }
     }
@@ -379,7 +711,8 @@ impl<T: Timer> ModelRateLimiter<T> {
         let state = self.state(model);
         async move {
             let bound = Bound::Before(deadline);
-            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
+            let admitted =
+                admit(&self.timer, state?, Estimate::from(estimated_tokens), bound).await?;
             Ok(ModelPermit { limiter: self, admitted })
         }
     }
@@ -399,7 +732,9 @@ impl<T: Timer> ModelRateLimiter<T> {
     ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
         let state = self.state(model);
         async move {
-            let admitted = admit(&self.timer, state?, estimated_tokens, Bound::Forever).await?;
+            let admitted =
+                admit(&self.timer, state?, Estimate::from(estimated_tokens), Bound::Forever)
+                    .await?;
             Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
@@ -421,7 +756,8 @@ impl<T: Timer> ModelRateLimiter<T> {
         let state = self.state(model);
         async move {
             let bound = Bound::Within(max_wait);
-            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
+            let admitted =
+                admit(&self.timer, state?, Estimate::from(estimated_tokens), bound).await?;
             Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
@@ -443,7 +779,8 @@ impl<T: Timer> ModelRateLimiter<T> {
         let state = self.state(model);
         async move {
             let bound = Bound::Before(deadline);
-            let admitted = admit(&self.timer, state?, estimated_tokens, bound).await?;
+            let admitted =
+                admit(&self.timer, state?, Estimate::from(estimated_tokens), bound).await?;
             Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }
@@ -474,6 +811,26 @@ fn rate_limited(ready_at: Instant) -> Error {
     Error::RateLimited(crate::Refusal::at(ready_at))
 }
 
+/// The non-waiting admission: the same checks, gate, slot and rule as [`admit`], each tried
+/// once.
+fn try_admit(state: &Arc<ModelState>, estimate: Estimate, now: Instant) -> Result<Admitted, Error> {
+    state.check_at(estimate, now)?;
+    let busy = |state: &ModelState| rate_limited(state.earliest_admission_at(estimate, now));
+    // Gate first, as in `admit`: a free gate means nobody of this model is queued ahead.
+    let Ok(gate) = state.gate.try_acquire() else { return Err(busy(state)) };
+    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
+        return Err(busy(state));
+    };
+    let slot = state.slot(slot);
+    let admitted = state.try_admit_at(estimate, now);
+    drop(gate);
+    match admitted {
+        Ok(charge) => Ok(Admitted { state: state.clone(), charge, _slot: slot }),
+        Err(Blocked::Wait(Refused { ready_at, .. })) => Err(rate_limited(ready_at)),
+        Err(Blocked::Fail(e)) => Err(e),
+    }
+}
+
 /// The admission path shared by every waiting `acquire` form.
 ///
 /// Runs from the first poll: a `Within` budget is measured from the clock reading taken here,
@@ -483,14 +840,31 @@ fn rate_limited(ready_at: Instant) -> Error {
 async fn admit<T: Timer>(
     timer: &T,
     state: Arc<ModelState>,
-    estimated: u64,
+    estimate: Estimate,
     bound: Bound,
 ) -> Result<Admitted, Error> {
-    state.fits_at_all(estimated)?;
     let start = timer.now();
+    let result = wait_and_admit(timer, &state, estimate, bound, start).await;
+    match &result {
+        Ok(admitted) => {
+            metrics::admitted(&state.name, admitted.charge.at.saturating_duration_since(start));
+        }
+        Err(e) => metrics::refused(&state.name, e),
+    }
+    result
+}
+
+async fn wait_and_admit<T: Timer>(
+    timer: &T,
+    state: &Arc<ModelState>,
+    estimate: Estimate,
+    bound: Bound,
+    start: Instant,
+) -> Result<Admitted, Error> {
+    state.check_at(estimate, start)?;
     let deadline = bound.deadline(start);
     if deadline != Instant::MAX {
-        let ready_at = state.earliest_admission_at(estimated, start);
+        let ready_at = state.earliest_admission_at(estimate, start);
         if ready_at > deadline {
             return Err(Error::MaxWaitExceeded { ready_at });
         }
@@ -507,20 +881,32 @@ async fn admit<T: Timer>(
             "request waits for a parallel slot"
         );
     }
-    let slot = until(timer, deadline, state.slots.clone().acquire_owned()).await?;
+    let mut slot = state.slot(until(timer, deadline, state.slots.clone().acquire_owned()).await?);
     loop {
+        // A reconfiguration shrank the slots below those in use while this request held one:
+        // give it up to what is owed and line up for another (still first: the gate is held),
+        // so nothing is admitted until usage fits.
+        if state.owes_slots() {
+            drop(slot);
+            slot = state.slot(until(timer, deadline, state.slots.clone().acquire_owned()).await?);
+            continue;
+        }
         let now = timer.now();
-        match state.try_admit_at(estimated, now) {
+        match state.try_admit_at(estimate, now) {
             Ok(charge) => {
                 drop(gate);
-                return Ok(Admitted { state: state.clone(), charge, at: now, _slot: slot });
+                return Ok(Admitted { state: state.clone(), charge, _slot: slot });
             }
+            // Grown too large for a reconfigured limit, or the quota is exhausted.
+            Err(Blocked::Fail(e)) => return Err(e),
             // `Instant::MAX` is "never": fail instead of sleeping until a deadline that is
             // already now at the end of the clock (that would spin).
-            Err(Refused { ready_at, .. }) if ready_at > deadline || ready_at == Instant::MAX => {
+            Err(Blocked::Wait(Refused { ready_at, .. }))
+                if ready_at > deadline || ready_at == Instant::MAX =>
+            {
                 return Err(Error::MaxWaitExceeded { ready_at });
             }
-            Err(Refused { ready_at, refunds }) => {
+            Err(Blocked::Wait(Refused { ready_at, refunds })) => {
                 // No lock is held here: a settle may land now. `refunds` was read with the
                 // check itself, so such a refund is seen by `refunded_since` (at once), never
                 // lost until the window slot expires.

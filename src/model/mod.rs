@@ -16,13 +16,20 @@
 //! - `state.rs`, `limiter.rs`, `permit.rs`: the waiting — FIFO gate, parallel slots (a
 //!   semaphore, not a rate limit: a slot comes back when a request ends, not with time),
 //!   refund wake-ups — and the permits;
+//! - `estimate.rs`: a request's tokens, input and output apart ([`Estimate`]);
+//! - `pause.rs`, `feedback.rs`: the cooldown and exhausted quota a provider's 429s start, and
+//!   the typed reports of what feedback changed;
 //! - `stats.rs`: what [`ModelRateLimiter::stats`] reports.
 
 mod config;
+mod estimate;
+mod feedback;
 mod gcra;
 mod limit;
 mod limiter;
+mod metrics;
 mod parity;
+mod pause;
 mod permit;
 mod rule;
 mod state;
@@ -30,9 +37,12 @@ mod stats;
 mod store;
 
 pub use config::{ModelConfigError, RateLimitConfig};
+pub use estimate::Estimate;
+pub use feedback::{Drained, FeedbackReport, Learned};
 pub use limit::{Counts, Limit, LimitKind};
 pub use limiter::ModelRateLimiter;
 pub use parity::{ParityMismatch, ParityReport, check_store_parity};
+pub use pause::Cooldown;
 pub use permit::{ModelPermit, ModelPermitOf, OwnedModelPermit};
 pub use rule::{Charge, RateState, Wait};
 pub use stats::{LimitUsage, ModelStats, Usage};

@@ -7,7 +7,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::limit::{Limit, LimitKind};
+use super::estimate::Estimate;
+use super::limit::{Counts, Limit, LimitKind};
 use super::rule::{Charge, capacity};
 use super::store::StateStore;
 use crate::Instant;
@@ -75,7 +76,10 @@ impl Rng {
 /// compares every answer. `seed` picks the sequence; the same seed gives the same sequence.
 ///
 /// Estimates stay within the limits' capacity (the limiter refuses larger ones before asking a
-/// store). Charges are settled with the charge the first store returned, after checking that
+/// store). When some limit counts input or output tokens apart, half the admissions and
+/// settles go through [`admit_io_at`](StateStore::admit_io_at) and
+/// [`settle_io_at`](StateStore::settle_io_at) with the tokens split at random (a store that
+/// keeps the trait's default for those, which sees only totals, fails there). Charges are settled with the charge the first store returned, after checking that
 /// both returned the same one.
 ///
 /// ```
@@ -125,6 +129,7 @@ pub fn check_store_parity<A: StateStore + ?Sized, B: StateStore + ?Sized>(
         })
         .max()
         .unwrap_or(1);
+    let io = limits.iter().any(|l| matches!(l.counts, Counts::InputTokens | Counts::OutputTokens));
     let mut now = rng.upto(1 << 50);
     let mut held: Vec<Charge> = Vec::new();
     let mut report = ParityReport::default();
@@ -156,9 +161,19 @@ pub fn check_store_parity<A: StateStore + ?Sized, B: StateStore + ?Sized>(
         };
         match rng.upto(9) {
             0..=4 => {
-                let (x, y) = (a.admit_at(tokens, t), b.admit_at(tokens, t));
+                let (x, y, op) = if io && rng.upto(1) == 0 {
+                    let input = rng.upto(tokens);
+                    let e = Estimate { input, output: tokens - input };
+                    let op = format!("admit_io_at({e:?}, {t:?})");
+                    (a.admit_io_at(e, t), b.admit_io_at(e, t), op)
+                } else {
+                    (
+                        a.admit_at(tokens, t),
+                        b.admit_at(tokens, t),
+                        format!("admit_at({tokens}, {t:?})"),
+                    )
+                };
                 if x != y {
-                    let op = format!("admit_at({tokens}, {t:?})");
                     return Err(mismatch(op, format!("{x:?}"), format!("{y:?}")));
                 }
                 match x {
@@ -183,8 +198,15 @@ pub fn check_store_parity<A: StateStore + ?Sized, B: StateStore + ?Sized>(
                     1 => 0,
                     _ => rng.upto(charge.tokens.saturating_mul(2).saturating_add(8)),
                 };
-                a.settle_at(charge, actual, t);
-                b.settle_at(charge, actual, t);
+                if io && rng.upto(1) == 0 {
+                    let input = rng.upto(actual);
+                    let e = Estimate { input, output: actual - input };
+                    a.settle_io_at(charge, e, t);
+                    b.settle_io_at(charge, e, t);
+                } else {
+                    a.settle_at(charge, actual, t);
+                    b.settle_at(charge, actual, t);
+                }
                 report.settled += 1;
             }
             _ => {}

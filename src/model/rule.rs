@@ -3,26 +3,34 @@
 //! Where the state lives — in memory, serialised, in Redis — is the [`StateStore`]'s business
 //! (`store.rs`); how a caller waits is the limiter's.
 //!
-//! The rule, for a model with limits `L₀ … Lₙ` and a request of `t` estimated tokens (weight 1
-//! in a [`Counts::Requests`] limit, `t` in a [`Counts::Tokens`] one):
+//! The rule, for a model with limits `L₀ … Lₙ` and a request [`Estimate`] `e` of input and
+//! output tokens (weight 1 in a [`Counts::Requests`] limit, `e.total()` in a [`Counts::Tokens`]
+//! one, `e.input` in a [`Counts::InputTokens`] one, 0 in a [`Counts::OutputTokens`] one, which
+//! only needs room for one more token: output is counted when it is produced, at settle):
 //!
 //! - **clock**: every operation, reads included, first clamps `now` to the latest instant the
 //!   state has seen and records it, so a clock that steps back only delays;
 //! - **admit**: if every limit has room for its weight, charge every limit and return a
 //!   [`Charge`]; otherwise charge nothing and return a [`Wait`]: the latest of the limits'
 //!   earliest instants, and which limit that is (`Instant::MAX`: never);
-//! - **settle**: in every token limit, the estimate charged at admission becomes the actual
-//!   count — in a window, in the slot it was charged to while that slot is in the window; once
+//! - **settle**: in every token limit, what was charged at admission (the total, the input,
+//!   or nothing for output) becomes the actual count of its kind — in a window, in the slot it was charged to while that slot is in the window; once
 //!   it has left, a refund refunds nothing and an excess is charged now (it was used); in a
 //!   bucket, a refund moves the bucket back by at most what of the charge has not drained yet
 //!   (never past full, never into room later charges hold), an excess is charged now;
 //! - **usage**: per limit, what is charged in the window ending now (a bucket: its burst
 //!   minus what it could admit now).
 //!
+//! Feedback from a provider works on the same state, only ever making it stricter unless the
+//! caller asks otherwise: **drain** charges a limit until its room is no more than the
+//! provider's remaining (in a window, in the slot that leaves the window when the provider's
+//! count resets), and **set_max** changes a limit's maximum keeping its counters.
+//!
 //! [`StateStore`]: super::StateStore
 
 use alloc::vec::Vec;
 
+use super::estimate::Estimate;
 use super::gcra::Gcra;
 use super::limit::{Counts, Limit, LimitKind};
 use crate::Instant;
@@ -35,8 +43,26 @@ use crate::window::HeapWindow;
 pub struct Charge {
     /// The state's clock at admission: every window charged it in the slot of this instant.
     pub at: Instant,
-    /// The tokens reserved (the estimate).
+    /// The tokens reserved in total-token limits (the estimate's total).
     pub tokens: u64,
+    /// The input tokens reserved in input-token limits (the estimate's input; equal to
+    /// `tokens` for an admission of a plain count, [`RateState::admit_at`]).
+    pub input: u64,
+}
+
+impl Charge {
+    /// What an admission of `estimate` at `at` charged.
+    pub const fn new(at: Instant, estimate: Estimate) -> Self {
+        Self { at, tokens: estimate.total(), input: estimate.input }
+    }
+
+    /// A plain count `actual` of a request admitted with this charge, split as the rule
+    /// settles it ([`RateState::settle_at`]): input first, up to the input reserved, the rest
+    /// as output.
+    pub const fn split(&self, actual: u64) -> Estimate {
+        let input = if actual < self.input { actual } else { self.input };
+        Estimate { input, output: actual - input }
+    }
 }
 
 /// Why a request does not fit now: when it would, if nothing else changes, and which limit
@@ -113,11 +139,74 @@ impl Meter {
         Self { counts: limit.counts, how }
     }
 
-    fn weight(&self, tokens: u64) -> u64 {
+    /// What an admission of `e` must find room for in this limit.
+    fn need(&self, e: Estimate) -> u64 {
+        match self.counts {
+            Counts::OutputTokens => 1,
+            _ => self.weight(e),
+        }
+    }
+
+    /// What an admission of `e` charges this limit (output: nothing until it is produced).
+    fn weight(&self, e: Estimate) -> u64 {
         match self.counts {
             Counts::Requests => 1,
-            Counts::Tokens => tokens,
+            Counts::Tokens => e.total(),
+            Counts::InputTokens => e.input,
+            Counts::OutputTokens => 0,
         }
+    }
+
+    /// What `charge` put into this limit at admission, and what `actual` makes of it.
+    fn settled(&self, charge: Charge, actual: Estimate) -> Option<(u64, u64)> {
+        match self.counts {
+            Counts::Requests => None,
+            Counts::Tokens => Some((charge.tokens, actual.total())),
+            Counts::InputTokens => Some((charge.input, actual.input)),
+            Counts::OutputTokens => Some((0, actual.output)),
+        }
+    }
+
+    /// The limit's maximum (a window's limit, a bucket's burst).
+    fn max(&self) -> u64 {
+        match &self.how {
+            How::Window(w) => w.limit(),
+            How::Bucket(b) => b.burst(),
+        }
+    }
+
+    fn set_max(&mut self, max: u64) {
+        let max = max.max(1);
+        match &mut self.how {
+            How::Window(w) => {
+                let _ = w.set_limit(max);
+            }
+            How::Bucket(b) => b.set_burst(max),
+        }
+    }
+
+    /// Charges what the limit must lose for its room to be at most `remaining`; returns it.
+    /// A window charges it to the slot of `expires - window` (clamped into the window), so it
+    /// leaves the window when the provider's count resets rather than a whole window later.
+    fn drain(&mut self, remaining: u64, expires: Instant, now: Instant) -> u64 {
+        let room = self.max().saturating_sub(self.used(now));
+        let excess = room.saturating_sub(remaining);
+        if excess == 0 {
+            return 0;
+        }
+        match &mut self.how {
+            How::Window(w) => {
+                let span = crate::time::duration_to_nanos_saturating(w.window());
+                let oldest = (now.as_nanos() + 1).saturating_sub(span);
+                let at = expires.as_nanos().saturating_sub(span).clamp(oldest, now.as_nanos());
+                let at = Instant::from_nanos(at);
+                if !w.adjust_at(w.slot_of(at), 0, excess, now) {
+                    w.add_at(excess, now);
+                }
+            }
+            How::Bucket(b) => b.charge(excess, now),
+        }
+        excess
     }
 
     fn fits(&mut self, n: u64, now: Instant) -> bool {
@@ -144,8 +233,11 @@ impl Meter {
         }
     }
 
-    fn settle(&mut self, charge: Charge, actual: u64, now: Instant) {
-        let estimated = charge.tokens;
+    fn settle(&mut self, charge: Charge, actual: Estimate, now: Instant) {
+        let Some((estimated, actual)) = self.settled(charge, actual) else { return };
+        if estimated == actual {
+            return;
+        }
         match &mut self.how {
             How::Window(w) => {
                 let slot = w.slot_of(charge.at);
@@ -206,32 +298,46 @@ impl RateState {
     /// # Errors
     /// A [`Wait`] when some limit has no room now.
     pub fn admit_at(&mut self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
+        self.admit_io_at(Estimate::from(tokens), now)
+    }
+
+    /// As [`admit_at`](Self::admit_at) for an estimate of input and output tokens apart:
+    /// each limit weighs it by what it counts (see the module docs).
+    ///
+    /// # Errors
+    /// A [`Wait`] when some limit has no room now.
+    pub fn admit_io_at(&mut self, estimate: Estimate, now: Instant) -> Result<Charge, Wait> {
         let now = self.clamp(now);
-        if !self.meters.iter_mut().all(|m| m.fits(m.weight(tokens), now)) {
-            return Err(self.wait(tokens, now));
+        if !self.meters.iter_mut().all(|m| m.fits(m.need(estimate), now)) {
+            return Err(self.wait(estimate, now));
         }
         for m in &mut self.meters {
-            m.charge(m.weight(tokens), now);
+            m.charge(m.weight(estimate), now);
         }
-        Ok(Charge { at: now, tokens })
+        Ok(Charge::new(now, estimate))
     }
 
     /// `None` if a request of `tokens` would be admitted at `now`; otherwise when it would
     /// be, as [`admit_at`](Self::admit_at) would refuse it. Charges nothing.
     pub fn earliest_at(&mut self, tokens: u64, now: Instant) -> Option<Wait> {
+        self.earliest_io_at(Estimate::from(tokens), now)
+    }
+
+    /// As [`earliest_at`](Self::earliest_at) for an estimate of input and output apart.
+    pub fn earliest_io_at(&mut self, estimate: Estimate, now: Instant) -> Option<Wait> {
         let now = self.clamp(now);
-        if self.meters.iter_mut().all(|m| m.fits(m.weight(tokens), now)) {
+        if self.meters.iter_mut().all(|m| m.fits(m.need(estimate), now)) {
             None
         } else {
-            Some(self.wait(tokens, now))
+            Some(self.wait(estimate, now))
         }
     }
 
     /// For a request that does not fit now: the latest earliest instant over the limits.
-    fn wait(&mut self, tokens: u64, now: Instant) -> Wait {
+    fn wait(&mut self, estimate: Estimate, now: Instant) -> Wait {
         let mut wait = Wait { ready_at: now, limit: 0 };
         for (i, m) in self.meters.iter_mut().enumerate() {
-            let at = m.earliest(m.weight(tokens), now);
+            let at = m.earliest(m.need(estimate), now);
             if at > wait.ready_at {
                 wait = Wait { ready_at: at, limit: i };
             }
@@ -245,14 +351,104 @@ impl RateState {
     }
 
     /// Replaces `charge`'s estimate with `actual` tokens in every token limit (see the module
-    /// docs for a settle after the charge has left a window).
+    /// docs for a settle after the charge has left a window). The count is split as
+    /// [`Charge::split`] says: input up to the input reserved, the rest output.
     pub fn settle_at(&mut self, charge: Charge, actual: u64, now: Instant) {
+        self.settle_io_at(charge, charge.split(actual), now);
+    }
+
+    /// As [`settle_at`](Self::settle_at) with the actual input and output apart: total-token
+    /// limits get the total, input-token limits the input, output-token limits the output
+    /// (which nothing had reserved: all of it is charged, in the admission's slot while that
+    /// is in the window).
+    pub fn settle_io_at(&mut self, charge: Charge, actual: Estimate, now: Instant) {
         let now = self.clamp(now);
         for m in &mut self.meters {
-            if m.counts == Counts::Tokens {
-                m.settle(charge, actual, now);
-            }
+            m.settle(charge, actual, now);
         }
+    }
+
+    /// Charges limit `limit` (an index in the list) until its room is at most `remaining`,
+    /// the charge leaving a window at about `expires` (when the provider's count resets;
+    /// a bucket refills at its own rate). Returns what was charged: 0 when the room was
+    /// already no more than `remaining`, or the index is out of range.
+    ///
+    /// In a window the charge goes to the slot of `expires − window`, or the oldest slot still
+    /// in the window if that is earlier: so it lasts until about `expires`, at most one slot
+    /// longer — but at least until the oldest slot leaves, which, before the clock has run a
+    /// whole window, is a whole window (stricter, never looser).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::model::{Limit, RateState};
+    /// use tollgate::Instant;
+    ///
+    /// let mut s = RateState::new(&[Limit::tokens("tpm", 1_000, Duration::from_secs(60))]);
+    /// let now = Instant::from_secs(100);
+    /// // The provider says 300 left, resetting in 10 s: 700 are charged until about then.
+    /// assert_eq!(s.drain_at(0, 300, now + Duration::from_secs(10), now), 700);
+    /// assert!(s.earliest_at(301, now).is_some());
+    /// assert_eq!(s.earliest_at(1_000, now + Duration::from_secs(11)), None);
+    /// ```
+    pub fn drain_at(
+        &mut self,
+        limit: usize,
+        remaining: u64,
+        expires: Instant,
+        now: Instant,
+    ) -> u64 {
+        let now = self.clamp(now);
+        self.meters.get_mut(limit).map_or(0, |m| m.drain(remaining, expires, now))
+    }
+
+    /// For an estimate: `(requested, capacity)` of the first token limit it can never fit,
+    /// at the maxima now in force (see [`capacity`] for which limits count).
+    pub(crate) fn never_fits(&self, e: Estimate) -> Option<(u64, u64)> {
+        never_fits(self.meters.iter().map(|m| (m.counts, m.max())), e)
+    }
+
+    /// The maximum of limit `limit` now (a window's, or a bucket's burst); `None` out of range.
+    pub fn max_of(&self, limit: usize) -> Option<u64> {
+        self.meters.get(limit).map(Meter::max)
+    }
+
+    /// Sets the maximum of limit `limit` (at least 1), keeping what it has counted: a lower
+    /// one only delays admissions until the usage fits. Out of range: nothing.
+    pub fn set_max(&mut self, limit: usize, max: u64) {
+        if let Some(m) = self.meters.get_mut(limit) {
+            m.set_max(max);
+        }
+    }
+
+    /// The state for a new list of limits, keeping what this one counted: a limit of the new
+    /// list with the name, counts and kind of one in `old` (this state's list) keeps its
+    /// counters and takes the new maximum; one whose shape changed starts with the old
+    /// limit's usage charged at `now` (later than it was, so it holds longer: stricter, never
+    /// looser); a new name starts empty.
+    pub fn reconfigured_at(&mut self, old: &[Limit], new: &[Limit], now: Instant) -> Self {
+        let now = self.clamp(now);
+        let mut meters = Vec::with_capacity(new.len());
+        for limit in new {
+            let same = old.iter().position(|o| o.name == limit.name);
+            let meter = match same {
+                Some(i) if old[i].counts == limit.counts && old[i].kind == limit.kind => {
+                    let mut m = self.meters[i].clone();
+                    m.set_max(limit.max);
+                    m
+                }
+                Some(i) if old[i].counts == limit.counts => {
+                    let used = self.meters[i].used(now);
+                    let mut m = Meter::new(limit);
+                    if used > 0 {
+                        m.charge(used, now);
+                    }
+                    m
+                }
+                _ => Meter::new(limit),
+            };
+            meters.push(meter);
+        }
+        Self { latest: now, meters }
     }
 
     /// Usage of each limit at `now`, in list order, into `used` (cleared first).
@@ -317,14 +513,31 @@ impl RateState {
 /// The largest estimate every token limit of `limits` could ever hold at once, and the index
 /// of the limit that bounds it (`None`: no token limit, any estimate fits). An estimate above
 /// it can never be admitted: the limiter fails it at once with
-/// `Error::InsufficientCapacity`.
+/// `Error::InsufficientCapacity`. Counts total- and input-token limits (a plain count is all
+/// input); output is never reserved, so it never makes a request unfit.
 pub(crate) fn capacity(limits: &[Limit]) -> Option<(u64, usize)> {
     limits
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.counts == Counts::Tokens)
+        .filter(|(_, l)| matches!(l.counts, Counts::Tokens | Counts::InputTokens))
         .map(|(i, l)| (l.max, i))
         .min_by_key(|&(max, _)| max)
+}
+
+/// For an estimate of input and output apart: `(requested, capacity)` of the first limit of
+/// `maxes` (each limit's counts and current maximum) that it can never fit, if any.
+pub(crate) fn never_fits(
+    maxes: impl IntoIterator<Item = (Counts, u64)>,
+    e: Estimate,
+) -> Option<(u64, u64)> {
+    maxes.into_iter().find_map(|(counts, max)| {
+        let need = match counts {
+            Counts::Tokens => e.total(),
+            Counts::InputTokens => e.input,
+            Counts::Requests | Counts::OutputTokens => return None,
+        };
+        (need > max).then_some((need, max))
+    })
 }
 
 #[cfg(all(test, not(tollgate_loom)))]

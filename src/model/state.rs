@@ -13,17 +13,31 @@
 //! another. Two RMWs of one word are always ordered: either the settle sees the bit and takes
 //! the waker (waiting for the lock until it is registered), or the holder sees the new epoch.
 //! So the common settle, with nobody waiting, costs one lock (the store's).
+//!
+//! Beside them: the model's config behind a lock of its own, so it can be replaced at run time
+//! (hot reconfiguration keeps the counters, the queue and the slots in use; slots that a
+//! shrink could not take because they were in use are owed, and taken out of service as
+//! their permits end), and its pause (`pause.rs`: the cooldown after a 429, an exhausted
+//! quota), checked under the same lock as every admission. Anything that may let the gate
+//! holder in sooner than it computed — a refund, a reconfiguration, a resume, a raised
+//! learned limit — bumps the epoch.
 
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
+use core::time::Duration;
 
 use super::config::RateLimitConfig;
-use super::limit::Limit;
-use super::rule::{Charge, capacity};
+use super::estimate::Estimate;
+use super::feedback::{Drained, Learned};
+use super::limit::{Counts, Limit, LimitKind};
+use super::pause::{Cooldown, Pause, Paused};
+use super::rule::Charge;
 use super::stats::{LimitUsage, ModelStats, Usage};
 use super::store::{MemoryStore, StateStore};
+use crate::semaphore::OwnedSemaphorePermit;
 use crate::sync::{AtomicUsize, Mutex, Ordering};
 use crate::{Error, Instant, Semaphore};
 
@@ -31,22 +45,26 @@ use crate::{Error, Instant, Semaphore};
 const WAITING: usize = 1;
 
 pub(crate) struct ModelState {
-    /// The model's name: the limiter's map key, `stats()` and `tracing` events.
+    /// The model's name (a shared quota's: its first model's): `tracing` and metrics.
     pub(crate) name: Arc<str>,
-    pub(crate) config: RateLimitConfig,
-    /// Configured in the limiter's constructor (`false`: created under the default config).
-    pub(crate) configured: bool,
+    /// Configured in the limiter's constructor or later (`false`: created under the default
+    /// config).
+    configured: AtomicUsize,
     /// In-flight requests. A slot is held from before rate admission until the permit ends;
     /// the permit owns it (hence the `Arc`), so releasing it is just dropping it.
     pub(crate) slots: Arc<Semaphore>,
+    /// Slots to take out of service as they come back: what a shrinking reconfiguration could
+    /// not take at once because they were in use.
+    slot_debt: AtomicUsize,
     /// One holder at a time waits for rate-limit room; everyone else queues here in arrival
     /// order. This is what makes admission FIFO and keeps later small requests from
     /// starving an earlier large one.
     pub(crate) gate: Semaphore,
-    /// Every rate limit, in the store's order: `rpm`, `tpm`, then the config's `limits`.
-    limits: Vec<Limit>,
-    /// The largest estimate every token limit can hold, and which limit bounds it.
-    capacity: Option<(u64, usize)>,
+    /// The config and the list of limits it makes, with what feedback learned. Lock order:
+    /// `conf`, then `pause`, then the store.
+    conf: Mutex<Conf>,
+    /// The cooldown and the exhausted quota, and the latest admission (`pause.rs`).
+    pause: Mutex<Pause>,
     store: MemoryStore,
     /// The refund epoch (bumped by 2 after a settle gives tokens back) and, in bit 0,
     /// whether the gate holder is registering to sleep on it.
@@ -54,7 +72,15 @@ pub(crate) struct ModelState {
     gate_holder: Mutex<Option<Waker>>,
 }
 
-/// Why [`ModelState::try_admit`] refused a request.
+struct Conf {
+    config: RateLimitConfig,
+    /// Every rate limit, in the store's order: `rpm`, `tpm`, then the config's `limits`.
+    limits: Vec<Limit>,
+    /// Per limit, the maximum learned from feedback, when one is in force.
+    learned: Vec<Option<u64>>,
+}
+
+/// Why [`ModelState::try_admit_at`] refused a request that may fit later.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Refused {
     /// The earliest instant every limit would admit it, if nothing else changes.
@@ -63,66 +89,164 @@ pub(crate) struct Refused {
     pub(crate) refunds: usize,
 }
 
+/// What stops an admission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Blocked {
+    /// No room now (rate limits or a cooldown): wait.
+    Wait(Refused),
+    /// It can never be admitted as things are (too large, quota exhausted): fail.
+    Fail(Error),
+}
+
+/// A parallel slot, given back when the permit ends — or taken out of service if a
+/// reconfiguration shrank the model's slots below what was in use.
+pub(crate) struct Slot {
+    state: Arc<ModelState>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let debt = &self.state.slot_debt;
+        let mut owed = debt.load(Ordering::SeqCst);
+        while owed > 0 {
+            match debt.compare_exchange(owed, owed - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    if let Some(permit) = self.permit.take() {
+                        permit.forget();
+                    }
+                    return;
+                }
+                Err(now) => owed = now,
+            }
+        }
+    }
+}
+
 impl ModelState {
     /// `config` must already be validated.
     pub(crate) fn new(name: Arc<str>, config: RateLimitConfig) -> Self {
         let limits = config.rate_limits();
         Self {
             name,
-            configured: true,
+            configured: AtomicUsize::new(1),
             slots: Arc::new(Semaphore::new(config.max_parallel_requests as usize)),
+            slot_debt: AtomicUsize::new(0),
             gate: Semaphore::new(1),
-            capacity: capacity(&limits),
             store: MemoryStore::new(&limits),
-            limits,
-            config,
+            conf: Mutex::new(Conf { learned: vec![None; limits.len()], limits, config }),
+            pause: Mutex::new(Pause::default()),
             refunds: AtomicUsize::new(0),
             gate_holder: Mutex::new(None),
         }
     }
 
-    /// `InsufficientCapacity` if `estimated` could never fit some token limit: invariant 5,
-    /// for every limit in the list.
-    pub(crate) fn fits_at_all(&self, estimated: u64) -> Result<(), Error> {
-        match self.capacity {
-            Some((capacity, _)) if estimated > capacity => {
-                Err(Error::InsufficientCapacity { requested: estimated, capacity })
-            }
+    pub(crate) fn configured(&self) -> bool {
+        self.configured.load(Ordering::Relaxed) != 0
+    }
+
+    pub(crate) fn set_configured(&self, configured: bool) {
+        self.configured.store(usize::from(configured), Ordering::Relaxed);
+    }
+
+    pub(crate) fn config(&self) -> RateLimitConfig {
+        self.conf.with(|c| c.config.clone())
+    }
+
+    /// Whether slots are owed: a shrink found fewer free than it took away.
+    pub(crate) fn owes_slots(&self) -> bool {
+        self.slot_debt.load(Ordering::SeqCst) > 0
+    }
+
+    /// Takes a parallel slot's permit into a [`Slot`] of this model.
+    pub(crate) fn slot(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Slot {
+        Slot { state: self.clone(), permit: Some(permit) }
+    }
+
+    /// Fails at once what waiting cannot help: an estimate some token limit can never hold
+    /// (invariant 5, at the maxima in force), or a quota the provider said is exhausted.
+    pub(crate) fn check_at(&self, estimate: Estimate, now: Instant) -> Result<(), Error> {
+        if let Some((requested, capacity)) = self.store.with(|s| s.never_fits(estimate)) {
+            return Err(Error::InsufficientCapacity { requested, capacity });
+        }
+        match self.pause.with(|p| p.check(now)) {
+            Some(Paused::Exhausted(reset_at)) => Err(Error::QuotaExhausted { reset_at }),
             _ => Ok(()),
         }
     }
 
-    /// Admits one request of `estimated` tokens at `now` if every limit has room (charging
-    /// all of them), or says when all would (`Instant::MAX`: never, within the clock's range)
-    /// and which refund epoch preceded the check.
-    pub(crate) fn try_admit_at(&self, estimated: u64, now: Instant) -> Result<Charge, Refused> {
+    /// Admits one request of `estimate` at `now` if nothing pauses the model and every limit
+    /// has room (charging all of them), or says what stops it: a wait (until when, and which
+    /// refund epoch preceded the check) or a failure.
+    pub(crate) fn try_admit_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Blocked> {
         // Before the check: a refund the check misses bumps the epoch after this read.
         let refunds = self.refunds.load(Ordering::SeqCst) >> 1;
-        match self.store.admit_at(estimated, now) {
-            Ok(charge) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(target: "tollgate", model = &*self.name, estimated_tokens = estimated, "request admitted");
-                Ok(charge)
+        let decided = self.pause.with(|pause| {
+            let paused = pause.check(now);
+            // One store operation: too large at the maxima in force (a reconfiguration or a
+            // learned limit may have shrunk them), or paused, or the rule's decision.
+            let admitted = self.store.with(|s| {
+                if let Some((requested, capacity)) = s.never_fits(estimate) {
+                    return Err(Blocked::Fail(Error::InsufficientCapacity { requested, capacity }));
+                }
+                match paused {
+                    Some(Paused::Exhausted(reset_at)) => {
+                        Err(Blocked::Fail(Error::QuotaExhausted { reset_at }))
+                    }
+                    Some(Paused::Until(until)) => {
+                        Err(Blocked::Wait(Refused { ready_at: until, refunds }))
+                    }
+                    None => Ok(s.admit_io_at(estimate, now)),
+                }
+            })?;
+            match admitted {
+                Ok(charge) => {
+                    pause.admitted(charge.at);
+                    Ok(charge)
+                }
+                Err(wait) => {
+                    #[cfg(feature = "tracing")]
+                    self.conf.with(|c| {
+                        tracing::debug!(
+                            target: "tollgate",
+                            model = &*self.name,
+                            limit = &*c.limits[wait.limit].name,
+                            wait_ms = (wait.ready_at - now).as_millis() as u64,
+                            estimated_tokens = estimate.total(),
+                            "request waits for rate-limit room"
+                        );
+                    });
+                    Err(Blocked::Wait(Refused { ready_at: wait.ready_at, refunds }))
+                }
             }
-            Err(wait) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(
-                    target: "tollgate",
-                    model = &*self.name,
-                    limit = &*self.limits[wait.limit].name,
-                    wait_ms = (wait.ready_at - now).as_millis() as u64,
-                    estimated_tokens = estimated,
-                    "request waits for rate-limit room"
-                );
-                Err(Refused { ready_at: wait.ready_at, refunds })
+        });
+        #[cfg(feature = "tracing")]
+        match &decided {
+            Ok(_) => {
+                tracing::debug!(target: "tollgate", model = &*self.name, estimated_tokens = estimate.total(), "request admitted")
             }
+            Err(Blocked::Wait(r)) if self.cooldown_until(now).is_some() => tracing::debug!(
+                target: "tollgate",
+                model = &*self.name,
+                limit = "cooldown",
+                wait_ms = (r.ready_at - now).as_millis() as u64,
+                estimated_tokens = estimate.total(),
+                "request waits for rate-limit room"
+            ),
+            Err(_) => {}
         }
+        decided
     }
 
-    /// The earliest instant every limit would admit the request, if nothing else changes
-    /// (`now` if they would now, `Instant::MAX` if never).
-    pub(crate) fn earliest_admission_at(&self, estimated: u64, now: Instant) -> Instant {
-        self.store.earliest_at(estimated, now).map_or(now, |wait| wait.ready_at)
+    /// The earliest instant the request would be admitted, if nothing else changes: every
+    /// limit has room and no cooldown holds (`now` if now, `Instant::MAX` if never).
+    pub(crate) fn earliest_admission_at(&self, estimate: Estimate, now: Instant) -> Instant {
+        let room = self.store.with(|s| s.earliest_io_at(estimate, now)).map_or(now, |w| w.ready_at);
+        room.max(self.cooldown_until(now).unwrap_or(now))
+    }
+
+    fn cooldown_until(&self, now: Instant) -> Option<Instant> {
+        self.pause.with(|p| p.cooldown_until(now))
     }
 
     /// Moves an admitted request's charge from its estimate to `actual` in every token
@@ -135,9 +259,17 @@ impl ModelState {
     /// admission checks the sum of the counters, excess included; an excess can only push the
     /// window over `tpm` and so delay later admissions, never admit more. When every request
     /// settles at its estimate there is no excess, and no window ever holds more than `tpm`.
-    pub(crate) fn settle_at(&self, charge: Charge, actual: u64, now: Instant) {
-        self.store.settle_at(charge, actual, now);
-        if actual < charge.tokens && self.refunds.fetch_add(2, Ordering::SeqCst) & WAITING != 0 {
+    pub(crate) fn settle_at(&self, charge: Charge, actual: Estimate, now: Instant) {
+        self.store.settle_io_at(charge, actual, now);
+        if actual.total() < charge.tokens || actual.input < charge.input {
+            self.wake_holder();
+        }
+    }
+
+    /// Bumps the refund epoch and wakes the gate holder if it sleeps on it: after anything
+    /// that may let it in sooner than it computed (a refund, a reconfiguration, a resume).
+    fn wake_holder(&self) {
+        if self.refunds.fetch_add(2, Ordering::SeqCst) & WAITING != 0 {
             let wake = self.gate_holder.with(|holder| {
                 self.refunds.fetch_and(!WAITING, Ordering::SeqCst);
                 holder.take()
@@ -167,26 +299,190 @@ impl ModelState {
         .await
     }
 
-    pub(crate) fn stats_at(&self, now: Instant) -> ModelStats {
-        let mut used = Vec::with_capacity(self.limits.len());
-        self.store.usage_at(now, &mut used);
-        let limits: Vec<LimitUsage> = self
-            .limits
-            .iter()
-            .zip(&used)
-            .map(|(l, &used)| LimitUsage {
-                name: l.name.clone(),
-                counts: l.counts,
-                usage: Usage { used, limit: l.max },
+    /// Hot reconfiguration: `config` (validated) replaces the model's, keeping its counters
+    /// (`RateState::reconfigured_at`), its queue and its slots in use. Fewer slots than are
+    /// in use: the excess is taken out of service as permits end, so no new admission until
+    /// usage fits. The gate holder re-checks at once. Learned limits are forgotten.
+    pub(crate) fn reconfigure_at(&self, config: RateLimitConfig, now: Instant) {
+        self.conf.with(|c| {
+            let limits = config.rate_limits();
+            self.store.with(|s| *s = s.reconfigured_at(&c.limits, &limits, now));
+            let old = c.config.max_parallel_requests as usize;
+            let new = config.max_parallel_requests as usize;
+            if new > old {
+                let mut grow = new - old;
+                // Slots still owed from an earlier shrink are simply no longer owed.
+                let mut owed = self.slot_debt.load(Ordering::SeqCst);
+                loop {
+                    let pay = owed.min(grow);
+                    match self.slot_debt.compare_exchange(
+                        owed,
+                        owed - pay,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    ) {
+                        Ok(_) => {
+                            grow -= pay;
+                            break;
+                        }
+                        Err(now) => owed = now,
+                    }
+                }
+                self.slots.add_permits(grow);
+            } else if new < old {
+                let shrink = old - new;
+                let taken = self.slots.forget_permits(shrink);
+                self.slot_debt.fetch_add(shrink - taken, Ordering::SeqCst);
+            }
+            c.learned = vec![None; limits.len()];
+            c.limits = limits;
+            c.config = config;
+        });
+        self.wake_holder();
+    }
+
+    /// The indices of the limits feedback about `counts` over `window` applies to: those that
+    /// count the same, and are windows of that length (`None`: of any length, buckets too).
+    fn matching(c: &Conf, counts: Counts, window: Option<Duration>) -> Vec<usize> {
+        (0..c.limits.len())
+            .filter(|&i| {
+                let l = &c.limits[i];
+                l.counts == counts
+                    && match (window, l.kind) {
+                        (None, _) => true,
+                        (Some(w), LimitKind::Window { window, .. }) => window == w,
+                        (Some(_), LimitKind::Bucket { .. }) => false,
+                    }
             })
-            .collect();
-        let cap = self.config.max_parallel_requests as u64;
-        let free = self.slots.available_permits() as u64;
+            .collect()
+    }
+
+    /// Whether some limit matches `counts` and `window` (see [`matching`](Self::matching)).
+    pub(crate) fn has_limit(&self, counts: Counts, window: Option<Duration>) -> bool {
+        self.conf.with(|c| !Self::matching(c, counts, window).is_empty())
+    }
+
+    /// Sets the maximum of every limit matching `counts` and `window` to `max`, never above
+    /// the configured one unless `may_raise` (invariant 11); returns what changed.
+    pub(crate) fn learn(
+        &self,
+        counts: Counts,
+        window: Option<Duration>,
+        max: u64,
+        may_raise: bool,
+    ) -> Vec<Learned> {
+        let mut changed = Vec::new();
+        let mut raised = false;
+        self.conf.with(|c| {
+            for i in Self::matching(c, counts, window) {
+                let configured = c.limits[i].max;
+                let to = if may_raise { max } else { max.min(configured) }.max(1);
+                let from = self.store.with(|s| {
+                    let from = s.max_of(i).unwrap_or(configured);
+                    s.set_max(i, to);
+                    from
+                });
+                c.learned[i] = (to != configured).then_some(to);
+                if from != to {
+                    raised |= to > from;
+                    changed.push(Learned { limit: c.limits[i].name.clone(), from, to });
+                }
+            }
+        });
+        if raised {
+            self.wake_holder();
+        }
+        changed
+    }
+
+    /// Drains every limit matching `counts` and `window` to the provider's `remaining`, the
+    /// charge leaving a window at about `expires`; returns what was charged.
+    pub(crate) fn drain_at(
+        &self,
+        counts: Counts,
+        window: Option<Duration>,
+        remaining: u64,
+        expires: Instant,
+        now: Instant,
+    ) -> Vec<Drained> {
+        self.conf.with(|c| {
+            Self::matching(c, counts, window)
+                .into_iter()
+                .filter_map(|i| {
+                    let charged = self.store.with(|s| s.drain_at(i, remaining, expires, now));
+                    (charged > 0).then(|| Drained { limit: c.limits[i].name.clone(), charged })
+                })
+                .collect()
+        })
+    }
+
+    /// Starts or extends the cooldown (see `pause.rs` for why it never covers an admission).
+    pub(crate) fn cool_down(&self, retry_after: Duration, now: Instant) -> Cooldown {
+        let cooldown = self.pause.with(|p| p.cool_down(retry_after, now));
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tollgate",
+            model = &*self.name,
+            retry_after_ms = retry_after.as_millis() as u64,
+            until_ms = (cooldown.until - now).as_millis() as u64,
+            extended = cooldown.extended,
+            "cooldown after a 429"
+        );
+        cooldown
+    }
+
+    /// Marks the quota exhausted until `reset_at` (unknown: until [`resume`](Self::resume));
+    /// the gate holder fails at once.
+    pub(crate) fn exhaust(&self, reset_at: Option<Instant>) {
+        self.pause.with(|p| p.exhaust(reset_at));
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tollgate",
+            model = &*self.name,
+            reset_known = reset_at.is_some(),
+            "quota exhausted: admissions fail until it resets"
+        );
+        self.wake_holder();
+    }
+
+    /// Ends any cooldown and exhaustion; the gate holder re-checks at once.
+    pub(crate) fn resume(&self) {
+        self.pause.with(Pause::resume);
+        self.wake_holder();
+    }
+
+    pub(crate) fn stats_at(&self, now: Instant) -> ModelStats {
+        let (limits, cap) = self.conf.with(|c| {
+            let mut used = Vec::with_capacity(c.limits.len());
+            let maxes: Vec<u64> = self.store.with(|s| {
+                s.usage_at(now, &mut used);
+                (0..c.limits.len()).map(|i| s.max_of(i).unwrap_or(0)).collect()
+            });
+            let limits: Vec<LimitUsage> = c
+                .limits
+                .iter()
+                .zip(used.iter().zip(&maxes))
+                .zip(&c.learned)
+                .map(|((l, (&used, &max)), &learned)| LimitUsage {
+                    name: l.name.clone(),
+                    counts: l.counts,
+                    usage: Usage { used, limit: max },
+                    configured: l.max,
+                    learned,
+                })
+                .collect();
+            (limits, c.config.max_parallel_requests as u64)
+        });
+        let (cooldown_until, quota_exhausted) =
+            self.pause.with(|p| (p.cooldown_until(now), p.exhausted(now)));
+        let in_use = self.slots.capacity().saturating_sub(self.slots.available_permits()) as u64;
         ModelStats {
             requests: limits[0].usage,
             tokens: limits[1].usage,
-            active: Usage { used: cap.saturating_sub(free), limit: cap },
+            active: Usage { used: in_use, limit: cap },
             limits,
+            cooldown_until,
+            quota_exhausted,
         }
     }
 }
@@ -210,9 +506,11 @@ mod tests {
             + size_of::<Arc<ModelState>>();
         // On the heap: the list of limits (names are static), the config's extra limits, and
         // the store's counters.
-        let heap = state.limits.capacity() * size_of::<Limit>()
-            + state.config.limits.capacity() * size_of::<Limit>()
-            + state.store.snapshot().heap_bytes();
+        let heap = state.conf.with(|c| {
+            c.limits.capacity() * size_of::<Limit>()
+                + c.config.limits.capacity() * size_of::<Limit>()
+                + c.learned.capacity() * size_of::<Option<u64>>()
+        }) + state.store.snapshot().heap_bytes();
         let per_model = inline + heap;
         assert!(per_model <= 2048, "{per_model} bytes per model ({inline} + {heap} on the heap)");
         extern crate std;

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::limit::Counts;
+use crate::Instant;
 
 /// How much of a limit is in use. Displays as `"used/limit"`.
 ///
@@ -35,8 +36,13 @@ pub struct LimitUsage {
     /// What it counts.
     pub counts: Counts,
     /// Charged in the window ending now (a bucket: its burst minus what it could admit now),
-    /// against the limit's `max`.
+    /// against the maximum in force: the configured one, or one learned from the provider.
     pub usage: Usage,
+    /// The maximum as configured ([`Limit::max`](crate::model::Limit::max)).
+    pub configured: u64,
+    /// The maximum learned from the provider's feedback, when one is in force (lower than
+    /// `configured`, or higher only if the config opts in to raising).
+    pub learned: Option<u64>,
 }
 
 /// One model's usage, from [`ModelRateLimiter::stats`](crate::ModelRateLimiter::stats).
@@ -69,4 +75,11 @@ pub struct ModelStats {
     /// Every rate limit of the model in list order (`rpm`, `tpm`, then
     /// [`RateLimitConfig::limits`](crate::RateLimitConfig::limits)), each with its usage.
     pub limits: Vec<LimitUsage>,
+    /// The end of the cooldown in force (after a 429), if any: no request of the model (or of
+    /// its shared quota) is admitted before it.
+    pub cooldown_until: Option<Instant>,
+    /// `Some` while the provider's quota is exhausted: admissions fail with
+    /// [`Error::QuotaExhausted`](crate::Error::QuotaExhausted) until the reset it holds
+    /// (`Some(None)`: reset unknown, until [`resume`](crate::ModelRateLimiter::resume)).
+    pub quota_exhausted: Option<Option<Instant>>,
 }

@@ -11,6 +11,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use super::estimate::Estimate;
 use super::limit::Limit;
 use super::rule::{Charge, RateState, Wait};
 use crate::Instant;
@@ -46,6 +47,26 @@ pub trait StateStore {
     fn settle_at(&self, charge: Charge, actual: u64, now: Instant);
     /// [`RateState::usage_at`]: per limit, in list order, into `used`.
     fn usage_at(&self, now: Instant, used: &mut Vec<u64>);
+
+    /// [`RateState::admit_io_at`]: as `admit_at`, input and output apart.
+    ///
+    /// The default admits the estimate's total as a plain count, which is the same decision
+    /// for limits of [`Counts::Requests`](super::Counts::Requests) and
+    /// [`Counts::Tokens`](super::Counts::Tokens) only; a store whose limits count input or
+    /// output tokens apart must implement it (the parity check tells).
+    ///
+    /// # Errors
+    /// A [`Wait`] when some limit has no room now.
+    fn admit_io_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Wait> {
+        self.admit_at(estimate.total(), now)
+    }
+
+    /// [`RateState::settle_io_at`]: as `settle_at`, input and output apart. The default
+    /// settles the total, right for the same limits as the default
+    /// [`admit_io_at`](Self::admit_io_at).
+    fn settle_io_at(&self, charge: Charge, actual: Estimate, now: Instant) {
+        self.settle_at(charge, actual.total(), now);
+    }
 }
 
 /// A model's [`RateState`] in memory, behind the crate's lock (`std::sync::Mutex` with `std`,
@@ -64,6 +85,13 @@ impl MemoryStore {
     pub fn snapshot(&self) -> RateState {
         self.state.with(|s| s.clone())
     }
+
+    /// Runs `f` on the state under the lock: one atomic operation of any of
+    /// [`RateState`]'s methods (the feedback ones, [`drain_at`](RateState::drain_at) and
+    /// [`set_max`](RateState::set_max), included).
+    pub fn with<R>(&self, f: impl FnOnce(&mut RateState) -> R) -> R {
+        self.state.with(f)
+    }
 }
 
 impl StateStore for MemoryStore {
@@ -81,6 +109,14 @@ impl StateStore for MemoryStore {
 
     fn usage_at(&self, now: Instant, used: &mut Vec<u64>) {
         self.state.with(|s| s.usage_at(now, used));
+    }
+
+    fn admit_io_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Wait> {
+        self.state.with(|s| s.admit_io_at(estimate, now))
+    }
+
+    fn settle_io_at(&self, charge: Charge, actual: Estimate, now: Instant) {
+        self.state.with(|s| s.settle_io_at(charge, actual, now));
     }
 }
 

@@ -3,6 +3,7 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 
+use tollgate::provider::{HeaderReport, Throttled};
 use tollgate::{Error, Instant};
 
 use crate::{StdTimer, block_on};
@@ -140,6 +141,133 @@ impl ModelRateLimiter {
         estimated_tokens: u64,
     ) -> Result<ModelPermit<'_>, Error> {
         self.inner.try_acquire(model, estimated_tokens)
+    }
+
+    /// As [`acquire`](Self::acquire) with the estimate's input and output apart (see
+    /// [`tollgate::ModelRateLimiter::acquire_with`]).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), and [`Error::QuotaExhausted`] while the provider's quota
+    /// is exhausted.
+    pub fn acquire_with(&self, model: &str, estimate: Estimate) -> Result<ModelPermit<'_>, Error> {
+        block_on(self.inner.acquire_with(model, estimate))
+    }
+
+    /// As [`try_acquire`](Self::try_acquire) with the estimate's input and output apart.
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_with(
+        &self,
+        model: &str,
+        estimate: Estimate,
+    ) -> Result<ModelPermit<'_>, Error> {
+        self.inner.try_acquire_with(model, estimate)
+    }
+
+    /// Several model names sharing one quota; see [`tollgate::ModelRateLimiter::share`].
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] if `config` is invalid; nothing changes.
+    pub fn share<S: AsRef<str>>(
+        &self,
+        models: &[S],
+        config: RateLimitConfig,
+    ) -> Result<(), ModelConfigError> {
+        self.inner.share(models, config)
+    }
+
+    /// Hot reconfiguration, keeping the model's state and queue; see
+    /// [`tollgate::ModelRateLimiter::reconfigure`].
+    ///
+    /// ```
+    /// use tollgate_std::{ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let limiter = ModelRateLimiter::new([("m", RateLimitConfig::default())], RateLimitConfig::default())?;
+    /// limiter.acquire("m", 100)?.settle(100);
+    /// limiter.reconfigure("m", RateLimitConfig { rpm: 1, ..Default::default() })?;
+    /// assert!(limiter.try_acquire("m", 100).is_err()); // its one request is counted
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ModelConfigError`] naming the model if `config` is invalid; nothing changes.
+    pub fn reconfigure(
+        &self,
+        model: &str,
+        config: RateLimitConfig,
+    ) -> Result<(), ModelConfigError> {
+        self.inner.reconfigure(model, config)
+    }
+
+    /// Applies a response's rate-limit headers; see [`tollgate::ModelRateLimiter::observe`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe(&self, model: &str, report: &HeaderReport) -> Result<FeedbackReport, Error> {
+        self.inner.observe(model, report)
+    }
+
+    /// Applies a classified 429; see [`tollgate::ModelRateLimiter::observe_429`] (and
+    /// [`ModelPermitOf::throttled`] for a permit's own 429).
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn observe_429(&self, model: &str, throttled: &Throttled) -> Result<FeedbackReport, Error> {
+        self.inner.observe_429(model, throttled)
+    }
+
+    /// Starts or extends the model's cooldown; see [`tollgate::ModelRateLimiter::cool_down`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn cool_down(&self, model: &str, retry_after: Duration) -> Result<Cooldown, Error> {
+        self.inner.cool_down(model, retry_after)
+    }
+
+    /// Marks the model's quota exhausted; see [`tollgate::ModelRateLimiter::quota_exhausted`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn quota_exhausted(&self, model: &str, reset_after: Option<Duration>) -> Result<(), Error> {
+        self.inner.quota_exhausted(model, reset_after)
+    }
+
+    /// Ends the model's cooldown and exhausted quota; see [`tollgate::ModelRateLimiter::resume`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn resume(&self, model: &str) -> Result<(), Error> {
+        self.inner.resume(model)
+    }
+
+    /// Learns a limit from the provider; see [`tollgate::ModelRateLimiter::learn_limit`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn learn_limit(
+        &self,
+        model: &str,
+        counts: Counts,
+        window: Option<Duration>,
+        max: u64,
+    ) -> Result<Vec<Learned>, Error> {
+        self.inner.learn_limit(model, counts, window, max)
+    }
+
+    /// Drains to the provider's remaining; see [`tollgate::ModelRateLimiter::drain`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownModel`] on a strict limiter for a model it does not know.
+    pub fn drain(
+        &self,
+        model: &str,
+        counts: Counts,
+        window: Option<Duration>,
+        remaining: u64,
+        reset_after: Duration,
+    ) -> Result<Vec<Drained>, Error> {
+        self.inner.drain(model, counts, window, remaining, reset_after)
     }
 
     /// Usage of every configured model and every model used so far.
