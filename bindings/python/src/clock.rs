@@ -130,12 +130,29 @@ impl Future for PySleep {
             return Poll::Ready(());
         }
         // No waker is kept: the driver polls again once it has slept until this deadline.
-        NEXT_DEADLINE.with(|next| {
-            let earliest = next.get().map_or(self.deadline, |d| d.min(self.deadline));
-            next.set(Some(earliest));
-        });
+        note_deadline(self.deadline);
         Poll::Pending
     }
+}
+
+/// Records that the current poll is pending until `at` (the earliest such instant wins).
+pub(crate) fn note_deadline(at: Instant) {
+    NEXT_DEADLINE.with(|next| {
+        let earliest = next.get().map_or(at, |d| d.min(at));
+        next.set(Some(earliest));
+    });
+}
+
+/// Wall-clock time as a duration since the Unix epoch, from `time.time()` looked up now (so
+/// patches apply): what turns a provider's absolute instants (RFC 3339 resets, HTTP dates)
+/// into delays. `None` if it fails or reads before the epoch.
+pub(crate) fn wall_now(py: Python<'_>) -> Option<std::time::Duration> {
+    let secs = time_module(py)
+        .and_then(|time| time.getattr(intern!(py, "time")))
+        .and_then(|time| time.call0())
+        .and_then(|value| value.extract::<f64>())
+        .ok()?;
+    std::time::Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Clears the recorded deadline before a poll.

@@ -27,6 +27,17 @@ fn build<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py
 /// The Python exception for a core refusal. `now` is the clock reading the refusal is
 /// measured from (for `retry_after`).
 pub(crate) fn map_error(py: Python<'_>, err: Error, now: Instant) -> PyErr {
+    // Before `ready_at`, which an exhausted quota with a known reset also has: it is not a
+    // "retry later", and a retry loop catching `RateLimited` must not catch it.
+    if let Error::QuotaExhausted { reset_at } = err {
+        let Some(at) = reset_at else {
+            let message = "the provider's quota is exhausted; its reset is unknown";
+            return build(py, "QuotaExhausted", (message, py.None(), py.None()));
+        };
+        let after = secs_until(at, now);
+        let message = format!("the provider's quota is exhausted; it resets in {after:.3} s");
+        return build(py, "QuotaExhausted", (message, secs_from_instant(at), after));
+    }
     let message = err.to_string();
     if let Some(ready_at) = err.ready_at() {
         let at = secs_from_instant(ready_at);

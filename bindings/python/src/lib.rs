@@ -5,11 +5,13 @@
 mod clock;
 mod driver;
 mod errors;
+mod feedback;
 mod keyed;
 mod limit;
 mod model;
 mod rps;
 mod seed;
+mod within;
 
 use pyo3::prelude::*;
 
@@ -44,6 +46,16 @@ fn _tollgate(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::ModelStats>()?;
     m.add_class::<limit::Limit>()?;
     m.add_class::<limit::LimitUsage>()?;
+    m.add_class::<feedback::HeaderReport>()?;
+    m.add_class::<feedback::Observed>()?;
+    m.add_class::<feedback::Ignored>()?;
+    m.add_class::<feedback::Throttled>()?;
+    m.add_class::<feedback::Cooldown>()?;
+    m.add_class::<feedback::Learned>()?;
+    m.add_class::<feedback::Drained>()?;
+    m.add_class::<feedback::FeedbackReport>()?;
+    m.add_function(wrap_pyfunction!(feedback::parse_headers, m)?)?;
+    m.add_function(wrap_pyfunction!(feedback::classify_429, m)?)?;
     m.add_class::<keyed::KeyedLimiterCore>()?;
     m.add_class::<seed::SeedBucket>()?;
     m.add_class::<seed::SeedTicket>()?;

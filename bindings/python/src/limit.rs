@@ -18,13 +18,16 @@ use crate::errors::invalid_config;
 use crate::model::Usage;
 use crate::rps::duration;
 
-/// `"requests"` / `"tokens"` as the core's [`Counts`].
-fn counts_from(name: &str) -> PyResult<Counts> {
+/// `"requests"`, `"tokens"`, `"input_tokens"` or `"output_tokens"` as the core's [`Counts`].
+pub(crate) fn counts_from(name: &str) -> PyResult<Counts> {
     match name {
         "requests" => Ok(Counts::Requests),
         "tokens" => Ok(Counts::Tokens),
+        "input_tokens" => Ok(Counts::InputTokens),
+        "output_tokens" => Ok(Counts::OutputTokens),
         other => Err(PyValueError::new_err(format!(
-            "counts must be \"requests\" or \"tokens\", not {other:?}"
+            "counts must be \"requests\", \"tokens\", \"input_tokens\" or \"output_tokens\", \
+             not {other:?}"
         ))),
     }
 }
@@ -34,6 +37,8 @@ pub(crate) fn counts_name(counts: Counts) -> &'static str {
     match counts {
         Counts::Requests => "requests",
         Counts::Tokens => "tokens",
+        Counts::InputTokens => "input_tokens",
+        Counts::OutputTokens => "output_tokens",
     }
 }
 
@@ -50,8 +55,8 @@ fn exact(name: &str, secs: u64, nanos: u32) -> PyResult<Duration> {
     Ok(Duration::new(secs, nanos))
 }
 
-/// One rate limit of a model: what it counts (`"requests"` or `"tokens"`), the most it
-/// allows, and how (a sliding window of any length and slot count, or a token bucket).
+/// One rate limit of a model: what it counts (`"requests"`, `"tokens"` in all,
+/// `"input_tokens"` or `"output_tokens"` apart), the most it allows, and how (a sliding window of any length and slot count, or a token bucket).
 #[pyclass(frozen, eq, hash, from_py_object, module = "tollgate._tollgate")]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Limit {
@@ -84,6 +89,13 @@ impl Limit {
     #[pyo3(signature = (name, max, window, *, slots = 60))]
     fn tokens(py: Python<'_>, name: String, max: u64, window: f64, slots: u32) -> PyResult<Self> {
         Self::window_of(py, name, "tokens", max, window, slots)
+    }
+
+    /// At most `max` of what `counts` says in any day, in 96 slots of 15 minutes (the
+    /// core's `Limit::per_day`: memory independent of `max`).
+    #[staticmethod]
+    fn per_day(py: Python<'_>, name: String, counts: &str, max: u64) -> PyResult<Self> {
+        Self::checked(py, model::Limit::per_day(name, counts_from(counts)?, max))
     }
 
     /// A sliding window of `max` per `window` seconds of what `counts` says.
@@ -129,7 +141,7 @@ impl Limit {
         &self.inner.name
     }
 
-    /// `"requests"` or `"tokens"`.
+    /// `"requests"`, `"tokens"`, `"input_tokens"` or `"output_tokens"`.
     #[getter]
     fn counts(&self) -> &'static str {
         counts_name(self.inner.counts)
@@ -269,11 +281,16 @@ impl Limit {
 pub struct LimitUsage {
     /// The limit's name (`"rpm"`, `"tpm"`, or a `Limit`'s name).
     pub name: String,
-    /// `"requests"` or `"tokens"`.
+    /// `"requests"`, `"tokens"`, `"input_tokens"` or `"output_tokens"`.
     pub counts: &'static str,
     /// Used in the window ending now (a bucket: its burst minus what it could admit now), of
-    /// the limit's `max`.
+    /// the maximum in force (`learned` if set, else `configured`).
     pub usage: Usage,
+    /// The maximum as configured.
+    pub configured: u64,
+    /// The maximum learned from the provider's feedback, while one is in force (lower than
+    /// `configured`, or higher only when the config has `feedback_may_raise`).
+    pub learned: Option<u64>,
 }
 
 impl LimitUsage {
@@ -283,6 +300,8 @@ impl LimitUsage {
             name: u.name.to_string(),
             counts: counts_name(u.counts),
             usage: Usage { used: u.usage.used, limit: u.usage.limit },
+            configured: u.configured,
+            learned: u.learned,
         }
     }
 }
@@ -290,9 +309,13 @@ impl LimitUsage {
 #[pymethods]
 impl LimitUsage {
     fn __repr__(&self) -> String {
+        let learned = match self.learned {
+            Some(max) => format!(", learned={max}"),
+            None => String::new(),
+        };
         format!(
-            "LimitUsage(name={:?}, counts={:?}, usage={}/{})",
-            self.name, self.counts, self.usage.used, self.usage.limit
+            "LimitUsage(name={:?}, counts={:?}, usage={}/{}, configured={}{learned})",
+            self.name, self.counts, self.usage.used, self.usage.limit, self.configured
         )
     }
 }

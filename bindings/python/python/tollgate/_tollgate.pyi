@@ -1,6 +1,6 @@
 """Type stubs of the compiled module ``tollgate._tollgate`` (private API: use ``tollgate``)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, final
 
 __all__ = [
@@ -12,6 +12,16 @@ __all__ = [
     "ModelStats",
     "Limit",
     "LimitUsage",
+    "HeaderReport",
+    "Observed",
+    "Ignored",
+    "Throttled",
+    "Cooldown",
+    "Learned",
+    "Drained",
+    "FeedbackReport",
+    "parse_headers",
+    "classify_429",
     "KeyedLimiterCore",
     "SeedBucket",
     "SeedTicket",
@@ -20,7 +30,12 @@ __all__ = [
     "monotonic",
 ]
 
-_Counts = Literal["requests", "tokens"]
+_Counts = Literal["requests", "tokens", "input_tokens", "output_tokens"]
+_Provider = Literal["openai", "azure", "anthropic", "groq", "mistral"]
+_Headers = (
+    Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]]
+)
+_Body = str | bytes | bytearray | Mapping[str, Any] | list[Any] | None
 
 def monotonic() -> float:
     """``time.monotonic()`` as the limiters read it (rounded to the nanosecond)."""
@@ -66,6 +81,8 @@ class Limit:
     @staticmethod
     def tokens(name: str, max: int, window: float, *, slots: int = 60) -> Limit: ...
     @staticmethod
+    def per_day(name: str, counts: _Counts, max: int) -> Limit: ...
+    @staticmethod
     def window(name: str, counts: _Counts, max: int, window: float, *, slots: int = 60) -> Limit: ...
     @staticmethod
     def bucket(name: str, counts: _Counts, burst: int, rate: int, per: float = 1.0) -> Limit: ...
@@ -94,6 +111,8 @@ class LimitUsage:
     name: str
     counts: _Counts
     usage: Usage
+    configured: int
+    learned: int | None
 
 @final
 class ModelStats:
@@ -104,6 +123,9 @@ class ModelStats:
     tokens: Usage
     active: Usage
     limits: list[LimitUsage]
+    cooldown_until: float | None
+    quota_exhausted: bool
+    quota_reset_at: float | None
     def limit(self, name: str) -> LimitUsage | None: ...
     def as_dict(self) -> dict[str, str]: ...
 
@@ -111,7 +133,18 @@ class ModelStats:
 class Permit:
     """An admitted model request, holding one parallel slot until settled or released."""
 
-    def settle(self, actual_tokens: int) -> None: ...
+    def settle(
+        self,
+        actual_tokens: int | None = None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None: ...
+    def throttled(
+        self, headers: _Headers, body: _Body = None, *, provider: _Provider | None = None
+    ) -> FeedbackReport: ...
+    def rate_limited(self, retry_after: float) -> Cooldown: ...
+    def quota_exhausted(self, reset_after: float | None = None) -> None: ...
     def release(self) -> None: ...
     @property
     def done(self) -> bool: ...
@@ -122,7 +155,98 @@ class Permit:
     def __enter__(self) -> Permit: ...
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> bool: ...
 
-_ConfigArgs = tuple[int, int, int, list[Limit]]
+_ConfigArgs = tuple[int, int, int, list[Limit], bool, float]
+
+@final
+class Observed:
+    """One limit as a response reported it."""
+
+    quota: _Counts
+    window: float | None
+    limit: int | None
+    remaining: int | None
+    remaining_tolerance: int
+    reset_after: float | None
+    @property
+    def remaining_at_least(self) -> int | None: ...
+    @property
+    def used(self) -> int | None: ...
+
+@final
+class Ignored:
+    """A header left out of a report, and why."""
+
+    name: str
+    reason: Literal[
+        "malformed", "unknown", "conflicting", "contradicts", "needs_clock", "unrecognized", "other"
+    ]
+
+@final
+class HeaderReport:
+    """What one response's headers say about the provider's limits."""
+
+    provider: _Provider | None
+    observed: list[Observed]
+    retry_after: float | None
+    ignored: list[Ignored]
+    def get(self, quota: str) -> Observed | None: ...
+
+@final
+class Throttled:
+    """What a 429 means: retry later, never fits, or quota exhausted."""
+
+    kind: Literal["retry_later", "never_fits", "quota_exhausted"]
+    retry_after: float | None
+    requested: int | None
+    limit: int | None
+    reset_after: float | None
+
+@final
+class Cooldown:
+    """A model's admissions paused after a 429, in ``time.monotonic()`` seconds."""
+
+    start: float
+    until: float
+    extended: bool
+
+@final
+class Learned:
+    """A limit whose maximum the provider's feedback changed."""
+
+    limit: str
+    old_max: int
+    new_max: int
+
+@final
+class Drained:
+    """A limit charged down to the provider's remaining."""
+
+    limit: str
+    charged: int
+
+@final
+class FeedbackReport:
+    """What one piece of provider feedback changed in a model's limits."""
+
+    headers: HeaderReport
+    throttled: Throttled | None
+    learned: list[Learned]
+    drained: list[Drained]
+    unmatched: list[_Counts]
+    cooldown: Cooldown | None
+    quota_exhausted: bool
+    quota_reset_at: float | None
+    error: Exception | None
+    @property
+    def changed(self) -> bool: ...
+
+def parse_headers(headers: _Headers, provider: _Provider | None = None) -> HeaderReport:
+    """One response's headers as the provider reports its limits."""
+
+def classify_429(
+    headers: _Headers, body: _Body = None, provider: _Provider | None = None
+) -> Throttled:
+    """What a 429 response means."""
 
 @final
 class ModelLimiterCore:
@@ -131,8 +255,29 @@ class ModelLimiterCore:
         models: list[tuple[str, _ConfigArgs]],
         default: _ConfigArgs | None,
     ) -> ModelLimiterCore: ...
-    def try_acquire(self, model: str, estimated_tokens: int) -> Permit: ...
-    def acquire(self, model: str, estimated_tokens: int, max_wait: float | None = None) -> Waiting: ...
+    def try_acquire(self, model: str, estimated_tokens: int, output_tokens: int = 0) -> Permit: ...
+    def acquire(
+        self,
+        model: str,
+        estimated_tokens: int,
+        output_tokens: int = 0,
+        max_wait: float | None = None,
+    ) -> Waiting: ...
+    def share(self, models: list[str], config: _ConfigArgs) -> None: ...
+    def reconfigure(self, model: str, config: _ConfigArgs) -> None: ...
+    def observe(
+        self, model: str, headers: _Headers, provider: _Provider | str | None = None
+    ) -> FeedbackReport: ...
+    def observe_429(
+        self,
+        model: str,
+        headers: _Headers,
+        body: _Body = None,
+        provider: _Provider | str | None = None,
+    ) -> FeedbackReport: ...
+    def cool_down(self, model: str, retry_after: float) -> Cooldown: ...
+    def quota_exhausted(self, model: str, reset_after: float | None = None) -> None: ...
+    def resume(self, model: str) -> None: ...
     def stats(self) -> dict[str, ModelStats]: ...
     def config(self, model: str) -> _ConfigArgs: ...
     def is_configured(self, model: str) -> bool: ...

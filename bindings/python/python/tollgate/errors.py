@@ -9,6 +9,7 @@ __all__ = [
     "MaxWaitExceeded",
     "InvalidConfig",
     "UnknownModel",
+    "QuotaExhausted",
 ]
 
 
@@ -98,3 +99,28 @@ class UnknownModel(TollgateError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class QuotaExhausted(TollgateError, RuntimeError):
+    """The provider said the model's quota is used up (a spend limit, a daily quota): no
+    request is admitted until it resets, and waiting in line would not help. Not a
+    :class:`RateLimited`, so a retry loop that catches those does not spin on it.
+    ``reset_at`` is the ``time.monotonic()`` instant of the reset and ``retry_after`` the
+    seconds until then, both ``None`` when the provider did not say.
+
+    >>> from tollgate import ModelRateLimiter
+    >>> limiter = ModelRateLimiter()
+    >>> limiter.quota_exhausted("gpt-4o", reset_after=3_600)
+    >>> try:
+    ...     limiter.try_acquire("gpt-4o", 100)
+    ... except QuotaExhausted as e:
+    ...     round(e.retry_after)
+    3600
+    """
+
+    def __init__(self, message: str, reset_at: float | None, retry_after: float | None) -> None:
+        super().__init__(message)
+        #: ``time.monotonic()`` seconds at which the quota resets, if known.
+        self.reset_at = reset_at
+        #: Seconds from the refusal until ``reset_at``, if known.
+        self.retry_after = retry_after
