@@ -61,3 +61,16 @@ def test_rate_limiter_quick_start_runs() -> None:
     expected = re.search(r"print\(models.get_stats\(\)\)\s+# (.*)", block)
     assert expected is not None
     assert out.getvalue().strip() == expected.group(1).strip()
+
+
+def test_input_output_example_prints_what_it_says() -> None:
+    (block,) = [b for b in tollgate_blocks() if "output_tokens" in b]
+    expected = re.search(r"^# (\[.*\])$", block, re.M)
+    assert expected is not None
+    assert run_block(block) == expected.group(1)
+
+
+def test_feedback_example_prints_what_it_says() -> None:
+    (block,) = [b for b in tollgate_blocks() if "observe(" in b]
+    expected = re.findall(r"^# (.*)$", block, re.M)
+    assert run_block(block).splitlines() == expected
