@@ -197,6 +197,7 @@ def test_max_wait_shorter_than_the_cooldown_fails_at_once(fake_clock: FakeClock,
         with pytest.raises(MaxWaitExceeded) as info:
             await lim.acquire("m", max_wait=5, **estimate)
         assert info.value.ready_at == pytest.approx(start + 30)
+        assert fake_clock.now == start  # at once: the cooldown alone needs longer
         # Within the budget: admitted when the cooldown ends.
         permit = await lim.acquire("m", max_wait=40, **estimate)
         assert permit.admitted_at >= start + 30

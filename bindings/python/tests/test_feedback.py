@@ -121,6 +121,22 @@ def test_full_output_window_refuses_with_retry_after(fake_clock: FakeClock) -> N
     assert lim.stats()["claude"].active.used == 0  # the refused waits hold no slot
 
 
+def test_output_tokens_max_wait_runs_out_waiting_for_a_slot(fake_clock: FakeClock) -> None:
+    lim = ModelRateLimiter({"m": RateLimitConfig(max_parallel_requests=1)})
+    held = lim.try_acquire("m", 10)
+    start = fake_clock.now
+    with pytest.raises(MaxWaitExceeded):
+        lim.acquire_blocking("m", input_tokens=5, output_tokens=5, max_wait=2)
+    assert fake_clock.now - start == pytest.approx(2.0)
+    with pytest.raises(MaxWaitExceeded):
+        run(lim.acquire("m", input_tokens=5, output_tokens=5, max_wait=3))  # type: ignore[arg-type]
+    assert fake_clock.now - start == pytest.approx(5.0)
+    # Gave back their places: the slot goes straight to the next request.
+    held.release()
+    lim.try_acquire("m", input_tokens=5, output_tokens=5).settle(input_tokens=5)
+    assert lim.stats()["m"].requests.used == 2
+
+
 def test_output_tokens_wait_in_order_behind_a_plain_request(fake_clock: FakeClock) -> None:
     lim = ModelRateLimiter({"m": RateLimitConfig(rpm=1, tpm=10_000, max_parallel_requests=5)})
     lim.try_acquire("m", 10).settle(10)
