@@ -88,6 +88,11 @@ impl Pause {
         (now < self.until).then_some(self.until)
     }
 
+    /// Whether an exhaustion is recorded, ended or not.
+    pub(crate) fn has_exhaustion(&self) -> bool {
+        self.exhausted.is_some()
+    }
+
     pub(crate) fn exhausted(&self, now: Instant) -> Option<Option<Instant>> {
         match self.exhausted {
             Some(Some(reset)) if now >= reset => None,

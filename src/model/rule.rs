@@ -401,10 +401,10 @@ impl RateState {
         self.meters.get_mut(limit).map_or(0, |m| m.drain(remaining, expires, now))
     }
 
-    /// For an estimate: `(requested, capacity)` of the first token limit it can never fit,
-    /// at the maxima now in force (see [`capacity`] for which limits count).
-    pub(crate) fn never_fits(&self, e: Estimate) -> Option<(u64, u64)> {
-        never_fits(self.meters.iter().map(|m| (m.counts, m.max())), e)
+    /// The largest total and the largest input any estimate may have, at the maxima now in
+    /// force (`u64::MAX`: no such limit): see [`never_fits`].
+    pub(crate) fn caps(&self) -> (u64, u64) {
+        caps(self.meters.iter().map(|m| (m.counts, m.max())))
     }
 
     /// The maximum of limit `limit` now (a window's, or a bucket's burst); `None` out of range.
@@ -524,20 +524,28 @@ pub(crate) fn capacity(limits: &[Limit]) -> Option<(u64, usize)> {
         .min_by_key(|&(max, _)| max)
 }
 
-/// For an estimate of input and output apart: `(requested, capacity)` of the first limit of
-/// `maxes` (each limit's counts and current maximum) that it can never fit, if any.
-pub(crate) fn never_fits(
-    maxes: impl IntoIterator<Item = (Counts, u64)>,
-    e: Estimate,
-) -> Option<(u64, u64)> {
-    maxes.into_iter().find_map(|(counts, max)| {
-        let need = match counts {
-            Counts::Tokens => e.total(),
-            Counts::InputTokens => e.input,
-            Counts::Requests | Counts::OutputTokens => return None,
-        };
-        (need > max).then_some((need, max))
+/// The largest total (over total-token limits) and the largest input (over input-token
+/// limits) of an estimate that can ever be admitted, from each limit's counts and maximum
+/// (`u64::MAX`: no such limit).
+pub(crate) fn caps(maxes: impl IntoIterator<Item = (Counts, u64)>) -> (u64, u64) {
+    maxes.into_iter().fold((u64::MAX, u64::MAX), |(total, input), (counts, max)| match counts {
+        Counts::Tokens => (total.min(max), input),
+        Counts::InputTokens => (total, input.min(max)),
+        Counts::Requests | Counts::OutputTokens => (total, input),
     })
+}
+
+/// `(requested, capacity)` if an estimate can never fit the caps ([`caps`]): its total above
+/// the total cap, or else its input above the input cap. Output is never reserved, so it never
+/// makes a request unfit.
+pub(crate) fn never_fits((total, input): (u64, u64), e: Estimate) -> Option<(u64, u64)> {
+    if e.total() > total {
+        Some((e.total(), total))
+    } else if e.input > input {
+        Some((e.input, input))
+    } else {
+        None
+    }
 }
 
 #[cfg(all(test, not(tollgate_loom)))]

@@ -1,5 +1,9 @@
 //! One model's live state in the limiter: its parallel-slot semaphore, its FIFO admission
-//! gate, the refund wake-up, and its rate limits' counters in a [`MemoryStore`].
+//! gate, the refund wake-up, and its books — the rate limits' counters (a [`RateState`], kept
+//! in memory as a [`MemoryStore`] keeps it) and the pause, under one lock.
+//!
+//! [`RateState`]: super::RateState
+//! [`MemoryStore`]: super::MemoryStore
 //!
 //! The decisions (admit, when, settle, usage) are the store's, made by the admission rule over
 //! plain data; this file keeps what waiting needs around them. A refund wakes the gate holder
@@ -34,11 +38,10 @@ use super::estimate::Estimate;
 use super::feedback::{Drained, Learned};
 use super::limit::{Counts, Limit, LimitKind};
 use super::pause::{Cooldown, Pause, Paused};
-use super::rule::Charge;
+use super::rule::{Charge, RateState, never_fits};
 use super::stats::{LimitUsage, ModelStats, Usage};
-use super::store::{MemoryStore, StateStore};
 use crate::semaphore::OwnedSemaphorePermit;
-use crate::sync::{AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{Error, Instant, Semaphore};
 
 /// Bit 0 of `ModelState::refunds`: the gate holder is registering to sleep on the epoch.
@@ -61,15 +64,28 @@ pub(crate) struct ModelState {
     /// starving an earlier large one.
     pub(crate) gate: Semaphore,
     /// The config and the list of limits it makes, with what feedback learned. Lock order:
-    /// `conf`, then `pause`, then the store.
+    /// `conf`, then `books`.
     conf: Mutex<Conf>,
-    /// The cooldown and the exhausted quota, and the latest admission (`pause.rs`).
-    pause: Mutex<Pause>,
-    store: MemoryStore,
+    /// The counters and the pause, under one lock: every admission checks the pause and asks
+    /// the rule in one step (`pause.rs` says why that ordering makes cooldowns exact).
+    books: Mutex<Books>,
+    /// The largest total and input an estimate may have at the maxima in force (see
+    /// `rule::caps`), kept beside the books so that an estimate that can never fit fails
+    /// before queueing without taking a lock. Written under `conf` and `books`.
+    cap_total: AtomicU64,
+    cap_input: AtomicU64,
+    /// 1 while the quota may be exhausted (written under `books`): only then does the check
+    /// before queueing take the lock to look.
+    exhausted_hint: AtomicUsize,
     /// The refund epoch (bumped by 2 after a settle gives tokens back) and, in bit 0,
     /// whether the gate holder is registering to sleep on it.
     refunds: AtomicUsize,
     gate_holder: Mutex<Option<Waker>>,
+}
+
+struct Books {
+    state: RateState,
+    pause: Pause,
 }
 
 struct Conf {
@@ -127,15 +143,19 @@ impl ModelState {
     /// `config` must already be validated.
     pub(crate) fn new(name: Arc<str>, config: RateLimitConfig) -> Self {
         let limits = config.rate_limits();
+        let state = RateState::new(&limits);
+        let caps = state.caps();
         Self {
             name,
             configured: AtomicUsize::new(1),
             slots: Arc::new(Semaphore::new(config.max_parallel_requests as usize)),
             slot_debt: AtomicUsize::new(0),
             gate: Semaphore::new(1),
-            store: MemoryStore::new(&limits),
+            books: Mutex::new(Books { state, pause: Pause::default() }),
+            cap_total: AtomicU64::new(caps.0),
+            cap_input: AtomicU64::new(caps.1),
+            exhausted_hint: AtomicUsize::new(0),
             conf: Mutex::new(Conf { learned: vec![None; limits.len()], limits, config }),
-            pause: Mutex::new(Pause::default()),
             refunds: AtomicUsize::new(0),
             gate_holder: Mutex::new(None),
         }
@@ -166,13 +186,34 @@ impl ModelState {
     /// Fails at once what waiting cannot help: an estimate some token limit can never hold
     /// (invariant 5, at the maxima in force), or a quota the provider said is exhausted.
     pub(crate) fn check_at(&self, estimate: Estimate, now: Instant) -> Result<(), Error> {
-        if let Some((requested, capacity)) = self.store.with(|s| s.never_fits(estimate)) {
+        let caps = (self.cap_total.load(Ordering::SeqCst), self.cap_input.load(Ordering::SeqCst));
+        if let Some((requested, capacity)) = never_fits(caps, estimate) {
             return Err(Error::InsufficientCapacity { requested, capacity });
         }
-        match self.pause.with(|p| p.check(now)) {
+        if self.exhausted_hint.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        match self.books.with(|b| self.check_pause(b, now)) {
             Some(Paused::Exhausted(reset_at)) => Err(Error::QuotaExhausted { reset_at }),
             _ => Ok(()),
         }
+    }
+
+    /// The pause at `now`, clearing the exhausted hint once the exhaustion has ended.
+    fn check_pause(&self, books: &mut Books, now: Instant) -> Option<Paused> {
+        let was_exhausted = books.pause.has_exhaustion();
+        let paused = books.pause.check(now);
+        // Only when an exhaustion just ended: the common admission touches no atomic here.
+        if was_exhausted && !books.pause.has_exhaustion() {
+            self.exhausted_hint.store(0, Ordering::SeqCst);
+        }
+        paused
+    }
+
+    /// Publishes the caps of the maxima in force (under `conf`, after the books changed).
+    fn publish_caps(&self, caps: (u64, u64)) {
+        self.cap_total.store(caps.0, Ordering::SeqCst);
+        self.cap_input.store(caps.1, Ordering::SeqCst);
     }
 
     /// Admits one request of `estimate` at `now` if nothing pauses the model and every limit
@@ -181,27 +222,24 @@ impl ModelState {
     pub(crate) fn try_admit_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Blocked> {
         // Before the check: a refund the check misses bumps the epoch after this read.
         let refunds = self.refunds.load(Ordering::SeqCst) >> 1;
-        let decided = self.pause.with(|pause| {
-            let paused = pause.check(now);
-            // One store operation: too large at the maxima in force (a reconfiguration or a
-            // learned limit may have shrunk them), or paused, or the rule's decision.
-            let admitted = self.store.with(|s| {
-                if let Some((requested, capacity)) = s.never_fits(estimate) {
-                    return Err(Blocked::Fail(Error::InsufficientCapacity { requested, capacity }));
+        let decided = self.books.with(|books| {
+            // One step: too large at the maxima in force (a reconfiguration or a learned limit
+            // may have shrunk them), or paused, or the rule's decision.
+            if let Some((requested, capacity)) = never_fits(books.state.caps(), estimate) {
+                return Err(Blocked::Fail(Error::InsufficientCapacity { requested, capacity }));
+            }
+            match self.check_pause(books, now) {
+                Some(Paused::Exhausted(reset_at)) => {
+                    return Err(Blocked::Fail(Error::QuotaExhausted { reset_at }));
                 }
-                match paused {
-                    Some(Paused::Exhausted(reset_at)) => {
-                        Err(Blocked::Fail(Error::QuotaExhausted { reset_at }))
-                    }
-                    Some(Paused::Until(until)) => {
-                        Err(Blocked::Wait(Refused { ready_at: until, refunds }))
-                    }
-                    None => Ok(s.admit_io_at(estimate, now)),
+                Some(Paused::Until(until)) => {
+                    return Err(Blocked::Wait(Refused { ready_at: until, refunds }));
                 }
-            })?;
-            match admitted {
+                None => {}
+            }
+            match books.state.admit_io_at(estimate, now) {
                 Ok(charge) => {
-                    pause.admitted(charge.at);
+                    books.pause.admitted(charge.at);
                     Ok(charge)
                 }
                 Err(wait) => {
@@ -241,12 +279,15 @@ impl ModelState {
     /// The earliest instant the request would be admitted, if nothing else changes: every
     /// limit has room and no cooldown holds (`now` if now, `Instant::MAX` if never).
     pub(crate) fn earliest_admission_at(&self, estimate: Estimate, now: Instant) -> Instant {
-        let room = self.store.with(|s| s.earliest_io_at(estimate, now)).map_or(now, |w| w.ready_at);
-        room.max(self.cooldown_until(now).unwrap_or(now))
+        self.books.with(|b| {
+            let room = b.state.earliest_io_at(estimate, now).map_or(now, |w| w.ready_at);
+            room.max(b.pause.cooldown_until(now).unwrap_or(now))
+        })
     }
 
+    #[cfg(feature = "tracing")]
     fn cooldown_until(&self, now: Instant) -> Option<Instant> {
-        self.pause.with(|p| p.cooldown_until(now))
+        self.books.with(|b| b.pause.cooldown_until(now))
     }
 
     /// Moves an admitted request's charge from its estimate to `actual` in every token
@@ -260,7 +301,7 @@ impl ModelState {
     /// window over `tpm` and so delay later admissions, never admit more. When every request
     /// settles at its estimate there is no excess, and no window ever holds more than `tpm`.
     pub(crate) fn settle_at(&self, charge: Charge, actual: Estimate, now: Instant) {
-        self.store.settle_io_at(charge, actual, now);
+        self.books.with(|b| b.state.settle_io_at(charge, actual, now));
         if actual.total() < charge.tokens || actual.input < charge.input {
             self.wake_holder();
         }
@@ -306,7 +347,11 @@ impl ModelState {
     pub(crate) fn reconfigure_at(&self, config: RateLimitConfig, now: Instant) {
         self.conf.with(|c| {
             let limits = config.rate_limits();
-            self.store.with(|s| *s = s.reconfigured_at(&c.limits, &limits, now));
+            let caps = self.books.with(|b| {
+                b.state = b.state.reconfigured_at(&c.limits, &limits, now);
+                b.state.caps()
+            });
+            self.publish_caps(caps);
             let old = c.config.max_parallel_requests as usize;
             let new = config.max_parallel_requests as usize;
             if new > old {
@@ -377,11 +422,12 @@ impl ModelState {
             for i in Self::matching(c, counts, window) {
                 let configured = c.limits[i].max;
                 let to = if may_raise { max } else { max.min(configured) }.max(1);
-                let from = self.store.with(|s| {
-                    let from = s.max_of(i).unwrap_or(configured);
-                    s.set_max(i, to);
-                    from
+                let (from, caps) = self.books.with(|b| {
+                    let from = b.state.max_of(i).unwrap_or(configured);
+                    b.state.set_max(i, to);
+                    (from, b.state.caps())
                 });
+                self.publish_caps(caps);
                 c.learned[i] = (to != configured).then_some(to);
                 if from != to {
                     raised |= to > from;
@@ -409,7 +455,7 @@ impl ModelState {
             Self::matching(c, counts, window)
                 .into_iter()
                 .filter_map(|i| {
-                    let charged = self.store.with(|s| s.drain_at(i, remaining, expires, now));
+                    let charged = self.books.with(|b| b.state.drain_at(i, remaining, expires, now));
                     (charged > 0).then(|| Drained { limit: c.limits[i].name.clone(), charged })
                 })
                 .collect()
@@ -418,7 +464,7 @@ impl ModelState {
 
     /// Starts or extends the cooldown (see `pause.rs` for why it never covers an admission).
     pub(crate) fn cool_down(&self, retry_after: Duration, now: Instant) -> Cooldown {
-        let cooldown = self.pause.with(|p| p.cool_down(retry_after, now));
+        let cooldown = self.books.with(|b| b.pause.cool_down(retry_after, now));
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "tollgate",
@@ -434,7 +480,10 @@ impl ModelState {
     /// Marks the quota exhausted until `reset_at` (unknown: until [`resume`](Self::resume));
     /// the gate holder fails at once.
     pub(crate) fn exhaust(&self, reset_at: Option<Instant>) {
-        self.pause.with(|p| p.exhaust(reset_at));
+        self.books.with(|b| {
+            b.pause.exhaust(reset_at);
+            self.exhausted_hint.store(1, Ordering::SeqCst);
+        });
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "tollgate",
@@ -447,16 +496,19 @@ impl ModelState {
 
     /// Ends any cooldown and exhaustion; the gate holder re-checks at once.
     pub(crate) fn resume(&self) {
-        self.pause.with(Pause::resume);
+        self.books.with(|b| {
+            b.pause.resume();
+            self.exhausted_hint.store(0, Ordering::SeqCst);
+        });
         self.wake_holder();
     }
 
     pub(crate) fn stats_at(&self, now: Instant) -> ModelStats {
         let (limits, cap) = self.conf.with(|c| {
             let mut used = Vec::with_capacity(c.limits.len());
-            let maxes: Vec<u64> = self.store.with(|s| {
-                s.usage_at(now, &mut used);
-                (0..c.limits.len()).map(|i| s.max_of(i).unwrap_or(0)).collect()
+            let maxes: Vec<u64> = self.books.with(|b| {
+                b.state.usage_at(now, &mut used);
+                (0..c.limits.len()).map(|i| b.state.max_of(i).unwrap_or(0)).collect()
             });
             let limits: Vec<LimitUsage> = c
                 .limits
@@ -474,7 +526,7 @@ impl ModelState {
             (limits, c.config.max_parallel_requests as u64)
         });
         let (cooldown_until, quota_exhausted) =
-            self.pause.with(|p| (p.cooldown_until(now), p.exhausted(now)));
+            self.books.with(|b| (b.pause.cooldown_until(now), b.pause.exhausted(now)));
         let in_use = self.slots.capacity().saturating_sub(self.slots.available_permits()) as u64;
         ModelStats {
             requests: limits[0].usage,
@@ -510,7 +562,7 @@ mod tests {
             c.limits.capacity() * size_of::<Limit>()
                 + c.config.limits.capacity() * size_of::<Limit>()
                 + c.learned.capacity() * size_of::<Option<u64>>()
-        }) + state.store.snapshot().heap_bytes();
+        }) + state.books.with(|b| b.state.heap_bytes());
         let per_model = inline + heap;
         assert!(per_model <= 2048, "{per_model} bytes per model ({inline} + {heap} on the heap)");
         extern crate std;
@@ -520,6 +572,7 @@ mod tests {
         // Independent of the values: the largest limits cost the same.
         let big = RateLimitConfig { rpm: u32::MAX, tpm: u64::MAX, ..Default::default() };
         let big = ModelState::new("m".into(), big);
-        assert_eq!(big.store.snapshot().heap_bytes(), state.store.snapshot().heap_bytes());
+        let heap = |s: &ModelState| s.books.with(|b| b.state.heap_bytes());
+        assert_eq!(heap(&big), heap(&state));
     }
 }

@@ -70,7 +70,9 @@ pub trait StateStore {
 }
 
 /// A model's [`RateState`] in memory, behind the crate's lock (`std::sync::Mutex` with `std`,
-/// a critical section without): what [`ModelRateLimiter`](crate::ModelRateLimiter) uses.
+/// a critical section without): how [`ModelRateLimiter`](crate::ModelRateLimiter) keeps it
+/// (the limiter keeps its model's pause — the cooldown after a 429 — under the same lock, so
+/// it holds the state this way itself rather than through this type).
 pub struct MemoryStore {
     state: Mutex<RateState>,
 }
