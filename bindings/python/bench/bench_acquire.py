@@ -171,6 +171,63 @@ def rows() -> list[tuple[str, str, Callable[[], float]]]:
         "tollgate acquire_blocking + settle, 3 further limits",
         best_sync(lambda: ml3.acquire_blocking("m", 10).settle(10)),
     )
+    # Input and output tokens apart (Anthropic's ITPM / OTPM), through the binding's bound.
+    io = tollgate.RateLimitConfig(
+        rpm=2_000_000_000,
+        tpm=10**15,
+        max_parallel_requests=1000,
+        limits=[
+            tollgate.Limit.window("itpm", "input_tokens", 10**15, 60),
+            tollgate.Limit.window("otpm", "output_tokens", 10**15, 60),
+        ],
+    )
+    mlio = tollgate.ModelRateLimiter({"m": io})
+    add(
+        "model",
+        "tollgate acquire_blocking(input, output) + settle(input, output), itpm + otpm",
+        best_sync(
+            lambda: mlio.acquire_blocking("m", input_tokens=10, output_tokens=10).settle(
+                input_tokens=10, output_tokens=10
+            )
+        ),
+    )
+    add(
+        "model",
+        "tollgate acquire_blocking(10) + settle(10), itpm + otpm",
+        best_sync(lambda: mlio.acquire_blocking("m", 10).settle(10)),
+    )
+    # Feedback: one response's headers parsed and applied (6 OpenAI headers, 8 Anthropic).
+    openai = {
+        "x-ratelimit-limit-requests": "2000000000",
+        "x-ratelimit-remaining-requests": "1999999999",
+        "x-ratelimit-reset-requests": "1ms",
+        "x-ratelimit-limit-tokens": "1000000000000000",
+        "x-ratelimit-remaining-tokens": "999999999999000",
+        "x-ratelimit-reset-tokens": "1ms",
+    }
+    add("feedback", "tollgate observe, 6 OpenAI headers (dict)", best_sync(lambda: ml.observe("m", openai)))
+    openai_pairs = [(k.encode(), v.encode()) for k, v in openai.items()]
+    add(
+        "feedback",
+        "tollgate observe, 6 OpenAI headers (bytes pairs)",
+        best_sync(lambda: ml.observe("m", openai_pairs, provider="openai")),
+    )
+    anthropic = {
+        "anthropic-ratelimit-requests-limit": "2000000000",
+        "anthropic-ratelimit-requests-remaining": "1999999999",
+        "anthropic-ratelimit-requests-reset": "2030-01-01T00:00:00Z",
+        "anthropic-ratelimit-input-tokens-limit": "1000000000000000",
+        "anthropic-ratelimit-input-tokens-remaining": "999999999999000",
+        "anthropic-ratelimit-input-tokens-reset": "2030-01-01T00:00:00Z",
+        "anthropic-ratelimit-output-tokens-limit": "1000000000000000",
+        "anthropic-ratelimit-output-tokens-remaining": "999999999999000",
+    }
+    add("feedback", "tollgate observe, 8 Anthropic headers (dict)", best_sync(lambda: mlio.observe("m", anthropic)))
+    add(
+        "feedback",
+        "tollgate parse_headers, 6 OpenAI headers (dict)",
+        best_sync(lambda: tollgate.parse_headers(openai)),
+    )
     seed = rate_limiter.ModelRateLimiter(
         {"m": {"rpm": 2_000_000_000, "tpm": 10**15, "max_parallel_requests": 1000}}
     )

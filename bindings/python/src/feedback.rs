@@ -8,7 +8,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 use tollgate::model::{Cooldown as CoreCooldown, FeedbackReport as CoreReport};
 use tollgate::provider::{self, IgnoreReason, Provider, Quota};
 use tollgate::{Error, Instant};
@@ -45,7 +45,18 @@ fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 /// of `(name, value)` pairs.
 pub(crate) fn header_pairs(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     let py = headers.py();
-    let items = if headers.hasattr(intern!(py, "multi_items"))? {
+    // A plain dict first: read in place, without the failed attribute look-ups below
+    // (each one raises and discards an AttributeError).
+    if let Ok(dict) = headers.cast_exact::<PyDict>() {
+        let mut pairs = Vec::with_capacity(dict.len());
+        for (name, value) in dict.iter() {
+            pairs.push((bytes_of(&name)?, bytes_of(&value)?));
+        }
+        return Ok(pairs);
+    }
+    let items = if headers.is_instance_of::<PyList>() || headers.is_instance_of::<PyTuple>() {
+        headers.clone() // pairs already: no attribute look-ups
+    } else if headers.hasattr(intern!(py, "multi_items"))? {
         headers.call_method0(intern!(py, "multi_items"))?
     } else if headers.hasattr(intern!(py, "items"))? {
         headers.call_method0(intern!(py, "items"))?
@@ -471,7 +482,6 @@ impl FeedbackReport {
         headers: HeaderReport,
         throttled: Option<Throttled>,
     ) -> Self {
-        let now = clock::now(py);
         Self {
             headers,
             throttled,
@@ -489,7 +499,8 @@ impl FeedbackReport {
             cooldown: report.cooldown.map(Cooldown::from_core),
             quota_exhausted: report.quota_exhausted.is_some(),
             quota_reset_at: report.quota_exhausted.flatten().map(secs_from_instant),
-            error: report.error.map(|e: Error| exception(py, e, now)),
+            // The clock is read only for an error (its `retry_after`), not on every response.
+            error: report.error.map(|e: Error| exception(py, e, clock::now(py))),
         }
     }
 }

@@ -5,6 +5,7 @@ reports, ``QuotaExhausted``, and the statistics that show learned limits and pau
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from unittest import mock
 
@@ -240,11 +241,14 @@ class MultiHeaders:
     [
         OPENAI,
         list(OPENAI.items()),
+        tuple(OPENAI.items()),
+        iter(list(OPENAI.items())),
+        OrderedDict(OPENAI),
         [(k.encode(), v.encode()) for k, v in OPENAI.items()],
         {k.upper(): bytearray(v.encode()) for k, v in OPENAI.items()},
         MultiHeaders(list(OPENAI.items())),
     ],
-    ids=["dict", "pairs", "bytes", "upper-bytearray", "multi_items"],
+    ids=["dict", "pairs", "tuple", "iterator", "dict-subclass", "bytes", "upper-bytearray", "multi_items"],
 )
 def test_observe_learns_and_drains_from_any_header_form(headers: object) -> None:
     lim = ModelRateLimiter({"gpt-4o": RateLimitConfig(rpm=1_000, tpm=40_000)})

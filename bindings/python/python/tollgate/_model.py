@@ -196,6 +196,8 @@ class ModelRateLimiter:
         (the prompt, and ``max_tokens``): ``"tokens"`` limits reserve both, ``"input_tokens"``
         limits the input, ``"output_tokens"`` limits nothing until the permit settles what
         was produced (``permit.settle(input_tokens=..., output_tokens=...)``)."""
+        if input_tokens is None and output_tokens is None and estimated_tokens is not None:
+            return Acquire(self, model, estimated_tokens, max_wait)  # the common case, first
         estimated, output = _estimate(estimated_tokens, input_tokens, output_tokens)
         return Acquire(self, model, estimated, max_wait, output)
 
@@ -215,7 +217,10 @@ class ModelRateLimiter:
         """The blocking twin of :meth:`acquire` for threads (``with`` the permit to release
         it on exit). Waits with the GIL released (through ``time.sleep`` while it is
         patched)."""
-        estimated, output = _estimate(estimated_tokens, input_tokens, output_tokens)
+        if input_tokens is None and output_tokens is None and estimated_tokens is not None:
+            estimated, output = estimated_tokens, 0  # the common case, without a call
+        else:
+            estimated, output = _estimate(estimated_tokens, input_tokens, output_tokens)
         if max_wait is None:
             try:
                 return self._core.try_acquire(model, estimated, output)
@@ -233,6 +238,8 @@ class ModelRateLimiter:
         output_tokens: int | None = None,
     ) -> Permit:
         """Admits now or raises ``RateLimited`` (with ``retry_after``); never waits."""
+        if input_tokens is None and output_tokens is None and estimated_tokens is not None:
+            return self._core.try_acquire(model, estimated_tokens)  # the common case, first
         estimated, output = _estimate(estimated_tokens, input_tokens, output_tokens)
         return self._core.try_acquire(model, estimated, output)
 
