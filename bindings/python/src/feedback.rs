@@ -421,6 +421,12 @@ pub struct Learned {
     pub new_max: u64,
 }
 
+impl Learned {
+    pub(crate) fn from_core(l: tollgate::model::Learned) -> Self {
+        Self { limit: l.limit.into_owned(), old_max: l.from, new_max: l.to }
+    }
+}
+
 #[pymethods]
 impl Learned {
     fn __repr__(&self) -> String {
@@ -439,6 +445,12 @@ pub struct Drained {
     pub limit: String,
     /// What was charged.
     pub charged: u64,
+}
+
+impl Drained {
+    pub(crate) fn from_core(d: tollgate::model::Drained) -> Self {
+        Self { limit: d.limit.into_owned(), charged: d.charged }
+    }
 }
 
 #[pymethods]
@@ -485,16 +497,8 @@ impl FeedbackReport {
         Self {
             headers,
             throttled,
-            learned: report
-                .learned
-                .into_iter()
-                .map(|l| Learned { limit: l.limit.into_owned(), old_max: l.from, new_max: l.to })
-                .collect(),
-            drained: report
-                .drained
-                .into_iter()
-                .map(|d| Drained { limit: d.limit.into_owned(), charged: d.charged })
-                .collect(),
+            learned: report.learned.into_iter().map(Learned::from_core).collect(),
+            drained: report.drained.into_iter().map(Drained::from_core).collect(),
             unmatched: report.unmatched.into_iter().map(quota_name).collect(),
             cooldown: report.cooldown.map(Cooldown::from_core),
             quota_exhausted: report.quota_exhausted.is_some(),

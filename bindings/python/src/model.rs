@@ -13,8 +13,8 @@ use tollgate::{ModelRateLimiter, RateLimitConfig};
 use crate::clock::{self, PyTimer, secs_from_instant};
 use crate::driver::{CoreWait, Done, Waiting};
 use crate::errors::{map_error, model_config, poisoned};
-use crate::feedback::{self, Cooldown, FeedbackReport, Throttled};
-use crate::limit::{Limit, LimitUsage};
+use crate::feedback::{self, Cooldown, Drained, FeedbackReport, Learned, Throttled};
+use crate::limit::{Limit, LimitUsage, counts_from};
 use crate::rps::duration;
 use crate::within::{self, Within};
 
@@ -210,6 +210,48 @@ impl ModelLimiterCore {
     ) -> PyResult<()> {
         let after = reset_after.map(|secs| duration("reset_after", secs)).transpose()?;
         self.limiter.quota_exhausted(model, after).map_err(|e| map_error(py, e, clock::now(py)))
+    }
+
+    /// Learns a limit by hand: every limit of `model` counting `counts` over `window` seconds
+    /// (`None`: any window) takes `max` (never above the configured one unless the config has
+    /// `feedback_may_raise`).
+    #[pyo3(signature = (model, counts, max, window = None))]
+    fn learn_limit(
+        &self,
+        py: Python<'_>,
+        model: &str,
+        counts: &str,
+        max: u64,
+        window: Option<f64>,
+    ) -> PyResult<Vec<Learned>> {
+        let counts = counts_from(counts)?;
+        let window = window.map(|secs| duration("window", secs)).transpose()?;
+        match self.limiter.learn_limit(model, counts, window, max) {
+            Ok(learned) => Ok(learned.into_iter().map(Learned::from_core).collect()),
+            Err(e) => Err(map_error(py, e, clock::now(py))),
+        }
+    }
+
+    /// Drains by hand: every limit of `model` counting `counts` over `window` seconds
+    /// (`None`: any window) is charged until its room is at most `remaining`, for about
+    /// `reset_after` seconds. Never gives room back.
+    #[pyo3(signature = (model, counts, remaining, reset_after, window = None))]
+    fn drain(
+        &self,
+        py: Python<'_>,
+        model: &str,
+        counts: &str,
+        remaining: u64,
+        reset_after: f64,
+        window: Option<f64>,
+    ) -> PyResult<Vec<Drained>> {
+        let counts = counts_from(counts)?;
+        let window = window.map(|secs| duration("window", secs)).transpose()?;
+        let reset_after = duration("reset_after", reset_after)?;
+        match self.limiter.drain(model, counts, window, remaining, reset_after) {
+            Ok(drained) => Ok(drained.into_iter().map(Drained::from_core).collect()),
+            Err(e) => Err(map_error(py, e, clock::now(py))),
+        }
     }
 
     /// Ends `model`'s cooldown and exhausted quota; waiters re-check at once.

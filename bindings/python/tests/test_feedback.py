@@ -515,3 +515,22 @@ def test_the_wall_clock_is_looked_up_at_call_time() -> None:
         report = parse_headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})
     assert report.retry_after is not None and report.retry_after > 1e9
     assert time.time() > 1e9
+
+
+def test_learn_limit_and_drain_by_hand() -> None:
+    lim = io_limiter()
+    learned = lim.learn_limit("claude", "input_tokens", 6_000, window=60)
+    assert [(x.limit, x.old_max, x.new_max) for x in learned] == [("itpm", 10_000, 6_000)]
+    assert lim.learn_limit("claude", "input_tokens", 6_000, window=3_600) == []  # no such window
+    assert [x.new_max for x in lim.learn_limit("claude", "input_tokens", 50_000)] == [10_000]
+    lim.try_acquire("claude", 1_000).settle(1_000)
+    drained = lim.drain("claude", "tokens", 90_000, 20)
+    assert [(d.limit, d.charged) for d in drained] == [("tpm", 9_000)]
+    assert lim.stats()["claude"].tokens.used == 10_000
+    assert lim.drain("claude", "tokens", 95_000, 20) == []  # never gives room back
+    assert lim.stats()["claude"].tokens.used == 10_000
+    with pytest.raises(ValueError, match="counts"):
+        lim.drain("claude", "words", 1, 1)  # type: ignore[arg-type]
+    strict = ModelRateLimiter({"m": RateLimitConfig()}, strict=True)
+    with pytest.raises(UnknownModel):
+        strict.learn_limit("x", "tokens", 1)

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from ._tollgate import (
     Cooldown,
+    Drained,
     FeedbackReport,
+    Learned,
     Limit,
     LimitUsage,
     ModelLimiterCore,
@@ -327,6 +329,46 @@ class ModelRateLimiter:
     def resume(self, model: str) -> None:
         """Ends ``model``'s cooldown and exhausted quota; waiters re-check at once."""
         self._core.resume(model)
+
+    def learn_limit(
+        self,
+        model: str,
+        counts: Literal["requests", "tokens", "input_tokens", "output_tokens"],
+        max: int,
+        *,
+        window: float | None = None,
+    ) -> list[Learned]:
+        """By hand, what ``observe`` does with a limit header: every limit of ``model`` that
+        counts ``counts`` over ``window`` seconds (``None``: any window) takes ``max``, keeping
+        what it has counted; never above its configured maximum unless the config has
+        ``feedback_may_raise``. Returns the limits that changed.
+
+        >>> limiter = ModelRateLimiter({"m": RateLimitConfig(tpm=40_000)})
+        >>> [(l.limit, l.new_max) for l in limiter.learn_limit("m", "tokens", 30_000, window=60)]
+        [('tpm', 30000)]
+        """
+        return self._core.learn_limit(model, counts, max, window)
+
+    def drain(
+        self,
+        model: str,
+        counts: Literal["requests", "tokens", "input_tokens", "output_tokens"],
+        remaining: int,
+        reset_after: float,
+        *,
+        window: float | None = None,
+    ) -> list[Drained]:
+        """By hand, what ``observe`` does with a remaining header: every limit of ``model``
+        that counts ``counts`` over ``window`` seconds (``None``: any window) is charged until
+        its room is at most ``remaining``, for about ``reset_after`` seconds. Never gives room
+        back. Returns what each limit was charged.
+
+        >>> limiter = ModelRateLimiter({"m": RateLimitConfig(tpm=10_000)})
+        >>> limiter.try_acquire("m", 1_000).settle(1_000)
+        >>> [(d.limit, d.charged) for d in limiter.drain("m", "tokens", 4_000, 20)]
+        [('tpm', 5000)]
+        """
+        return self._core.drain(model, counts, remaining, reset_after, window)
 
     def stats(self) -> dict[str, ModelStats]:
         """Usage of every configured model and every model used so far: ``requests``,
