@@ -206,3 +206,51 @@ def test_max_wait_shorter_than_the_cooldown_fails_at_once(fake_clock: FakeClock,
     run(main())
     assert fake_clock.now - start < 31
     assert lim.stats()["m"].active.used == 0
+
+
+def test_storm_of_timeouts_and_429s_keeps_every_invariant() -> None:
+    # Real clock, bounded: 80 tasks under random asyncio.wait_for timeouts, a fifth of the
+    # admitted ones answered with a 429 (retry after 40 ms), the rest settled.
+    import random
+
+    rng = random.Random(11)
+    lim = ModelRateLimiter({"m": RateLimitConfig(rpm=100_000, tpm=10**9, max_parallel_requests=3)})
+    admitted: list[tuple[int, float]] = []
+    cooldowns: list[tuple[float, float]] = []
+    settled = 0
+
+    async def task(i: int, timeout: float, throttle: bool, hold: float) -> None:
+        nonlocal settled
+        try:
+            permit = await asyncio.wait_for(lim.acquire("m", 10), timeout)
+        except asyncio.TimeoutError:
+            return
+        admitted.append((i, permit.admitted_at))
+        await asyncio.sleep(hold)
+        if throttle:
+            report = permit.throttled({"retry-after-ms": "40"}, None)
+            assert report.cooldown is not None
+            cooldowns.append((report.cooldown.start, report.cooldown.until))
+        else:
+            permit.settle(7)
+            settled += 1
+
+    async def main() -> None:
+        tasks = []
+        for i in range(80):
+            args = (i, rng.uniform(0.01, 0.8), rng.random() < 0.2, rng.uniform(0, 0.01))
+            tasks.append(asyncio.ensure_future(task(*args)))
+            await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+    run(main(), timeout=15)
+    assert len(admitted) >= 20 and len(cooldowns) >= 3, (len(admitted), len(cooldowns))
+    order = [i for i, _ in admitted]
+    assert order == sorted(order), "admitted out of arrival order"
+    for start, until in cooldowns:
+        inside = [at for _, at in admitted if start < at < until]
+        assert not inside, (start, until, inside)
+    stats = lim.stats()["m"]
+    assert stats.active.used == 0
+    assert stats.requests.used == len(admitted)
+    assert stats.tokens.used == 7 * settled  # a throttled request gives its tokens back
