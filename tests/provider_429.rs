@@ -240,3 +240,27 @@ fn nothing_known_is_retry_later_without_a_delay() {
     assert_eq!(classify_429(&none(Provider::Mistral), b"try again in 5 fortnights"), retry(None));
     assert_eq!(classify_429(&none(Provider::Mistral), br#""retryDelay": 5"#), retry(None));
 }
+
+#[test]
+fn openai_per_day_limit_is_exhausted_until_the_hint() {
+    let body = br#"{"error":{"message":"Rate limit reached for gpt-4o-mini in organization org-abc on requests per day (RPD): Limit 10000, Used 10000, Requested 1. Please try again in 8.64s.","type":"requests","code":"rate_limit_exceeded"}}"#;
+    assert_eq!(
+        classify_429(&none(Provider::OpenAi), body),
+        Throttled::QuotaExhausted { reset_after: ms(8_640) }
+    );
+    let report = headers(Provider::OpenAi, &[("retry-after", "60")]);
+    assert_eq!(classify_429(&report, body), Throttled::QuotaExhausted { reset_after: ms(60_000) });
+}
+
+#[test]
+fn a_request_too_large_for_a_day_quota_never_fits() {
+    let body =
+        b"Request too large for gpt-4o on tokens per day (TPD): Limit 90000, Requested 100000.";
+    let too_large = Throttled::NeverFits { requested: Some(100_000), limit: Some(90_000) };
+    assert_eq!(classify_429(&none(Provider::OpenAi), body), too_large);
+    let report = headers(
+        Provider::Groq,
+        &[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "1h")],
+    );
+    assert_eq!(classify_429(&report, body), too_large);
+}

@@ -9,15 +9,24 @@
 //! - [`run_bucket`]: `TokenBucket` with any rate and burst, every operation, any `n`, and a
 //!   clock that moves forwards, backwards and by years;
 //! - [`run_window`]: `SlidingWindow<8>` and `<61>` with any window and limit;
-//! - [`run_model`]: `ModelRateLimiter` over a `ManualClock`, driven by a `LocalPool`.
+//! - [`run_model`]: `ModelRateLimiter` over a `ManualClock`, driven by a `LocalPool`;
+//! - [`run_provider_values`], [`run_provider_headers`], [`run_provider_429`]: the provider
+//!   feedback parsers (`tollgate::provider`) on header values, whole header sets and 429 bodies.
 
 mod bucket;
 mod model;
+mod provider_429;
+mod provider_check;
+mod provider_headers;
+mod provider_values;
 mod u256;
 mod window;
 
 pub use bucket::run_bucket;
 pub use model::run_model;
+pub use provider_429::run_provider_429;
+pub use provider_headers::run_provider_headers;
+pub use provider_values::run_provider_values;
 pub use window::run_window;
 
 /// A count of tokens or units, mostly relative to a capacity (a bucket's burst, a window's

@@ -54,6 +54,27 @@ fn corpus_model() {
     assert!(replay("corpus/model", tollgate_fuzz::run_model) > 0, "empty corpus");
 }
 
+#[test]
+fn corpus_provider_values() {
+    assert!(
+        replay("corpus/provider_values", tollgate_fuzz::run_provider_values) > 0,
+        "empty corpus"
+    );
+}
+
+#[test]
+fn corpus_provider_headers() {
+    assert!(
+        replay("corpus/provider_headers", tollgate_fuzz::run_provider_headers) > 0,
+        "empty corpus"
+    );
+}
+
+#[test]
+fn corpus_provider_429() {
+    assert!(replay("corpus/provider_429", tollgate_fuzz::run_provider_429) > 0, "empty corpus");
+}
+
 /// Garbage and edge inputs never crash a harness.
 #[test]
 fn trivial_inputs() {
@@ -61,6 +82,9 @@ fn trivial_inputs() {
         tollgate_fuzz::run_bucket(data);
         tollgate_fuzz::run_window(data);
         tollgate_fuzz::run_model(data);
+        tollgate_fuzz::run_provider_values(data);
+        tollgate_fuzz::run_provider_headers(data);
+        tollgate_fuzz::run_provider_429(data);
     }
 }
 

@@ -37,6 +37,16 @@ use crate::{Clock, Error, Instant, Timer};
 /// model; models never delay each other. Unknown models get the default config on first use,
 /// unless the limiter is [strict](ModelRateLimiter::strict).
 ///
+/// At run time a model's limits can be [reconfigured](ModelRateLimiter::reconfigure) keeping
+/// its state and queue, several names can [share](ModelRateLimiter::share) one quota, and the
+/// provider's own view feeds back in — only ever tightening unless the config opts in:
+/// [`observe`](ModelRateLimiter::observe) a response's rate-limit headers (learn lower limits,
+/// drain to the provider's remaining), and on a 429
+/// [`throttled`](crate::model::ModelPermitOf::throttled) (a cooldown that holds the whole
+/// queue, in order; an exhausted quota as [`Error::QuotaExhausted`]). Input and output tokens
+/// can be limited apart ([`acquire_with`](ModelRateLimiter::acquire_with) an
+/// [`Estimate`](crate::model::Estimate)).
+///
 /// ```
 /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
 ///

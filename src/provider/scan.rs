@@ -32,16 +32,19 @@ pub(super) fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Every string value of the JSON key `key` (given with its quotes, `"retryDelay"`), in
-/// order: `"key"`, white space, `:`, white space, then a string without escapes. A key whose
-/// value is not such a string is skipped.
-pub(super) fn json_strings<'a>(body: &'a [u8], key: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+/// order, with where its key starts: `"key"`, white space, `:`, white space, then a string
+/// without escapes. A key whose value is not such a string is skipped.
+pub(super) fn json_strings<'a>(
+    body: &'a [u8],
+    key: &'a [u8],
+) -> impl Iterator<Item = (usize, &'a [u8])> {
     let mut from = 0;
     core::iter::from_fn(move || {
         loop {
             let at = find_ci(body, key, from)?;
             from = at + key.len();
             if let Some(value) = string_value(&body[from..]) {
-                return Some(value);
+                return Some((at, value));
             }
         }
     })

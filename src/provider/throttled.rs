@@ -43,19 +43,22 @@ const DAY: Duration = Duration::from_secs(86_400);
 ///
 /// The rules, in order (the first that applies decides):
 /// 1. **Quota exhausted**, whatever else the response says: the body names OpenAI's
-///    `insufficient_quota`; or a Gemini `"quotaId"` containing `PerDay` (reset: its
-///    `retryDelay`, else the headers' retry-after); or the headers report a quota with a
-///    window of a day or more at 0 remaining (Groq's requests per day; reset: that quota's
-///    reset, else the retry-after).
+///    `insufficient_quota` (no reset: it is a billing matter).
 /// 2. **Never fits**: the body says "Request too large", or gives `Limit N` and
 ///    `Requested M` with `M > N` (OpenAI's wording): `requested` and `limit` are those numbers.
-/// 3. **Retry later** after the headers' retry-after (`retry-after-ms`, then `retry-after`),
+/// 3. **Quota exhausted** for a limit per day: a Gemini `"quotaId"` containing `PerDay`
+///    (reset: its `retryDelay`, else the headers' retry-after); a body that says "per day"
+///    (OpenAI's "requests per day (RPD)"; reset: the retry-after, else the body hint); or the
+///    headers report a quota with a window of a day or more at 0 remaining (Groq's requests
+///    per day; reset: that quota's reset, else the retry-after). A day is too long to hold a
+///    queue of waiters: the caller should fail fast and say when it comes back.
+/// 4. **Retry later** after the headers' retry-after (`retry-after-ms`, then `retry-after`),
 ///    else a body hint: "try again in `<Go duration>`" (`634ms`, `1.5s`, `6m0s`), "try again
 ///    in / retry after `<number> <unit>`" (`6 seconds`, `250 milliseconds`, `2 minutes`), or
 ///    a `"retryDelay": "30s"` (Gemini's `RetryInfo`), the first one in the body.
-/// 4. **Quota exhausted** (no reset known): nothing said when to come back and the body
+/// 5. **Quota exhausted** (no reset known): nothing said when to come back and the body
 ///    speaks of a spend or usage limit, billing, or "exceeded your current quota".
-/// 5. **Retry later** after the longest reset among the quotas reported at 0 remaining, or
+/// 6. **Retry later** after the longest reset among the quotas reported at 0 remaining, or
 ///    with no delay known.
 ///
 /// Never panics and allocates nothing, whatever the body holds; the body need not be JSON
@@ -82,12 +85,26 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// assert_eq!(classify_429(&report, body), Throttled::QuotaExhausted { reset_after: None });
 /// ```
 pub fn classify_429(report: &HeaderReport, body: &[u8]) -> Throttled {
-    // 1. Quotas that do not come back within a rate-limit window.
+    // 1. A quota that is spent, whatever else the response says.
     if contains_ci(body, b"insufficient_quota") {
         return Throttled::QuotaExhausted { reset_after: None };
     }
-    if json_strings(body, b"\"quotaid\"").any(|id| contains_ci(id, b"perday")) {
+
+    // 2. A request larger than the limit: waiting cannot help, whatever the window.
+    let limit = number_after(body, b"limit ");
+    let requested = number_after(body, b"requested ");
+    let too_large = contains_ci(body, b"request too large");
+    if too_large || matches!((requested, limit), (Some(r), Some(l)) if r > l) {
+        return Throttled::NeverFits { requested, limit };
+    }
+
+    // 3. A quota per day: back only when the day's window moves on.
+    if json_strings(body, b"\"quotaid\"").any(|(_, id)| contains_ci(id, b"perday")) {
         let reset_after = retry_delay(body).or(report.retry_after);
+        return Throttled::QuotaExhausted { reset_after };
+    }
+    if contains_ci(body, b"per day") {
+        let reset_after = report.retry_after.or_else(|| body_hint(body));
         return Throttled::QuotaExhausted { reset_after };
     }
     if let Some(day) = report
@@ -99,20 +116,12 @@ pub fn classify_429(report: &HeaderReport, body: &[u8]) -> Throttled {
         return Throttled::QuotaExhausted { reset_after: day.reset_after.or(report.retry_after) };
     }
 
-    // 2. A request larger than the limit.
-    let limit = number_after(body, b"limit ");
-    let requested = number_after(body, b"requested ");
-    let too_large = contains_ci(body, b"request too large");
-    if too_large || matches!((requested, limit), (Some(r), Some(l)) if r > l) {
-        return Throttled::NeverFits { requested, limit };
-    }
-
-    // 3. The provider says when to come back.
+    // 4. The provider says when to come back.
     if let Some(after) = report.retry_after.or_else(|| body_hint(body)) {
         return Throttled::RetryLater { after: Some(after) };
     }
 
-    // 4. A spent quota says nothing about when it comes back.
+    // 5. A spent quota says nothing about when it comes back.
     const SPENT: [&[u8]; 6] = [
         b"spend limit",
         b"spending limit",
@@ -125,7 +134,7 @@ pub fn classify_429(report: &HeaderReport, body: &[u8]) -> Throttled {
         return Throttled::QuotaExhausted { reset_after: None };
     }
 
-    // 5. The reset of what the headers say is used up, if anything.
+    // 6. The reset of what the headers say is used up, if anything.
     let after = report
         .observed
         .iter()
@@ -138,40 +147,25 @@ pub fn classify_429(report: &HeaderReport, body: &[u8]) -> Throttled {
 /// Gemini's `RetryInfo`: `"retryDelay": "30s"` (a protobuf duration: seconds with a fraction
 /// and an `s`, which the Go parser reads).
 fn retry_delay(body: &[u8]) -> Option<Duration> {
-    json_strings(body, b"\"retrydelay\"").find_map(parse_go_duration)
+    json_strings(body, b"\"retrydelay\"").find_map(|(_, v)| parse_go_duration(v))
 }
 
 /// The first retry hint in the body, in the order the hints occur.
 fn body_hint(body: &[u8]) -> Option<Duration> {
-    let mut best: Option<(usize, Duration)> = None;
-    let mut consider = |at: usize, d: Option<Duration>| {
-        if let Some(d) = d {
-            if best.is_none_or(|(b, _)| at < b) {
-                best = Some((at, d));
+    let phrases =
+        [&b"try again in "[..], b"retry after ", b"retry in "].into_iter().filter_map(|phrase| {
+            let mut from = 0;
+            while let Some(at) = find_ci(body, phrase, from) {
+                from = at + phrase.len();
+                if let Some(d) = delay_text(&body[from..]) {
+                    return Some((at, d));
+                }
             }
-        }
-    };
-    for phrase in [&b"try again in "[..], b"retry after ", b"retry in "] {
-        let mut from = 0;
-        while let Some(at) = find_ci(body, phrase, from) {
-            from = at + phrase.len();
-            if let Some(d) = delay_text(&body[from..]) {
-                consider(at, Some(d));
-                break;
-            }
-        }
-    }
-    let mut from = 0;
-    while let Some(at) = find_ci(body, b"\"retrydelay\"", from) {
-        from = at + 1;
-        if let Some(d) =
-            json_strings(&body[at..], b"\"retrydelay\"").next().and_then(parse_go_duration)
-        {
-            consider(at, Some(d));
-            break;
-        }
-    }
-    best.map(|(_, d)| d)
+            None
+        });
+    let gemini = json_strings(body, b"\"retrydelay\"")
+        .find_map(|(at, v)| parse_go_duration(v).map(|d| (at, d)));
+    phrases.chain(gemini).min_by_key(|&(at, _)| at).map(|(_, d)| d)
 }
 
 /// A delay written out after "try again in": a Go duration (`634ms`, `1.5s`, `6m0s`, with a
