@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyModule;
+use pyo3::types::{PyCFunction, PyModule};
 use tollgate::{Clock, Instant, Timer};
 
 /// The last reading, used if `time.monotonic()` ever fails (a broken patch): the core's clock
@@ -54,6 +54,26 @@ static TIME: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 pub(crate) fn time_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     TIME.get_or_try_init(py, || py.import(intern!(py, "time")).map(Bound::unbind))
         .map(|module| module.bind(py))
+}
+
+/// The interpreter's own `time.sleep`, as found when the module was imported (`None` if it
+/// was not the built-in then: patched before the import).
+static REAL_SLEEP: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+
+/// Remembers the built-in `time.sleep` (at module import, before any test patches it).
+pub(crate) fn remember_real_sleep(py: Python<'_>) -> PyResult<()> {
+    let sleep = time_module(py)?.getattr(intern!(py, "sleep"))?;
+    let builtin = sleep.is_instance_of::<PyCFunction>();
+    REAL_SLEEP.get_or_init(py, || builtin.then(|| sleep.unbind()));
+    Ok(())
+}
+
+/// Whether `sleep` (the current `time.sleep`) is the interpreter's own, not a patch. A
+/// blocking waiter sleeps through a patched `time.sleep` (so fake clocks and mocks see the
+/// sleeps) but parks in Rust instead of calling the real one, because a park can be woken
+/// early (its turn came, a slot freed, a refund) and `time.sleep` cannot.
+pub(crate) fn is_real_sleep(py: Python<'_>, sleep: &Bound<'_, PyAny>) -> bool {
+    REAL_SLEEP.get(py).and_then(Option::as_ref).is_some_and(|real| real.bind(py).is(sleep))
 }
 
 /// Reads `time.monotonic()` (looked up now, so patches apply).
@@ -110,12 +130,29 @@ impl Future for PySleep {
             return Poll::Ready(());
         }
         // No waker is kept: the driver polls again once it has slept until this deadline.
-        NEXT_DEADLINE.with(|next| {
-            let earliest = next.get().map_or(self.deadline, |d| d.min(self.deadline));
-            next.set(Some(earliest));
-        });
+        note_deadline(self.deadline);
         Poll::Pending
     }
+}
+
+/// Records that the current poll is pending until `at` (the earliest such instant wins).
+pub(crate) fn note_deadline(at: Instant) {
+    NEXT_DEADLINE.with(|next| {
+        let earliest = next.get().map_or(at, |d| d.min(at));
+        next.set(Some(earliest));
+    });
+}
+
+/// Wall-clock time as a duration since the Unix epoch, from `time.time()` looked up now (so
+/// patches apply): what turns a provider's absolute instants (RFC 3339 resets, HTTP dates)
+/// into delays. `None` if it fails or reads before the epoch.
+pub(crate) fn wall_now(py: Python<'_>) -> Option<std::time::Duration> {
+    let secs = time_module(py)
+        .and_then(|time| time.getattr(intern!(py, "time")))
+        .and_then(|time| time.call0())
+        .and_then(|value| value.extract::<f64>())
+        .ok()?;
+    std::time::Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Clears the recorded deadline before a poll.

@@ -23,6 +23,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use tollgate::Error;
 use tollgate::model::OwnedModelPermit;
 
@@ -30,8 +31,8 @@ use crate::clock::{self, PyTimer, secs_until};
 use crate::errors::{map_error, poisoned};
 use crate::model::Permit;
 
-/// The longest single `time.sleep` of a blocking wait: the latency with which it notices a
-/// wake-up during a timed sleep.
+/// The longest single call of a patched `time.sleep` in a blocking wait: the latency with
+/// which it notices a wake-up during a timed sleep.
 const SLEEP_SLICE_SECS: f64 = 0.02;
 
 /// What a finished wait hands back.
@@ -81,6 +82,27 @@ impl Wake for ThreadWaker {
     }
 }
 
+/// Parks this thread with the GIL released until the core wakes it or `limit` has passed
+/// (never, if `None`), looking at signals every 50 ms so that Ctrl-C ends a long wait.
+fn park(py: Python<'_>, parker: &ThreadWaker, limit: Option<Duration>) -> PyResult<()> {
+    const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+    let start = std::time::Instant::now();
+    loop {
+        if parker.woken.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let slice = match limit {
+            None => SIGNAL_CHECK,
+            Some(limit) => match limit.checked_sub(start.elapsed()) {
+                Some(left) if !left.is_zero() => left.min(SIGNAL_CHECK),
+                _ => return Ok(()),
+            },
+        };
+        py.detach(|| thread::park_timeout(slice));
+        py.check_signals()?;
+    }
+}
+
 /// How a poll ended.
 enum Step {
     Ready(Py<PyAny>),
@@ -103,7 +125,7 @@ impl Waiting {
     }
 
     fn step(&self, py: Python<'_>, waker: &Waker) -> PyResult<Step> {
-        let mut slot = self.wait.lock().map_err(|_| poisoned())?;
+        let mut slot = self.wait.lock_py_attached(py).map_err(|_| poisoned())?;
         let Some(wait) = slot.as_mut() else {
             return Err(PyRuntimeError::new_err("this wait has already finished or was cancelled"));
         };
@@ -144,9 +166,12 @@ impl Waiting {
         }
     }
 
-    /// Waits on this thread until done: timed waits through `time.sleep` (looked up now),
-    /// wake-ups parked in Rust with the GIL released. An exception from the sleep (e.g.
-    /// `KeyboardInterrupt`) cancels the wait and propagates.
+    /// Waits on this thread until done. A timed wait parks in Rust with the GIL released,
+    /// woken early by the core (its turn came, a slot freed, a refund); if `time.sleep` is
+    /// patched (a fake clock, a mock), it sleeps through the patch instead, in slices of at
+    /// most 20 ms so that a wake-up is noticed within one. A wait for a wake-up alone parks.
+    /// An exception from the sleep or a signal handler (e.g. `KeyboardInterrupt`) cancels the
+    /// wait and propagates.
     fn wait_blocking(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let parker =
             Arc::new(ThreadWaker { thread: thread::current(), woken: AtomicBool::new(false) });
@@ -155,34 +180,32 @@ impl Waiting {
             match self.step(py, &waker)? {
                 Step::Ready(value) => return Ok(value),
                 Step::Pending(Some(delay)) => {
-                    // Sleep in slices, so that a wake-up (a freed slot for a bounded wait, a
-                    // refund) ends the sleep within one slice instead of at the deadline.
+                    let sleep = clock::time_module(py)?.getattr(intern!(py, "sleep"))?;
+                    if clock::is_real_sleep(py, &sleep) {
+                        let limit = Duration::try_from_secs_f64(delay).unwrap_or(Duration::MAX);
+                        park(py, &parker, Some(limit))?;
+                        continue;
+                    }
                     let mut left = delay;
                     while left > 0.0 && !parker.woken.swap(false, Ordering::AcqRel) {
                         let slice = left.min(SLEEP_SLICE_SECS);
-                        clock::time_module(py)?.getattr(intern!(py, "sleep"))?.call1((slice,))?;
+                        sleep.call1((slice,))?;
                         left -= slice;
                     }
                 }
-                Step::Pending(None) => {
-                    // Park with the GIL released; wake every 50 ms to let signals through.
-                    while !parker.woken.swap(false, Ordering::AcqRel) {
-                        py.detach(|| thread::park_timeout(Duration::from_millis(50)));
-                        py.check_signals()?;
-                    }
-                }
+                Step::Pending(None) => park(py, &parker, None)?,
             }
         })();
         if outcome.is_err() {
-            self.cancel();
+            self.cancel(py);
         }
         outcome
     }
 
     /// Gives up: drops the core wait, which returns its queue place, slot and reservation.
     /// Idempotent.
-    fn cancel(&self) {
-        let taken = match self.wait.lock() {
+    fn cancel(&self, py: Python<'_>) {
+        let taken = match self.wait.lock_py_attached(py) {
             Ok(mut slot) => slot.take(),
             Err(poison) => poison.into_inner().take(),
         };
@@ -191,7 +214,7 @@ impl Waiting {
 
     /// Whether the wait has finished or was cancelled.
     #[getter]
-    fn done(&self) -> bool {
-        self.wait.lock().map_or(true, |slot| slot.is_none())
+    fn done(&self, py: Python<'_>) -> bool {
+        self.wait.lock_py_attached(py).map_or(true, |slot| slot.is_none())
     }
 }

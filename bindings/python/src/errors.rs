@@ -27,6 +27,17 @@ fn build<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py
 /// The Python exception for a core refusal. `now` is the clock reading the refusal is
 /// measured from (for `retry_after`).
 pub(crate) fn map_error(py: Python<'_>, err: Error, now: Instant) -> PyErr {
+    // Before `ready_at`, which an exhausted quota with a known reset also has: it is not a
+    // "retry later", and a retry loop catching `RateLimited` must not catch it.
+    if let Error::QuotaExhausted { reset_at } = err {
+        let Some(at) = reset_at else {
+            let message = "the provider's quota is exhausted; its reset is unknown";
+            return build(py, "QuotaExhausted", (message, py.None(), py.None()));
+        };
+        let after = secs_until(at, now);
+        let message = format!("the provider's quota is exhausted; it resets in {after:.3} s");
+        return build(py, "QuotaExhausted", (message, secs_from_instant(at), after));
+    }
     let message = err.to_string();
     if let Some(ready_at) = err.ready_at() {
         let at = secs_from_instant(ready_at);
@@ -53,10 +64,11 @@ pub(crate) fn invalid_config(py: Python<'_>, e: InvalidConfig) -> PyErr {
     build(py, "InvalidConfig", (e.to_string(), e.field))
 }
 
-/// `tollgate.errors.InvalidConfig` for a rejected model config, naming the model.
+/// `tollgate.errors.InvalidConfig` for a rejected model config, naming the field, the index
+/// of the entry of `limits` at fault (if any) and the model (`None`: the default config).
 pub(crate) fn model_config(py: Python<'_>, e: ModelConfigError) -> PyErr {
-    let field = e.error.field;
-    build(py, "InvalidConfig", (e.to_string(), field))
+    let message = e.to_string();
+    build(py, "InvalidConfig", (message, e.error.field, e.limit, e.model))
 }
 
 /// A `ValueError` for arguments rejected before they reach the core.

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use tollgate::bucket::Reservation;
 use tollgate::window::SlotId;
 use tollgate::{Instant, Rate, SlidingWindow, TokenBucket};
@@ -105,7 +106,7 @@ impl SeedBucket {
     /// after `wait` seconds. `last_check` becomes `now + wait`, as in the seed.
     fn reserve(&self, py: Python<'_>, now: f64) -> PyResult<(f64, SeedTicket)> {
         let at = instant_from_secs(now);
-        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let mut state = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
         let reservation =
             state.bucket.reserve_at(self.scale, at).map_err(|e| map_error(py, e, at))?;
         let wait = secs_until(reservation.ready_at(), at);
@@ -123,11 +124,13 @@ impl SeedBucket {
     /// Gives a reservation back (a cancelled waiter). Exact when it is the newest, which the
     /// drop-in guarantees by letting only the head of its line reserve. Returns whether the
     /// tokens came back.
-    fn cancel(&self, ticket: &SeedTicket) -> PyResult<bool> {
-        let Some(reservation) = ticket.reservation.lock().map_err(|_| poisoned())?.take() else {
+    fn cancel(&self, py: Python<'_>, ticket: &SeedTicket) -> PyResult<bool> {
+        let Some(reservation) =
+            ticket.reservation.lock_py_attached(py).map_err(|_| poisoned())?.take()
+        else {
             return Ok(false);
         };
-        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let mut state = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
         let returned = state.bucket.cancel(reservation);
         if returned && state.last_check_at == ticket.after {
             (state.last_check, state.last_check_at) = ticket.before;
@@ -137,29 +140,29 @@ impl SeedBucket {
 
     /// The seed's `allowance`: tokens in the bucket as of `last_check`.
     #[getter]
-    fn allowance(&self) -> PyResult<f64> {
-        let state = self.state.lock().map_err(|_| poisoned())?;
+    fn allowance(&self, py: Python<'_>) -> PyResult<f64> {
+        let state = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
         Ok(self.allowance_of(&state))
     }
 
     /// Sets `allowance`, keeping `last_check`.
     #[setter]
     fn set_allowance(&self, py: Python<'_>, allowance: f64) -> PyResult<()> {
-        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let mut state = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
         *state = self.rebuild(py, state.last_check, allowance)?;
         Ok(())
     }
 
     /// The seed's `last_check`.
     #[getter]
-    fn last_check(&self) -> PyResult<f64> {
-        Ok(self.state.lock().map_err(|_| poisoned())?.last_check)
+    fn last_check(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(self.state.lock_py_attached(py).map_err(|_| poisoned())?.last_check)
     }
 
     /// Sets `last_check`, keeping `allowance`.
     #[setter]
     fn set_last_check(&self, py: Python<'_>, last_check: f64) -> PyResult<()> {
-        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        let mut state = self.state.lock_py_attached(py).map_err(|_| poisoned())?;
         let allowance = self.allowance_of(&state);
         *state = self.rebuild(py, last_check, allowance)?;
         Ok(())
@@ -207,8 +210,9 @@ impl SeedWindows {
         SlidingWindow::try_new(MINUTE, limit).map_err(|e| invalid_config(py, e))
     }
 
-    fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Windows>> {
-        self.windows.lock().map_err(|_| poisoned())
+    /// Locks the windows, detached from the interpreter while it waits (see `lib.rs`).
+    fn lock(&self, py: Python<'_>) -> PyResult<std::sync::MutexGuard<'_, Windows>> {
+        self.windows.lock_py_attached(py).map_err(|_| poisoned())
     }
 }
 
@@ -228,30 +232,30 @@ impl SeedWindows {
     }
 
     /// Requests counted in the window ending at `now`.
-    fn requests(&self, now: f64) -> PyResult<u64> {
-        Ok(self.lock()?.requests.used_at(instant_from_secs(now)))
+    fn requests(&self, py: Python<'_>, now: f64) -> PyResult<u64> {
+        Ok(self.lock(py)?.requests.used_at(instant_from_secs(now)))
     }
 
     /// Tokens counted in the window ending at `now`.
-    fn tokens(&self, now: f64) -> PyResult<u64> {
-        Ok(self.lock()?.tokens.used_at(instant_from_secs(now)))
+    fn tokens(&self, py: Python<'_>, now: f64) -> PyResult<u64> {
+        Ok(self.lock(py)?.tokens.used_at(instant_from_secs(now)))
     }
 
     /// Token entries recorded in the window ending at `now`.
-    fn token_entries(&self, now: f64) -> PyResult<u64> {
-        Ok(self.lock()?.token_entries.used_at(instant_from_secs(now)))
+    fn token_entries(&self, py: Python<'_>, now: f64) -> PyResult<u64> {
+        Ok(self.lock(py)?.token_entries.used_at(instant_from_secs(now)))
     }
 
     /// Counts one request at `now`, whether it fits or not.
-    fn record_request(&self, now: f64) -> PyResult<()> {
-        self.lock()?.requests.add_at(1, instant_from_secs(now));
+    fn record_request(&self, py: Python<'_>, now: f64) -> PyResult<()> {
+        self.lock(py)?.requests.add_at(1, instant_from_secs(now));
         Ok(())
     }
 
     /// Counts `n` tokens at `now`, whether they fit or not.
-    fn record_tokens(&self, n: u64, now: f64) -> PyResult<()> {
+    fn record_tokens(&self, py: Python<'_>, n: u64, now: f64) -> PyResult<()> {
         let at = instant_from_secs(now);
-        let mut w = self.lock()?;
+        let mut w = self.lock(py)?;
         w.tokens.add_at(n, at);
         w.token_entries.add_at(1, at);
         Ok(())
@@ -260,7 +264,8 @@ impl SeedWindows {
     /// Seconds from `now` until one more request fits (0 if it fits now).
     fn rpm_wait(&self, py: Python<'_>, now: f64) -> PyResult<f64> {
         let at = instant_from_secs(now);
-        let fit = self.lock()?.requests.earliest_fit_at(1, at).map_err(|e| map_error(py, e, at))?;
+        let fit =
+            self.lock(py)?.requests.earliest_fit_at(1, at).map_err(|e| map_error(py, e, at))?;
         Ok(secs_until(fit, at))
     }
 
@@ -268,8 +273,11 @@ impl SeedWindows {
     /// `InsufficientCapacity` if they never can (`estimated > tpm`).
     fn tpm_wait(&self, py: Python<'_>, estimated: u64, now: f64) -> PyResult<f64> {
         let at = instant_from_secs(now);
-        let fit =
-            self.lock()?.tokens.earliest_fit_at(estimated, at).map_err(|e| map_error(py, e, at))?;
+        let fit = self
+            .lock(py)?
+            .tokens
+            .earliest_fit_at(estimated, at)
+            .map_err(|e| map_error(py, e, at))?;
         Ok(secs_until(fit, at))
     }
 
@@ -283,7 +291,7 @@ impl SeedWindows {
         now: f64,
     ) -> PyResult<(f64, Option<SeedSlot>)> {
         let at = instant_from_secs(now);
-        let mut w = self.lock()?;
+        let mut w = self.lock(py)?;
         let tokens_fit =
             w.tokens.earliest_fit_at(estimated, at).map_err(|e| map_error(py, e, at))?;
         let request_fits = w.requests.earliest_fit_at(1, at).map_err(|e| map_error(py, e, at))?;
@@ -299,9 +307,9 @@ impl SeedWindows {
 
     /// Settles an admitted request: its reserved estimate becomes `actual` (charged at `now`
     /// if its slot has left the window and `actual` exceeds the estimate).
-    fn settle(&self, slot: &SeedSlot, actual: u64, now: f64) -> PyResult<()> {
+    fn settle(&self, py: Python<'_>, slot: &SeedSlot, actual: u64, now: f64) -> PyResult<()> {
         let at = instant_from_secs(now);
-        let mut w = self.lock()?;
+        let mut w = self.lock(py)?;
         if !w.tokens.adjust_at(slot.slot, slot.estimated, actual, at) && actual > slot.estimated {
             w.tokens.add_at(actual - slot.estimated, at);
         }
@@ -311,7 +319,7 @@ impl SeedWindows {
     /// Forgets every request counted (the seed's `request_times.queue.clear()`).
     fn clear_requests(&self, py: Python<'_>) -> PyResult<()> {
         let fresh = self.fresh(py, self.rpm)?;
-        self.lock()?.requests = fresh;
+        self.lock(py)?.requests = fresh;
         Ok(())
     }
 
@@ -319,7 +327,7 @@ impl SeedWindows {
     fn clear_tokens(&self, py: Python<'_>) -> PyResult<()> {
         let tokens = self.fresh(py, self.tpm)?;
         let entries = self.fresh(py, u64::MAX)?;
-        let mut w = self.lock()?;
+        let mut w = self.lock(py)?;
         w.tokens = tokens;
         w.token_entries = entries;
         Ok(())

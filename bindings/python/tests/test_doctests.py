@@ -7,6 +7,7 @@ import doctest
 import pytest
 
 import tollgate
+import tollgate._keyed
 import tollgate._model
 import tollgate._rps
 import tollgate.errors
@@ -14,7 +15,8 @@ from rate_limiter import model_rate_limiter
 
 
 @pytest.mark.parametrize(
-    "module", [tollgate._rps, tollgate._model, tollgate.errors, model_rate_limiter]
+    "module",
+    [tollgate._rps, tollgate._keyed, tollgate._model, tollgate.errors, model_rate_limiter],
 )
 def test_docstring_examples(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

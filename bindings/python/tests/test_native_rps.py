@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 
@@ -179,6 +180,37 @@ def test_threads_share_one_line_and_release_the_gil() -> None:
     assert 0.6 <= elapsed < 2.0
     assert max_in_window(times, 0.2) <= 5 + 50 * 0.2 + 1
     assert ticks > 50
+
+
+def test_threads_with_short_bounded_waits_keep_the_rate() -> None:
+    """Real clock: 4 threads, each acquire bounded by a random max_wait below 20 ms. A waiter
+    handed its turn must notice at once, not after sleeping out its budget: otherwise it is
+    refused past its deadline while holding the line, everyone behind is refused up front, and
+    the limiter admits a few per second instead of 100 (as it did when blocking waits slept in
+    uninterruptible time.sleep slices)."""
+    limiter = RateLimiter(100, burst=2)
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        stop = time.monotonic() + 1.0
+        while time.monotonic() < stop:
+            try:
+                limiter.acquire(max_wait=rng.uniform(0, 0.02))
+            except MaxWaitExceeded:
+                time.sleep(0.001)
+                continue
+            with lock:
+                times.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert max_in_window(times, 0.2) <= 2 + 100 * 0.2 + 1
+    assert len(times) >= 50  # about 100 on an idle machine
 
 
 def test_limit_rate_picks_sync_or_async() -> None:

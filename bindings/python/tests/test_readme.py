@@ -21,12 +21,33 @@ def test_the_readme_has_both_quick_starts() -> None:
     assert any("from rate_limiter import" in b for b in blocks)
 
 
-def test_tollgate_quick_start_runs() -> None:
-    (block,) = [b for b in python_blocks() if "from tollgate import" in b]
+def run_block(block: str) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
-    assert out.getvalue().strip() == "7500/40000"
+    return out.getvalue().strip()
+
+
+def tollgate_blocks() -> list[str]:
+    return [b for b in python_blocks() if "from tollgate import" in b]
+
+
+def test_tollgate_quick_start_runs() -> None:
+    block = tollgate_blocks()[0]
+    assert "ModelRateLimiter" in block
+    assert run_block(block) == "7500/40000"
+
+
+def test_more_limits_example_prints_what_it_says() -> None:
+    (block,) = [b for b in tollgate_blocks() if "Limit.requests" in b]
+    expected = re.search(r"^# (\[.*\])$", block, re.M)
+    assert expected is not None
+    assert run_block(block) == expected.group(1)
+
+
+def test_keyed_example_prints_what_it_says() -> None:
+    (block,) = [b for b in tollgate_blocks() if "KeyedRateLimiter" in b]
+    assert run_block(block).splitlines() == ["served /", "1"]
 
 
 def test_rate_limiter_quick_start_runs() -> None:
@@ -40,3 +61,16 @@ def test_rate_limiter_quick_start_runs() -> None:
     expected = re.search(r"print\(models.get_stats\(\)\)\s+# (.*)", block)
     assert expected is not None
     assert out.getvalue().strip() == expected.group(1).strip()
+
+
+def test_input_output_example_prints_what_it_says() -> None:
+    (block,) = [b for b in tollgate_blocks() if "output_tokens" in b]
+    expected = re.search(r"^# (\[.*\])$", block, re.M)
+    assert expected is not None
+    assert run_block(block) == expected.group(1)
+
+
+def test_feedback_example_prints_what_it_says() -> None:
+    (block,) = [b for b in tollgate_blocks() if "observe(" in b]
+    expected = re.findall(r"^# (.*)$", block, re.M)
+    assert run_block(block).splitlines() == expected

@@ -45,12 +45,13 @@ async def storm(acquire, tasks: int, seed: int) -> list[float]:
 def test_timeouts_cost_no_capacity(make, burst: int) -> None:
     admitted = run(storm(make(), tasks=100, seed=11))
     # Never above the bound (burst + rate * d in every window; +1 for the clock's rounding)
-    # and at least 80 % of the rate over the run despite constant cancellations. On an idle
-    # machine this run admits 102 %; with both of 2 cores busy elsewhere, 88 %; a limiter
-    # that kept cancelled reservations admits under 2 %.
+    # and at least 70 % of the rate over the run despite constant cancellations. On an idle
+    # machine this run admits 102 %; with both of 2 cores busy elsewhere, 88 %; at a load
+    # average of 11 on 2 cores (debug build), 79-80 %; a limiter that kept cancelled
+    # reservations admits under 2 %.
     for window in (0.1, 0.5, DURATION):
         assert max_in_window(admitted, window) <= burst + RATE * window + 1
-    assert len(admitted) - burst >= 0.80 * RATE * DURATION
+    assert len(admitted) - burst >= 0.70 * RATE * DURATION
 
 
 def test_model_limiter_storm_keeps_parallel_and_rpm_bounds() -> None:

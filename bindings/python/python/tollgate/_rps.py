@@ -8,6 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._keyed import AsyncKeyedRateLimiter, Key, KeyedRateLimiter
 from ._tollgate import RateLimiterCore
 from ._waiting import drive
 
@@ -72,9 +73,9 @@ class RateLimiter(_Bucket):
     __slots__ = ()
 
     def acquire(self, n: int = 1, *, max_wait: float | None = None) -> None:
-        """Blocks until ``n`` tokens are granted, first come first served. Sleeps with
-        ``time.sleep``; waits for its turn with the GIL released. With ``max_wait``
-        (seconds) raises ``MaxWaitExceeded`` instead of waiting longer."""
+        """Blocks until ``n`` tokens are granted, first come first served, with the GIL
+        released (through ``time.sleep`` while it is patched). With ``max_wait`` (seconds)
+        raises ``MaxWaitExceeded`` instead of waiting longer."""
         if max_wait is None:
             try:
                 self._core.try_acquire(n)
@@ -119,9 +120,15 @@ class AsyncRateLimiter(_Bucket):
         await self.acquire(n, max_wait=max_wait)
 
 
-def limit_rate(limiter: RateLimiter | AsyncRateLimiter, n: int = 1) -> Callable[[F], F]:
+def limit_rate(
+    limiter: RateLimiter | AsyncRateLimiter | KeyedRateLimiter | AsyncKeyedRateLimiter,
+    n: int = 1,
+    *,
+    key: Callable[..., Key] | None = None,
+) -> Callable[[F], F]:
     """Decorator: every call of the function first takes ``n`` tokens from ``limiter``.
-    A coroutine function needs an ``AsyncRateLimiter``, a plain one a ``RateLimiter``.
+    A coroutine function needs an asyncio limiter, a plain one a blocking limiter. A keyed
+    limiter needs ``key``: called with the function's arguments, it returns the key.
 
     >>> shared = RateLimiter(100)
     >>> @limit_rate(shared)
@@ -129,25 +136,48 @@ def limit_rate(limiter: RateLimiter | AsyncRateLimiter, n: int = 1) -> Callable[
     ...     return "pong"
     >>> ping()
     'pong'
+    >>> per_user = KeyedRateLimiter(5)
+    >>> @limit_rate(per_user, key=lambda user, text: user)
+    ... def post(user: str, text: str) -> str:
+    ...     return f"{user}: {text}"
+    >>> post("ann", "hi")
+    'ann: hi'
+    >>> per_user.available("ann")
+    4
     """
+    keyed = isinstance(limiter, (KeyedRateLimiter, AsyncKeyedRateLimiter))
+    if keyed and key is None:
+        raise TypeError("a keyed limiter needs key=: a function of the call's arguments")
+    if not keyed and key is not None:
+        raise TypeError("key= needs a KeyedRateLimiter or AsyncKeyedRateLimiter")
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func):
-            if not isinstance(limiter, AsyncRateLimiter):
-                raise TypeError("a coroutine function needs an AsyncRateLimiter")
+            if not isinstance(limiter, (AsyncRateLimiter, AsyncKeyedRateLimiter)):
+                raise TypeError(
+                    "a coroutine function needs an AsyncRateLimiter or AsyncKeyedRateLimiter"
+                )
+            alimiter = limiter
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                await limiter.acquire(n)
+                if isinstance(alimiter, AsyncKeyedRateLimiter):
+                    await alimiter.acquire(key(*args, **kwargs), n)  # type: ignore[misc]
+                else:
+                    await alimiter.acquire(n)
                 return await func(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
-        if not isinstance(limiter, RateLimiter):
-            raise TypeError("a plain function needs a (blocking) RateLimiter")
+        if not isinstance(limiter, (RateLimiter, KeyedRateLimiter)):
+            raise TypeError("a plain function needs a (blocking) RateLimiter or KeyedRateLimiter")
+        blimiter = limiter
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            limiter.acquire(n)
+            if isinstance(blimiter, KeyedRateLimiter):
+                blimiter.acquire(key(*args, **kwargs), n)  # type: ignore[misc]
+            else:
+                blimiter.acquire(n)
             return func(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
