@@ -437,13 +437,14 @@ impl Learned {
     }
 }
 
-/// A limit charged so that its local room is no more than the provider's remaining.
+/// A limit holding other clients' share, so that its local room is no more than the
+/// provider's remaining.
 #[pyclass(frozen, get_all, eq, module = "tollgate._tollgate")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drained {
     /// The limit's name.
     pub limit: String,
-    /// What was charged.
+    /// What it holds for the other clients on the key.
     pub charged: u64,
 }
 

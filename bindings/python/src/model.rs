@@ -233,8 +233,9 @@ impl ModelLimiterCore {
     }
 
     /// Drains by hand: every limit of `model` counting `counts` over `window` seconds
-    /// (`None`: any window) is charged until its room is at most `remaining`, for about
-    /// `reset_after` seconds. Never gives room back.
+    /// (`None`: any window) holds other clients' share so its room is at most `remaining`,
+    /// for about `reset_after` seconds; a later call replaces the share but never gives room
+    /// back before an earlier report's reset.
     #[pyo3(signature = (model, counts, remaining, reset_after, window = None))]
     fn drain(
         &self,

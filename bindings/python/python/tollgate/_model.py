@@ -359,9 +359,11 @@ class ModelRateLimiter:
         window: float | None = None,
     ) -> list[Drained]:
         """By hand, what ``observe`` does with a remaining header: every limit of ``model``
-        that counts ``counts`` over ``window`` seconds (``None``: any window) is charged until
-        its room is at most ``remaining``, for about ``reset_after`` seconds. Never gives room
-        back. Returns what each limit was charged.
+        that counts ``counts`` over ``window`` seconds (``None``: any window) holds what the
+        provider counts beyond this limiter's own charges as other clients' share, so its room
+        is at most ``remaining`` for about ``reset_after`` seconds. A later call replaces that
+        share, but never gives room back before an earlier report's reset. Returns what each
+        limit holds for the others.
 
         >>> limiter = ModelRateLimiter({"m": RateLimitConfig(tpm=10_000)})
         >>> limiter.try_acquire("m", 1_000).settle(1_000)
