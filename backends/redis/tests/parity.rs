@@ -11,18 +11,13 @@ use tollgate::model::{Charge, Counts, Limit, LimitKind, MemoryStore, StateStore}
 use tollgate::{Instant, Rate};
 use tollgate_redis::testing::ParityStore;
 
-struct Rng(u64);
+/// Seeded operation picker (fastrand's wyrand: small, seedable, reproducible per seed).
+struct Rng(fastrand::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+    /// Uniform in `0..=max`.
     fn upto(&mut self, max: u64) -> u64 {
-        self.next() % (max + 1)
+        self.0.u64(0..=max)
     }
 }
 
@@ -38,7 +33,7 @@ fn compare(
     seed: u64,
     steps: usize,
 ) -> (usize, usize) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(fastrand::Rng::with_seed(seed));
     let cap =
         limits.iter().filter(|l| l.counts == Counts::Tokens).map(|l| l.max).min().unwrap_or(1_000);
     let grain = limits
