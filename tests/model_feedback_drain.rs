@@ -133,12 +133,14 @@ fn ms(n: u64) -> Duration {
 /// with latencies from 0.3 s to 3 s and 400 requests a minute arriving. With the drain as one
 /// lump: 25 × 429 in 10 windows.
 #[test]
+#[cfg_attr(miri, ignore)] // ten simulated windows of traffic: minutes under miri; no unsafe of its own
 fn a_steady_neighbour_costs_no_429_with_many_in_flight_and_spread_latencies() {
     let n = job_429s(300, 20, ms(150), (300, 3_000), ms(800), 10);
     assert_eq!(n, 0, "{n} × 429 in 10 windows");
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // ten simulated windows of traffic: minutes under miri; no unsafe of its own
 fn a_steady_neighbour_costs_no_429_once_its_share_is_known() {
     // 60 RPM; the neighbour takes 15 of them (one every 4 s). The job keeps 5 in flight at
     // most, so its first requests, before any answer, fit what the neighbour leaves. (The
@@ -148,6 +150,7 @@ fn a_steady_neighbour_costs_no_429_once_its_share_is_known() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // ten simulated windows of traffic: minutes under miri; no unsafe of its own
 fn a_neighbour_whose_share_steps_up_and_down_costs_no_429() {
     // 7.5 of the neighbour's requests per window: its share steps between 7 and 8 as its
     // requests come and go, and no header announces the step up before it happens. Holding
