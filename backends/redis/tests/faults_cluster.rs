@@ -50,27 +50,9 @@ async fn attempt(l: &ModelRateLimiter, model: &str, deadline: Duration) -> (bool
     }
 }
 
-/// Starts the cluster, trying again after a failed creation. One start in about twenty failed
-/// here within 0.3 s (the message was not captured); a node that reads a stale
-/// `tg-nodes-<port>.conf` left in the temporary directory by an earlier run on the same port
-/// refuses to join a new cluster, which is one way for that to happen.
-fn start_cluster() -> Option<RedisCluster> {
-    for attempt in 1..=3 {
-        match std::panic::catch_unwind(|| RedisCluster::start(3)) {
-            Ok(cluster) => return cluster,
-            Err(e) if attempt < 3 => {
-                let why = e.downcast_ref::<String>().cloned().unwrap_or_default();
-                eprintln!("cluster start failed ({why}); trying again");
-            }
-            Err(e) => std::panic::resume_unwind(e),
-        }
-    }
-    None
-}
-
 #[test]
 fn a_killed_node_fails_its_models_closed_and_only_them() {
-    let Some(mut cluster) = start_cluster() else { return };
+    let Some(mut cluster) = RedisCluster::start(3) else { return };
     for node in &cluster.nodes {
         // One node down must not stop the others serving their slots.
         node.command(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,6 +34,19 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// A fresh, empty directory for one server's files (its `nodes.conf` above all), removed when
+/// the server's handle drops. A cluster node started where an earlier node on the same port
+/// left its `nodes.conf` would remember that node's cluster and refuse to join a new one
+/// ("Node … is not empty"), so no two servers ever share a directory.
+fn fresh_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tollgate-redis-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the server's directory");
+    dir
+}
+
 /// One running `redis-server`.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -40,6 +54,9 @@ pub struct RedisServer {
     port: u16,
     binary: PathBuf,
     extra: Vec<String>,
+    /// Its own directory, kept across [`restart`](Self::restart) (a restarted cluster node
+    /// rejoins from its `nodes.conf`), removed on drop.
+    dir: PathBuf,
 }
 
 impl RedisServer {
@@ -65,10 +82,16 @@ impl RedisServer {
             port: 0,
             binary,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            dir: fresh_dir(),
         };
+        // A cluster node also listens on its port + 10 000 (the cluster bus).
+        let cluster = extra.contains(&"--cluster-enabled");
         // A port taken between the probe and the bind makes the start fail: try a few.
         for _ in 0..5 {
             server.port = free_port();
+            while cluster && server.port > u16::MAX - 10_000 {
+                server.port = free_port();
+            }
             if server.spawn().is_ok() {
                 return Some(server);
             }
@@ -81,13 +104,8 @@ impl RedisServer {
         let mut cmd = Command::new(&self.binary);
         cmd.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--enable-debug-command", "local", "--loglevel", "warning"])
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
-            .args([
-                "--dbfilename",
-                &format!("tg-{port}.rdb"),
-                "--cluster-config-file",
-                &format!("tg-nodes-{port}.conf"),
-            ])
+            .args(["--dir", &self.dir.to_string_lossy()])
+            .args(["--dbfilename", "dump.rdb", "--cluster-config-file", "nodes.conf"])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -155,6 +173,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
