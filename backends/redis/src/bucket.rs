@@ -21,6 +21,9 @@ use crate::keys::{self, Kind};
 use crate::scripts::scripts;
 use crate::store::{Job, RedisStore, int, text};
 
+mod line;
+use line::{Ask, Decision, Line};
+
 /// A token bucket shared through Redis: bursts of up to `burst` tokens, refilled at `rate`.
 ///
 /// ```no_run
@@ -53,6 +56,8 @@ struct BucketInner {
     /// A cancelled reservation (tokens, request id) the next call undoes first, in the
     /// same script: the janitor's copy of the job may land too late.
     pending: std::sync::Mutex<Option<(u64, String)>>,
+    /// This process's reservations waiting for a call (see `line.rs`).
+    line: Line,
     degraded: Degraded,
     local: Option<TokenBucket>,
     timer: TokioTimer,
@@ -99,6 +104,7 @@ impl RateLimiter {
                 burst,
                 gate: tokio::sync::Mutex::new(()),
                 pending: std::sync::Mutex::new(None),
+                line: Line::default(),
                 degraded: Degraded::FailClosed,
                 local: None,
                 timer: TokioTimer::new(),
@@ -141,6 +147,7 @@ impl RateLimiter {
                 burst: i.burst,
                 gate: tokio::sync::Mutex::new(()),
                 pending: std::sync::Mutex::new(None),
+                line: Line::default(),
                 degraded: policy,
                 local,
                 timer: i.timer,
@@ -179,7 +186,8 @@ impl RateLimiter {
         let i = &self.inner;
         i.capacity(n)?;
         // As in `wait`: a try dropped in flight gives back what its call may have taken.
-        let mut reserved = Reserved { bucket: i, n, id: i.store.inner.new_id(), armed: true };
+        let mut reserved =
+            Reserved { bucket: i.as_ref(), n, id: i.store.inner.new_id(), armed: true };
         let taken = i.take(n, Some(0), None, &reserved.id).await;
         reserved.armed =
             matches!(&taken, Err(e) if e.is_store() && *e != Error::Store(StoreError::Unavailable));
@@ -283,36 +291,22 @@ impl BucketInner {
     /// One reservation: `max_wait` µs (`None`: unbounded; `Some(0)`: a try). Returns the wait
     /// and the reservation, or the refusal.
     async fn take(
-        &self,
+        self: &Arc<Self>,
         n: u64,
         max_wait: Option<u64>,
         budget: Option<Duration>,
         id: &str,
     ) -> Result<Taken, Error> {
         self.capacity(n)?;
-        let mut args = self.config_args.clone();
-        args.push(int(n));
-        args.push(max_wait.map_or_else(|| int(-1i64), int));
-        args.push(text(id));
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (undo_n, undo_id) = pending.unwrap_or_default();
-        args.extend([int(undo_n), text(&undo_id)]);
-        let reply = match self
-            .store
-            .inner
-            .eval_admission(&scripts().gcra_reserve, &self.keys, &args, budget)
-            .await
-        {
-            Ok(r) => r,
+        let ask = Ask { k: n, max_wait, id: id.to_owned() };
+        let [code, _now, wait] = match self.decide(ask, budget).await {
+            Ok(d) => d,
             Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
         };
-        match reply.first().copied() {
-            Some(1) if reply.len() == 3 => {
-                let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
-                Ok(Taken::Redis { wait })
-            }
-            Some(0) if reply.len() == 3 => {
-                let wait = Duration::from_micros(u64::try_from(reply[2]).unwrap_or(0));
+        let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
+        match code {
+            1 => Ok(Taken::Redis { wait }),
+            0 => {
                 let ready_at = self.timer.now().saturating_add(wait);
                 Err(if max_wait == Some(0) {
                     tollgate::Error::RateLimited(Refusal::at(ready_at))
@@ -321,13 +315,45 @@ impl BucketInner {
                 }
                 .into())
             }
-            Some(-1) => self.capacity(u64::MAX).map(|()| Taken::Local(Duration::ZERO)),
-            Some(-2) => Err(Error::ConfigMismatch { key: self.keys[0].clone() }),
-            _ => Err(StoreError::Protocol(format!("gcra_reserve: {reply:?}")).into()),
+            -1 => self.capacity(u64::MAX).map(|()| Taken::Local(Duration::ZERO)),
+            -2 => Err(Error::ConfigMismatch { key: self.keys[0].clone() }),
+            _ => Err(StoreError::Protocol(format!("gcra_reserve: code {code}")).into()),
         }
     }
 
-    async fn wait(&self, n: u64, bound: Bound) -> Result<(), Error> {
+    /// One `gcra_reserve` call deciding `asks` in order (undoing this process's latest
+    /// cancelled reservation first): one decision per ask, or the store's error for each.
+    async fn call(&self, asks: &[Ask], budget: Option<Duration>) -> Vec<Decision> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (undo_n, undo_id) = pending.unwrap_or_default();
+        let mut args = self.config_args.clone();
+        args.reserve(3 + 3 * asks.len());
+        args.extend([int(undo_n), text(&undo_id), int(asks.len())]);
+        for a in asks {
+            args.push(int(a.k));
+            args.push(a.max_wait.map_or_else(|| int(-1i64), int));
+            args.push(text(&a.id));
+        }
+        let reply = match self
+            .store
+            .inner
+            .eval_admission(&scripts().gcra_reserve, &self.keys, &args, budget)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return vec![Err(e); asks.len()],
+        };
+        if reply.first() == Some(&-2) {
+            return vec![Ok([-2, 0, 0]); asks.len()];
+        }
+        if reply.len() != 3 * asks.len() {
+            let e = StoreError::Protocol(format!("gcra_reserve: {reply:?}"));
+            return vec![Err(e); asks.len()];
+        }
+        reply.chunks_exact(3).map(|c| Ok([c[0], c[1], c[2]])).collect()
+    }
+
+    async fn wait(self: &Arc<Self>, n: u64, bound: Bound) -> Result<(), Error> {
         self.capacity(n)?;
         let deadline = match bound {
             Bound::Forever => None,
@@ -350,7 +376,7 @@ impl BucketInner {
         // Armed before the call: dropped while the call is in flight, or with its reply lost,
         // the reservation it may have made is undone all the same.
         let id = self.store.inner.new_id();
-        let mut reserved = Reserved { bucket: self, n, id, armed: true };
+        let mut reserved = Reserved { bucket: self.as_ref(), n, id, armed: true };
         let wait = match self.take(n, max_wait, budget, &reserved.id).await {
             Ok(Taken::Redis { wait }) | Ok(Taken::Local(wait)) => wait,
             Err(e) => {

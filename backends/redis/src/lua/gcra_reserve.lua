@@ -1,24 +1,37 @@
--- gcra_reserve. ARGV after P, D, burst: k, max_wait (us; -1 unbounded, 0 a try), request id,
--- then a cancelled reservation of this process to undo first (k, id; 0, "" for none).
--- -> {1, now, wait} reserved: go after `wait` | {0, now, wait} refused, nothing taken
---    {-1} k > burst, never | {-2} another config is stored for this bucket
+-- gcra_reserve: a batch of reservations, decided in order, on one read and one write of the
+-- bucket (a reservation costs a few Lua operations; each `redis.call` about a microsecond).
+-- ARGV after P, D, burst: a cancelled reservation of this process to undo first (k, id; 0, ""
+-- for none), the number of reservations, then 3 per reservation: k, max_wait (us; -1
+-- unbounded, 0 a try), request id.
+-- -> 3 entries per reservation, in order: {1, now, wait} reserved: go after `wait` |
+--    {0, now, wait} refused, nothing taken | {-1, now, 0} k > burst, never
+--    or {-2} alone: another config is stored for this bucket
 if not gcra_same_config() then return {-2} end
-local k, max_wait, id = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local now = G.now
-gcra_undo(tonumber(ARGV[8]), ARGV[9], now)
-if k > BURST then
-  if G.dirty then gcra_flush(now) end
-  return {-1}
+gcra_undo(tonumber(ARGV[5]), ARGV[6], now)
+local out = {}
+-- the bucket's lead over `now` through the batch, stored once at the end
+local lead, taken = gcra_lead(now), false
+for j = 0, tonumber(ARGV[7]) - 1 do
+  local o = 8 + 3 * j
+  local k, max_wait = tonumber(ARGV[o]), tonumber(ARGV[o + 1])
+  local code, wait = -1, 0
+  if k <= BURST then
+    local x = lead + (k - BURST) * P
+    if x > 0 then wait = tg_ceil_div(x, D) end
+    if max_wait >= 0 and wait > max_wait then
+      code = 0
+    else
+      lead = lead + k * P
+      G.last = ARGV[o + 2]
+      taken = true
+      code = 1
+    end
+  end
+  out[#out + 1] = code
+  out[#out + 1] = now
+  out[#out + 1] = wait
 end
-local lead = gcra_lead(now)
-local x = lead + (k - BURST) * P
-local wait = 0
-if x > 0 then wait = tg_ceil_div(x, D) end
-if max_wait >= 0 and wait > max_wait then
-  gcra_flush(now)
-  return {0, now, wait}
-end
-gcra_store(now, lead + k * P)
-G.last = id
+if taken then gcra_store(now, lead) end
 gcra_flush(now)
-return {1, now, wait}
+return out

@@ -1,0 +1,189 @@
+//! The Redis bucket under a crowd, as a hostile user runs it: many tasks on a multi-thread
+//! runtime with the real clock, every call raced against a timer that may cancel it, checked
+//! from an admission log against the bucket's bound at every instant, for throughput, and for
+//! the coalescing of concurrent reservations into few calls (`src/bucket/line.rs`). Then the
+//! line's own edges: a caller cancelled while waiting in it takes nothing, and a dead server
+//! answers everyone in it by the deadline.
+
+mod support;
+
+use core::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tollgate::Rate;
+use tollgate_redis::{Error, RateLimiter, RedisStore, StoreError, StoreOptions};
+
+fn calls_of(server: &support::RedisServer, command: &str) -> u64 {
+    let info = server.command(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rate() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let (rate, burst) = (400_u64, 20_u64);
+    let b = RateLimiter::new(store, "line", "crowd", Rate::per_second(400), burst).unwrap();
+    let run = Duration::from_millis(2_000);
+    let start = Instant::now();
+    let admitted: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let tries = Arc::new(core::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..64_u64 {
+        let (b, admitted, tries) = (b.clone(), admitted.clone(), tries.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0_u64;
+            while start.elapsed() < run {
+                i += 1;
+                tries.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                // Every other task races each call against a timer of 0–200 µs: some calls are
+                // cancelled in the line, some in flight, some not at all.
+                let outcome = if t % 2 == 0 {
+                    let bound = Duration::from_micros((t * 37 + i * 53) % 200);
+                    tokio::select! {
+                        r = b.try_acquire() => Some(r),
+                        () = tokio::time::sleep(bound) => None,
+                    }
+                } else {
+                    Some(b.try_acquire().await)
+                };
+                match outcome {
+                    Some(Ok(())) => admitted.lock().unwrap().push(start.elapsed()),
+                    Some(Err(e)) => {
+                        assert!(
+                            matches!(e.limit(), Some(tollgate::Error::RateLimited(_))),
+                            "{e:?}"
+                        );
+                    }
+                    None => {}
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
+    }
+    let elapsed = start.elapsed();
+    let mut log = admitted.lock().unwrap().clone();
+    log.sort();
+    // An admission seen by `at` was decided by the server before `at`, and the run began at
+    // `start`: so at every instant the count so far is within burst + rate × time (+1 for the
+    // rounding of the token clock).
+    for (i, at) in log.iter().enumerate() {
+        let bound = burst + (rate as f64 * at.as_secs_f64()).floor() as u64 + 1;
+        assert!(
+            (i as u64 + 1) <= bound,
+            "{} admissions by {at:?}: the bucket allows {bound}",
+            i + 1
+        );
+    }
+    // Throughput: the crowd is always asking, so the bucket should be spent as it refills.
+    // A try cancelled after its call went out may cost its token (only the latest of this
+    // process can be given back), which the 10 % covers.
+    let full = burst as f64 + rate as f64 * run.as_secs_f64();
+    let got = log.len() as f64;
+    assert!(got >= 0.9 * full, "{got} admissions of {full:.0} possible in {elapsed:?}");
+    let asked = tries.load(core::sync::atomic::Ordering::Relaxed);
+    println!("{got} admitted of {full:.0} possible, from {asked} tries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tries_share_calls() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let b = RateLimiter::new(store, "line", "share", Rate::per_second(1_000), 10).unwrap();
+    let before = calls_of(&server, "fcall");
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    let _ = b.try_acquire().await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
+    }
+    // 6 400 tries, back to back from 64 tasks: while one call is out the others wait in the
+    // line and go together. (A call of its own each would be 6 400.)
+    let calls = calls_of(&server, "fcall") - before;
+    assert!(calls * 4 < 6_400, "6 400 tries took {calls} calls: not coalesced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_cancelled_in_the_line_takes_nothing() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    // 10 per minute: nothing refills during the test.
+    let b = RateLimiter::new(store, "line", "cancel", Rate::per_minute(10), 10).unwrap();
+    b.try_acquire().await.unwrap(); // the bucket exists; 9 left
+    // Hold every call on the server for a while: the first try goes out and waits there,
+    // the next twenty wait in this process's line behind it.
+    server.command(&["CLIENT", "PAUSE", "400", "ALL"]);
+    let first = tokio::spawn({
+        let b = b.clone();
+        async move { b.try_acquire().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let crowd: Vec<_> = (0..20)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.try_acquire().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for t in &crowd {
+        t.abort();
+    }
+    first.await.unwrap().expect("the first try is admitted after the pause");
+    // 8 left, exactly: none of the twenty cancelled in the line took a token.
+    for i in 0..8 {
+        b.try_acquire().await.unwrap_or_else(|e| panic!("token {i} of the 8 left: {e:?}"));
+    }
+    let err = b.try_acquire().await.unwrap_err();
+    assert!(matches!(err.limit(), Some(tollgate::Error::RateLimited(_))), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_answers_everyone_in_the_line_by_the_deadline() {
+    let Some(mut server) = support::RedisServer::start() else { return };
+    let options =
+        StoreOptions { response_timeout: Duration::from_millis(300), ..Default::default() };
+    let store = RedisStore::connect_with(&server.url(), options).await.expect("connect");
+    let b =
+        RateLimiter::new(store, "line", "dead", Rate::per_second(1_000_000), 1_000_000).unwrap();
+    b.try_acquire().await.unwrap();
+    // Everything that reaches the server from now on is held there, then the server dies.
+    server.command(&["CLIENT", "PAUSE", "5000", "ALL"]);
+    let start = Instant::now();
+    let crowd: Vec<_> = (0..32)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.try_acquire().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.kill();
+    for t in crowd {
+        let r = tokio::time::timeout(Duration::from_secs(5), t).await.expect("bounded").unwrap();
+        // Fail closed: an error for each (the one in flight times out, the line's calls fail
+        // or find the breaker open), never an admission.
+        match r {
+            Err(Error::Store(
+                StoreError::Timeout { .. } | StoreError::Redis(_) | StoreError::Unavailable,
+            )) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The line holds two calls at most (the one out, then the rest together): two response
+    // timeouts and the connection's own failure detection.
+    assert!(start.elapsed() < Duration::from_millis(1_500), "{:?}", start.elapsed());
+}
