@@ -31,6 +31,10 @@ enum Op {
     Ping,
     /// `EVALSHA` of `return 1`: one round trip through the script engine.
     Noop,
+    /// `EVALSHA` of the least any shared limit's script does: the server's `TIME`, a `GET`
+    /// of the state and a `SET … PX` of it (a constant: no decision). The floor under every
+    /// Redis limiter's latency.
+    Floor,
     /// `tollgate_redis::RateLimiter::try_acquire` on a bucket that never refuses.
     Bucket,
     /// `tollgate_redis::ModelRateLimiter` acquire then settle (two scripts per request).
@@ -43,14 +47,23 @@ enum Op {
     LocalModel,
 }
 
-const ALL: [Op; 7] =
-    [Op::Ping, Op::Noop, Op::Bucket, Op::ModelAcquire, Op::Model, Op::LocalBucket, Op::LocalModel];
+const ALL: [Op; 8] = [
+    Op::Ping,
+    Op::Noop,
+    Op::Floor,
+    Op::Bucket,
+    Op::ModelAcquire,
+    Op::Model,
+    Op::LocalBucket,
+    Op::LocalModel,
+];
 
 impl Op {
     fn name(self) -> &'static str {
         match self {
             Op::Ping => "PING",
             Op::Noop => "EVALSHA no-op",
+            Op::Floor => "EVALSHA floor (TIME + GET + SET PX)",
             Op::Bucket => "redis bucket try_acquire",
             Op::Model => "redis model acquire+settle",
             Op::ModelAcquire => "redis model acquire",
@@ -95,6 +108,7 @@ impl Run {
 struct Target {
     conn: redis::aio::ConnectionManager,
     noop: redis::Script,
+    floor: redis::Script,
     bench: limiters::Redis,
     local: limiters::Local,
 }
@@ -192,6 +206,12 @@ impl Target {
         Target {
             conn,
             noop: redis::Script::new("return 1"),
+            floor: redis::Script::new(
+                "local t = redis.call('TIME')\n\
+                 local v = redis.call('GET', KEYS[1])\n\
+                 redis.call('SET', KEYS[1], t[1] .. ' ' .. t[2], 'PX', 60000)\n\
+                 return 1",
+            ),
             bench: limiters::Redis::new(url).await,
             local: limiters::Local::new(),
         }
@@ -207,6 +227,12 @@ impl Target {
             Op::Noop => {
                 let mut c = self.conn.clone();
                 let one: i64 = self.noop.invoke_async(&mut c).await.expect("EVALSHA");
+                debug_assert_eq!(one, 1);
+            }
+            Op::Floor => {
+                let mut c = self.conn.clone();
+                let inv = self.floor.key("{bench}:floor");
+                let one: i64 = inv.invoke_async(&mut c).await.expect("EVALSHA floor");
                 debug_assert_eq!(one, 1);
             }
             Op::Bucket => self.bench.bucket().await,

@@ -101,6 +101,7 @@ impl BucketInner {
     /// no caller's cancellation can strand the others' answers.
     async fn run_line(self: Arc<Self>) {
         let _busy = Busy(&self);
+        let mut yielded = false;
         loop {
             let batch: Vec<(Ask, oneshot::Sender<Decision>)> = {
                 let mut line = self.line.lock();
@@ -115,8 +116,16 @@ impl BucketInner {
                 batch
             };
             if batch.is_empty() {
-                return; // `Busy` sees the line empty and frees it
+                if yielded {
+                    return; // `Busy` sees the line empty and frees it
+                }
+                // The callers just answered usually ask again at once: let them join this
+                // call rather than each start a call of one while the line is free.
+                yielded = true;
+                tokio::task::yield_now().await;
+                continue;
             }
+            yielded = false;
             let asks: Vec<Ask> = batch.iter().map(|(a, _)| a.clone()).collect();
             let answers = self.call(&asks, None).await;
             for ((_, tx), answer) in batch.into_iter().zip(answers) {
