@@ -22,7 +22,7 @@ use crate::scripts::scripts;
 use crate::store::{Job, RedisStore, int, text};
 
 mod line;
-use line::{Ask, Decision, Line};
+use line::{Answer, Ask, Decision, Line};
 
 /// A token bucket shared through Redis: bursts of up to `burst` tokens, refilled at `rate`.
 ///
@@ -188,7 +188,7 @@ impl RateLimiter {
         // As in `wait`: a try dropped in flight gives back what its call may have taken.
         let mut reserved =
             Reserved { bucket: i.as_ref(), n, id: i.store.inner.new_id(), armed: true };
-        let taken = i.take(n, Some(0), None, &reserved.id).await;
+        let taken = i.take(n, Some(0), None, &mut reserved).await;
         reserved.armed =
             matches!(&taken, Err(e) if e.is_store() && *e != Error::Store(StoreError::Unavailable));
         taken.map(|_| ())
@@ -258,7 +258,8 @@ enum Taken {
     Local(Duration),
 }
 
-/// A reservation that is given back if the wait for it is cancelled.
+/// A reservation that is given back if the wait for it is cancelled: `n` tokens of the call
+/// `id` (the request's own id until an answer names the call that carried it).
 struct Reserved<'a> {
     bucket: &'a BucketInner,
     n: u64,
@@ -269,12 +270,7 @@ struct Reserved<'a> {
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let mut args = self.bucket.config_args.clone();
-            args.extend([int(self.n), text(&self.id)]);
-            *self.bucket.pending.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((self.n, self.id.clone()));
-            let job = Job { script: &scripts().gcra_cancel, keys: self.bucket.keys.clone(), args };
-            self.bucket.store.inner.later(job);
+            self.bucket.give_back(self.n, &self.id);
         }
     }
 }
@@ -288,21 +284,36 @@ impl BucketInner {
         Ok(())
     }
 
+    /// Gives back `n` tokens reserved by the call `id`, if that call is still the bucket's
+    /// latest: in the next call this process makes (undone before its reservations), and
+    /// through the janitor in case there is none soon. The second to arrive finds nothing
+    /// to undo.
+    fn give_back(&self, n: u64, id: &str) {
+        let mut args = self.config_args.clone();
+        args.extend([int(n), text(id)]);
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((n, id.to_owned()));
+        let job = Job { script: &scripts().gcra_cancel, keys: self.keys.clone(), args };
+        self.store.inner.later(job);
+    }
+
     /// One reservation: `max_wait` µs (`None`: unbounded; `Some(0)`: a try). Returns the wait
-    /// and the reservation, or the refusal.
+    /// and the reservation, or the refusal; `reserved` learns which call carried it.
     async fn take(
         self: &Arc<Self>,
         n: u64,
         max_wait: Option<u64>,
         budget: Option<Duration>,
-        id: &str,
+        reserved: &mut Reserved<'_>,
     ) -> Result<Taken, Error> {
         self.capacity(n)?;
-        let ask = Ask { k: n, max_wait, id: id.to_owned() };
-        let [code, _now, wait] = match self.decide(ask, budget).await {
+        let ask = Ask { k: n, max_wait, id: reserved.id.clone() };
+        let Answer { code, wait, call } = match self.decide(ask, budget).await {
             Ok(d) => d,
             Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
         };
+        if *call != *reserved.id {
+            reserved.id = call.to_string();
+        }
         let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
         match code {
             1 => Ok(Taken::Redis { wait }),
@@ -321,18 +332,18 @@ impl BucketInner {
         }
     }
 
-    /// One `gcra_reserve` call deciding `asks` in order (undoing this process's latest
-    /// cancelled reservation first): one decision per ask, or the store's error for each.
-    async fn call(&self, asks: &[Ask], budget: Option<Duration>) -> Vec<Decision> {
+    /// One `gcra_reserve` call, named `call`, deciding `asks` in order (undoing this
+    /// process's latest cancelled reservation first): one decision per ask, or the store's
+    /// error for each.
+    async fn call(&self, asks: &[Ask], call: &Arc<str>, budget: Option<Duration>) -> Vec<Decision> {
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (undo_n, undo_id) = pending.unwrap_or_default();
         let mut args = self.config_args.clone();
-        args.reserve(3 + 3 * asks.len());
-        args.extend([int(undo_n), text(&undo_id), int(asks.len())]);
+        args.reserve(4 + 2 * asks.len());
+        args.extend([int(undo_n), text(&undo_id), text(call), int(asks.len())]);
         for a in asks {
             args.push(int(a.k));
             args.push(a.max_wait.map_or_else(|| int(-1i64), int));
-            args.push(text(&a.id));
         }
         let reply = match self
             .store
@@ -343,14 +354,15 @@ impl BucketInner {
             Ok(r) => r,
             Err(e) => return vec![Err(e); asks.len()],
         };
+        let answer = |code, wait| Ok(Answer { code, wait, call: call.clone() });
         if reply.first() == Some(&-2) {
-            return vec![Ok([-2, 0, 0]); asks.len()];
+            return vec![answer(-2, 0); asks.len()];
         }
         if reply.len() != 3 * asks.len() {
             let e = StoreError::Protocol(format!("gcra_reserve: {reply:?}"));
             return vec![Err(e); asks.len()];
         }
-        reply.chunks_exact(3).map(|c| Ok([c[0], c[1], c[2]])).collect()
+        reply.chunks_exact(3).map(|c| answer(c[0], c[2])).collect()
     }
 
     async fn wait(self: &Arc<Self>, n: u64, bound: Bound) -> Result<(), Error> {
@@ -377,7 +389,7 @@ impl BucketInner {
         // the reservation it may have made is undone all the same.
         let id = self.store.inner.new_id();
         let mut reserved = Reserved { bucket: self.as_ref(), n, id, armed: true };
-        let wait = match self.take(n, max_wait, budget, &reserved.id).await {
+        let wait = match self.take(n, max_wait, budget, &mut reserved).await {
             Ok(Taken::Redis { wait }) | Ok(Taken::Local(wait)) => wait,
             Err(e) => {
                 // A refusal took nothing, nor a call the breaker turned away; another store

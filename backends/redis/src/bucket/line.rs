@@ -30,7 +30,7 @@ use crate::error::StoreError;
 const MAX_BATCH: usize = 256;
 
 /// One reservation to decide: `k` tokens, waiting at most `max_wait` µs (`None`: unbounded;
-/// `Some(0)`: a try), under request id `id`.
+/// `Some(0)`: a try), under request id `id` (the call's name when it goes alone).
 #[derive(Debug, Clone)]
 pub(super) struct Ask {
     pub(super) k: u64,
@@ -38,8 +38,17 @@ pub(super) struct Ask {
     pub(super) id: String,
 }
 
-/// The server's decision on one reservation: `[code, now, wait]` (see `gcra_reserve.lua`).
-pub(super) type Decision = Result<[i64; 3], StoreError>;
+/// The server's decision on one reservation: `code` and `wait` as `gcra_reserve.lua`
+/// answers them, and the name of the call that made it (what a cancellation gives back).
+#[derive(Debug, Clone)]
+pub(super) struct Answer {
+    pub(super) code: i64,
+    pub(super) wait: i64,
+    pub(super) call: Arc<str>,
+}
+
+/// An answer, or why there is none.
+pub(super) type Decision = Result<Answer, StoreError>;
 
 /// The line, and whether a call is out.
 #[derive(Debug, Default)]
@@ -81,7 +90,8 @@ impl BucketInner {
             // On its own: this task makes the call, and its end (or its cancellation) hands
             // the line to a runner.
             let _busy = Busy(self);
-            let mut answers = self.call(core::slice::from_ref(&ask), budget).await;
+            let call: Arc<str> = Arc::from(ask.id.as_str());
+            let mut answers = self.call(core::slice::from_ref(&ask), &call, budget).await;
             return answers.pop().unwrap_or(Err(StoreError::Protocol("no answer".into())));
         };
         let answer = match budget {
@@ -127,10 +137,24 @@ impl BucketInner {
             }
             yielded = false;
             let asks: Vec<Ask> = batch.iter().map(|(a, _)| a.clone()).collect();
-            let answers = self.call(&asks, None).await;
-            for ((_, tx), answer) in batch.into_iter().zip(answers) {
-                // A caller gone meanwhile left its guard armed: that gives the tokens back.
-                let _ = tx.send(answer);
+            let call: Arc<str> = Arc::from(self.store.inner.new_id());
+            let answers = self.call(&asks, &call, None).await;
+            // Tokens the server gave to callers gone meanwhile: given back below. (Their own
+            // guards cannot: they never learnt which call carried them.)
+            let (mut unclaimed, mut exact) = (0_u64, true);
+            for ((ask, tx), answer) in batch.into_iter().zip(answers) {
+                let reserved = matches!(&answer, Ok(a) if a.code == 1);
+                let sleeps = matches!(&answer, Ok(a) if a.code == 1 && a.wait > 0);
+                if tx.send(answer).is_err() && reserved {
+                    unclaimed += ask.k;
+                } else if sleeps && unclaimed > 0 {
+                    // A waiter's place counts the unclaimed tokens before it: taking them off
+                    // would let a later caller in beside it.
+                    exact = false;
+                }
+            }
+            if unclaimed > 0 && exact {
+                self.give_back(unclaimed, &call);
             }
         }
     }

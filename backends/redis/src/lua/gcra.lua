@@ -1,5 +1,5 @@
 -- The GCRA bucket of `RateLimiter` on a hash at KEYS[1]: TAT = tat + rem / D time units, one
--- token costs P / D; `last` the request id of the latest reservation (it can be undone), `clk` the
+-- token costs P / D; `last` the id of the latest call that reserved (it can be undone), `clk` the
 -- latest time seen, `fp` the config fingerprint.
 -- ARGV: fingerprint, P, D, burst, then the operation's arguments; the test clock last.
 -- Each call reads the bucket once (one HMGET) and writes it once (`gcra_flush`): every
@@ -55,8 +55,9 @@ local function gcra_flush(now)
   redis.call('PEXPIRE', B, tg_ceil_div(q + 1, 1000) + 1000)
 end
 
--- Undoes the reservation of k tokens made under request id `id` if it is still the latest
--- (ids are unique, so a later reservation can never be mistaken for it); 1 if it did.
+-- Gives back k tokens reserved by the call `id` if it is still the latest call that reserved
+-- (ids are unique, so a later call can never be mistaken for it); 1 if it did. Exact: nothing
+-- reserved since counts them, and every reservation of one call has the same `now`.
 local function gcra_undo(k, id, now)
   if k <= 0 or G.last ~= id then return 0 end
   local lead = gcra_lead(now) - k * P

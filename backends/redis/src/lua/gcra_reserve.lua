@@ -1,8 +1,9 @@
 -- gcra_reserve: a batch of reservations, decided in order, on one read and one write of the
 -- bucket (a reservation costs a few Lua operations; each `redis.call` about a microsecond).
--- ARGV after P, D, burst: a cancelled reservation of this process to undo first (k, id; 0, ""
--- for none), the number of reservations, then 3 per reservation: k, max_wait (us; -1
--- unbounded, 0 a try), request id.
+-- ARGV after P, D, burst: a cancelled reservation of this process to undo first (k, call id;
+-- 0, "" for none), this call's id, the number of reservations, then 2 per reservation: k,
+-- max_wait (us; -1 unbounded, 0 a try). The call's id becomes the bucket's latest when it
+-- reserves anything: an undo names a call, and gives back tokens of the latest call only.
 -- -> 3 entries per reservation, in order: {1, now, wait} reserved: go after `wait` |
 --    {0, now, wait} refused, nothing taken | {-1, now, 0} k > burst, never
 --    or {-2} alone: another config is stored for this bucket
@@ -12,8 +13,8 @@ gcra_undo(tonumber(ARGV[5]), ARGV[6], now)
 local out = {}
 -- the bucket's lead over `now` through the batch, stored once at the end
 local lead, taken = gcra_lead(now), false
-for j = 0, tonumber(ARGV[7]) - 1 do
-  local o = 8 + 3 * j
+for j = 0, tonumber(ARGV[8]) - 1 do
+  local o = 9 + 2 * j
   local k, max_wait = tonumber(ARGV[o]), tonumber(ARGV[o + 1])
   local code, wait = -1, 0
   if k <= BURST then
@@ -23,7 +24,6 @@ for j = 0, tonumber(ARGV[7]) - 1 do
       code = 0
     else
       lead = lead + k * P
-      G.last = ARGV[o + 2]
       taken = true
       code = 1
     end
@@ -32,6 +32,9 @@ for j = 0, tonumber(ARGV[7]) - 1 do
   out[#out + 1] = now
   out[#out + 1] = wait
 end
-if taken then gcra_store(now, lead) end
+if taken then
+  gcra_store(now, lead)
+  G.last = ARGV[7]
+end
 gcra_flush(now)
 return out
