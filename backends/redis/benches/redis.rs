@@ -37,6 +37,8 @@ enum Op {
     Floor,
     /// `tollgate_redis::RateLimiter::try_acquire` on a bucket that never refuses.
     Bucket,
+    /// `tollgate_redis::RateLimiter::acquire` on the same bucket (never waits).
+    BucketAcquire,
     /// `tollgate_redis::ModelRateLimiter` acquire then settle (two scripts per request).
     Model,
     /// `tollgate_redis::ModelRateLimiter` acquire; its settle spawned (off the caller's path).
@@ -47,11 +49,12 @@ enum Op {
     LocalModel,
 }
 
-const ALL: [Op; 8] = [
+const ALL: [Op; 9] = [
     Op::Ping,
     Op::Noop,
     Op::Floor,
     Op::Bucket,
+    Op::BucketAcquire,
     Op::ModelAcquire,
     Op::Model,
     Op::LocalBucket,
@@ -65,6 +68,7 @@ impl Op {
             Op::Noop => "EVALSHA no-op",
             Op::Floor => "EVALSHA floor (TIME + GET + SET PX)",
             Op::Bucket => "redis bucket try_acquire",
+            Op::BucketAcquire => "redis bucket acquire",
             Op::Model => "redis model acquire+settle",
             Op::ModelAcquire => "redis model acquire",
             Op::LocalBucket => "in-process bucket try_acquire",
@@ -187,6 +191,10 @@ mod limiters {
             self.bucket.try_acquire().await.expect("bench: the bucket never refuses");
         }
 
+        pub async fn bucket_acquire(&self) {
+            self.bucket.acquire().await.expect("bench: the bucket never fails");
+        }
+
         pub async fn model(&self) {
             let permit = self.model.acquire("bench", 100).await.expect("bench: model admit");
             permit.settle(80).await.expect("bench: settle");
@@ -236,6 +244,7 @@ impl Target {
                 debug_assert_eq!(one, 1);
             }
             Op::Bucket => self.bench.bucket().await,
+            Op::BucketAcquire => self.bench.bucket_acquire().await,
             Op::Model => self.bench.model().await,
             Op::ModelAcquire => self.bench.model_acquire().await,
             Op::LocalBucket => self.local.bucket(),

@@ -176,6 +176,14 @@ pub(crate) fn scripts() -> &'static Scripts {
     })
 }
 
+/// The bucket's two operations (reserve, cancel) on the test clock (see `testing.rs`).
+pub(crate) fn test_bucket_ops() -> &'static [Script; 2] {
+    static SCRIPTS: OnceLock<[Script; 2]> = OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        [OPS[0].2, OPS[1].2].map(|body| assemble(ClockSource::Argv, Needs::Bucket, body))
+    })
+}
+
 /// The rule's four operations on the test clock (see `testing.rs`).
 pub(crate) fn test_ops() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
