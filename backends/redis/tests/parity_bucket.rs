@@ -68,7 +68,7 @@ fn compare(url: &str, key: &str, rate: Rate, burst: u64, seed: u64, steps: usize
     let core = TokenBucket::new(rate, burst);
     let token_ns = (rate.period().as_nanos() as u64 / rate.count()).max(1);
     // A few units of the core's fixed point, in ns (at least 1 ns: waits are whole ns).
-    let slack = (8 * token_ns >> core.fractional_bits().min(63)).max(1);
+    let slack = ((8 * token_ns) >> core.fractional_bits().min(63)).max(1);
     let mut now = 1_000_000_000_u64; // 1 s: Redis's state starts empty, as the core's
     // The single-ask calls still held (name, reservation), latest last; cleared by any
     // successful cancel (afterwards the core would let an older one be undone, which the
