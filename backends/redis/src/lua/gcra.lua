@@ -41,18 +41,18 @@ end
 -- Writes what the call changed, in one HSET (and the expiry with it).
 local function gcra_flush(now)
   if not G.dirty then
-    redis.call('HSET', B, 'clk', now)
+    redis.call('HSET', B, 'clk', tg_s(now))
     return
   end
   if G.last then
-    redis.call('HSET', B, 'tat', G.tat, 'rem', G.rem, 'clk', now, 'fp', ARGV[1], 'last', G.last)
+    redis.call('HSET', B, 'tat', tg_s(G.tat), 'rem', tg_s(G.rem), 'clk', tg_s(now), 'fp', ARGV[1], 'last', G.last)
   else
-    redis.call('HSET', B, 'tat', G.tat, 'rem', G.rem, 'clk', now, 'fp', ARGV[1])
+    redis.call('HSET', B, 'tat', tg_s(G.tat), 'rem', tg_s(G.rem), 'clk', tg_s(now), 'fp', ARGV[1])
     redis.call('HDEL', B, 'last')
   end
   -- until the bucket is full again, rounded up, plus a second
   local q = tg_div(gcra_lead(now), D)
-  redis.call('PEXPIRE', B, tg_ceil_div(q + 1, 1000) + 1000)
+  redis.call('PEXPIRE', B, tg_s(tg_ceil_div(q + 1, 1000) + 1000))
 end
 
 -- Gives back k tokens reserved by the call `id` if it is still the latest call that reserved

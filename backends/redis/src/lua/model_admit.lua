@@ -61,7 +61,7 @@ if redis.call('ZCARD', LK) >= maxp then
   return reply({3, now})
 end
 if rule_admit(tokens, now) then
-  redis.call('ZADD', LK, now + lease_ttl, id)
+  redis.call('ZADD', LK, tg_s(now + lease_ttl), id)
   redis.call('HSET', AK, id, string.format('%d:%d', now, tokens))
   keep_leases(lease_ttl)
   if queued then dequeue(id) end

@@ -7,7 +7,7 @@ local out = {}
 for i = OP + 4, #ARGV - 1 do
   local id = ARGV[i]
   if redis.call('ZSCORE', LK, id) then
-    redis.call('ZADD', LK, 'XX', now + lease_ttl, id)
+    redis.call('ZADD', LK, 'XX', tg_s(now + lease_ttl), id)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

@@ -7,5 +7,5 @@ local out = {now, redis.call('ZCARD', LK), redis.call('ZCARD', QK)}
 local used = rule_usage(now)
 for i = 1, #used do out[#out + 1] = used[i] end
 -- Reading advances the windows (a write, which may create the key): keep it expiring.
-redis.call('PEXPIRE', S, tonumber(ARGV[OP + 1]))
+redis.call('PEXPIRE', S, ARGV[OP + 1])
 return out

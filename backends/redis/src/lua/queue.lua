@@ -10,10 +10,10 @@ local SLACK_MS = 1000
 
 -- Drops expired leases and their admission records (a late settle is then void); how many.
 local function reap(now)
-  local dead = redis.call('ZRANGEBYSCORE', LK, '-inf', now)
+  local dead = redis.call('ZRANGEBYSCORE', LK, '-inf', tg_s(now))
   if #dead > 0 then
     redis.call('HDEL', AK, unpack(dead))
-    redis.call('ZREMRANGEBYSCORE', LK, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', LK, '-inf', tg_s(now))
   end
   return #dead
 end
@@ -21,7 +21,7 @@ end
 -- The oldest live ticket, after dropping the tickets ahead of it that stopped refreshing.
 local function queue_head(now)
   while true do
-    local h = redis.call('ZRANGE', QK, 0, 0)[1]
+    local h = redis.call('ZRANGE', QK, '0', '0')[1]
     if not h then return nil end
     local exp = tonumber(redis.call('HGET', XK, h)) or 0
     if exp > now then return h end
@@ -35,10 +35,10 @@ local function enqueue(id, now, ticket_ttl)
   if not redis.call('ZSCORE', QK, id) then
     redis.call('ZADD', QK, redis.call('HINCRBY', XK, 'seq', 1), id)
   end
-  redis.call('HSET', XK, id, now + ticket_ttl)
+  redis.call('HSET', XK, id, tg_s(now + ticket_ttl))
   local ms = tg_ceil_div(ticket_ttl, 1000) + SLACK_MS
-  redis.call('PEXPIRE', QK, ms)
-  redis.call('PEXPIRE', XK, ms)
+  redis.call('PEXPIRE', QK, tg_s(ms))
+  redis.call('PEXPIRE', XK, tg_s(ms))
 end
 
 -- (A ticket's expiry is only ever kept beside its place in the queue.)
@@ -54,6 +54,7 @@ end
 
 local function keep_leases(lease_ttl)
   local ms = tg_ceil_div(lease_ttl, 1000) + SLACK_MS
-  redis.call('PEXPIRE', LK, ms)
-  redis.call('PEXPIRE', AK, ms)
+  local t = tg_s(ms)
+  redis.call('PEXPIRE', LK, t)
+  redis.call('PEXPIRE', AK, t)
 end

@@ -75,11 +75,11 @@ local function win_advance(i, L, now)
       redis.call('HDEL', S, unpack(f))
       if gone ~= 0 then
         TOT[i] = TOT[i] - gone
-        redis.call('HSET', S, nk, TOT[i])
+        redis.call('HSET', S, nk, tg_s(TOT[i]))
       end
     end
   end
-  redis.call('HSET', S, hk, head)
+  redis.call('HSET', S, hk, tg_s(head))
   HEAD[i] = head
   return head
 end
@@ -138,9 +138,9 @@ end
 local function win_charge(i, L, n, now)
   local head = win_advance(i, L, now)
   if n ~= 0 then
-    redis.call('HINCRBY', S, tg_slot(i, head), n)
+    redis.call('HINCRBY', S, tg_slot(i, head), tg_s(n))
     TOT[i] = TOT[i] + n
-    redis.call('HSET', S, 'n' .. i, TOT[i])
+    redis.call('HSET', S, 'n' .. i, tg_s(TOT[i]))
   end
 end
 
@@ -152,10 +152,10 @@ local function win_adjust(i, L, K, from, to, now)
   local old = tonumber(redis.call('HGET', S, f)) or 0
   local c = old + to - from
   if c < 0 then c = 0 end
-  if c == 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, c) end
+  if c == 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, tg_s(c)) end
   if c ~= old then
     TOT[i] = TOT[i] + c - old
-    redis.call('HSET', S, 'n' .. i, TOT[i])
+    redis.call('HSET', S, 'n' .. i, tg_s(TOT[i]))
   end
   return true
 end
@@ -175,7 +175,7 @@ end
 
 local function bkt_set_lead(i, L, now, lead)
   local q, r = tg_divmod(lead, L.b)
-  redis.call('HSET', S, 't' .. i, now + q, 'r' .. i, r)
+  redis.call('HSET', S, 't' .. i, tg_s(now + q), 'r' .. i, tg_s(r))
 end
 
 local function bkt_fits(i, L, n, now)
@@ -282,6 +282,6 @@ end
 
 -- Records the clock and the fingerprint, and keeps the state alive for `ttl_ms` more.
 local function rule_touch(now, ttl_ms)
-  redis.call('HSET', S, 'clk', now, 'fp', ARGV[1])
-  redis.call('PEXPIRE', S, ttl_ms)
+  redis.call('HSET', S, 'clk', tg_s(now), 'fp', ARGV[1])
+  redis.call('PEXPIRE', S, tg_s(ttl_ms))
 end

@@ -21,5 +21,5 @@ elseif op == 2 then
 else
   out = rule_usage(now)
 end
-redis.call('HSET', S, 'clk', now)
+redis.call('HSET', S, 'clk', tg_s(now))
 return out
