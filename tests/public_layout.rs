@@ -80,6 +80,18 @@ fn secondary_types_live_in_the_module_of_the_type_that_hands_them_out() {
     named::<ThrottleBy<'static, Empty<()>, C, fn(&()) -> u64>>();
     named::<RejectedItem<()>>();
     named::<tollgate::time::ManualSleep<'static>>();
+    // Provider feedback: the parsers and what they hand out, all in `tollgate::provider`.
+    named::<(tollgate::provider::HeaderReport, tollgate::provider::Observed)>();
+    named::<(tollgate::provider::Ignored, tollgate::provider::IgnoreReason)>();
+    named::<(tollgate::provider::Provider, tollgate::provider::Quota)>();
+    named::<(tollgate::provider::Throttled, tollgate::provider::GoDuration)>();
+    let _ = (
+        tollgate::provider::parse_headers::<[(&str, &str); 0], &str, &str>,
+        tollgate::provider::classify_429,
+        tollgate::provider::parse_go_duration,
+        tollgate::provider::parse_rfc3339,
+        tollgate::provider::parse_http_date,
+    );
 }
 
 #[test]
@@ -90,6 +102,7 @@ fn adapters_reach_the_same_modules_through_their_glob() {
     );
     same(P::<tollgate_tokio::bucket::Reservation>, P::<tollgate::bucket::Reservation>);
     same(P::<tollgate_tokio::model::ModelConfigError>, P::<tollgate::model::ModelConfigError>);
+    same(P::<tollgate_tokio::provider::HeaderReport>, P::<tollgate::provider::HeaderReport>);
     // tollgate-std's `limiter` and `model` are the core's modules plus its blocking types.
     same(P::<tollgate_std::model::ModelConfigError>, P::<tollgate::model::ModelConfigError>);
     same(P::<tollgate_std::model::ModelRateLimiter>, P::<tollgate_std::ModelRateLimiter>);
