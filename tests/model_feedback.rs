@@ -89,6 +89,41 @@ fn input_tokens_are_reserved_at_admission_and_output_counted_when_settled() {
 }
 
 #[test]
+fn a_split_estimate_has_every_form_a_plain_one_has() {
+    let sim = Sim::new();
+    let l = Arc::new(
+        ModelRateLimiter::with_timer([("m", io_config())], io_config(), sim.clock.clone()).unwrap(),
+    );
+    // Owned try: input reserved, output not, as the borrowed form.
+    let p = l.clone().try_acquire_with_owned("m", Estimate { input: 900, output: 4_096 }).unwrap();
+    assert_eq!(used(&l, "m"), [1, 4_996, 900, 0]);
+    let err = l.clone().try_acquire_with_owned("m", Estimate { input: 200, output: 0 });
+    assert!(matches!(err, Err(Error::RateLimited(_))), "ITPM has 100 left: {err:?}");
+    p.settle_io(900, 10);
+    // Bounded waits: ITPM frees at 60 s, too late for 10 s, refused up front with when.
+    let by = Duration::from_secs(10);
+    let refused = futures_executor::block_on(l.acquire_within_with(
+        "m",
+        Estimate { input: 200, output: 1 },
+        by,
+    ));
+    assert!(
+        matches!(refused, Err(Error::MaxWaitExceeded { ready_at }) if ready_at >= Instant::from_secs(59)),
+        "{refused:?}"
+    );
+    let owned = l.clone().acquire_within_with_owned("m", Estimate { input: 200, output: 1 }, by);
+    assert!(matches!(futures_executor::block_on(owned), Err(Error::MaxWaitExceeded { .. })));
+    // Within the bound: admitted, with the split kept (settled as io).
+    let fits = Estimate { input: 50, output: 5 };
+    let p = futures_executor::block_on(l.clone().acquire_within_with_owned("m", fits, by)).unwrap();
+    p.settle_io(50, 5);
+    futures_executor::block_on(l.acquire_within_with("m", fits, Duration::ZERO))
+        .unwrap()
+        .settle_io(50, 5);
+    assert_eq!(used(&l, "m"), [3, 1_020, 1_000, 20]);
+}
+
+#[test]
 fn input_beyond_an_input_limit_never_fits_but_output_beyond_an_output_limit_does() {
     let sim = Sim::new();
     let l = limiter(&sim, io_config());

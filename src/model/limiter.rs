@@ -620,6 +620,20 @@ impl<T: Clock> ModelRateLimiter<T> {
         Ok(OwnedModelPermit { limiter: self, admitted })
     }
 
+    /// As [`try_acquire_with`](ModelRateLimiter::try_acquire_with) on an `Arc` of the
+    /// limiter: the permit is `'static`.
+    ///
+    /// # Errors
+    /// As [`try_acquire_with`](ModelRateLimiter::try_acquire_with).
+    pub fn try_acquire_with_owned(
+        self: Arc<Self>,
+        model: &str,
+        estimate: Estimate,
+    ) -> Result<OwnedModelPermit<T>, Error> {
+        let admitted = self.try_admit_now(model, estimate)?;
+        Ok(OwnedModelPermit { limiter: self, admitted })
+    }
+
     /// The non-waiting admission: the same gate, slot and window checks as [`admit`], each
     /// tried once.
     fn try_admit_now(&self, model: &str, estimate: Estimate) -> Result<Admitted, Error> {
@@ -746,6 +760,43 @@ impl<T: Timer> ModelRateLimiter<T> {
         }
     }
 
+    /// As [`acquire_within`](ModelRateLimiter::acquire_within) with the estimate's input and
+    /// output apart (as [`acquire_with`](ModelRateLimiter::acquire_with) weighs them).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tollgate::model::Estimate;
+    /// use tollgate::{ManualClock, ModelRateLimiter, RateLimitConfig};
+    ///
+    /// let config = RateLimitConfig::default();
+    /// let limiter = ModelRateLimiter::<ManualClock>::new([("m", config.clone())], config)?;
+    /// let estimate = Estimate { input: 900, output: 300 };
+    /// let permit = futures_executor::block_on(
+    ///     limiter.acquire_within_with("m", estimate, Duration::from_secs(5)),
+    /// )?;
+    /// permit.settle_io(880, 120);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire_within`](ModelRateLimiter::acquire_within) and
+    /// [`acquire_with`](ModelRateLimiter::acquire_with).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_within_with<'a>(
+        &'a self,
+        model: &str,
+        estimate: Estimate,
+        max_wait: Duration,
+    ) -> impl Future<Output = Result<ModelPermit<'a, T>, Error>> + use<'a, T> {
+        let state = self.state(model);
+        async move {
+            let admitted = admit(&self.timer, state?, estimate, Bound::Within(max_wait)).await?;
+            Ok(ModelPermit { limiter: self, admitted })
+        }
+    }
+
     /// As [`acquire`](ModelRateLimiter::acquire), but gives up unless it is admitted by
     /// `deadline`, an instant of the limiter's clock.
     ///
@@ -832,6 +883,27 @@ impl<T: Timer> ModelRateLimiter<T> {
             let bound = Bound::Within(max_wait);
             let admitted =
                 admit(&self.timer, state?, Estimate::from(estimated_tokens), bound).await?;
+            Ok(OwnedModelPermit { limiter: self, admitted })
+        }
+    }
+
+    /// As [`acquire_within_with`](ModelRateLimiter::acquire_within_with) on an `Arc` of the
+    /// limiter: the future and the permit are `'static`, for spawned tasks.
+    ///
+    /// # Errors
+    /// As [`acquire_within_with`](ModelRateLimiter::acquire_within_with).
+    ///
+    /// # Cancel safety
+    /// As [`acquire`](ModelRateLimiter::acquire).
+    pub fn acquire_within_with_owned(
+        self: Arc<Self>,
+        model: &str,
+        estimate: Estimate,
+        max_wait: Duration,
+    ) -> impl Future<Output = Result<OwnedModelPermit<T>, Error>> + use<T> {
+        let state = self.state(model);
+        async move {
+            let admitted = admit(&self.timer, state?, estimate, Bound::Within(max_wait)).await?;
             Ok(OwnedModelPermit { limiter: self, admitted })
         }
     }

@@ -153,6 +153,19 @@ impl ModelRateLimiter {
         block_on(self.inner.acquire_with(model, estimate))
     }
 
+    /// As [`acquire_within`](Self::acquire_within) with the estimate's input and output apart.
+    ///
+    /// # Errors
+    /// As [`acquire_within`](Self::acquire_within) and [`acquire_with`](Self::acquire_with).
+    pub fn acquire_within_with(
+        &self,
+        model: &str,
+        estimate: Estimate,
+        max_wait: Duration,
+    ) -> Result<ModelPermit<'_>, Error> {
+        block_on(self.inner.acquire_within_with(model, estimate, max_wait))
+    }
+
     /// As [`try_acquire`](Self::try_acquire) with the estimate's input and output apart.
     ///
     /// # Errors

@@ -70,6 +70,11 @@ fn oversized_and_impatient_requests_fail_at_once() {
     assert!(matches!(err, Error::MaxWaitExceeded { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_millis(500), "refused up front, not after waiting");
     assert_eq!(limiter.stats()["m"].active.used, 0);
+    // The same with the estimate's input and output apart.
+    let estimate = tollgate_std::model::Estimate { input: 8, output: 2 };
+    let err = limiter.acquire_within_with("m", estimate, Duration::from_secs(5)).unwrap_err();
+    assert!(matches!(err, Error::MaxWaitExceeded { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(500), "refused up front, not after waiting");
 }
 
 /// ARCHITECTURE.md "Bounded waiting": `max_wait = 0` admits exactly when the request fits now. On
