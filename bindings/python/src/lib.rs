@@ -11,7 +11,6 @@ mod limit;
 mod model;
 mod rps;
 mod seed;
-mod within;
 
 use pyo3::prelude::*;
 

@@ -16,7 +16,6 @@ use crate::errors::{map_error, model_config, poisoned};
 use crate::feedback::{self, Cooldown, Drained, FeedbackReport, Learned, Throttled};
 use crate::limit::{Limit, LimitUsage, counts_from};
 use crate::rps::duration;
-use crate::within::{self, Within};
 
 /// One model's config as Python passes it: `(rpm, tpm, max_parallel_requests, limits,
 /// feedback_may_raise, default_cooldown)`, the cooldown in seconds.
@@ -93,13 +92,8 @@ impl ModelLimiterCore {
         estimated_tokens: u64,
         output_tokens: u64,
     ) -> PyResult<Permit> {
-        let admitted = if output_tokens == 0 {
-            self.limiter.clone().try_acquire_owned(model, estimated_tokens)
-        } else {
-            let estimate = Estimate { input: estimated_tokens, output: output_tokens };
-            within::try_now(py, within::wait_with(self.limiter.clone(), model, estimate))
-        };
-        match admitted {
+        let estimate = Estimate { input: estimated_tokens, output: output_tokens };
+        match self.limiter.clone().try_acquire_with_owned(model, estimate) {
             Ok(permit) => Ok(Permit::new(permit)),
             Err(e) => Err(map_error(py, e, clock::now(py))),
         }
@@ -117,20 +111,12 @@ impl ModelLimiterCore {
     ) -> PyResult<Waiting> {
         let limiter = self.limiter.clone();
         let max_wait = max_wait.map(|secs| duration("max_wait", secs)).transpose()?;
-        if output_tokens > 0 {
-            let estimate = Estimate { input: estimated_tokens, output: output_tokens };
-            let inner = within::wait_with(limiter, model, estimate);
-            let wait: CoreWait = match max_wait {
-                None => Box::pin(async move { inner.await.map(Done::Permit) }),
-                Some(d) => Box::pin(async move { Within::new(inner, d).await.map(Done::Permit) }),
-            };
-            return Ok(Waiting::new(wait));
-        }
+        let estimate = Estimate { input: estimated_tokens, output: output_tokens };
         let model = model.to_owned();
         let wait: CoreWait = Box::pin(async move {
             let admitted = match max_wait {
-                None => limiter.acquire_owned(&model, estimated_tokens).await,
-                Some(d) => limiter.acquire_within_owned(&model, estimated_tokens, d).await,
+                None => limiter.acquire_with_owned(&model, estimate).await,
+                Some(d) => limiter.acquire_within_with_owned(&model, estimate, d).await,
             };
             admitted.map(Done::Permit)
         });
