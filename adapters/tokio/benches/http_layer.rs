@@ -14,7 +14,9 @@
 //! On a shared machine the criterion groups drift against each other, so the bench ends with
 //! a paired run: rounds of 20 000 requests through each router in rotating order, and the
 //! medians over rounds of each figure, of each layer's overhead over the bare router in the
-//! same round, and of tollgate's time over governor's.
+//! same round, and of tollgate's time over governor's. The paired run also measures each
+//! router as `axum::serve` runs it (after `with_state`, see [`paired`]); the criterion groups
+//! and the first two paired lines call the routers as built, as this bench always did.
 //!
 //! Run: `cargo bench -p tollgate-tokio --features axum --bench http_layer -- --warm-up-time 1 --measurement-time 3`;
 //! only the paired run: `... --bench http_layer -- zzz_none` (a filter no group matches).
@@ -127,8 +129,19 @@ fn paired() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    for (name, peers) in [("one peer", &one[..]), ("1024 peers", &many[..])] {
-        let routers = [bare(), tollgate(), governor()];
+    // "as built": the routers as written, which axum turns into each route's service on every
+    // request (`Layer::layer` included); "as served": after `with_state(())`, which
+    // `axum::serve` (through `into_make_service`) does once, so a request only clones the
+    // route's service. A server runs the second.
+    let cases = [
+        ("one peer", &one[..], false),
+        ("1024 peers", &many[..], false),
+        ("one peer, as served", &one[..], true),
+        ("1024 peers, as served", &many[..], true),
+    ];
+    for (name, peers, served) in cases {
+        let form = |router: Router| if served { router.with_state(()) } else { router };
+        let routers = [form(bare()), form(tollgate()), form(governor())];
         let mut ns = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..ROUNDS {
             for k in 0..3 {
@@ -154,9 +167,10 @@ fn paired() {
 criterion_group!(benches, bench);
 
 /// `HTTP_LAYER_PROFILE=<bare|tollgate|tollgate_reporting|tower_governor>`: only that router,
-/// from one peer, for `HTTP_LAYER_PROFILE_N` requests (5 000 000 unless set), and nothing else: a steady loop to
-/// run under `perf record`, or under `valgrind --tool=callgrind` to count instructions per
-/// request (which the machine's noise does not move).
+/// from one peer, for `HTTP_LAYER_PROFILE_N` requests (5 000 000 unless set), and nothing
+/// else: a steady loop to run under `perf record`, or under `valgrind --tool=callgrind` to
+/// count instructions per request (which the machine's noise does not move). With
+/// `HTTP_LAYER_SERVED` set, the router as served (`with_state`, see [`paired`]).
 fn profile(which: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let one = [SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 4000)];
@@ -166,6 +180,11 @@ fn profile(which: &str) {
         "tollgate_reporting" => tollgate_reporting(),
         "tower_governor" => governor(),
         other => panic!("HTTP_LAYER_PROFILE: no router {other:?}"),
+    };
+    let router = if std::env::var_os("HTTP_LAYER_SERVED").is_some() {
+        router.with_state(())
+    } else {
+        router
     };
     let n = std::env::var("HTTP_LAYER_PROFILE_N").ok().and_then(|n| n.parse().ok());
     let n: u64 = n.unwrap_or(5_000_000).max(1);
