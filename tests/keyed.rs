@@ -380,3 +380,40 @@ fn status_reads_tokens_left_and_the_refill() {
     let s = l.status(&1);
     assert_eq!((s.available, s.full_at), (0, Instant::from_millis(2_000)));
 }
+
+/// `try_acquire_status` is `try_acquire` and then `status`, from one clock reading and one
+/// lookup: what the HTTP layer reports on an admitted response. A refusal takes nothing and
+/// says the same as `try_acquire`'s, for a new key, an idle one, and one someone waits on.
+#[test]
+fn try_acquire_status_is_the_decision_and_the_status_at_once() {
+    let clock = shared_clock();
+    let l: KeyedRateLimiter<u64, Shared> =
+        KeyedRateLimiter::with_timer(Rate::per_second(2), 3, Arc::clone(&clock));
+    clock.set(secs(10));
+    // A new key, then the same key idle: 2 then 1 left, full again 0.5 s per token owed.
+    let s = l.try_acquire_status(&1).unwrap();
+    assert_eq!((s.available, s.full_at, s.at), (2, Instant::from_millis(10_500), secs(10)));
+    clock.advance(Duration::from_millis(100));
+    let s = l.try_acquire_status(&1).unwrap();
+    assert_eq!((s.available, s.full_at), (1, Instant::from_millis(11_000)));
+    assert_eq!(s, l.status(&1), "the status it returns is the status after the decision");
+    l.try_acquire(&1).unwrap();
+    // Empty: refused as `try_acquire` is, and nothing taken.
+    let refused = l.try_acquire_status(&1).unwrap_err();
+    assert_eq!(Err(refused), l.try_acquire(&1));
+    assert_eq!(l.status(&1).available, 0);
+    // Someone waits on the key: refused too (its line comes first).
+    let mut w = Box::pin(l.acquire(&1));
+    assert!(poll(w.as_mut()).is_pending());
+    clock.advance(Duration::from_secs(5)); // a token is back, and the waiter's
+    assert_eq!(l.try_acquire_status(&1).unwrap_err(), l.try_acquire(&1).unwrap_err());
+    assert_eq!(poll(w.as_mut()), Poll::Ready(()));
+    drop(w);
+    // Let go of, the key is idle again and served with its status.
+    let s = l.try_acquire_status(&1).unwrap();
+    assert_eq!(s, l.status(&1));
+    // Too many at once for a key cap: the same refusal as `try_acquire`.
+    let capped = capped(&clock, 1, 1);
+    capped.try_acquire(&1).unwrap();
+    assert_eq!(capped.try_acquire_status(&2).unwrap_err(), capped.try_acquire(&2).unwrap_err());
+}

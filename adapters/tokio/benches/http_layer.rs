@@ -14,9 +14,20 @@
 //! On a shared machine the criterion groups drift against each other, so the bench ends with
 //! a paired run: rounds of 20 000 requests through each router in rotating order, and the
 //! medians over rounds of each figure, of each layer's overhead over the bare router in the
-//! same round, and of tollgate's time over governor's.
+//! same round, and of tollgate's time over governor's. The paired run also measures each
+//! router as `axum::serve` runs it (after `with_state`, see [`paired`]); the criterion groups
+//! and the first two paired lines call the routers as built, as this bench always did.
 //!
-//! Run: `cargo bench -p tollgate-tokio --features axum --bench http_layer -- --warm-up-time 1 --measurement-time 3`.
+//! Run: `cargo bench -p tollgate-tokio --features axum --bench http_layer -- --warm-up-time 1 --measurement-time 3`;
+//! only the paired run: `... --bench http_layer -- zzz_none` (a filter no group matches).
+//!
+//! Profile mode: with `HTTP_LAYER_PROFILE` set (see [`profile`]) the binary runs one router in
+//! a loop and nothing else, for `perf record` or `valgrind --tool=callgrind` on the binary
+//! `cargo bench --no-run` prints. Callgrind's instruction counts are what the machine's noise
+//! and the binary's code layout do not move: run it at two request counts and take the
+//! difference over the difference, e.g.
+//! `HTTP_LAYER_PROFILE=tollgate HTTP_LAYER_PROFILE_N=100000 valgrind --tool=callgrind <binary>`
+//! and again with `200000`.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use core::hint::black_box;
@@ -46,6 +57,13 @@ fn bare() -> Router {
 
 fn tollgate() -> Router {
     bare().layer(HttpRateLimitLayer::new(PeerIp, Rate::per_second(1_000), BURST.into()))
+}
+
+/// `tollgate()` with the `RateLimit` fields on every admitted response (only in the profile
+/// mode: tower_governor writes no fields on admitted responses unless `use_headers`).
+fn tollgate_reporting() -> Router {
+    let layer = HttpRateLimitLayer::new(PeerIp, Rate::per_second(1_000), BURST.into());
+    bare().layer(layer.report_on_success(true))
 }
 
 fn governor() -> Router {
@@ -111,8 +129,19 @@ fn paired() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    for (name, peers) in [("one peer", &one[..]), ("1024 peers", &many[..])] {
-        let routers = [bare(), tollgate(), governor()];
+    // "as built": the routers as written, which axum turns into each route's service on every
+    // request (`Layer::layer` included); "as served": after `with_state(())`, which
+    // `axum::serve` (through `into_make_service`) does once, so a request only clones the
+    // route's service. A server runs the second.
+    let cases = [
+        ("one peer", &one[..], false),
+        ("1024 peers", &many[..], false),
+        ("one peer, as served", &one[..], true),
+        ("1024 peers, as served", &many[..], true),
+    ];
+    for (name, peers, served) in cases {
+        let form = |router: Router| if served { router.with_state(()) } else { router };
+        let routers = [form(bare()), form(tollgate()), form(governor())];
         let mut ns = [Vec::new(), Vec::new(), Vec::new()];
         for round in 0..ROUNDS {
             for k in 0..3 {
@@ -137,7 +166,36 @@ fn paired() {
 
 criterion_group!(benches, bench);
 
+/// `HTTP_LAYER_PROFILE=<bare|tollgate|tollgate_reporting|tower_governor>`: only that router,
+/// from one peer, for `HTTP_LAYER_PROFILE_N` requests (5 000 000 unless set), and nothing
+/// else: a steady loop to run under `perf record`, or under `valgrind --tool=callgrind` to
+/// count instructions per request (which the machine's noise does not move). With
+/// `HTTP_LAYER_SERVED` set, the router as served (`with_state`, see [`paired`]).
+fn profile(which: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let one = [SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 4000)];
+    let router = match which {
+        "bare" => bare(),
+        "tollgate" => tollgate(),
+        "tollgate_reporting" => tollgate_reporting(),
+        "tower_governor" => governor(),
+        other => panic!("HTTP_LAYER_PROFILE: no router {other:?}"),
+    };
+    let router = if std::env::var_os("HTTP_LAYER_SERVED").is_some() {
+        router.with_state(())
+    } else {
+        router
+    };
+    let n = std::env::var("HTTP_LAYER_PROFILE_N").ok().and_then(|n| n.parse().ok());
+    let n: u64 = n.unwrap_or(5_000_000).max(1);
+    let took = run(&rt, &router, &one, n);
+    println!("{which}: {:.0} ns per request", took.as_nanos() as f64 / n as f64);
+}
+
 fn main() {
+    if let Ok(which) = std::env::var("HTTP_LAYER_PROFILE") {
+        return profile(&which);
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     paired();

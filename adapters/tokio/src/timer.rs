@@ -54,13 +54,18 @@ impl TokioTimer {
     }
 
     /// The tollgate instant of a tokio instant (saturating at the origin).
+    #[inline]
     pub fn from_tokio(&self, instant: tokio::time::Instant) -> Instant {
-        let nanos = instant.saturating_duration_since(origin()).as_nanos();
-        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        let since = instant.saturating_duration_since(origin());
+        // In `u64`, saturating, rather than through `as_nanos`'s `u128`: this runs on every
+        // clock read (every decision of a limiter on this clock).
+        let nanos = since.as_secs().saturating_mul(1_000_000_000);
+        Instant::from_nanos(nanos.saturating_add(u64::from(since.subsec_nanos())))
     }
 }
 
 /// The instant tollgate's `Instant::ZERO` stands for.
+#[inline]
 fn origin() -> tokio::time::Instant {
     static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
     *ORIGIN.get_or_init(|| {

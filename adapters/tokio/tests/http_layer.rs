@@ -285,3 +285,40 @@ async fn a_missing_peer_address_is_a_400_not_a_panic() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+/// An inner service whose response comes later (its future is pending first): an admitted
+/// response passes through whole, the inner service's own headers kept, and the reported
+/// fields survive the wait for it, also after a wait for the token.
+#[tokio::test(start_paused = true)]
+async fn a_slow_inner_service_keeps_its_response_and_the_report() {
+    let slow = || {
+        tower::util::BoxCloneService::new(service_fn(|_: Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut response = Response::new(String::from("slow"));
+            response.headers_mut().insert("x-inner", HeaderValue::from_static("kept"));
+            Ok::<_, Infallible>(response)
+        }))
+    };
+    for report in [false, true] {
+        let layer = HttpRateLimitLayer::new(PeerIp, Rate::per_second(1), 1)
+            .max_wait(Duration::from_secs(2))
+            .report_on_success(report);
+        let app = layer.layer(slow());
+        let start = Instant::now();
+        // Served at once; then one that waits 0.9 s for its token.
+        for (at, limit) in [(100, r#""default";r=0;t=1"#), (1_100, r#""default";r=0;t=1"#)] {
+            let ok = app.clone().oneshot(from("192.0.2.5:1")).await.unwrap();
+            assert_eq!(start.elapsed(), Duration::from_millis(at));
+            assert_eq!(ok.status(), StatusCode::OK);
+            assert_eq!(ok.body(), "slow");
+            assert_eq!(header(&ok, "x-inner"), "kept");
+            if report {
+                assert_eq!(header(&ok, "ratelimit"), limit);
+                assert_eq!(header(&ok, "ratelimit-policy"), r#""default";q=1;w=1"#);
+            } else {
+                assert!(ok.headers().get("ratelimit").is_none());
+                assert!(ok.headers().get("ratelimit-policy").is_none());
+            }
+        }
+    }
+}

@@ -58,6 +58,8 @@ async fn connect(
 struct Seen {
     ok: HashMap<String, u64>,
     refused: HashMap<String, u64>,
+    /// When each client's refusals came (client side).
+    refused_at: HashMap<String, Vec<Instant>>,
     gave_up: u64,
     /// Wrong answers, described.
     wrong: Vec<String>,
@@ -85,6 +87,7 @@ fn check(
         StatusCode::OK => *seen.ok.entry(who.to_owned()).or_default() += 1,
         StatusCode::TOO_MANY_REQUESTS => {
             *seen.refused.entry(who.to_owned()).or_default() += 1;
+            seen.refused_at.entry(who.to_owned()).or_default().push(Instant::now());
             // Every refusal here is for at most one token interval (≤ 20 ms) or, waiting,
             // at most a short line: a second, rounded up.
             let policy = format!("\"{name}\";q={q};w={w}");
@@ -177,6 +180,28 @@ async fn impatient(
     }
 }
 
+/// The longest stretch without a refusal allowed once refusals began.
+const MAX_GAP: Duration = Duration::from_millis(500);
+
+/// Whether a client was refused all along a load ending at `end`, given when its refusals
+/// came: the first within the first half of the load (the burst drains later when the
+/// clients get less CPU, hence not from the start), then never `MAX_GAP` without one, up to
+/// the end. Else what broke it.
+fn refused_all_along(refused_at: &[Instant], end: Instant) -> Result<(), String> {
+    let start = end - LOAD;
+    let mut times = refused_at.to_vec();
+    times.sort();
+    let Some(&first) = times.first() else { return Err("never refused".into()) };
+    if first - start > LOAD / 2 {
+        return Err(format!("first refused {:?} into the load", first - start));
+    }
+    times.push(end); // and until the end
+    match times.windows(2).find(|w| w[1] - w[0] > MAX_GAP) {
+        Some(w) => Err(format!("nothing refused for {:?}, from {:?}", w[1] - w[0], w[0] - start)),
+        None => Ok(()),
+    }
+}
+
 /// `(n - burst) / span` per second: the rate at which tokens were served after the burst.
 fn served_rate(times: &[Instant], burst: u64) -> f64 {
     let (Some(first), Some(last)) = (times.first(), times.last()) else { return 0.0 };
@@ -202,8 +227,10 @@ async fn run() {
     let ip = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
     let end = Instant::now() + LOAD;
     let mut clients = Vec::new();
-    // 127.0.0.2 and .3: two connections each, far above 400/s, on the refusing layer.
-    for source in [ip(2), ip(2), ip(3), ip(3)] {
+    // 127.0.0.2 and .3: three connections each, on the refusing layer: about 1 200 requests
+    // a second each on an idle machine, three times the limit, and still above it when the
+    // clients get a quarter of a core.
+    for source in [ip(2), ip(2), ip(2), ip(3), ip(3), ip(3)] {
         clients.push(tokio::spawn(hammer(source, addr, end, Arc::clone(&seen))));
     }
     // 127.0.0.4: two API keys, each with two patient clients and two that hang up.
@@ -218,53 +245,78 @@ async fn run() {
     }
     let live_at_end = (per_ip.len(), per_key.len());
 
-    let seen = core::mem::take(&mut *seen.lock().unwrap());
-    assert!(seen.wrong.is_empty(), "wrong answers: {:#?}", seen.wrong);
+    let mut seen = core::mem::take(&mut *seen.lock().unwrap());
+    let refused_at = core::mem::take(&mut seen.refused_at);
+    let mut failed = Vec::new();
+    if !seen.wrong.is_empty() {
+        failed.push(format!("wrong answers: {:#?}", seen.wrong));
+    }
     let served = core::mem::take(&mut *served.lock().unwrap());
     for source in [ip(2), ip(3)] {
         let times = &served.by_ip[&source];
         let rate = served_rate(times, PER_IP.1);
         let want = f64::from(PER_IP.0);
-        assert!(
-            (rate - want).abs() <= 0.02 * want,
-            "{source}: served {rate:.1}/s, configured {want}/s"
-        );
-        // The clients asked more often than that all along (else the rate says nothing).
-        let refused = seen.refused[&source.to_string()];
-        assert!(refused * 2 > times.len() as u64, "{source}: not saturated ({refused} refused)");
+        if (rate - want).abs() > 0.02 * want {
+            failed.push(format!("{source}: served {rate:.1}/s, configured {want}/s"));
+        }
+        // The clients asked more often than that all along (else the rate says nothing): the
+        // limiter refused some of their requests in every slice of the load. (Not "twice as
+        // many requests as served": how often a client asks depends on the CPU it gets, and on a
+        // loaded machine that fell to 1.3 times, still over the limit throughout.)
+        let refused_at = refused_at.get(&source.to_string()).map_or(&[][..], |v| &v[..]);
+        if let Err(why) = refused_all_along(refused_at, end) {
+            failed.push(format!("{source}: not saturated: {why}"));
+        }
     }
     for key in ["alpha", "beta"] {
         let times = &served.by_key[key];
         let rate = served_rate(times, PER_KEY.1);
         let want = f64::from(PER_KEY.0);
-        assert!(
-            (rate - want).abs() <= 0.02 * want,
-            "{key}: served {rate:.1}/s, configured {want}/s"
-        );
+        if (rate - want).abs() > 0.02 * want {
+            failed.push(format!("{key}: served {rate:.1}/s, configured {want}/s"));
+        }
         // Every token went to a client still listening: a client that hung up while waiting
         // left the line, and was not served later for nobody (a response racing the hang-up
         // may be lost, hence the slack of 2).
         let received = seen.ok[key];
         let handled = times.len() as u64;
-        assert!(handled <= received + 2, "{key}: {handled} handled, {received} received");
+        if handled > received + 2 {
+            failed.push(format!("{key}: {handled} handled, {received} received"));
+        }
     }
-    assert!(seen.gave_up >= 20, "too few clients gave up ({}) to test anything", seen.gave_up);
+    if seen.gave_up < 20 {
+        failed.push(format!("too few clients gave up ({}) to test anything", seen.gave_up));
+    }
     eprintln!(
         "per ip: {:?}/s; per key: {:?}/s; seen: {:?}; live keys at the end: {live_at_end:?}",
         [ip(2), ip(3)].map(|s| served_rate(&served.by_ip[&s], PER_IP.1)),
         ["alpha", "beta"].map(|k| served_rate(&served.by_key[k], PER_KEY.1)),
         seen,
     );
+    assert!(failed.is_empty(), "{failed:#?}");
 
     // Once every bucket has refilled (100 ms per IP, 40 ms per key), nothing is left.
     assert!(
         live_at_end.0 >= 2 && live_at_end.1 >= 1,
         "keys were held during the load: {live_at_end:?}"
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    per_ip.retain_recent();
-    per_key.retain_recent();
-    assert_eq!((per_ip.len(), per_key.len()), (0, 0));
+    // A request still waiting when the clients stopped (its client gone, the server not yet
+    // told) holds its key until it is served or refused, within `max_wait`; then its bucket
+    // refills. On a loaded machine the server gets to all that late, so look again until
+    // nothing is left rather than once at a fixed time (250 ms was too short there), for
+    // as long as the test's time allows.
+    let idle_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        per_ip.retain_recent();
+        per_key.retain_recent();
+        let live = (per_ip.len(), per_key.len());
+        if live == (0, 0) {
+            break;
+        }
+        let waited = idle_since.elapsed();
+        assert!(waited < Duration::from_secs(10), "keys still live {waited:?} after: {live:?}");
+    }
     // And the tables give their memory back: the idle size of an empty limiter.
     per_ip.shrink_to_fit();
     per_key.shrink_to_fit();

@@ -1,7 +1,6 @@
 //! The HTTP answer of a refusal: `Retry-After` and the `RateLimit-Policy` / `RateLimit` fields
 //! of draft-ietf-httpapi-ratelimit-headers-11, written from a bucket's rate and burst.
 
-use core::fmt::Write as _;
 use core::time::Duration;
 
 use http::HeaderValue;
@@ -68,16 +67,39 @@ impl Quota {
 
     /// A `RateLimit` value: `r` requests available now; `t`, when given, the seconds within
     /// which no more than `r` can be used.
+    ///
+    /// Written on every refusal (and every admitted response when reporting): one allocation,
+    /// the value's own, which the `HeaderValue` takes over; digits written by hand rather than
+    /// through `core::fmt`.
     pub(super) fn limit(&self, r: u64, t: Option<u64>) -> HeaderValue {
-        let mut value = String::with_capacity(self.quoted.len() + 24);
-        value.push_str(&self.quoted);
-        let _ = write!(value, ";r={r}");
+        // The name, `;r=`, `;t=`, and at most 20 digits each.
+        let mut value = Vec::with_capacity(self.quoted.len() + 46);
+        value.extend_from_slice(self.quoted.as_bytes());
+        value.extend_from_slice(b";r=");
+        push_decimal(&mut value, r);
         if let Some(t) = t {
-            let _ = write!(value, ";t={t}");
+            value.extend_from_slice(b";t=");
+            push_decimal(&mut value, t);
         }
         // Printable ASCII by construction (checked in `new`).
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20]; // u64::MAX has 20
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `n % 10` is a digit: the cast cannot truncate.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// `Retry-After` in whole seconds: rounded up (a client retrying then finds its token), and
@@ -110,6 +132,15 @@ mod tests {
         let q = Quota::new("default", Rate::per_second(10), 10).unwrap();
         assert_eq!(q.limit(0, Some(5)), "\"default\";r=0;t=5");
         assert_eq!(q.limit(7, None), "\"default\";r=7");
+    }
+
+    #[test]
+    fn the_limit_field_writes_every_number_in_full() {
+        let q = Quota::new("p", Rate::per_second(1), 1).unwrap();
+        for (r, t) in [(0, 0), (9, 10), (10, 99), (1_234_567_890, 1), (u64::MAX, u64::MAX)] {
+            assert_eq!(q.limit(r, Some(t)), format!("\"p\";r={r};t={t}").as_str());
+            assert_eq!(q.limit(r, None), format!("\"p\";r={r}").as_str());
+        }
     }
 
     #[test]

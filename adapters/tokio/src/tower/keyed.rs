@@ -21,8 +21,9 @@ use crate::{KeyedAcquireOwned, KeyedRateLimiter, TokioTimer};
 
 /// What a keyed layer does with a request, decided in `call`.
 pub(crate) enum Admission<K: 'static> {
-    /// Admitted at once; the key, for the caller's report.
-    Now(K),
+    /// Admitted at once; the key's status after the decision, if asked for (the HTTP layer's
+    /// report).
+    Now(Option<tollgate::keyed::KeyStatus>),
     /// Refused, with the clock reading the refusal is stated against.
     Refused(Error, Instant),
     /// The token comes within the bound: wait for it.
@@ -32,17 +33,24 @@ pub(crate) enum Admission<K: 'static> {
 /// The decision both keyed layers make in `call`: the token now if it is there; else, without
 /// `max_wait`, a refusal; with it, a refusal up front (no queue place taken) if the token
 /// would come after the bound, counted from this clock reading, or a wait until the bound.
-/// The wait makes the same check at its first poll, with the key's line.
+/// The wait makes the same check at its first poll, with the key's line. With `status`, an
+/// admission carries the key's status, read in the same lookup.
 pub(crate) fn admit<K>(
     limiter: &Arc<KeyedRateLimiter<K>>,
     key: K,
     max_wait: Option<Duration>,
+    status: bool,
 ) -> Admission<K>
 where
     K: Hash + Eq + Clone + 'static,
 {
-    let refused = match limiter.try_acquire(&key) {
-        Ok(()) => return Admission::Now(key),
+    let decided = if status {
+        limiter.try_acquire_status(&key).map(Some)
+    } else {
+        limiter.try_acquire(&key).map(|()| None)
+    };
+    let refused = match decided {
+        Ok(status) => return Admission::Now(status),
         Err(refused) => refused,
     };
     let now = limiter.timer().now();
@@ -256,7 +264,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let key = (self.key)(&request);
-        let state = match admit(&self.limiter, key, self.max_wait) {
+        let state = match admit(&self.limiter, key, self.max_wait, false) {
             Admission::Now(_) => KeyedState::Calling { future: self.inner.call(request) },
             Admission::Refused(error, now) => {
                 KeyedState::Refused { error: Some(RateLimited::read_at(error, now)) }
