@@ -189,7 +189,8 @@ impl RateLimiter {
         let mut reserved =
             Reserved { bucket: i.as_ref(), n, id: i.store.inner.new_id(), armed: true };
         let taken = i.take(n, Some(0), None, &mut reserved).await;
-        reserved.armed =
+        // (Still armed only if the call was this try's own: see `decide`.)
+        reserved.armed &=
             matches!(&taken, Err(e) if e.is_store() && *e != Error::Store(StoreError::Unavailable));
         taken.map(|_| ())
     }
@@ -307,10 +308,13 @@ impl BucketInner {
     ) -> Result<Taken, Error> {
         self.capacity(n)?;
         let ask = Ask { k: n, max_wait, id: reserved.id.clone() };
-        let Answer { code, wait, call } = match self.decide(ask, budget).await {
+        let Answer { code, wait, call } = match self.decide(ask, budget, &mut reserved.armed).await
+        {
             Ok(d) => d,
             Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
         };
+        // From here the caller holds what the call gave it, by the call's name.
+        reserved.armed = true;
         if *call != *reserved.id {
             reserved.id = call.to_string();
         }
@@ -394,7 +398,7 @@ impl BucketInner {
             Err(e) => {
                 // A refusal took nothing, nor a call the breaker turned away; another store
                 // error may have, and stays armed.
-                reserved.armed = e.is_store() && e != Error::Store(StoreError::Unavailable);
+                reserved.armed &= e.is_store() && e != Error::Store(StoreError::Unavailable);
                 return Err(e);
             }
         };

@@ -85,11 +85,12 @@ async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rat
     }
     // Throughput: the crowd is always asking, so the bucket should be spent as it refills.
     // A try cancelled after its call went out costs its token only when the call that took
-    // it is no longer the bucket's latest by the time the give-back arrives (measured: 95–99 %
-    // of `full`; 62 % before cancelled tries were given back by the line's runner).
+    // it is no longer the bucket's latest by the time the give-back arrives. Measured: 97 %
+    // of `full` (794–797 of 820); 62 % before cancelled tries were given back at all, 89–92 %
+    // while the line's waiters' own useless give-backs displaced the runner's.
     let full = burst as f64 + rate as f64 * run.as_secs_f64();
     let got = log.len() as f64;
-    assert!(got >= 0.9 * full, "{got} admissions of {full:.0} possible in {elapsed:?}");
+    assert!(got >= 0.94 * full, "{got} admissions of {full:.0} possible in {elapsed:?}");
     let asked = tries.load(core::sync::atomic::Ordering::Relaxed);
     println!("{got} admitted of {full:.0} possible, from {asked} tries");
 }

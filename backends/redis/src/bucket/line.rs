@@ -29,6 +29,14 @@ use crate::error::StoreError;
 /// up long.
 const MAX_BATCH: usize = 256;
 
+/// Yields a runner makes at most, after a call, for the callers it answered to ask again
+/// before it sends the next call. Without it, the first caller back found the line free and
+/// went alone, the rest went in the next call, and the two groups alternated: half the
+/// throughput at 8 tasks (52 000 against 85 000 decisions per second here), depending on
+/// which worker thread each caller woke on. A yield costs about a microsecond, and a runner
+/// lingers only after a call it shared.
+const LINGER: u32 = 16;
+
 /// One reservation to decide: `k` tokens, waiting at most `max_wait` µs (`None`: unbounded;
 /// `Some(0)`: a try), under request id `id` (the call's name when it goes alone).
 #[derive(Debug, Clone)]
@@ -74,7 +82,18 @@ impl BucketInner {
     /// response timeout, which bounds every call); past it the answer is
     /// [`StoreError::Timeout`], and the reservation may still be made (the caller's guard
     /// gives it back).
-    pub(super) async fn decide(self: &Arc<Self>, ask: Ask, budget: Option<Duration>) -> Decision {
+    ///
+    /// `armed` is the caller's guard: a caller that goes in the line disarms it before it
+    /// waits, because its own give-back could only name its request (a call of its own), and
+    /// the runner gives back what the server gave to a caller gone meanwhile. (Left armed,
+    /// those useless give-backs took the place of the runner's in the next call: a crowd of
+    /// cancelled tries lost 8–10 % of the rate.)
+    pub(super) async fn decide(
+        self: &Arc<Self>,
+        ask: Ask,
+        budget: Option<Duration>,
+        armed: &mut bool,
+    ) -> Decision {
         let queued = {
             let mut line = self.line.lock();
             if line.busy {
@@ -87,6 +106,7 @@ impl BucketInner {
             }
         };
         let Some(rx) = queued else {
+            // Alone: the caller's guard undoes this call if the caller is dropped in flight.
             // On its own: this task makes the call, and its end (or its cancellation) hands
             // the line to a runner.
             let _busy = Busy(self);
@@ -94,6 +114,7 @@ impl BucketInner {
             let mut answers = self.call(core::slice::from_ref(&ask), &call, budget).await;
             return answers.pop().unwrap_or(Err(StoreError::Protocol("no answer".into())));
         };
+        *armed = false;
         let answer = match budget {
             // The runner's call is bounded by the response timeout and always answers (or is
             // dropped with the runtime): no timer of our own needed.
@@ -111,8 +132,21 @@ impl BucketInner {
     /// no caller's cancellation can strand the others' answers.
     async fn run_line(self: Arc<Self>) {
         let _busy = Busy(&self);
-        let mut yielded = false;
+        // How many the last call answered: the callers it answered usually ask again at
+        // once, and the next call waits (a few yields, see `LINGER`) for them to be back.
+        let (mut answered, mut lingered, mut idle, mut seen) = (0_usize, 0_u32, 0_u32, 0_usize);
         loop {
+            let waiting = self.line.lock().waiting.len();
+            if waiting > seen {
+                (seen, idle) = (waiting, 0);
+            }
+            // Not all back yet, still arriving, and not for long.
+            if waiting < answered && lingered < LINGER && idle < 2 {
+                lingered += 1;
+                idle += 1;
+                tokio::task::yield_now().await;
+                continue;
+            }
             let batch: Vec<(Ask, oneshot::Sender<Decision>)> = {
                 let mut line = self.line.lock();
                 let mut batch = Vec::with_capacity(line.waiting.len().min(MAX_BATCH));
@@ -126,16 +160,9 @@ impl BucketInner {
                 batch
             };
             if batch.is_empty() {
-                if yielded {
-                    return; // `Busy` sees the line empty and frees it
-                }
-                // The callers just answered usually ask again at once: let them join this
-                // call rather than each start a call of one while the line is free.
-                yielded = true;
-                tokio::task::yield_now().await;
-                continue;
+                return; // `Busy` sees the line empty and frees it
             }
-            yielded = false;
+            (answered, lingered, idle, seen) = (batch.len(), 0, 0, 0);
             let asks: Vec<Ask> = batch.iter().map(|(a, _)| a.clone()).collect();
             let call: Arc<str> = Arc::from(self.store.inner.new_id());
             let answers = self.call(&asks, &call, None).await;
