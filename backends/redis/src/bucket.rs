@@ -6,8 +6,11 @@
 //! server, so callers go first come, first served across hosts. Within a process, waiters line
 //! up on a FIFO gate and only the head holds a reservation (as in the in-process limiter), so a
 //! cancelled wait gives its reservation back exactly: it is always the latest one this process
-//! made, and the script undoes it if no other process reserved after it.
+//! made, and the script undoes it if no other process reserved after it. An acquire that finds
+//! nobody of this process at the gate first tries, as `try_acquire` does: concurrent calls of
+//! one bucket share a round trip (`bucket/line.rs`), and one admitted at once holds nothing.
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -58,6 +61,8 @@ struct BucketInner {
     pending: std::sync::Mutex<Option<(u64, String)>>,
     /// This process's reservations waiting for a call (see `line.rs`).
     line: Line,
+    /// This process's acquires at the gate or waiting for it.
+    waiting: AtomicUsize,
     degraded: Degraded,
     local: Option<TokenBucket>,
     timer: TokioTimer,
@@ -105,6 +110,7 @@ impl RateLimiter {
                 gate: tokio::sync::Mutex::new(()),
                 pending: std::sync::Mutex::new(None),
                 line: Line::default(),
+                waiting: AtomicUsize::new(0),
                 degraded: Degraded::FailClosed,
                 local: None,
                 timer: TokioTimer::new(),
@@ -148,6 +154,7 @@ impl RateLimiter {
                 gate: tokio::sync::Mutex::new(()),
                 pending: std::sync::Mutex::new(None),
                 line: Line::default(),
+                waiting: AtomicUsize::new(0),
                 degraded: policy,
                 local,
                 timer: i.timer,
@@ -257,6 +264,22 @@ enum Taken {
     Redis { wait: Duration },
     /// Admitted by the degraded policy: go after this long.
     Local(Duration),
+}
+
+/// One acquire at the gate (or on its way there), counted while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A reservation that is given back if the wait for it is cancelled: `n` tokens of the call
@@ -375,7 +398,32 @@ impl BucketInner {
             Bound::Forever => None,
             Bound::Before(d) => Some(d),
         };
-        // Queue first: only the head of this process's line holds a reservation.
+        // Nobody of this process waiting: try first, sharing a call with the other callers
+        // (`line.rs`). Admitted now holds no reservation, so nothing is left to give back
+        // exactly; refused, it lines up below like everyone who must wait.
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            let budget = deadline.map(|d| {
+                d.saturating_duration_since(tokio::time::Instant::now())
+                    .max(crate::model::MIN_BUDGET)
+            });
+            let mut reserved =
+                Reserved { bucket: self.as_ref(), n, id: self.store.inner.new_id(), armed: true };
+            match self.take(n, Some(0), budget, &mut reserved).await {
+                Ok(_) => {
+                    reserved.armed = false;
+                    return Ok(());
+                }
+                Err(Error::Limit(tollgate::Error::RateLimited(_))) => reserved.armed = false,
+                Err(e) => {
+                    reserved.armed &= e.is_store() && e != Error::Store(StoreError::Unavailable);
+                    return Err(e);
+                }
+            }
+        }
+        // Queue first: only the head of this process's line holds a reservation. While
+        // anyone is here, acquires come here directly (FIFO: a try could take a token from
+        // under the head).
+        let _waiting = Waiting::enter(&self.waiting);
         let _gate = match deadline {
             None => self.gate.lock().await,
             Some(d) => match tokio::time::timeout_at(d, self.gate.lock()).await {

@@ -121,6 +121,30 @@ async fn concurrent_tries_share_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acquires_share_calls_while_nobody_waits() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let b = RateLimiter::new(store, "line", "acq", Rate::per_second(1_000_000), 1 << 20).unwrap();
+    let before = calls_of(&server, "fcall");
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    b.acquire().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
+    }
+    // Nobody ever has to wait, so no acquire goes to the gate (one call each, one at a time).
+    let calls = calls_of(&server, "fcall") - before;
+    assert!(calls * 4 < 6_400, "6 400 acquires took {calls} calls: not shared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_cancelled_in_the_line_takes_nothing() {
     let Some(server) = support::RedisServer::start() else { return };
     let store = RedisStore::connect(&server.url()).await.expect("connect");
