@@ -437,7 +437,9 @@ fn print_table(rows: &[(String, Op, Cell)]) {
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for (load, op, c) in rows {
         let same = |want: Op| rows.iter().find(|(l, o, _)| l == load && *o == want).map(|r| r.2);
-        let (noop, ping) = (same(Op::Noop), same(Op::Ping));
+        // The in-process limiters make no round trip: a ratio to one would say nothing.
+        let (noop, ping) =
+            if op.is_redis() { (same(Op::Noop), same(Op::Ping)) } else { (None, None) };
         let ratio_tp = noop.map_or(String::new(), |n| format!("{:.2}×", c.per_sec / n.per_sec));
         let ratio_p50 = ping.map_or(String::new(), |p| format!("{:.2}×", c.p50 / p.p50));
         println!(
