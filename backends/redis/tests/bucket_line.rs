@@ -95,18 +95,22 @@ async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rat
     println!("{got} admitted of {full:.0} possible, from {asked} tries");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_tries_share_calls() {
-    let Some(server) = support::RedisServer::start() else { return };
+/// The calls 64 tasks make for 100 requests each, back to back, on a bucket that never
+/// refuses: `acquire`s, or `try_acquire`s.
+async fn calls_for_a_crowd(server: &support::RedisServer, name: &str, acquire: bool) -> u64 {
     let store = RedisStore::connect(&server.url()).await.expect("connect");
-    let b = RateLimiter::new(store, "line", "share", Rate::per_second(1_000), 10).unwrap();
-    let before = calls_of(&server, "fcall");
+    let b = RateLimiter::new(store, "line", name, Rate::per_second(1_000_000), 1 << 20).unwrap();
+    let before = calls_of(server, "fcall");
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let b = b.clone();
             tokio::spawn(async move {
                 for _ in 0..100 {
-                    let _ = b.try_acquire().await;
+                    if acquire {
+                        b.acquire().await.unwrap();
+                    } else {
+                        b.try_acquire().await.unwrap();
+                    }
                 }
             })
         })
@@ -114,33 +118,23 @@ async fn concurrent_tries_share_calls() {
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
     }
-    // 6 400 tries, back to back from 64 tasks: while one call is out the others wait in the
-    // line and go together. (A call of its own each would be 6 400.)
-    let calls = calls_of(&server, "fcall") - before;
+    calls_of(server, "fcall") - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tries_share_calls() {
+    let Some(server) = support::RedisServer::start() else { return };
+    // While one call is out the others wait in the line and go together in the next. (A call
+    // of its own each would be 6 400.)
+    let calls = calls_for_a_crowd(&server, "tries", false).await;
     assert!(calls * 4 < 6_400, "6 400 tries took {calls} calls: not coalesced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_acquires_share_calls_while_nobody_waits() {
     let Some(server) = support::RedisServer::start() else { return };
-    let store = RedisStore::connect(&server.url()).await.expect("connect");
-    let b = RateLimiter::new(store, "line", "acq", Rate::per_second(1_000_000), 1 << 20).unwrap();
-    let before = calls_of(&server, "fcall");
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let b = b.clone();
-            tokio::spawn(async move {
-                for _ in 0..100 {
-                    b.acquire().await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
-    }
     // Nobody ever has to wait, so no acquire goes to the gate (one call each, one at a time).
-    let calls = calls_of(&server, "fcall") - before;
+    let calls = calls_for_a_crowd(&server, "acquires", true).await;
     assert!(calls * 4 < 6_400, "6 400 acquires took {calls} calls: not shared");
 }
 
