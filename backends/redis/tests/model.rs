@@ -446,3 +446,29 @@ async fn bounded_acquires_refuse_up_front_what_cannot_make_their_deadline() {
     let stats = l.stats().await.unwrap();
     assert_eq!((stats["m"].requests.used, stats["m"].active.used), (1, 0));
 }
+
+#[tokio::test]
+async fn a_waiter_refreshing_on_a_lost_state_leaves_it_expiring() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    // A ticket TTL of 300 ms: the waiter renews its place every 100 ms.
+    let l = ModelRateLimiter::builder(store, "t20")
+        .model("m", config(1_000, 100_000, 1))
+        .ticket_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let held = l.acquire("m", 1).await.unwrap();
+    let waiter = tokio::spawn({
+        let l = l.clone();
+        async move { l.acquire("m", 1).await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The state goes (evicted, say) while the waiter is queued without a slot; its renewals
+    // read the windows, which writes the state again: it must expire again too.
+    server.command(&["DEL", "{tg:t20:m=m}:s"]);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let ttl = server.command(&["PTTL", "{tg:t20:m=m}:s"]);
+    assert_ne!(ttl.trim(), ":-1", "the state was written back without an expiry");
+    held.settle(1).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap();
+}

@@ -50,6 +50,8 @@ if head and head ~= id then -- someone is ahead: never overtake
   if try == 1 then return refuse(ready, limit, 1) end
   if ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then return refuse(ready, limit, 0) end
   enqueue(id, now, ticket_ttl)
+  -- reading the windows may have written the state (a head moved): keep it expiring
+  rule_touch(now, state_ttl)
   if freed > 0 then wake(now, pub, chan) end
   return reply({2, now})
 end
@@ -58,6 +60,7 @@ if redis.call('ZCARD', LK) >= maxp then
   if try == 1 then return refuse(ready, limit, 1) end
   if ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then return refuse(ready, limit, 0) end
   enqueue(id, now, ticket_ttl)
+  rule_touch(now, state_ttl) -- as above
   return reply({3, now})
 end
 if rule_admit(tokens, now) then
