@@ -34,6 +34,10 @@ pub struct StoreOptions {
     /// by the degraded policy ([`StoreError::Unavailable`] when failing closed) instead of each
     /// waiting out a timeout; the first call after it probes again. Heartbeats and the
     /// janitor's releases always try. `Duration::ZERO` turns this off.
+    ///
+    /// On one server the breaker is the store's; on a cluster each model's and bucket's (its
+    /// hash tag), so a dead node stops only what lives on it, each of its models after one
+    /// timeout of its own.
     pub breaker_cooldown: Duration,
 }
 
@@ -70,8 +74,10 @@ pub(crate) struct StoreInner {
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     subscribe: mpsc::UnboundedSender<String>,
     janitor: mpsc::UnboundedSender<Job>,
-    /// Until when acquires skip Redis after a connection failure (the breaker).
-    down_until: Mutex<Option<tokio::time::Instant>>,
+    /// Until when acquires skip Redis after a connection failure (the breaker), by scope
+    /// (`breaker_scope`): one entry for a single server, one per failing hash tag on a
+    /// cluster; an answer removes its entry.
+    down_until: Mutex<HashMap<String, tokio::time::Instant>>,
     /// Request ids: unique to this process (`pid-start-counter`).
     id_prefix: String,
     ids: AtomicU64,
@@ -89,6 +95,15 @@ enum Conn {
 }
 
 impl Conn {
+    /// Whether calls are routed over a cluster's nodes.
+    fn is_cluster(&self) -> bool {
+        match self {
+            Conn::Single(_) => false,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(_) => true,
+        }
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         match self {
             Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
@@ -297,7 +312,7 @@ impl RedisStore {
             publish,
             options,
             wakes: Mutex::new(HashMap::new()),
-            down_until: Mutex::new(None),
+            down_until: Mutex::new(HashMap::new()),
             subscribe,
             janitor,
             id_prefix: format!("{:x}-{:x}", std::process::id(), now),
@@ -341,7 +356,12 @@ impl StoreInner {
         args: &[Vec<u8>],
         budget: Option<Duration>,
     ) -> Result<Vec<i64>, StoreError> {
-        let down = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        let down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(self.breaker_scope(keys))
+            .copied();
         if let Some(until) = down
             && tokio::time::Instant::now() < until
         {
@@ -372,10 +392,26 @@ impl StoreInner {
         };
         let answered = matches!(&result, Ok(_) | Err(StoreError::Script(_)));
         if !self.options.breaker_cooldown.is_zero() && (failed || answered) {
-            let mut d = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
-            *d = failed.then(|| tokio::time::Instant::now() + self.options.breaker_cooldown);
+            let scope = self.breaker_scope(keys);
+            let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            if failed {
+                let until = tokio::time::Instant::now() + self.options.breaker_cooldown;
+                down.insert(scope.to_owned(), until);
+            } else if !down.is_empty() {
+                down.remove(scope);
+            }
         }
         result
+    }
+
+    /// What a failure of a call on `keys` says is down: the server, or on a cluster the node
+    /// of their hash tag (all of an operation's keys share it), named by the tag.
+    fn breaker_scope<'k>(&self, keys: &'k [String]) -> &'k str {
+        if !self.conn.is_cluster() {
+            return "";
+        }
+        let key = keys.first().map_or("", String::as_str);
+        key.find('}').map_or(key, |end| &key[..=end])
     }
 
     async fn eval_raw(
