@@ -11,9 +11,10 @@
 //! once, exactly as before. The server decides the reservations of a call in the line's order,
 //! and calls go one after another, so this process's requests are never reordered.
 //!
-//! One call at a time, not several: measured with 8, 64 and 4 × 16 tasks, two or four calls
-//! in flight split the line into smaller batches and lost 20–50 % of the throughput, because
-//! each call's fixed cost (client and server) is what the machine runs out of.
+//! One call at a time, not several: with 8, 64 and 4 × 16 tasks, before the linger below,
+//! four calls in flight lost up to 48 % of the throughput and two up to 30 % in one run, and
+//! were within noise of one call in another; never clearly better. Each call's fixed cost
+//! (client and server) is what the machine runs out of. Not measured again with the linger.
 
 use core::time::Duration;
 use std::collections::VecDeque;
