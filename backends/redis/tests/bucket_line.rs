@@ -1,9 +1,9 @@
 //! The Redis bucket under a crowd, as a hostile user runs it: many tasks on a multi-thread
-//! runtime with the real clock, every call raced against a timer that may cancel it, checked
-//! from an admission log against the bucket's bound at every instant, for throughput, and for
-//! the coalescing of concurrent reservations into few calls (`src/bucket/line.rs`). Then the
-//! line's own edges: a caller cancelled while waiting in it takes nothing, and a dead server
-//! answers everyone in it by the deadline.
+//! runtime with the real clock, tries and acquires, most calls raced against a timer that may
+//! cancel them, checked from an admission log against the bucket's bound at every instant and
+//! for throughput; and the sharing of concurrent calls (`src/bucket/line.rs`). Then the line's
+//! own edges: a caller cancelled while waiting in it takes nothing, and a dead server answers
+//! everyone in it by the deadline.
 
 mod support;
 
@@ -42,22 +42,39 @@ async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rat
             while start.elapsed() < run {
                 i += 1;
                 tries.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                // Every other task races each call against a timer of 0–200 µs: some calls are
-                // cancelled in the line, some in flight, some not at all.
-                let outcome = if t % 2 == 0 {
-                    let bound = Duration::from_micros((t * 37 + i * 53) % 200);
-                    tokio::select! {
-                        r = b.try_acquire() => Some(r),
-                        () = tokio::time::sleep(bound) => None,
+                // A quarter each: tries raced against a timer of 0–200 µs (cancelled in the
+                // line, in flight, or not at all), plain tries, acquires raced against a timer
+                // of 0–3 ms (cancelled while they try, queue at the gate, or sleep on their
+                // reservation), and bounded acquires of 5 ms.
+                let outcome = match t % 4 {
+                    0 => {
+                        let bound = Duration::from_micros((t * 37 + i * 53) % 200);
+                        tokio::select! {
+                            r = b.try_acquire() => Some(r),
+                            () = tokio::time::sleep(bound) => None,
+                        }
                     }
-                } else {
-                    Some(b.try_acquire().await)
+                    1 => Some(b.try_acquire().await),
+                    2 => {
+                        let bound = Duration::from_micros((t * 37 + i * 53) % 3_000);
+                        tokio::select! {
+                            r = b.acquire() => Some(r),
+                            () = tokio::time::sleep(bound) => None,
+                        }
+                    }
+                    _ => Some(b.acquire_within(Duration::from_millis(5)).await),
                 };
                 match outcome {
                     Some(Ok(())) => admitted.lock().unwrap().push(start.elapsed()),
                     Some(Err(e)) => {
                         assert!(
-                            matches!(e.limit(), Some(tollgate::Error::RateLimited(_))),
+                            matches!(
+                                e.limit(),
+                                Some(
+                                    tollgate::Error::RateLimited(_)
+                                        | tollgate::Error::MaxWaitExceeded { .. }
+                                )
+                            ),
                             "{e:?}"
                         );
                     }
@@ -184,10 +201,13 @@ async fn a_dead_server_answers_everyone_in_the_line_by_the_deadline() {
     // Everything that reaches the server from now on is held there, then the server dies.
     server.command(&["CLIENT", "PAUSE", "5000", "ALL"]);
     let start = Instant::now();
+    // Tries and acquires (which try first, in the same line, while nobody waits).
     let crowd: Vec<_> = (0..32)
-        .map(|_| {
+        .map(|i| {
             let b = b.clone();
-            tokio::spawn(async move { b.try_acquire().await })
+            tokio::spawn(async move {
+                if i % 2 == 0 { b.try_acquire().await } else { b.acquire().await }
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
