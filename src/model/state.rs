@@ -222,6 +222,8 @@ impl ModelState {
     pub(crate) fn try_admit_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Blocked> {
         // Before the check: a refund the check misses bumps the epoch after this read.
         let refunds = self.refunds.load(Ordering::SeqCst) >> 1;
+        #[cfg(feature = "tracing")]
+        let mut rule_wait: Option<usize> = None;
         let decided = self.books.with(|books| {
             // One step: too large at the maxima in force (a reconfiguration or a learned limit
             // may have shrunk them), or paused, or the rule's decision.
@@ -244,20 +246,28 @@ impl ModelState {
                 }
                 Err(wait) => {
                     #[cfg(feature = "tracing")]
-                    self.conf.with(|c| {
-                        tracing::debug!(
-                            target: "tollgate",
-                            model = &*self.name,
-                            limit = &*c.limits[wait.limit].name,
-                            wait_ms = (wait.ready_at - now).as_millis() as u64,
-                            estimated_tokens = estimate.total(),
-                            "request waits for rate-limit room"
-                        );
-                    });
+                    {
+                        rule_wait = Some(wait.limit);
+                    }
                     Err(Blocked::Wait(Refused { ready_at: wait.ready_at, refunds }))
                 }
             }
         });
+        // The limit's name is in the config, whose lock comes before the books' (as in
+        // `learn`, `drain_at`, `reconfigure_at`): read only once the books are let go.
+        #[cfg(feature = "tracing")]
+        if let (Some(limit), Err(Blocked::Wait(r))) = (rule_wait, &decided) {
+            self.conf.with(|c| {
+                tracing::debug!(
+                    target: "tollgate",
+                    model = &*self.name,
+                    limit = &*c.limits[limit].name,
+                    wait_ms = (r.ready_at - now).as_millis() as u64,
+                    estimated_tokens = estimate.total(),
+                    "request waits for rate-limit room"
+                );
+            });
+        }
         #[cfg(feature = "tracing")]
         match &decided {
             Ok(_) => {
