@@ -25,7 +25,8 @@ use crate::scripts::scripts;
 use crate::store::{Job, RedisStore, int, text};
 
 mod line;
-use line::{Answer, Ask, Decision, Line};
+use crate::line::Line;
+use line::{Answer, Ask, Decision};
 
 /// A token bucket shared through Redis: bursts of up to `burst` tokens, refilled at `rate`.
 ///
@@ -60,7 +61,7 @@ struct BucketInner {
     /// same script: the janitor's copy of the job may land too late.
     pending: std::sync::Mutex<Option<(u64, String)>>,
     /// This process's reservations waiting for a call (see `line.rs`).
-    line: Line,
+    line: Line<BucketInner>,
     /// This process's acquires at the gate or waiting for it.
     waiting: AtomicUsize,
     degraded: Degraded,
@@ -362,7 +363,12 @@ impl BucketInner {
     /// One `gcra_reserve` call, named `call`, deciding `asks` in order (undoing this
     /// process's latest cancelled reservation first): one decision per ask, or the store's
     /// error for each.
-    async fn call(&self, asks: &[Ask], call: &Arc<str>, budget: Option<Duration>) -> Vec<Decision> {
+    async fn reserve(
+        &self,
+        asks: &[Ask],
+        call: &Arc<str>,
+        budget: Option<Duration>,
+    ) -> Vec<Decision> {
         let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (undo_n, undo_id) = pending.unwrap_or_default();
         let mut args = self.config_args.clone();

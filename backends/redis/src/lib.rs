@@ -46,6 +46,7 @@ mod degraded;
 mod encode;
 mod error;
 mod keys;
+mod line;
 mod model;
 mod permit;
 mod scripts;

@@ -8,7 +8,7 @@
 //! ticket TTL) says to renew the ticket, which also covers lost messages. Only the head of the
 //! queue may be admitted, so nobody is overtaken, across hosts.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -21,9 +21,13 @@ use crate::degraded::Degraded;
 use crate::encode::{self, UNIT_NS};
 use crate::error::{Error, StoreError};
 use crate::keys::{self, Kind};
+use crate::line::{Line, Via};
 use crate::permit::{ModelPermit, PermitState, RedisHold};
 use crate::scripts::scripts;
 use crate::store::{Job, RedisStore, int, text};
+
+mod line;
+pub(crate) use line::Ask;
 
 /// Builds a [`ModelRateLimiter`]: the models, the default config, lease and ticket TTLs, and
 /// the policy while Redis is unreachable.
@@ -226,6 +230,13 @@ pub(crate) struct ModelEntry {
     /// When an admit last wrote the state (refreshing its expiry): finding it gone sooner than
     /// it can expire means it was lost.
     touched: Mutex<Option<tokio::time::Instant>>,
+    store: RedisStore,
+    lease_ttl_us: u64,
+    /// This process's tries and settles waiting for a shared call (`crate::line`).
+    line: Line<ModelEntry>,
+    /// This process's acquires past their first try (queued, or on their way there): while
+    /// there are any, acquires go straight to the queue, so a try never overtakes them.
+    waiting: AtomicUsize,
 }
 
 /// What the heartbeat learns about one held slot.
@@ -251,11 +262,13 @@ fn micros(d: Duration) -> u64 {
 
 impl ModelEntry {
     fn new(
+        store: &RedisStore,
         ns: &str,
         name: &str,
         config: RateLimitConfig,
-        publish: &'static str,
+        lease_ttl: Duration,
     ) -> Result<Self, Error> {
+        let publish = store.inner.publish;
         let limits = config.rate_limits();
         let (words, state_ttl_ms) = encode::limits(&limits, UNIT_NS)?;
         let mut fp_words = words.clone();
@@ -277,6 +290,10 @@ impl ModelEntry {
             state_ttl_ms,
             leases: Mutex::new(HashMap::new()),
             touched: Mutex::new(None),
+            store: store.clone(),
+            lease_ttl_us: micros(lease_ttl),
+            line: Line::default(),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -298,7 +315,7 @@ impl LimiterInner {
             None => return Err(tollgate::Error::UnknownModel.into()),
         };
         let entry =
-            Arc::new(ModelEntry::new(&self.namespace, model, config, self.store.inner.publish)?);
+            Arc::new(ModelEntry::new(&self.store, &self.namespace, model, config, self.lease_ttl)?);
         self.store.inner.subscribe(entry.channel.clone());
         models.insert(model.to_owned(), entry.clone());
         Ok(entry)
@@ -308,16 +325,9 @@ impl LimiterInner {
     /// 1 release keeping the estimate, 2 refund.
     pub(crate) fn settle_job(entry: &ModelEntry, id: &str, actual: u64, mode: u8) -> Job {
         Job {
-            script: &scripts().model_settle,
+            script: &scripts().model_batch,
             keys: entry.keys.clone(),
-            args: entry.args([
-                text(id),
-                int(actual),
-                int(u64::from(mode)),
-                int(entry.state_ttl_ms),
-                text(entry.publish),
-                text(&entry.channel),
-            ]),
+            args: entry.batch_args([(id, actual, mode)].into_iter(), core::iter::empty()),
         }
     }
 
@@ -384,33 +394,59 @@ impl LimiterInner {
         // Whether a call of this acquire may have reached the server (one the breaker turned
         // away did not): only then is there a queue place or admission to give back.
         let mut sent = false;
+        // A try, or an acquire while nobody of this process is queued, first tries in the
+        // model's line, sharing a call with the others (`crate::line`); refused, an acquire
+        // goes on to the queue like everyone who must wait.
+        let mut try_first = try_only || entry.waiting.load(Ordering::Acquire) == 0;
+        let mut waiting = None;
         loop {
             let now = tokio::time::Instant::now();
             let remaining = deadline.map(|d| d.saturating_duration_since(now));
-            let max_wait =
-                remaining.map_or(-1, |r| i64::try_from(r.as_micros()).unwrap_or(i64::MAX));
-            let args = entry.args([
-                int(estimated),
-                text(&queued.id),
-                int(entry.config.max_parallel_requests),
-                int(micros(self.lease_ttl)),
-                int(micros(self.ticket_ttl)),
-                int(entry.state_ttl_ms),
-                int(max_wait),
-                int(u64::from(try_only)),
-                text(entry.publish),
-                text(&entry.channel),
-            ]);
             // A try has no deadline but the response timeout; a bounded wait gets at least a
             // round trip's worth, even when its time is all but up.
             let budget = if try_only { None } else { remaining.map(|r| r.max(MIN_BUDGET)) };
-            let script = &scripts().model_admit;
-            // The retry under the same id goes whatever the breaker says: the breaker may have
-            // opened on this very request's timeout, whose reply alone was lost.
-            let call = if retried {
-                store.eval(script, &entry.keys, &args, budget).await
+            let tried_first = try_first;
+            let call = if try_first {
+                try_first = false;
+                let ask = Ask::Try { id: queued.id.clone(), tokens: estimated };
+                let (decision, via) =
+                    crate::line::decide(&entry, ask, budget, &mut queued.armed).await;
+                if via == Via::Abandoned {
+                    // The shared call may still admit it: the line's runner gives that back,
+                    // and nothing may go under this id meanwhile (the two could cross).
+                    queued.armed = false;
+                    let e = decision.err().unwrap_or(StoreError::Unavailable);
+                    return self.degrade(model, estimated, e, deadline, queued, try_only).await;
+                }
+                // From here this caller owns what the call did.
+                queued.armed = true;
+                decision.map(|a| a.admit_reply())
             } else {
-                store.eval_admission(script, &entry.keys, &args, budget).await
+                if !try_only && waiting.is_none() {
+                    waiting = Some(Waiting::enter(&entry.waiting));
+                }
+                let max_wait =
+                    remaining.map_or(-1, |r| i64::try_from(r.as_micros()).unwrap_or(i64::MAX));
+                let args = entry.args([
+                    int(estimated),
+                    text(&queued.id),
+                    int(entry.config.max_parallel_requests),
+                    int(micros(self.lease_ttl)),
+                    int(micros(self.ticket_ttl)),
+                    int(entry.state_ttl_ms),
+                    int(max_wait),
+                    int(u64::from(try_only)),
+                    text(entry.publish),
+                    text(&entry.channel),
+                ]);
+                let script = &scripts().model_admit;
+                // The retry under the same id goes whatever the breaker says: the breaker may
+                // have opened on this very request's timeout, whose reply alone was lost.
+                if retried {
+                    store.eval(script, &entry.keys, &args, budget).await
+                } else {
+                    store.eval_admission(script, &entry.keys, &args, budget).await
+                }
             };
             sent |= !matches!(call, Err(StoreError::Unavailable));
             let reply = match call {
@@ -432,6 +468,8 @@ impl LimiterInner {
             };
             self.note_state(model, &entry, &reply);
             match reply.first().copied() {
+                // Refused on its first try: now it waits its turn in the queue.
+                Some(0) if tried_first && !try_only => {}
                 Some(1) if reply.len() >= 4 => {
                     queued.armed = false;
                     let lease = Arc::new(Lease::default());
@@ -574,6 +612,22 @@ async fn wait_for(
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// One acquire past its first try, counted while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A place in the queue, given back (by the janitor) if the acquire ends without admission.

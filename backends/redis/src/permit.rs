@@ -8,7 +8,7 @@ use tollgate::model::OwnedModelPermit;
 use tollgate_tokio::TokioTimer;
 
 use crate::error::{Error, StoreError};
-use crate::model::{Lease, LimiterInner, ModelEntry};
+use crate::model::{Ask, Lease, LimiterInner, ModelEntry};
 
 /// An admitted request. Call [`settle`](Self::settle) with the tokens it really used; dropping
 /// it unsettled releases its slot in the background and leaves the estimate charged (the safe
@@ -108,23 +108,26 @@ impl ModelPermit {
                 Ok(Settled::Local)
             }
             PermitState::Redis(mut hold) => {
-                let limiter = hold.limiter.clone();
                 let entry = hold.entry.clone();
                 // Values beyond exact integer arithmetic count as its largest.
                 let actual = actual_tokens.min(crate::encode::EXACT / 4);
-                let job = LimiterInner::settle_job(&entry, &hold.id, actual, 0);
+                // Dropped before the answer, the hold sends the settle again (it applies once).
                 hold.settling = Some(actual);
-                let reply = limiter.store.inner.eval(job.script, &job.keys, &job.args, None).await;
+                let ask = Ask::Settle { id: hold.id.clone(), actual, mode: 0 };
+                let (answer, _) = crate::line::decide(&entry, ask, None, &mut true).await;
                 hold.done = true;
-                match reply {
-                    Ok(r) if r.len() == 3 && r[0] == 1 && r[1] == 1 => Ok(Settled::Applied),
-                    Ok(r) if r.len() == 3 && r[0] >= 0 => Ok(Settled::LeaseLost),
-                    Ok(r) if r.first() == Some(&-2) => {
+                match answer {
+                    Ok(a) if a.v[0] == -2 => {
                         Err(Error::ConfigMismatch { key: entry.keys[0].clone() })
                     }
-                    Ok(r) => Err(StoreError::Protocol(format!("model_settle: {r:?}")).into()),
+                    Ok(a) if a.v[0] == 1 && a.v[1] == 1 => Ok(Settled::Applied),
+                    Ok(a) if a.v[0] >= 0 => Ok(Settled::LeaseLost),
+                    Ok(a) => Err(StoreError::Protocol(format!("model_batch: {a:?}")).into()),
                     Err(e) => {
-                        limiter.store.inner.later(job);
+                        hold.limiter
+                            .store
+                            .inner
+                            .later(LimiterInner::settle_job(&entry, &hold.id, actual, 0));
                         Err(Error::Store(e))
                     }
                 }

@@ -7,9 +7,14 @@
 -- requests, 1 tokens), max, then a window's W (length), s (slot length), len (ring) or a
 -- bucket's P, D (one token costs P/D time units), 0.
 -- The call's context (set by `rule_setup` at the start of every call): the state key, the
--- limits, where the operation's own arguments start (ARGV[OP + 1]), and window i's head slot
--- and running total once read in this call (`now` is the same throughout a call).
-local S, NL, LIM, OP, HEAD, TOT
+-- limits, where the operation's own arguments start (ARGV[OP + 1]), and what the call has read
+-- and changed of the state, written back once by `rule_flush` (`now` is the same throughout a
+-- call, so one call can decide many requests on one read and one write). Per window i: HEAD[i]
+-- its head slot and TOT[i] its running total once read, OLD[i] the sum of its kept slots that
+-- are older than the window, SLOT[i][K] slot K's value once known, DIRTY[i][K] whether that
+-- value must be written, ADD[i][K] an increment of a slot whose value was not read (charges
+-- need no read); per bucket i: BKT[i] its {tat, rem} once read, DIRTY[i] whether to write it.
+local S, NL, LIM, OP, HEAD, TOT, OLD, SLOT, DIRTY, ADD, BKT
 local NEVER = -1 -- "room only after the end of the clock"
 
 -- Parsed limits by config fingerprint (ARGV[1], a digest of every limit's integers). Loaded as
@@ -35,7 +40,7 @@ local function rule_setup()
   end
   NL, LIM = p.n, p
   OP = 2 + NL * 6
-  HEAD, TOT = {}, {}
+  HEAD, TOT, OLD, SLOT, DIRTY, ADD, BKT = {}, {}, {}, {}, {}, {}, {}
 end
 
 -- The field of window i's slot k. Integers become text through '%d': Lua's own conversion
@@ -60,6 +65,7 @@ local function win_advance(i, L, now)
   local hv = redis.call('HMGET', S, hk, nk)
   local old = tonumber(hv[1])
   TOT[i] = tonumber(hv[2]) or 0
+  SLOT[i], DIRTY[i], ADD[i] = {}, {}, {}
   if old ~= nil and head <= old then
     HEAD[i] = old
     return old
@@ -91,14 +97,25 @@ local function win_first(L, now)
   return tg_div(t, L.b)
 end
 
--- The values of window i's slots from..to (to >= from - 1), oldest first.
+-- The values of window i's slots from..to (to >= from - 1), oldest first, as this call has
+-- them (its own changes included); the ones read are kept for the rest of the call.
 local function win_slots(i, from, to)
   if to < from then return {} end
-  local f = {}
-  for k = from, to do f[#f + 1] = tg_slot(i, k) end
-  local v = redis.call('HMGET', S, unpack(f))
+  local known, add = SLOT[i], ADD[i]
+  local f, at = {}, {}
+  for k = from, to do
+    if known[k] == nil then f[#f + 1] = tg_slot(i, k); at[#at + 1] = k end
+  end
+  if #f > 0 then
+    local v = redis.call('HMGET', S, unpack(f))
+    for j = 1, #v do
+      local k = at[j]
+      known[k] = (tonumber(v[j]) or 0) + (add[k] or 0)
+      add[k] = nil
+    end
+  end
   local out = {}
-  for j = 1, #v do out[j] = tonumber(v[j]) or 0 end
+  for k = from, to do out[#out + 1] = known[k] end
   return out
 end
 
@@ -107,14 +124,17 @@ local function fits_sum(L, used, n)
 end
 
 -- The conservative count of the window ending at `now`: the running total less the kept
--- slots that are already older than the window (usually none or one).
+-- slots that are already older than the window (usually none or one; the same for the whole
+-- call: charges go to the head, adjustments only to slots inside the window).
 local function win_used(i, L, now)
   local head = win_advance(i, L, now)
-  local used = TOT[i]
-  local base = head - L.c + 1
-  local old = win_slots(i, base, win_first(L, now) - 1)
-  for j = 1, #old do used = used - old[j] end
-  return used
+  if OLD[i] == nil then
+    local old = win_slots(i, head - L.c + 1, win_first(L, now) - 1)
+    local sum = 0
+    for j = 1, #old do sum = sum + old[j] end
+    OLD[i] = sum
+  end
+  return TOT[i] - OLD[i]
 end
 
 local function win_earliest(i, L, n, now)
@@ -135,12 +155,18 @@ local function win_earliest(i, L, n, now)
   return start * L.b + L.a - 1
 end
 
+-- Charges n to the head slot (written by `rule_flush`).
 local function win_charge(i, L, n, now)
   local head = win_advance(i, L, now)
   if n ~= 0 then
-    redis.call('HINCRBY', S, tg_slot(i, head), tg_s(n))
+    if SLOT[i][head] ~= nil then
+      SLOT[i][head] = SLOT[i][head] + n
+      DIRTY[i][head] = true
+    else
+      ADD[i][head] = (ADD[i][head] or 0) + n
+    end
     TOT[i] = TOT[i] + n
-    redis.call('HSET', S, 'n' .. i, tg_s(TOT[i]))
+    DIRTY[i].n = true
   end
 end
 
@@ -148,23 +174,45 @@ end
 local function win_adjust(i, L, K, from, to, now)
   local head = win_advance(i, L, now)
   if K < win_first(L, now) or K > head then return false end
-  local f = tg_slot(i, K)
-  local old = tonumber(redis.call('HGET', S, f)) or 0
+  local old = win_slots(i, K, K)[1]
   local c = old + to - from
   if c < 0 then c = 0 end
-  if c == 0 then redis.call('HDEL', S, f) else redis.call('HSET', S, f, tg_s(c)) end
   if c ~= old then
+    SLOT[i][K] = c
+    DIRTY[i][K] = true
     TOT[i] = TOT[i] + c - old
-    redis.call('HSET', S, 'n' .. i, tg_s(TOT[i]))
+    DIRTY[i].n = true
   end
   return true
+end
+
+-- Writes window i's changes back.
+local function win_flush(i)
+  local dirty = DIRTY[i]
+  if dirty == nil then return end
+  for k, d in pairs(ADD[i]) do
+    redis.call('HINCRBY', S, tg_slot(i, k), tg_s(d))
+  end
+  for k, _ in pairs(dirty) do
+    if k ~= 'n' then
+      local c = SLOT[i][k]
+      if c == 0 then redis.call('HDEL', S, tg_slot(i, k)) else redis.call('HSET', S, tg_slot(i, k), tg_s(c)) end
+    end
+  end
+  if dirty.n then redis.call('HSET', S, 'n' .. i, tg_s(TOT[i])) end
+  SLOT[i], DIRTY[i], ADD[i] = {}, {}, {}
 end
 
 -- Buckets (GCRA): TAT = tat + rem / D time units, one token costs P / D ----------------------
 
 local function bkt_get(i)
-  local v = redis.call('HMGET', S, 't' .. i, 'r' .. i)
-  return tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  local b = BKT[i]
+  if b == nil then
+    local v = redis.call('HMGET', S, 't' .. i, 'r' .. i)
+    b = { tonumber(v[1]) or 0, tonumber(v[2]) or 0 }
+    BKT[i] = b
+  end
+  return b[1], b[2]
 end
 
 -- TAT - now, in 1/D units (negative when the bucket is full).
@@ -175,7 +223,15 @@ end
 
 local function bkt_set_lead(i, L, now, lead)
   local q, r = tg_divmod(lead, L.b)
-  redis.call('HSET', S, 't' .. i, tg_s(now + q), 'r' .. i, tg_s(r))
+  BKT[i] = { now + q, r }
+  DIRTY[i] = true
+end
+
+local function bkt_flush(i)
+  if DIRTY[i] then
+    redis.call('HSET', S, 't' .. i, tg_s(BKT[i][1]), 'r' .. i, tg_s(BKT[i][2]))
+    DIRTY[i] = nil
+  end
 end
 
 local function bkt_fits(i, L, n, now)
@@ -280,8 +336,17 @@ local function rule_usage(now)
   return out
 end
 
--- Records the clock and the fingerprint, and keeps the state alive for `ttl_ms` more.
+-- Writes back what this call changed (once, whatever it decided).
+local function rule_flush()
+  for i = 1, NL do
+    if LIM[i].kind == 0 then win_flush(i) else bkt_flush(i) end
+  end
+end
+
+-- Writes the call's changes, records the clock and the fingerprint, and keeps the state alive
+-- for `ttl_ms` more.
 local function rule_touch(now, ttl_ms)
+  rule_flush()
   redis.call('HSET', S, 'clk', tg_s(now), 'fp', ARGV[1])
   redis.call('PEXPIRE', S, tg_s(ttl_ms))
 end

@@ -21,5 +21,6 @@ elseif op == 2 then
 else
   out = rule_usage(now)
 end
+rule_flush()
 redis.call('HSET', S, 'clk', tg_s(now))
 return out

@@ -1,0 +1,106 @@
+-- model_batch: this process's settles and tries of one model, in one call: the settles first
+-- (they free slots and tokens), then the tries, in order, at one instant, on one read and one
+-- write of the state (a request costs a few Lua operations; each `redis.call` about a
+-- microsecond, the call itself several).
+-- ARGV after the config: max_parallel, lease_ttl (us), state_ttl_ms, publish command, channel,
+-- the number of settles, the number of tries, then 3 per settle: id, actual, mode (0 settle to
+-- actual, 1 release and keep the estimate, 2 cancel: refund the tokens), then 2 per try:
+-- tokens, id.
+-- -> {now, fresh (1: the state did not exist), then 2 per settle, in order:
+--     applied (0: no record: settled already, or the lease expired), held a lease;
+--     then 4 per try, in order:
+--     1, at, lease_expiry, 0       admitted (or admitted already under this id)
+--     0, ready_at, limit, why      refused, nothing taken (why 0: rate limits, 1: no
+--                                  parallel slot or someone queued: a try never overtakes)}
+--    or {-2}: another config is stored for this model
+local fp, now = tg_fp_now(S)
+if fp and fp ~= ARGV[1] then return {-2} end
+local fresh = 0
+if not fp then fresh = 1 end
+local maxp, lease_ttl, state_ttl = tonumber(ARGV[OP + 1]), tonumber(ARGV[OP + 2]), tonumber(ARGV[OP + 3])
+local pub, chan = ARGV[OP + 4], ARGV[OP + 5]
+local ns, nt = tonumber(ARGV[OP + 6]), tonumber(ARGV[OP + 7])
+local out = {now, fresh}
+local touched = false
+
+-- Settles: each admission once; its slot freed, its tokens settled.
+local T0 = OP + 7 + 3 * ns -- the tries' arguments start after it
+if ns > 0 then
+  local ids = {}
+  for j = 1, ns do ids[j] = ARGV[OP + 5 + 3 * j] end
+  local recs = redis.call('HMGET', AK, unpack(ids))
+  local held = redis.call('ZMSCORE', LK, unpack(ids))
+  local done, seen = {}, {}
+  for j = 1, ns do
+    local applied, id = 0, ids[j]
+    -- (a second settle of the same id in this batch finds nothing, as a later call would)
+    local rec = (not seen[id]) and recs[j]
+    local lease = (not seen[id]) and held[j]
+    seen[id] = true
+    if rec then
+      local actual, mode = tonumber(ARGV[OP + 6 + 3 * j]), tonumber(ARGV[OP + 7 + 3 * j])
+      local at, est = string.match(rec, '^(%-?%d+):(%d+)$')
+      at, est = tonumber(at), tonumber(est)
+      if mode == 0 then rule_settle(at, est, actual, now) end
+      if mode == 2 then rule_settle(at, est, 0, now) end
+      done[#done + 1] = id
+      applied = 1
+    end
+    out[#out + 1] = applied
+    if lease then out[#out + 1] = 1 else out[#out + 1] = 0 end
+  end
+  if #done > 0 then
+    redis.call('HDEL', AK, unpack(done))
+    touched = true
+  end
+  redis.call('ZREM', LK, unpack(ids))
+  redis.call('ZREM', QK, unpack(ids))
+  redis.call('HDEL', XK, unpack(ids))
+end
+
+local freed = reap(now)
+local head = queue_head(now)
+if nt > 0 then
+  local ids = {}
+  for j = 1, nt do ids[j] = ARGV[T0 + 2 * j] end
+  -- retries after a lost reply: the same admissions, not second ones
+  local prev = redis.call('HMGET', AK, unpack(ids))
+  local active = redis.call('ZCARD', LK)
+  local expiry = now + lease_ttl
+  local leases, records = {}, {}
+  for j = 1, nt do
+    local tokens, id = tonumber(ARGV[T0 + 2 * j - 1]), ids[j]
+    local code, a, b, c = 1, now, expiry, 0
+    if prev[j] then
+      a = tonumber(string.match(prev[j], '^(%-?%d+):'))
+      b = tonumber(redis.call('ZSCORE', LK, id)) or 0
+    elseif head or active >= maxp then
+      code, c = 0, 1
+      if rule_fits(tokens, now) then a, b = now, 0 else a, b = rule_wait(tokens, now) end
+    elseif rule_admit(tokens, now) then
+      active = active + 1
+      leases[#leases + 1] = tg_s(expiry)
+      leases[#leases + 1] = id
+      records[#records + 1] = id
+      records[#records + 1] = string.format('%d:%d', now, tokens)
+    else
+      code = 0
+      a, b = rule_wait(tokens, now)
+    end
+    out[#out + 1] = code
+    out[#out + 1] = a
+    out[#out + 1] = b
+    out[#out + 1] = c
+  end
+  if #leases > 0 then
+    redis.call('ZADD', LK, unpack(leases))
+    redis.call('HSET', AK, unpack(records))
+    keep_leases(lease_ttl)
+  end
+  -- reading the windows may have written the state (a head moved): keep it expiring
+  touched = true
+end
+if touched then rule_touch(now, state_ttl) end
+-- a slot or tokens may have come free: the head of the queue tries again
+if ns > 0 or freed > 0 then wake(now, pub, chan) end
+return out
