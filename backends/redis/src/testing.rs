@@ -1,7 +1,9 @@
 //! For this crate's tests (hidden from the docs, not a stable API): the admission rule's
-//! scripts on a test clock, as a [`StateStore`], so the parity tests can compare their
-//! decisions with [`MemoryStore`](tollgate::model::MemoryStore)'s; and the bucket's scripts on
-//! a test clock ([`ParityBucket`]), to compare with [`TokenBucket`](tollgate::TokenBucket)'s.
+//! scripts on a test clock, as a [`StateStore`] (one operation per call) and as lists of
+//! operations decided in one call ([`ParityStore::batch`]), so the parity tests can compare
+//! their decisions with [`MemoryStore`](tollgate::model::MemoryStore)'s; and the bucket's
+//! scripts on a test clock ([`ParityBucket`]), to compare with
+//! [`TokenBucket`](tollgate::TokenBucket)'s.
 //!
 //! Time here is in nanoseconds (the core's unit), passed to the scripts as an argument instead
 //! of the server's `TIME`; the scripts' arithmetic is exact below 2^52, so keep the clock below
@@ -44,18 +46,153 @@ impl ParityStore {
         Ok(Self { conn: Mutex::new(conn), key: key.to_owned(), config })
     }
 
-    fn run(&self, op: u8, tokens: u64, extra: [u64; 3], now: Instant) -> Vec<i64> {
-        let script = test_ops();
-        let mut inv = script.prepare_invoke();
+    /// A fresh invocation of the test script on this key with the config's arguments.
+    fn invocation(&self) -> redis::ScriptInvocation<'static> {
+        let mut inv = test_ops().prepare_invoke();
         inv.key(self.key.as_str());
         for a in &self.config {
             inv.arg(a.as_str());
         }
-        inv.arg(op).arg(tokens).arg(extra[0]).arg(extra[1]).arg(extra[2]).arg(now.as_nanos());
+        inv
+    }
+
+    fn invoke<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> T {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         // A test helper: a failing server fails the test.
-        inv.invoke::<Vec<i64>>(&mut *conn).unwrap_or_else(|e| panic!("test_ops: {e}"))
+        inv.invoke::<T>(&mut *conn).unwrap_or_else(|e| panic!("test_ops: {e}"))
     }
+
+    fn run(&self, op: u8, tokens: u64, extra: [u64; 3], now: Instant) -> Vec<i64> {
+        let mut inv = self.invocation();
+        inv.arg(op).arg(tokens).arg(extra[0]).arg(extra[1]).arg(extra[2]).arg(now.as_nanos());
+        self.invoke(&inv)
+    }
+
+    /// Runs `ops` in order in ONE script call at `now` (every one at the call's instant, as
+    /// a production call deciding several admissions and settles does) and returns their
+    /// answers in order. The same operations one call each, or on a
+    /// [`MemoryStore`](tollgate::model::MemoryStore) one by one at `now`
+    /// ([`RuleOp::apply`]), must answer the same.
+    ///
+    /// ```no_run
+    /// use tollgate::Instant;
+    /// use tollgate::model::Limit;
+    /// use tollgate_redis::testing::{ParityStore, RuleAnswer, RuleOp};
+    ///
+    /// let limits = [Limit::requests("rpm", 1, core::time::Duration::from_secs(60))];
+    /// let store = ParityStore::new("redis://127.0.0.1/", "{t}:s", &limits).unwrap();
+    /// let answers = store.batch(&[RuleOp::Admit(0), RuleOp::Usage], Instant::ZERO);
+    /// assert!(matches!(answers[0], RuleAnswer::Admit(Ok(_))));
+    /// assert_eq!(answers[1], RuleAnswer::Usage(vec![1]));
+    /// ```
+    pub fn batch(&self, ops: &[RuleOp], now: Instant) -> Vec<RuleAnswer> {
+        let mut inv = self.invocation();
+        inv.arg(4).arg(ops.len());
+        for op in ops {
+            let (code, tokens, extra) = op.words();
+            inv.arg(code).arg(tokens).arg(extra[0]).arg(extra[1]).arg(extra[2]);
+        }
+        inv.arg(now.as_nanos());
+        let replies: Vec<Vec<i64>> = self.invoke(&inv);
+        assert_eq!(replies.len(), ops.len(), "test_ops: one answer per operation: {replies:?}");
+        ops.iter().zip(&replies).map(|(op, r)| op.answer(r)).collect()
+    }
+
+    /// Deletes the state, as an expiry or a server that restarts empty would lose it.
+    pub fn lose_state(&self) {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        redis::cmd("DEL")
+            .arg(self.key.as_str())
+            .exec(&mut *conn)
+            .unwrap_or_else(|e| panic!("DEL {}: {e}", self.key));
+    }
+}
+
+/// One operation of the rule, for [`ParityStore::batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleOp {
+    /// [`StateStore::admit_at`] of this many tokens.
+    Admit(u64),
+    /// [`StateStore::earliest_at`] of this many tokens.
+    Earliest(u64),
+    /// [`StateStore::settle_at`]: the charge's estimate becomes this many tokens.
+    Settle(Charge, u64),
+    /// [`StateStore::usage_at`].
+    Usage,
+}
+
+/// What a [`RuleOp`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAnswer {
+    /// An admission's charge, or when it would fit.
+    Admit(Result<Charge, Wait>),
+    /// `None` if it would be admitted, else when.
+    Earliest(Option<Wait>),
+    /// A settle (which answers nothing).
+    Settled,
+    /// The usage of each limit, in list order.
+    Usage(Vec<u64>),
+}
+
+impl RuleOp {
+    /// The same operation on any store at `now`, on its own.
+    ///
+    /// ```
+    /// use tollgate::Instant;
+    /// use tollgate::model::{Limit, MemoryStore};
+    /// use tollgate_redis::testing::{RuleAnswer, RuleOp};
+    ///
+    /// let store = MemoryStore::new(&[Limit::requests("rpm", 1, core::time::Duration::from_secs(60))]);
+    /// assert!(matches!(RuleOp::Admit(0).apply(&store, Instant::ZERO), RuleAnswer::Admit(Ok(_))));
+    /// assert_eq!(RuleOp::Usage.apply(&store, Instant::ZERO), RuleAnswer::Usage(vec![1]));
+    /// ```
+    pub fn apply(&self, store: &dyn StateStore, now: Instant) -> RuleAnswer {
+        match *self {
+            Self::Admit(tokens) => RuleAnswer::Admit(store.admit_at(tokens, now)),
+            Self::Earliest(tokens) => RuleAnswer::Earliest(store.earliest_at(tokens, now)),
+            Self::Settle(charge, actual) => {
+                store.settle_at(charge, actual, now);
+                RuleAnswer::Settled
+            }
+            Self::Usage => {
+                let mut used = Vec::new();
+                store.usage_at(now, &mut used);
+                RuleAnswer::Usage(used)
+            }
+        }
+    }
+
+    /// The script's five words: op code, tokens, then a settle's at, estimate and actual.
+    fn words(&self) -> (u8, u64, [u64; 3]) {
+        match *self {
+            Self::Admit(tokens) => (0, tokens, [0; 3]),
+            Self::Earliest(tokens) => (1, tokens, [0; 3]),
+            Self::Settle(c, actual) => (2, 0, [c.at.as_nanos(), c.tokens, actual]),
+            Self::Usage => (3, 0, [0; 3]),
+        }
+    }
+
+    /// The script's reply to this operation, typed.
+    fn answer(&self, r: &[i64]) -> RuleAnswer {
+        match self {
+            Self::Admit(tokens) => RuleAnswer::Admit(admitted(r, *tokens)),
+            Self::Earliest(_) => RuleAnswer::Earliest(if r[0] == 1 { None } else { Some(wait(r)) }),
+            Self::Settle(..) => RuleAnswer::Settled,
+            Self::Usage => RuleAnswer::Usage(usage(r)),
+        }
+    }
+}
+
+fn admitted(r: &[i64], tokens: u64) -> Result<Charge, Wait> {
+    if r[0] == 1 {
+        Ok(Charge::new(Instant::from_nanos(u64::try_from(r[1]).unwrap_or(0)), tokens.into()))
+    } else {
+        Err(wait(r))
+    }
+}
+
+fn usage(r: &[i64]) -> Vec<u64> {
+    r.iter().map(|&v| u64::try_from(v).unwrap_or(0)).collect()
 }
 
 fn wait(reply: &[i64]) -> Wait {
@@ -65,12 +202,7 @@ fn wait(reply: &[i64]) -> Wait {
 
 impl StateStore for ParityStore {
     fn admit_at(&self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
-        let r = self.run(0, tokens, [0; 3], now);
-        if r[0] == 1 {
-            Ok(Charge::new(Instant::from_nanos(u64::try_from(r[1]).unwrap_or(0)), tokens.into()))
-        } else {
-            Err(wait(&r))
-        }
+        admitted(&self.run(0, tokens, [0; 3], now), tokens)
     }
 
     fn earliest_at(&self, tokens: u64, now: Instant) -> Option<Wait> {
@@ -85,7 +217,7 @@ impl StateStore for ParityStore {
     fn usage_at(&self, now: Instant, used: &mut Vec<u64>) {
         let r = self.run(3, 0, [0; 3], now);
         used.clear();
-        used.extend(r.iter().map(|&v| u64::try_from(v).unwrap_or(0)));
+        used.extend(usage(&r));
     }
 }
 

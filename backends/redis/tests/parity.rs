@@ -1,7 +1,11 @@
 //! Parity: the Redis scripts of the admission rule (on a test clock) and tollgate's
 //! `MemoryStore` make identical decisions over random operation sequences: admits, earliest
 //! instants, settles (refunds and excesses, late ones included) and usage, with a clock that
-//! moves by parts of a slot, by whole windows, and now and then backwards.
+//! moves by parts of a slot, by whole windows, and now and then backwards. Then the same with
+//! several operations decided in ONE script call at one instant (admit then settle of that
+//! admission, two settles in one slot, settles after the state was lost, reads right after an
+//! admit), against `MemoryStore` doing them one by one: state carried between the operations
+//! of one call must be what a fresh call would read.
 
 mod support;
 
@@ -9,7 +13,7 @@ use core::time::Duration;
 
 use tollgate::model::{Charge, Counts, Limit, LimitKind, MemoryStore, StateStore};
 use tollgate::{Instant, Rate};
-use tollgate_redis::testing::ParityStore;
+use tollgate_redis::testing::{ParityStore, RuleAnswer, RuleOp};
 
 /// Seeded operation picker (fastrand's wyrand: small, seedable, reproducible per seed).
 struct Rng(fastrand::Rng);
@@ -18,6 +22,11 @@ impl Rng {
     /// Uniform in `0..=max`.
     fn upto(&mut self, max: u64) -> u64 {
         self.0.u64(0..=max)
+    }
+
+    /// A fair coin.
+    fn bool(&mut self) -> bool {
+        self.0.bool()
     }
 }
 
@@ -181,6 +190,345 @@ fn a_different_rule_is_caught() {
     let memory = MemoryStore::new(&limits);
     let caught = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
         compare(&limits, &memory, &redis, 1, 600);
+    }));
+    assert!(caught.is_err(), "a limit of 6 against one of 5 went unnoticed");
+}
+
+/// One call's operations, run on the memory store one by one as they are chosen (so a settle
+/// can name a charge admitted earlier in the same call), with the memory store's answers.
+struct Group<'a> {
+    memory: &'a MemoryStore,
+    t: Instant,
+    ops: Vec<RuleOp>,
+    want: Vec<RuleAnswer>,
+}
+
+impl Group<'_> {
+    /// Adds `op` and returns the charge if it was an admission the memory store made.
+    fn push(&mut self, op: RuleOp) -> Option<Charge> {
+        let answer = op.apply(self.memory, self.t);
+        self.ops.push(op);
+        let charge = match &answer {
+            RuleAnswer::Admit(Ok(c)) => Some(*c),
+            _ => None,
+        };
+        self.want.push(answer);
+        charge
+    }
+}
+
+/// The longest list of operations sent in one call.
+const MAX_GROUP: usize = 8;
+
+/// How often each dangerous case was made (they must all have been).
+#[derive(Debug, Default, Clone, Copy)]
+struct Cases {
+    admitted: usize,
+    refused: usize,
+    /// A settle of a charge admitted in the same call.
+    settle_own: usize,
+    /// Two settles in one call of charges in the same slot (of the coarsest window).
+    same_slot: usize,
+    /// A refund settled after the state was lost (the count clamps at zero).
+    after_loss: usize,
+    /// earliest or usage right after an admission in the same call.
+    read_after_admit: usize,
+    /// Calls of more than one operation.
+    multi: usize,
+}
+
+/// A settle's actual count for `c`, as `compare` picks it: unchanged, nothing, or anything up
+/// to twice the estimate and a bit.
+fn actual_for(rng: &mut Rng, c: Charge) -> u64 {
+    match rng.upto(3) {
+        0 => c.tokens,
+        1 => 0,
+        _ => rng.upto(c.tokens * 2 + 8),
+    }
+}
+
+/// As `compare`, but operations go to Redis in groups of 1–8 decided in one call at one
+/// instant, each group shaped now and then to hit a case where state carried inside a call
+/// matters; every answer is compared with the memory store's, and after each call the usage
+/// read by a call of its own (what the call wrote).
+fn compare_batched(limits: &[Limit], redis: &ParityStore, seed: u64, groups: usize) -> Cases {
+    let mut rng = Rng(fastrand::Rng::with_seed(seed));
+    let mut memory = MemoryStore::new(limits);
+    let cap =
+        limits.iter().filter(|l| l.counts == Counts::Tokens).map(|l| l.max).min().unwrap_or(1_000);
+    let slot_len = |l: &Limit| match l.kind {
+        LimitKind::Window { window, slots } => Some(nanos(window) / u64::from(slots)),
+        LimitKind::Bucket { .. } => None,
+    };
+    let grain = limits
+        .iter()
+        .map(|l| match l.kind {
+            LimitKind::Window { .. } => slot_len(l).unwrap(),
+            LimitKind::Bucket { rate } => nanos(rate.period()) / rate.count(),
+        })
+        .min()
+        .unwrap()
+        .max(1);
+    // Two charges share a slot of the coarsest window (any instant, without windows).
+    let coarse = limits.iter().filter_map(slot_len).max().unwrap_or(u64::MAX).max(1);
+    let longest = limits
+        .iter()
+        .map(|l| match l.kind {
+            LimitKind::Window { window, .. } => nanos(window),
+            LimitKind::Bucket { rate } => nanos(rate.period()) * l.max / rate.count(),
+        })
+        .max()
+        .unwrap();
+    let mut now = rng.upto(1 << 40);
+    let mut held: Vec<Charge> = Vec::new();
+    let mut cases = Cases::default();
+    let (mut ua, mut ub) = (Vec::new(), Vec::new());
+    for call in 0..groups {
+        let shape = rng.upto(9);
+        // A loss keeps the clock (or nearly): the charges held are still in their windows.
+        now = match (shape, rng.upto(99)) {
+            (7, _) => now + rng.upto(grain / 2),
+            (_, 0..=59) => now + rng.upto(grain * 2),
+            (_, 60..=74) => now,
+            (_, 75..=89) => now + rng.upto(longest),
+            (_, 90..=96) => now.saturating_sub(rng.upto(grain * 3)),
+            _ => now + longest * 2,
+        };
+        assert!(now < 1 << 51, "the test clock must stay exact in Lua");
+        let t = Instant::from_nanos(now);
+        let tokens = |rng: &mut Rng| match rng.upto(9) {
+            0 => 0,
+            1 => cap,
+            2..=5 => rng.upto(cap / 8),
+            _ => rng.upto(cap),
+        };
+        if shape == 7 {
+            // The state is lost between calls (expired, or the server restarted empty); the
+            // charges held from before are settled into an empty state.
+            redis.lose_state();
+            memory = MemoryStore::new(limits);
+        }
+        let mut g = Group { memory: &memory, t, ops: Vec::new(), want: Vec::new() };
+        match shape {
+            4 => {
+                // Admit, then settle that same admission, in one call.
+                let n = tokens(&mut rng);
+                if let Some(c) = g.push(RuleOp::Admit(n)) {
+                    g.push(RuleOp::Settle(c, actual_for(&mut rng, c)));
+                    cases.settle_own += 1;
+                    if rng.bool() {
+                        g.push(RuleOp::Admit(tokens(&mut rng)));
+                    }
+                }
+                g.push(if rng.bool() { RuleOp::Usage } else { RuleOp::Earliest(tokens(&mut rng)) });
+            }
+            5 => {
+                // Two settles of charges in one slot: two admitted now, or two held.
+                let mut pair = Vec::new();
+                if let Some(i) = (!held.is_empty()).then(|| rng.upto(held.len() as u64 - 1)) {
+                    let c = held.swap_remove(i as usize);
+                    let j = held
+                        .iter()
+                        .position(|d| d.at.as_nanos() / coarse == c.at.as_nanos() / coarse);
+                    pair.push(c);
+                    pair.extend(j.map(|j| held.swap_remove(j)));
+                }
+                while pair.len() < 2 {
+                    let n = tokens(&mut rng);
+                    match g.push(RuleOp::Admit(n)) {
+                        Some(c) => pair.push(c),
+                        None => break,
+                    }
+                }
+                if pair.len() == 2 {
+                    cases.same_slot += 1;
+                }
+                for c in pair {
+                    g.push(RuleOp::Settle(c, actual_for(&mut rng, c)));
+                }
+                g.push(RuleOp::Usage);
+            }
+            6 => {
+                // Reads right after an admission.
+                if g.push(RuleOp::Admit(tokens(&mut rng))).is_some() {
+                    cases.read_after_admit += 1;
+                }
+                g.push(RuleOp::Earliest(tokens(&mut rng)));
+                g.push(RuleOp::Usage);
+                g.push(RuleOp::Earliest(cap));
+            }
+            7 => {
+                // After the loss: a new admission, then refunds of older charges from the same
+                // slot lower the count to zero or below it (it clamps), then reads.
+                if let Some(c) = g.push(RuleOp::Admit(rng.upto(cap / 8))) {
+                    held.push(c);
+                }
+                while !held.is_empty() && g.ops.len() < MAX_GROUP - 2 && rng.upto(3) != 0 {
+                    let c = held.swap_remove(rng.upto(held.len() as u64 - 1) as usize);
+                    let actual = if rng.bool() { 0 } else { rng.upto(c.tokens) };
+                    cases.after_loss += usize::from(actual < c.tokens);
+                    g.push(RuleOp::Settle(c, actual));
+                }
+                g.push(RuleOp::Usage);
+                g.push(RuleOp::Admit(tokens(&mut rng)));
+            }
+            _ => {
+                // Any mix, 1–8 operations.
+                let len = rng.upto(MAX_GROUP as u64 - 1) as usize + 1;
+                while g.ops.len() < len {
+                    match rng.upto(9) {
+                        0..=4 => {
+                            let n = tokens(&mut rng);
+                            if let Some(c) = g.push(RuleOp::Admit(n)) {
+                                held.push(c);
+                            }
+                        }
+                        5..=6 => {
+                            let n = tokens(&mut rng);
+                            g.push(RuleOp::Earliest(n));
+                        }
+                        7..=8 if !held.is_empty() => {
+                            let c = held.swap_remove(rng.upto(held.len() as u64 - 1) as usize);
+                            g.push(RuleOp::Settle(c, actual_for(&mut rng, c)));
+                        }
+                        _ => {
+                            g.push(RuleOp::Usage);
+                        }
+                    }
+                }
+            }
+        }
+        // What shape 4 and 6 admitted and did not settle is held for later calls.
+        if matches!(shape, 4 | 6) {
+            for (op, a) in g.ops.iter().zip(&g.want) {
+                if let (RuleOp::Admit(_), RuleAnswer::Admit(Ok(c))) = (op, a) {
+                    let settled = g.ops.iter().any(|o| matches!(o, RuleOp::Settle(d, _) if d == c));
+                    if !settled {
+                        held.push(*c);
+                    }
+                }
+            }
+        }
+        assert!(g.ops.len() <= MAX_GROUP);
+        cases.multi += usize::from(g.ops.len() > 1);
+        for a in &g.want {
+            match a {
+                RuleAnswer::Admit(Ok(_)) => cases.admitted += 1,
+                RuleAnswer::Admit(Err(_)) => cases.refused += 1,
+                _ => {}
+            }
+        }
+        let got = redis.batch(&g.ops, t);
+        for (k, (x, y)) in g.want.iter().zip(&got).enumerate() {
+            assert_eq!(
+                x, y,
+                "seed {seed} call {call} (shape {shape}) at {now} ns: operation {k} of {:?}",
+                g.ops
+            );
+        }
+        // What the call left behind, read by a call of its own.
+        memory.usage_at(t, &mut ua);
+        redis.usage_at(t, &mut ub);
+        assert_eq!(
+            ua, ub,
+            "seed {seed} call {call} (shape {shape}) at {now} ns: usage after {:?}",
+            g.ops
+        );
+    }
+    cases
+}
+
+#[test]
+fn one_call_decides_as_the_memory_store_one_by_one() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let mut total = Cases::default();
+    for (ci, (name, limits)) in configs().into_iter().enumerate() {
+        for seed in 0..4u64 {
+            let key = format!("{{parity-batch:{ci}:{seed}}}:s");
+            let redis = ParityStore::new(&server.url(), &key, &limits).expect("parity store");
+            let c = compare_batched(&limits, &redis, seed * 7 + ci as u64 + 1_000, 400);
+            assert!(
+                c.admitted > 0 && c.refused > 0,
+                "{name}, seed {seed}: {c:?}: both outcomes must be exercised"
+            );
+            total.admitted += c.admitted;
+            total.refused += c.refused;
+            total.settle_own += c.settle_own;
+            total.same_slot += c.same_slot;
+            total.after_loss += c.after_loss;
+            total.read_after_admit += c.read_after_admit;
+            total.multi += c.multi;
+        }
+    }
+    eprintln!("parity in one call: {total:?}, identical");
+    assert!(
+        total.settle_own > 0
+            && total.same_slot > 0
+            && total.after_loss > 0
+            && total.read_after_admit > 0
+            && total.multi > 0,
+        "every dangerous case must be made: {total:?}"
+    );
+}
+
+/// One call, by hand: an admission settled in the same call, a second charge of the same slot
+/// refunded past zero after the state is lost, and reads between them, each at its value.
+#[test]
+fn one_call_carries_its_own_charges() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let limits = [
+        Limit::requests("rpm", 3, Duration::from_secs(60)),
+        Limit::tokens("tpm", 100, Duration::from_secs(60)),
+    ];
+    let redis = ParityStore::new(&server.url(), "{parity-batch:hand}:s", &limits).unwrap();
+    let t = Instant::from_secs(1_000);
+    let a = Charge::new(t, 60.into());
+    let answers = redis.batch(
+        &[
+            RuleOp::Admit(60),
+            RuleOp::Usage,
+            RuleOp::Earliest(50),
+            RuleOp::Settle(a, 10),
+            RuleOp::Usage,
+            RuleOp::Earliest(50),
+        ],
+        t,
+    );
+    assert_eq!(answers[0], RuleAnswer::Admit(Ok(a)));
+    assert_eq!(answers[1], RuleAnswer::Usage(vec![1, 60]));
+    assert!(matches!(answers[2], RuleAnswer::Earliest(Some(_))), "{answers:?}");
+    assert_eq!(answers[4], RuleAnswer::Usage(vec![1, 10]));
+    assert_eq!(answers[5], RuleAnswer::Earliest(None));
+    // The state is lost; a new 5 and the old 60's refund to 0 in its slot: 5 - 60 clamps at 0.
+    redis.lose_state();
+    let b = Charge::new(t, 5.into());
+    let answers = redis.batch(
+        &[
+            RuleOp::Admit(5),
+            RuleOp::Settle(a, 0),
+            RuleOp::Usage,
+            RuleOp::Settle(b, 7),
+            RuleOp::Usage,
+        ],
+        t,
+    );
+    assert_eq!(answers[0], RuleAnswer::Admit(Ok(b)));
+    assert_eq!(answers[2], RuleAnswer::Usage(vec![1, 0]));
+    assert_eq!(answers[4], RuleAnswer::Usage(vec![1, 2]));
+    let mut used = Vec::new();
+    redis.usage_at(t, &mut used);
+    assert_eq!(used, [1, 2], "what the call wrote");
+}
+
+/// The batched comparison can fail: two stores with different limits differ.
+#[test]
+fn a_different_rule_is_caught_in_one_call() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let limits = [Limit::requests("rpm", 5, Duration::from_secs(60))];
+    let other = [Limit::requests("rpm", 6, Duration::from_secs(60))];
+    let redis = ParityStore::new(&server.url(), "{parity-batch:other}:s", &other).unwrap();
+    let caught = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+        compare_batched(&limits, &redis, 1, 400);
     }));
     assert!(caught.is_err(), "a limit of 6 against one of 5 went unnoticed");
 }

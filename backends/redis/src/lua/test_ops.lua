@@ -2,25 +2,42 @@
 -- op (0 admit, 1 earliest, 2 settle, 3 usage), tokens, at, estimate, actual; the clock last.
 -- admit -> {1, at} | {0, ready_at, limit}; earliest -> {1} fits | {0, ready_at, limit};
 -- settle -> {1}; usage -> the usage of each limit.
-local op, tokens = tonumber(ARGV[OP + 1]), tonumber(ARGV[OP + 2])
+-- Or a list of them in one call, all at the call's instant: op 4, then their count, then five
+-- words each as above (op, tokens, at, estimate, actual); the reply is one answer per
+-- operation, in order, each as above. One call deciding several operations is how the state
+-- carried between them inside a call (what is read once and written at the end) is tested.
+local function test_op(op, tokens, at, est, actual, now)
+  if op == 0 then
+    if rule_admit(tokens, now) then return {1, now} end
+    local ready, limit = rule_wait(tokens, now)
+    return {0, ready, limit}
+  elseif op == 1 then
+    if rule_fits(tokens, now) then return {1} end
+    local ready, limit = rule_wait(tokens, now)
+    return {0, ready, limit}
+  elseif op == 2 then
+    rule_settle(at, est, actual, now)
+    return {1}
+  end
+  return rule_usage(now)
+end
+
+local function arg(i)
+  return tonumber(ARGV[OP + i])
+end
+
 local now = tg_now(S)
 local out
-if op == 0 then
-  if rule_admit(tokens, now) then out = {1, now} else
-    local ready, limit = rule_wait(tokens, now)
-    out = {0, ready, limit}
+if arg(1) == 4 then
+  out = {}
+  for j = 1, arg(2) do
+    local o = 2 + (j - 1) * 5
+    out[j] = test_op(arg(o + 1), arg(o + 2), arg(o + 3), arg(o + 4), arg(o + 5), now)
   end
-elseif op == 1 then
-  if rule_fits(tokens, now) then out = {1} else
-    local ready, limit = rule_wait(tokens, now)
-    out = {0, ready, limit}
-  end
-elseif op == 2 then
-  rule_settle(tonumber(ARGV[OP + 3]), tonumber(ARGV[OP + 4]), tonumber(ARGV[OP + 5]), now)
-  out = {1}
 else
-  out = rule_usage(now)
+  out = test_op(arg(1), arg(2), arg(3), arg(4), arg(5), now)
 end
-rule_flush()
-redis.call('HSET', S, 'clk', tg_s(now))
+-- The end of every call, as the production scripts end theirs: the clock and fingerprint
+-- recorded (and whatever the rule keeps to write once per call written), the key kept a day.
+rule_touch(now, 86400000)
 return out
