@@ -109,9 +109,10 @@ local function win_slots(i, from, to)
   if #f > 0 then
     local v = redis.call('HMGET', S, unpack(f))
     for j = 1, #v do
-      local k = at[j]
-      known[k] = (tonumber(v[j]) or 0) + (add[k] or 0)
-      add[k] = nil
+      local k, d = at[j], add[at[j]]
+      known[k] = (tonumber(v[j]) or 0) + (d or 0)
+      -- a charge not yet written is now in the value: the value is what gets written
+      if d then add[k], DIRTY[i][k] = nil, true end
     end
   end
   local out = {}
