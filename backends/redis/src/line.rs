@@ -67,6 +67,17 @@ pub(crate) trait Batched: Send + Sync + Sized + 'static {
     /// After a shared call: each ask with its decision, in order, and whether its caller took
     /// it (`false`: the caller was gone, and nobody else will undo what it got).
     fn unclaimed(self: &Arc<Self>, outcomes: Vec<(Self::Ask, Decision<Self>, bool)>);
+
+    /// What undoes one decision of a shared call if it is dropped unread: it travels with the
+    /// answer, so an answer sent to a caller that is cancelled before it reads it is undone
+    /// too (the channel drops it), and the caller disarms it as it takes the answer over.
+    type Guard: Send + core::fmt::Debug + 'static;
+
+    /// The guard of `answer` to `ask`, if it took anything.
+    fn guard(self: &Arc<Self>, ask: &Self::Ask, answer: &Decision<Self>) -> Option<Self::Guard>;
+
+    /// The caller took the answer over: the guard must do nothing.
+    fn disarm(guard: Self::Guard);
 }
 
 /// The line, and whether a call is out.
@@ -81,8 +92,11 @@ impl<T: Batched> Default for Line<T> {
     }
 }
 
+/// An answer on its way to its caller, with what undoes it if the caller never reads it.
+type Delivery<T> = (Decision<T>, Option<<T as Batched>::Guard>);
+
 /// A caller waiting in the line: its request and where its answer goes.
-type Waiter<T> = (<T as Batched>::Ask, oneshot::Sender<Decision<T>>);
+type Waiter<T> = (<T as Batched>::Ask, oneshot::Sender<Delivery<T>>);
 
 #[derive(Debug)]
 struct LineState<T: Batched> {
@@ -145,7 +159,7 @@ pub(crate) async fn decide<T: Batched>(
         return (answer, Via::Alone);
     }
     *armed = false;
-    let answer = match budget {
+    let delivery = match budget {
         // The runner's call is bounded by the response timeout and always answers (or is
         // dropped with the runtime): no timer of our own needed.
         None => rx.await,
@@ -154,8 +168,18 @@ pub(crate) async fn decide<T: Batched>(
             Err(_) => return (Err(StoreError::Timeout { after: b }), Via::Abandoned),
         },
     };
-    // A dropped sender: the runtime is shutting down, nothing was decided.
-    (answer.unwrap_or(Err(StoreError::Unavailable)), Via::Shared)
+    match delivery {
+        Ok((answer, guard)) => {
+            // From here (no await before the caller re-arms its own guard) the caller owns
+            // what the call did.
+            if let Some(g) = guard {
+                T::disarm(g);
+            }
+            (answer, Via::Shared)
+        }
+        // A dropped sender: the runtime is shutting down, nothing was decided.
+        Err(_) => (Err(StoreError::Unavailable), Via::Shared),
+    }
 }
 
 /// The calls for the line, one after another until it is empty; in a task of its own, so no
@@ -201,7 +225,10 @@ async fn run_line<T: Batched>(this: Arc<T>) {
             .zip(txs)
             .zip(answers)
             .map(|((ask, tx), answer)| {
-                let claimed = tx.send(answer.clone()).is_ok();
+                // Not taken (the caller is gone), the delivery comes back and is dropped here,
+                // guard and all; taken, it is the caller's.
+                let guard = this.guard(&ask, &answer);
+                let claimed = tx.send((answer.clone(), guard)).is_ok();
                 (ask, answer, claimed)
             })
             .collect();
@@ -227,7 +254,7 @@ impl<T: Batched> Drop for Busy<'_, T> {
             Err(_) => {
                 // Only from a drop outside any runtime: nobody can make the call.
                 for (_, tx) in line.waiting.drain(..) {
-                    let _ = tx.send(Err(StoreError::Unavailable));
+                    let _ = tx.send((Err(StoreError::Unavailable), None));
                 }
                 line.busy = false;
             }

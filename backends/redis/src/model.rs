@@ -322,7 +322,7 @@ impl LimiterInner {
     }
 
     /// The job that releases `id` (settled or not) in `entry`: `mode` 0 settle to `actual`,
-    /// 1 release keeping the estimate, 2 refund.
+    /// 1 release keeping the estimate, 2 undo (its tokens and its request given back).
     pub(crate) fn settle_job(entry: &ModelEntry, id: &str, actual: u64, mode: u8) -> Job {
         Job {
             script: &scripts().model_batch,
@@ -383,6 +383,8 @@ impl LimiterInner {
             }
         };
         let store = &self.store.inner;
+        // Only under a new id may the first try go through the model's line (below).
+        let fresh_id = id.is_none();
         let id = id.unwrap_or_else(|| store.new_id());
         let wake = store.register(&id);
         // Armed from the start: a future dropped while a call is in flight may have been
@@ -396,8 +398,9 @@ impl LimiterInner {
         let mut sent = false;
         // A try, or an acquire while nobody of this process is queued, first tries in the
         // model's line, sharing a call with the others (`crate::line`); refused, an acquire
-        // goes on to the queue like everyone who must wait.
-        let mut try_first = try_only || entry.waiting.load(Ordering::Acquire) == 0;
+        // goes on to the queue like everyone who must wait. Only under a new id: the line's
+        // script looks for no earlier admission under it (`model_admit` does).
+        let mut try_first = fresh_id && (try_only || entry.waiting.load(Ordering::Acquire) == 0);
         let mut waiting = None;
         loop {
             let now = tokio::time::Instant::now();
@@ -413,7 +416,9 @@ impl LimiterInner {
                     crate::line::decide(&entry, ask, budget, &mut queued.armed).await;
                 if via == Via::Abandoned {
                     // The shared call may still admit it: the line's runner gives that back,
-                    // and nothing may go under this id meanwhile (the two could cross).
+                    // and nothing may go under this id meanwhile (the two could cross). As
+                    // for a call of its own that outlives the bound: a store error (the store
+                    // did not answer in time), and the degraded policy's answer.
                     queued.armed = false;
                     let e = decision.err().unwrap_or(StoreError::Unavailable);
                     return self.degrade(model, estimated, e, deadline, queued, try_only).await;

@@ -52,6 +52,18 @@ impl Batched for BucketInner {
         self.reserve(asks, &call, budget).await
     }
 
+    // The bucket gives back by call, all of a call's unclaimed tokens at once (an undo names
+    // the call, and only the latest one's): one guard per answer cannot. An answer sent to a
+    // caller cancelled before it reads it keeps its tokens (rare: the window between the send
+    // and the caller's next poll).
+    type Guard = ();
+
+    fn guard(self: &Arc<Self>, _: &Ask, _: &Decision) -> Option<()> {
+        None
+    }
+
+    fn disarm((): ()) {}
+
     fn unclaimed(self: &Arc<Self>, outcomes: Vec<(Ask, Decision, bool)>) {
         // Tokens the server gave to callers gone meanwhile. (Their own guards cannot give
         // them back: they never learnt which call carried them.)

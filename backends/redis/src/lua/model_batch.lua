@@ -4,12 +4,14 @@
 -- microsecond, the call itself several).
 -- ARGV after the config: max_parallel, lease_ttl (us), state_ttl_ms, publish command, channel,
 -- the number of settles, the number of tries, then 3 per settle: id, actual, mode (0 settle to
--- actual, 1 release and keep the estimate, 2 cancel: refund the tokens), then 2 per try:
--- tokens, id.
+-- actual, 1 release and keep the estimate, 2 cancel: the admission undone, its tokens and its
+-- request given back), then 2 per try:
+-- tokens, id. A try's id is new (a retry under the same id goes through model_admit, which
+-- finds the first admission), so tries need no lookup of earlier admissions.
 -- -> {now, fresh (1: the state did not exist), then 2 per settle, in order:
 --     applied (0: no record: settled already, or the lease expired), held a lease;
 --     then 4 per try, in order:
---     1, at, lease_expiry, 0       admitted (or admitted already under this id)
+--     1, at, lease_expiry, 0       admitted
 --     0, ready_at, limit, why      refused, nothing taken (why 0: rate limits, 1: no
 --                                  parallel slot or someone queued: a try never overtakes)}
 --    or {-2}: another config is stored for this model
@@ -42,7 +44,7 @@ if ns > 0 then
       local at, est = string.match(rec, '^(%-?%d+):(%d+)$')
       at, est = tonumber(at), tonumber(est)
       if mode == 0 then rule_settle(at, est, actual, now) end
-      if mode == 2 then rule_settle(at, est, 0, now) end
+      if mode == 2 then rule_cancel(at, est, now) end
       done[#done + 1] = id
       applied = 1
     end
@@ -54,27 +56,24 @@ if ns > 0 then
     touched = true
   end
   redis.call('ZREM', LK, unpack(ids))
-  redis.call('ZREM', QK, unpack(ids))
-  redis.call('HDEL', XK, unpack(ids))
+  -- a settled id may still hold a ticket (admitted by a retry while queued); usually nobody
+  -- is queued, and two commands of every id are saved
+  if redis.call('ZCARD', QK) > 0 then
+    redis.call('ZREM', QK, unpack(ids))
+    redis.call('HDEL', XK, unpack(ids))
+  end
 end
 
 local freed = reap(now)
 local head = queue_head(now)
 if nt > 0 then
-  local ids = {}
-  for j = 1, nt do ids[j] = ARGV[T0 + 2 * j] end
-  -- retries after a lost reply: the same admissions, not second ones
-  local prev = redis.call('HMGET', AK, unpack(ids))
   local active = redis.call('ZCARD', LK)
   local expiry = now + lease_ttl
   local leases, records = {}, {}
   for j = 1, nt do
-    local tokens, id = tonumber(ARGV[T0 + 2 * j - 1]), ids[j]
+    local tokens, id = tonumber(ARGV[T0 + 2 * j - 1]), ARGV[T0 + 2 * j]
     local code, a, b, c = 1, now, expiry, 0
-    if prev[j] then
-      a = tonumber(string.match(prev[j], '^(%-?%d+):'))
-      b = tonumber(redis.call('ZSCORE', LK, id)) or 0
-    elseif head or active >= maxp then
+    if head or active >= maxp then
       code, c = 0, 1
       if rule_fits(tokens, now) then a, b = now, 0 else a, b = rule_wait(tokens, now) end
     elseif rule_admit(tokens, now) then

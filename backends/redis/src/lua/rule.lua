@@ -328,6 +328,17 @@ local function rule_settle(at, est, actual, now)
   end
 end
 
+-- Undoes the admission of `est` tokens made at `at`, for a caller that never got it (gone by
+-- the answer): its tokens and its request come off every limit, as far as the slot is still
+-- in the window or the charge has not drained.
+local function rule_cancel(at, est, now)
+  for i = 1, NL do
+    local L = LIM[i]
+    local w = weight(L, est)
+    if L.kind == 0 then win_adjust(i, L, tg_div(at, L.b), w, 0, now) else bkt_refund(i, L, w, at, now) end
+  end
+end
+
 local function rule_usage(now)
   local out = {}
   for i = 1, NL do

@@ -17,7 +17,7 @@ pub(crate) enum Ask {
     /// Admit `tokens` under `id` now, or refuse (never queue).
     Try { id: String, tokens: u64 },
     /// Settle the admission `id`: `mode` 0 to `actual`, 1 release keeping the estimate,
-    /// 2 refund.
+    /// 2 undo (its tokens and its request given back).
     Settle { id: String, actual: u64, mode: u8 },
 }
 
@@ -132,22 +132,43 @@ impl Batched for ModelEntry {
             .collect()
     }
 
-    fn unclaimed(self: &Arc<Self>, outcomes: Vec<(Ask, Decision, bool)>) {
-        for (ask, answer, claimed) in outcomes {
-            // A settle's caller gone: its permit's drop sends the settle again (it applies once).
-            let Ask::Try { id, .. } = ask else { continue };
-            if claimed {
-                continue;
-            }
-            // A try's caller gone, admitted (or perhaps, if the call failed): nobody holds
-            // the admission, so it is given back, tokens and slot.
-            let maybe = match &answer {
-                Ok(a) => a.v[0] == 1,
-                Err(e) => *e != StoreError::Unavailable,
-            };
-            if maybe {
-                self.store.inner.later(LimiterInner::settle_job(self, &id, 0, 2));
-            }
+    fn unclaimed(self: &Arc<Self>, _: Vec<(Ask, Decision, bool)>) {
+        // Each try's guard undoes it (below), whether its caller was gone at the send or
+        // cancelled before it read the answer.
+    }
+
+    type Guard = Undo;
+
+    fn guard(self: &Arc<Self>, ask: &Ask, answer: &Decision) -> Option<Undo> {
+        // A settle's caller gone: its permit's drop sends the settle again (it applies once).
+        let Ask::Try { id, .. } = ask else { return None };
+        // Admitted, or perhaps (the call failed after it went out): if nobody takes it over,
+        // the admission is undone, its slot, tokens and request given back.
+        let maybe = match answer {
+            Ok(a) => a.v[0] == 1,
+            Err(e) => *e != StoreError::Unavailable,
+        };
+        maybe.then(|| Undo { entry: self.clone(), id: id.clone(), armed: true })
+    }
+
+    fn disarm(mut guard: Undo) {
+        guard.armed = false;
+    }
+}
+
+/// Undoes a try's admission (through the janitor) unless its caller took it over.
+#[derive(Debug)]
+pub(crate) struct Undo {
+    entry: Arc<ModelEntry>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.armed {
+            let job = LimiterInner::settle_job(&self.entry, &self.id, 0, 2);
+            self.entry.store.inner.later(job);
         }
     }
 }
