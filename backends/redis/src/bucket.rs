@@ -23,6 +23,7 @@ use crate::error::{Error, StoreError};
 use crate::keys::{self, Kind};
 use crate::scripts::scripts;
 use crate::store::{Job, RedisStore, int, text};
+use crate::waiting::Waiting;
 
 mod line;
 use crate::line::Line;
@@ -265,22 +266,6 @@ enum Taken {
     Redis { wait: Duration },
     /// Admitted by the degraded policy: go after this long.
     Local(Duration),
-}
-
-/// One acquire at the gate (or on its way there), counted while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A reservation that is given back if the wait for it is cancelled: `n` tokens of the call

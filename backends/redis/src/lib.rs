@@ -53,6 +53,7 @@ mod scripts;
 mod store;
 #[doc(hidden)]
 pub mod testing;
+mod waiting;
 
 pub use bucket::RateLimiter;
 pub use degraded::{Degraded, Share};

@@ -25,6 +25,7 @@ use crate::line::{Line, Via};
 use crate::permit::{ModelPermit, PermitState, RedisHold};
 use crate::scripts::scripts;
 use crate::store::{Job, RedisStore, int, text};
+use crate::waiting::Waiting;
 
 mod line;
 pub(crate) use line::Ask;
@@ -617,22 +618,6 @@ async fn wait_for(
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
-}
-
-/// One acquire past its first try, counted while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A place in the queue, given back (by the janitor) if the acquire ends without admission.

@@ -14,16 +14,6 @@ use std::time::Instant;
 use tollgate::Rate;
 use tollgate_redis::{Error, RateLimiter, RedisStore, StoreError, StoreOptions};
 
-fn calls_of(server: &support::RedisServer, command: &str) -> u64 {
-    let info = server.command(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rate() {
     let Some(server) = support::RedisServer::start() else { return };
@@ -117,7 +107,7 @@ async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rat
 async fn calls_for_a_crowd(server: &support::RedisServer, name: &str, acquire: bool) -> u64 {
     let store = RedisStore::connect(&server.url()).await.expect("connect");
     let b = RateLimiter::new(store, "line", name, Rate::per_second(1_000_000), 1 << 20).unwrap();
-    let before = calls_of(server, "fcall");
+    let before = server.calls_of("fcall");
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let b = b.clone();
@@ -135,7 +125,7 @@ async fn calls_for_a_crowd(server: &support::RedisServer, name: &str, acquire: b
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
     }
-    calls_of(server, "fcall") - before
+    server.calls_of("fcall") - before
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

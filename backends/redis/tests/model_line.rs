@@ -16,16 +16,6 @@ use tollgate::RateLimitConfig;
 use tollgate::model::Limit;
 use tollgate_redis::{ModelRateLimiter, RedisStore, StoreError};
 
-fn calls_of(server: &support::RedisServer, command: &str) -> u64 {
-    let info = server.command(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Requests per window, tokens per window, the window, parallel requests.
 const RPW: u64 = 100;
 const TPW: u64 = 3_000;
@@ -218,7 +208,7 @@ async fn calls_for_a_crowd(server: &support::RedisServer, each: usize) -> u64 {
         ..Default::default()
     };
     let l = ModelRateLimiter::new(store, "share", [("m", unlimited.clone())], unlimited).unwrap();
-    let before = calls_of(server, "fcall");
+    let before = server.calls_of("fcall");
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let l = l.clone();
@@ -233,7 +223,7 @@ async fn calls_for_a_crowd(server: &support::RedisServer, each: usize) -> u64 {
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(60), t).await.expect("bounded").unwrap();
     }
-    calls_of(server, "fcall") - before
+    server.calls_of("fcall") - before
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

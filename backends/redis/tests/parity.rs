@@ -34,6 +34,31 @@ fn nanos(d: Duration) -> u64 {
     d.as_nanos() as u64
 }
 
+/// The finest step of the limits' clocks: a slot, or one token's time.
+fn grain(limits: &[Limit]) -> u64 {
+    limits
+        .iter()
+        .map(|l| match l.kind {
+            LimitKind::Window { window, slots } => nanos(window) / u64::from(slots),
+            LimitKind::Bucket { rate } => nanos(rate.period()) / rate.count(),
+        })
+        .min()
+        .unwrap()
+        .max(1)
+}
+
+/// The longest memory of the limits: a window, or the time a full bucket takes to drain.
+fn longest(limits: &[Limit]) -> u64 {
+    limits
+        .iter()
+        .map(|l| match l.kind {
+            LimitKind::Window { window, .. } => nanos(window),
+            LimitKind::Bucket { rate } => nanos(rate.period()) * l.max / rate.count(),
+        })
+        .max()
+        .unwrap()
+}
+
 /// Runs `steps` random operations on both stores and panics at the first difference.
 fn compare(
     limits: &[Limit],
@@ -45,23 +70,8 @@ fn compare(
     let mut rng = Rng(fastrand::Rng::with_seed(seed));
     let cap =
         limits.iter().filter(|l| l.counts == Counts::Tokens).map(|l| l.max).min().unwrap_or(1_000);
-    let grain = limits
-        .iter()
-        .map(|l| match l.kind {
-            LimitKind::Window { window, slots } => nanos(window) / u64::from(slots),
-            LimitKind::Bucket { rate } => nanos(rate.period()) / rate.count(),
-        })
-        .min()
-        .unwrap()
-        .max(1);
-    let longest = limits
-        .iter()
-        .map(|l| match l.kind {
-            LimitKind::Window { window, .. } => nanos(window),
-            LimitKind::Bucket { rate } => nanos(rate.period()) * l.max / rate.count(),
-        })
-        .max()
-        .unwrap();
+    let grain = grain(limits);
+    let longest = longest(limits);
     let mut now = rng.upto(1 << 40);
     let mut held: Vec<Charge> = Vec::new();
     let (mut admitted, mut refused) = (0, 0);
@@ -260,25 +270,10 @@ fn compare_batched(limits: &[Limit], redis: &ParityStore, seed: u64, groups: usi
         LimitKind::Window { window, slots } => Some(nanos(window) / u64::from(slots)),
         LimitKind::Bucket { .. } => None,
     };
-    let grain = limits
-        .iter()
-        .map(|l| match l.kind {
-            LimitKind::Window { .. } => slot_len(l).unwrap(),
-            LimitKind::Bucket { rate } => nanos(rate.period()) / rate.count(),
-        })
-        .min()
-        .unwrap()
-        .max(1);
+    let grain = grain(limits);
     // Two charges share a slot of the coarsest window (any instant, without windows).
     let coarse = limits.iter().filter_map(slot_len).max().unwrap_or(u64::MAX).max(1);
-    let longest = limits
-        .iter()
-        .map(|l| match l.kind {
-            LimitKind::Window { window, .. } => nanos(window),
-            LimitKind::Bucket { rate } => nanos(rate.period()) * l.max / rate.count(),
-        })
-        .max()
-        .unwrap();
+    let longest = longest(limits);
     let mut now = rng.upto(1 << 40);
     let mut held: Vec<Charge> = Vec::new();
     let mut cases = Cases::default();

@@ -163,6 +163,18 @@ impl RedisServer {
         }
     }
 
+    /// How many times the server has run `command` (lowercase, e.g. `"fcall"`), from
+    /// `INFO commandstats`: what tests of shared calls count.
+    pub fn calls_of(&self, command: &str) -> u64 {
+        let info = self.command(&["INFO", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Sends one command (arguments as given) and returns the raw RESP reply as text, e.g.
     /// `server.command(&["SCRIPT", "FLUSH"])` → `"+OK\r\n"`.
     pub fn command(&self, args: &[&str]) -> String {
