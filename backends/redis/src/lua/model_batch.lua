@@ -69,6 +69,7 @@ local head = queue_head(now)
 if nt > 0 then
   local active = redis.call('ZCARD', LK)
   local expiry = now + lease_ttl
+  local expiry_s, at_s = tg_s(expiry), tg_s(now) .. ':'
   local leases, records = {}, {}
   for j = 1, nt do
     local tokens, id = tonumber(ARGV[T0 + 2 * j - 1]), ARGV[T0 + 2 * j]
@@ -78,18 +79,15 @@ if nt > 0 then
       if rule_fits(tokens, now) then a, b = now, 0 else a, b = rule_wait(tokens, now) end
     elseif rule_admit(tokens, now) then
       active = active + 1
-      leases[#leases + 1] = tg_s(expiry)
-      leases[#leases + 1] = id
-      records[#records + 1] = id
-      records[#records + 1] = string.format('%d:%d', now, tokens)
+      local k = #leases
+      leases[k + 1], leases[k + 2] = expiry_s, id
+      records[k + 1], records[k + 2] = id, at_s .. tg_s(tokens)
     else
       code = 0
       a, b = rule_wait(tokens, now)
     end
-    out[#out + 1] = code
-    out[#out + 1] = a
-    out[#out + 1] = b
-    out[#out + 1] = c
+    local o = #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = code, a, b, c
   end
   if #leases > 0 then
     redis.call('ZADD', LK, unpack(leases))

@@ -158,13 +158,15 @@ end
 
 -- Charges n to the head slot (written by `rule_flush`).
 local function win_charge(i, L, n, now)
-  local head = win_advance(i, L, now)
+  local head = HEAD[i] or win_advance(i, L, now)
   if n ~= 0 then
-    if SLOT[i][head] ~= nil then
-      SLOT[i][head] = SLOT[i][head] + n
+    local known = SLOT[i]
+    if known[head] ~= nil then
+      known[head] = known[head] + n
       DIRTY[i][head] = true
     else
-      ADD[i][head] = (ADD[i][head] or 0) + n
+      local add = ADD[i]
+      add[head] = (add[head] or 0) + n
     end
     TOT[i] = TOT[i] + n
     DIRTY[i].n = true
@@ -173,9 +175,10 @@ end
 
 -- The `from` charged in slot K become `to`, if K is still in the window; false if it left.
 local function win_adjust(i, L, K, from, to, now)
-  local head = win_advance(i, L, now)
-  if K < win_first(L, now) or K > head then return false end
-  local old = win_slots(i, K, K)[1]
+  local head = HEAD[i] or win_advance(i, L, now)
+  if K > head or K < win_first(L, now) then return false end
+  local old = SLOT[i][K]
+  if old == nil then old = win_slots(i, K, K)[1] end
   local c = old + to - from
   if c < 0 then c = 0 end
   if c ~= old then
@@ -269,7 +272,14 @@ end
 -- The rule ---------------------------------------------------------------------------------
 
 local function fits(i, L, n, now)
-  if L.kind == 0 then return fits_sum(L, win_used(i, L, now), n) end
+  if L.kind == 0 then
+    -- (after a call's first request, a window's count is two table reads: the hot path of a
+    -- call deciding many)
+    local old = OLD[i]
+    local used
+    if old ~= nil then used = TOT[i] - old else used = win_used(i, L, now) end
+    return used <= L.max and n <= L.max - used
+  end
   return bkt_fits(i, L, n, now)
 end
 
@@ -292,7 +302,10 @@ end
 
 local function rule_fits(tokens, now)
   for i = 1, NL do
-    if not fits(i, LIM[i], weight(LIM[i], tokens), now) then return false end
+    local L = LIM[i]
+    local n = tokens
+    if L.counts == 0 then n = 1 end
+    if not fits(i, L, n, now) then return false end
   end
   return true
 end
@@ -302,7 +315,9 @@ local function rule_admit(tokens, now)
   if not rule_fits(tokens, now) then return false end
   for i = 1, NL do
     local L = LIM[i]
-    if L.kind == 0 then win_charge(i, L, weight(L, tokens), now) else bkt_charge(i, L, weight(L, tokens), now) end
+    local n = tokens
+    if L.counts == 0 then n = 1 end
+    if L.kind == 0 then win_charge(i, L, n, now) else bkt_charge(i, L, n, now) end
   end
   return true
 end
