@@ -51,14 +51,8 @@ pub(crate) fn limits(limits: &[Limit], unit_ns: u64) -> Result<(Vec<u64>, u64), 
         let counts = match l.counts {
             Counts::Requests => 0,
             Counts::Tokens => 1,
-            // Input and output token classes need the split estimate in the scripts; until
-            // then the Redis backend refuses them rather than count them as total tokens.
-            Counts::InputTokens | Counts::OutputTokens => {
-                return Err(InvalidConfig {
-                    field: "counts",
-                    reason: "input/output token limits are not supported by the Redis backend yet",
-                });
-            }
+            Counts::InputTokens => 2,
+            Counts::OutputTokens => 3,
         };
         match l.kind {
             LimitKind::Window { window, slots } => {
@@ -103,13 +97,18 @@ mod tests {
     use core::time::Duration;
 
     #[test]
-    fn input_and_output_token_limits_are_refused_not_counted_as_total() {
-        for counts in [Counts::InputTokens, Counts::OutputTokens] {
-            let l = Limit::window("io", counts, 1_000, Duration::from_secs(60));
-            assert_eq!(limits(&[l], 1_000).unwrap_err().field, "counts");
+    fn each_token_class_has_its_own_code() {
+        let minute = Duration::from_secs(60);
+        let classes = [
+            (Counts::Requests, 0),
+            (Counts::Tokens, 1),
+            (Counts::InputTokens, 2),
+            (Counts::OutputTokens, 3),
+        ];
+        for (counts, code) in classes {
+            let (w, _) = limits(&[Limit::window("l", counts, 1_000, minute)], 1_000).unwrap();
+            assert_eq!(w[1], code, "{counts:?}");
         }
-        let total = Limit::tokens("t", 1_000, Duration::from_secs(60));
-        assert!(limits(&[total], 1_000).is_ok());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
-use tollgate::model::{Counts, Limit, LimitUsage};
+use tollgate::model::{Counts, Estimate, Limit, LimitUsage};
 use tollgate::{Clock, Instant, ModelStats, RateLimitConfig, Refusal, Usage};
 use tollgate_tokio::TokioTimer;
 
@@ -217,8 +217,9 @@ pub(crate) struct LimiterInner {
 pub(crate) struct ModelEntry {
     config: RateLimitConfig,
     limits: Vec<Limit>,
-    /// The largest estimate that can ever fit, and the limit that bounds it.
-    capacity: Option<u64>,
+    /// The largest total and the largest input an estimate can ever have and fit (over the
+    /// total- and the input-token limits; `None`: no such limit). Output is never reserved.
+    capacity: (Option<u64>, Option<u64>),
     /// State, leases, queue, tickets, admissions.
     pub(crate) keys: Vec<String>,
     pub(crate) channel: String,
@@ -279,7 +280,8 @@ impl ModelEntry {
         config_args.extend(words.iter().map(|&w| int(w)));
         let tag = keys::tag(ns, Kind::Model, name);
         let keys = ["s", "l", "q", "x", "a"].iter().map(|k| format!("{tag}:{k}")).collect();
-        let capacity = limits.iter().filter(|l| l.counts == Counts::Tokens).map(|l| l.max).min();
+        let cap = |c| limits.iter().filter(|l| l.counts == c).map(|l| l.max).min();
+        let capacity = (cap(Counts::Tokens), cap(Counts::InputTokens));
         Ok(Self {
             config,
             limits,
@@ -322,13 +324,17 @@ impl LimiterInner {
         Ok(entry)
     }
 
-    /// The job that releases `id` (settled or not) in `entry`: `mode` 0 settle to `actual`,
-    /// 1 release keeping the estimate, 2 undo (its tokens and its request given back).
-    pub(crate) fn settle_job(entry: &ModelEntry, id: &str, actual: u64, mode: u8) -> Job {
+    /// The job that releases `id` (settled or not) in `entry`: `mode` 0 settle to `actual`
+    /// (its total, and the input of it), 1 release keeping the estimate, 2 undo (its tokens and
+    /// its request given back).
+    pub(crate) fn settle_job(entry: &ModelEntry, id: &str, actual: Estimate, mode: u8) -> Job {
         Job {
             script: &scripts().model_batch,
             keys: entry.keys.clone(),
-            args: entry.batch_args([(id, actual, mode)].into_iter(), core::iter::empty()),
+            args: entry.batch_args(
+                [(id, actual.total(), actual.input, mode)].into_iter(),
+                core::iter::empty(),
+            ),
         }
     }
 
@@ -356,20 +362,22 @@ impl LimiterInner {
     async fn admit(
         self: &Arc<Self>,
         model: &str,
-        estimated: u64,
+        estimate: Estimate,
         bound: Bound,
         try_only: bool,
         id: Option<String>,
     ) -> Result<ModelPermit, Error> {
         let entry = self.entry(model)?;
-        if let Some(cap) = entry.capacity
-            && estimated > cap
-        {
-            return Err(tollgate::Error::InsufficientCapacity {
-                requested: estimated,
-                capacity: cap,
-            }
-            .into());
+        let (total, input) = (estimate.total(), estimate.input);
+        // Values beyond exact integer arithmetic count as its largest (they never fit).
+        let (total, input) = (total.min(encode::EXACT / 4), input.min(encode::EXACT / 4));
+        let too_big = match entry.capacity {
+            (Some(cap), _) if total > cap => Some((total, cap)),
+            (_, Some(cap)) if input > cap => Some((input, cap)),
+            _ => None,
+        };
+        if let Some((requested, capacity)) = too_big {
+            return Err(tollgate::Error::InsufficientCapacity { requested, capacity }.into());
         }
         let start = tokio::time::Instant::now();
         let deadline = match bound {
@@ -412,7 +420,7 @@ impl LimiterInner {
             let tried_first = try_first;
             let call = if try_first {
                 try_first = false;
-                let ask = Ask::Try { id: queued.id.clone(), tokens: estimated };
+                let ask = Ask::Try { id: queued.id.clone(), tokens: total, input };
                 let (decision, via) =
                     crate::line::decide(&entry, ask, budget, &mut queued.armed).await;
                 if via == Via::Abandoned {
@@ -422,7 +430,7 @@ impl LimiterInner {
                     // did not answer in time), and the degraded policy's answer.
                     queued.armed = false;
                     let e = decision.err().unwrap_or(StoreError::Unavailable);
-                    return self.degrade(model, estimated, e, deadline, queued, try_only).await;
+                    return self.degrade(model, estimate, e, deadline, queued, try_only).await;
                 }
                 // From here this caller owns what the call did.
                 queued.armed = true;
@@ -434,7 +442,8 @@ impl LimiterInner {
                 let max_wait =
                     remaining.map_or(-1, |r| i64::try_from(r.as_micros()).unwrap_or(i64::MAX));
                 let args = entry.args([
-                    int(estimated),
+                    int(total),
+                    int(input),
                     text(&queued.id),
                     int(entry.config.max_parallel_requests),
                     int(micros(self.lease_ttl)),
@@ -469,7 +478,7 @@ impl LimiterInner {
                 }
                 Err(e) => {
                     queued.armed = sent;
-                    return self.degrade(model, estimated, e, deadline, queued, try_only).await;
+                    return self.degrade(model, estimate, e, deadline, queued, try_only).await;
                 }
             };
             self.note_state(model, &entry, &reply);
@@ -493,8 +502,8 @@ impl LimiterInner {
                         done: false,
                         settling: None,
                     };
-                    tracing::debug!(target: "tollgate_redis", model, estimated, "admitted");
-                    return Ok(ModelPermit::new(estimated, PermitState::Redis(hold)));
+                    tracing::debug!(target: "tollgate_redis", model, estimated = total, "admitted");
+                    return Ok(ModelPermit::new(estimate, PermitState::Redis(hold)));
                 }
                 Some(0) if reply.len() >= 5 => {
                     queued.armed = false;
@@ -570,7 +579,7 @@ impl LimiterInner {
     async fn degrade(
         &self,
         model: &str,
-        estimated: u64,
+        estimate: Estimate,
         error: StoreError,
         deadline: Option<tokio::time::Instant>,
         queued: Queued,
@@ -584,19 +593,20 @@ impl LimiterInner {
             }
             Degraded::FailOpen => {
                 tracing::warn!(target: "tollgate_redis", model, %error, "store unreachable: admitted without a limit (fail open)");
-                Ok(ModelPermit::new(estimated, PermitState::Open))
+                Ok(ModelPermit::new(estimate, PermitState::Open))
             }
             Degraded::Local { share } => {
                 tracing::warn!(target: "tollgate_redis", model, %error, ?share, "store unreachable: admitting on the local share");
                 let local = self.local.clone().ok_or(Error::Store(error))?;
                 let permit = match deadline {
-                    _ if try_only => local.try_acquire_owned(model, estimated),
-                    None => local.acquire_owned(model, estimated).await,
+                    _ if try_only => local.try_acquire_with_owned(model, estimate),
+                    None => local.acquire_with_owned(model, estimate).await,
                     Some(d) => {
-                        local.acquire_before_owned(model, estimated, self.timer.from_tokio(d)).await
+                        let left = d.saturating_duration_since(tokio::time::Instant::now());
+                        local.acquire_within_with_owned(model, estimate, left).await
                     }
                 }?;
-                Ok(ModelPermit::new(estimated, PermitState::Local(permit)))
+                Ok(ModelPermit::new(estimate, PermitState::Local(permit)))
             }
         }
     }
@@ -754,7 +764,9 @@ impl ModelRateLimiter {
         model: &str,
         estimated_tokens: u64,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Within(Duration::ZERO), true, None).await
+        self.inner
+            .admit(model, estimated_tokens.into(), Bound::Within(Duration::ZERO), true, None)
+            .await
     }
 
     /// Waits until `model` can take one more request of `estimated_tokens` (FIFO across every
@@ -769,7 +781,7 @@ impl ModelRateLimiter {
     /// Dropping the future gives its queue place back (through the store's janitor task);
     /// nothing is counted unless it returned a permit.
     pub async fn acquire(&self, model: &str, estimated_tokens: u64) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Forever, false, None).await
+        self.inner.admit(model, estimated_tokens.into(), Bound::Forever, false, None).await
     }
 
     /// As [`acquire`](Self::acquire), giving up with `MaxWaitExceeded` if admission would take
@@ -783,7 +795,7 @@ impl ModelRateLimiter {
         estimated_tokens: u64,
         max_wait: Duration,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Within(max_wait), false, None).await
+        self.inner.admit(model, estimated_tokens.into(), Bound::Within(max_wait), false, None).await
     }
 
     /// As [`acquire`](Self::acquire), giving up unless admitted by `deadline` (an instant of
@@ -797,7 +809,73 @@ impl ModelRateLimiter {
         estimated_tokens: u64,
         deadline: Instant,
     ) -> Result<ModelPermit, Error> {
-        self.inner.admit(model, estimated_tokens, Bound::Before(deadline), false, None).await
+        self.inner.admit(model, estimated_tokens.into(), Bound::Before(deadline), false, None).await
+    }
+
+    /// As [`try_acquire`](Self::try_acquire) with the estimate's input and output apart:
+    /// total-token limits reserve its total, input-token limits its input, and output-token
+    /// limits only need room for one more (output is counted when the permit settles, with
+    /// [`settle_io`](ModelPermit::settle_io)).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), tollgate_redis::Error> {
+    /// use core::time::Duration;
+    /// use tollgate::RateLimitConfig;
+    /// use tollgate::model::{Counts, Estimate, Limit};
+    /// use tollgate_redis::{ModelRateLimiter, RedisStore};
+    ///
+    /// let minute = Duration::from_secs(60);
+    /// let config = RateLimitConfig {
+    ///     limits: vec![
+    ///         Limit::window("itpm", Counts::InputTokens, 40_000, minute),
+    ///         Limit::window("otpm", Counts::OutputTokens, 8_000, minute),
+    ///     ],
+    ///     ..Default::default()
+    /// };
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
+    /// let limiter = ModelRateLimiter::new(store, "myapp", [("claude", config.clone())], config)?;
+    /// let permit = limiter.try_acquire_with("claude", Estimate { input: 3_000, output: 1_024 }).await?;
+    /// // ... call the model ...
+    /// permit.settle_io(2_950, 800).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire); `InsufficientCapacity` when the total or the
+    /// input exceeds a limit that counts it.
+    pub async fn try_acquire_with(
+        &self,
+        model: &str,
+        estimate: Estimate,
+    ) -> Result<ModelPermit, Error> {
+        self.inner.admit(model, estimate, Bound::Within(Duration::ZERO), true, None).await
+    }
+
+    /// As [`acquire`](Self::acquire) with the estimate's input and output apart (see
+    /// [`try_acquire_with`](Self::try_acquire_with)).
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_with(
+        &self,
+        model: &str,
+        estimate: Estimate,
+    ) -> Result<ModelPermit, Error> {
+        self.inner.admit(model, estimate, Bound::Forever, false, None).await
+    }
+
+    /// As [`acquire_within`](Self::acquire_within) with the estimate's input and output apart
+    /// (see [`try_acquire_with`](Self::try_acquire_with)).
+    ///
+    /// # Errors
+    /// As [`acquire_within`](Self::acquire_within).
+    pub async fn acquire_within_with(
+        &self,
+        model: &str,
+        estimate: Estimate,
+        max_wait: Duration,
+    ) -> Result<ModelPermit, Error> {
+        self.inner.admit(model, estimate, Bound::Within(max_wait), false, None).await
     }
 
     /// A try under a given request id (for the crate's tests of idempotent admission: a
@@ -813,7 +891,7 @@ impl ModelRateLimiter {
         id: &str,
     ) -> Result<ModelPermit, Error> {
         let bound = Bound::Within(Duration::ZERO);
-        self.inner.admit(model, estimated_tokens, bound, true, Some(id.to_owned())).await
+        self.inner.admit(model, estimated_tokens.into(), bound, true, Some(id.to_owned())).await
     }
 
     /// Usage of every configured model and every model used so far, as the shared state has

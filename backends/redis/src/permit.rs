@@ -4,7 +4,7 @@
 use core::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tollgate::model::OwnedModelPermit;
+use tollgate::model::{Estimate, OwnedModelPermit};
 use tollgate_tokio::TokioTimer;
 
 use crate::error::{Error, StoreError};
@@ -16,7 +16,7 @@ use crate::model::{Ask, Lease, LimiterInner, ModelEntry};
 #[must_use = "dropping the permit at once releases its slot; hold it while the request runs"]
 #[derive(Debug)]
 pub struct ModelPermit {
-    estimated: u64,
+    estimate: Estimate,
     state: PermitState,
 }
 
@@ -41,7 +41,7 @@ pub(crate) struct RedisHold {
     pub(crate) done: bool,
     /// A settle in flight: if its future is dropped before the reply, the janitor sends it
     /// again (it applies at most once).
-    pub(crate) settling: Option<u64>,
+    pub(crate) settling: Option<Estimate>,
 }
 
 /// What a [`settle`](ModelPermit::settle) did.
@@ -59,13 +59,18 @@ pub enum Settled {
 }
 
 impl ModelPermit {
-    pub(crate) fn new(estimated: u64, state: PermitState) -> Self {
-        Self { estimated, state }
+    pub(crate) fn new(estimate: Estimate, state: PermitState) -> Self {
+        Self { estimate, state }
     }
 
-    /// The tokens reserved at admission.
+    /// The tokens reserved at admission (the estimate's total).
     pub fn estimated_tokens(&self) -> u64 {
-        self.estimated
+        self.estimate.total()
+    }
+
+    /// The estimate admitted, input and output apart (a plain count is all input).
+    pub fn estimate(&self) -> Estimate {
+        self.estimate
     }
 
     /// When Redis admitted it, in the server's clock (µs since the Unix epoch); `None` when it
@@ -94,26 +99,51 @@ impl ModelPermit {
     }
 
     /// Replaces the estimate with `actual_tokens` in every token limit (in the window slot of
-    /// the admission, as the in-process limiter does) and releases the slot: one round trip.
+    /// the admission, as the in-process limiter does) and releases the slot: one round trip,
+    /// shared with this process's other settles and tries of the model. Split as the
+    /// in-process limiter splits it: input first, up to the input estimated, the rest output.
     ///
     /// # Errors
     /// [`Error::Store`] if Redis did not answer; the settle is then retried in the background
     /// (it applies at most once), and the lease TTL frees the slot if it never gets through.
-    pub async fn settle(mut self, actual_tokens: u64) -> Result<Settled, Error> {
+    pub async fn settle(self, actual_tokens: u64) -> Result<Settled, Error> {
+        let input = actual_tokens.min(self.estimate.input);
+        self.settle_io(input, actual_tokens - input).await
+    }
+
+    /// As [`settle`](Self::settle) with the actual input and output tokens apart: total-token
+    /// limits get their sum, input-token limits the input, output-token limits the output
+    /// (charged now for the first time, in the slot of now: the output was produced by the end
+    /// of the request, and a provider counts it from then).
+    ///
+    /// # Errors
+    /// As [`settle`](Self::settle).
+    pub async fn settle_io(
+        mut self,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<Settled, Error> {
         let state = core::mem::replace(&mut self.state, PermitState::Open);
         match state {
             PermitState::Open => Ok(Settled::Local),
             PermitState::Local(p) => {
-                p.settle(actual_tokens);
+                p.settle_io(input_tokens, output_tokens);
                 Ok(Settled::Local)
             }
             PermitState::Redis(mut hold) => {
                 let entry = hold.entry.clone();
                 // Values beyond exact integer arithmetic count as its largest.
-                let actual = actual_tokens.min(crate::encode::EXACT / 4);
+                let most = crate::encode::EXACT / 8;
+                let actual =
+                    Estimate { input: input_tokens.min(most), output: output_tokens.min(most) };
                 // Dropped before the answer, the hold sends the settle again (it applies once).
                 hold.settling = Some(actual);
-                let ask = Ask::Settle { id: hold.id.clone(), actual, mode: 0 };
+                let ask = Ask::Settle {
+                    id: hold.id.clone(),
+                    actual: actual.total(),
+                    input: actual.input,
+                    mode: 0,
+                };
                 let (answer, _) = crate::line::decide(&entry, ask, None, &mut true).await;
                 hold.done = true;
                 match answer {
@@ -124,10 +154,8 @@ impl ModelPermit {
                     Ok(a) if a.v[0] >= 0 => Ok(Settled::LeaseLost),
                     Ok(a) => Err(StoreError::Protocol(format!("model_batch: {a:?}")).into()),
                     Err(e) => {
-                        hold.limiter
-                            .store
-                            .inner
-                            .later(LimiterInner::settle_job(&entry, &hold.id, actual, 0));
+                        let job = LimiterInner::settle_job(&entry, &hold.id, actual, 0);
+                        hold.limiter.store.inner.later(job);
                         Err(Error::Store(e))
                     }
                 }
@@ -142,7 +170,7 @@ impl Drop for RedisHold {
         if !self.done {
             let job = match self.settling {
                 Some(actual) => LimiterInner::settle_job(&self.entry, &self.id, actual, 0),
-                None => LimiterInner::settle_job(&self.entry, &self.id, 0, 1),
+                None => LimiterInner::settle_job(&self.entry, &self.id, Estimate::default(), 1),
             };
             self.limiter.store.inner.later(job);
         }

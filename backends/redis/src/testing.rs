@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 
 use tollgate::Instant;
-use tollgate::model::{Charge, Limit, StateStore, Wait};
+use tollgate::model::{Charge, Estimate, Limit, StateStore, Wait};
 
 use crate::encode;
 use crate::error::{Error, StoreError};
@@ -62,9 +62,12 @@ impl ParityStore {
         inv.invoke::<T>(&mut *conn).unwrap_or_else(|e| panic!("test_ops: {e}"))
     }
 
-    fn run(&self, op: u8, tokens: u64, extra: [u64; 3], now: Instant) -> Vec<i64> {
+    fn run(&self, op: &RuleOp, now: Instant) -> Vec<i64> {
         let mut inv = self.invocation();
-        inv.arg(op).arg(tokens).arg(extra[0]).arg(extra[1]).arg(extra[2]).arg(now.as_nanos());
+        for w in op.words() {
+            inv.arg(w);
+        }
+        inv.arg(now.as_nanos());
         self.invoke(&inv)
     }
 
@@ -89,8 +92,9 @@ impl ParityStore {
         let mut inv = self.invocation();
         inv.arg(4).arg(ops.len());
         for op in ops {
-            let (code, tokens, extra) = op.words();
-            inv.arg(code).arg(tokens).arg(extra[0]).arg(extra[1]).arg(extra[2]);
+            for w in op.words() {
+                inv.arg(w);
+            }
         }
         inv.arg(now.as_nanos());
         let replies: Vec<Vec<i64>> = self.invoke(&inv);
@@ -113,10 +117,14 @@ impl ParityStore {
 pub enum RuleOp {
     /// [`StateStore::admit_at`] of this many tokens.
     Admit(u64),
+    /// [`StateStore::admit_io_at`] of this estimate.
+    AdmitIo(Estimate),
     /// [`StateStore::earliest_at`] of this many tokens.
     Earliest(u64),
     /// [`StateStore::settle_at`]: the charge's estimate becomes this many tokens.
     Settle(Charge, u64),
+    /// [`StateStore::settle_io_at`]: the charge's estimate becomes this one.
+    SettleIo(Charge, Estimate),
     /// [`StateStore::usage_at`].
     Usage,
 }
@@ -149,9 +157,14 @@ impl RuleOp {
     pub fn apply(&self, store: &dyn StateStore, now: Instant) -> RuleAnswer {
         match *self {
             Self::Admit(tokens) => RuleAnswer::Admit(store.admit_at(tokens, now)),
+            Self::AdmitIo(e) => RuleAnswer::Admit(store.admit_io_at(e, now)),
             Self::Earliest(tokens) => RuleAnswer::Earliest(store.earliest_at(tokens, now)),
             Self::Settle(charge, actual) => {
                 store.settle_at(charge, actual, now);
+                RuleAnswer::Settled
+            }
+            Self::SettleIo(charge, actual) => {
+                store.settle_io_at(charge, actual, now);
                 RuleAnswer::Settled
             }
             Self::Usage => {
@@ -162,30 +175,38 @@ impl RuleOp {
         }
     }
 
-    /// The script's five words: op code, tokens, then a settle's at, estimate and actual.
-    fn words(&self) -> (u8, u64, [u64; 3]) {
+    /// The script's eight words: op code, tokens, input, then a settle's at, estimate,
+    /// estimated input, actual, actual input. A plain count is all input, and a plain settle
+    /// splits input first, as the core does.
+    fn words(&self) -> [u64; 8] {
+        let settle = |code, c: Charge, actual: Estimate| {
+            [code, 0, 0, c.at.as_nanos(), c.tokens, c.input, actual.total(), actual.input]
+        };
         match *self {
-            Self::Admit(tokens) => (0, tokens, [0; 3]),
-            Self::Earliest(tokens) => (1, tokens, [0; 3]),
-            Self::Settle(c, actual) => (2, 0, [c.at.as_nanos(), c.tokens, actual]),
-            Self::Usage => (3, 0, [0; 3]),
+            Self::Admit(tokens) => [0, tokens, tokens, 0, 0, 0, 0, 0],
+            Self::AdmitIo(e) => [0, e.total(), e.input, 0, 0, 0, 0, 0],
+            Self::Earliest(tokens) => [1, tokens, tokens, 0, 0, 0, 0, 0],
+            Self::Settle(c, actual) => settle(2, c, c.split(actual)),
+            Self::SettleIo(c, actual) => settle(2, c, actual),
+            Self::Usage => [3, 0, 0, 0, 0, 0, 0, 0],
         }
     }
 
     /// The script's reply to this operation, typed.
     fn answer(&self, r: &[i64]) -> RuleAnswer {
         match self {
-            Self::Admit(tokens) => RuleAnswer::Admit(admitted(r, *tokens)),
+            Self::Admit(tokens) => RuleAnswer::Admit(admitted(r, (*tokens).into())),
+            Self::AdmitIo(e) => RuleAnswer::Admit(admitted(r, *e)),
             Self::Earliest(_) => RuleAnswer::Earliest(if r[0] == 1 { None } else { Some(wait(r)) }),
-            Self::Settle(..) => RuleAnswer::Settled,
+            Self::Settle(..) | Self::SettleIo(..) => RuleAnswer::Settled,
             Self::Usage => RuleAnswer::Usage(usage(r)),
         }
     }
 }
 
-fn admitted(r: &[i64], tokens: u64) -> Result<Charge, Wait> {
+fn admitted(r: &[i64], estimate: Estimate) -> Result<Charge, Wait> {
     if r[0] == 1 {
-        Ok(Charge::new(Instant::from_nanos(u64::try_from(r[1]).unwrap_or(0)), tokens.into()))
+        Ok(Charge::new(Instant::from_nanos(u64::try_from(r[1]).unwrap_or(0)), estimate))
     } else {
         Err(wait(r))
     }
@@ -202,22 +223,30 @@ fn wait(reply: &[i64]) -> Wait {
 
 impl StateStore for ParityStore {
     fn admit_at(&self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
-        admitted(&self.run(0, tokens, [0; 3], now), tokens)
+        admitted(&self.run(&RuleOp::Admit(tokens), now), tokens.into())
     }
 
     fn earliest_at(&self, tokens: u64, now: Instant) -> Option<Wait> {
-        let r = self.run(1, tokens, [0; 3], now);
+        let r = self.run(&RuleOp::Earliest(tokens), now);
         if r[0] == 1 { None } else { Some(wait(&r)) }
     }
 
     fn settle_at(&self, charge: Charge, actual: u64, now: Instant) {
-        self.run(2, 0, [charge.at.as_nanos(), charge.tokens, actual], now);
+        self.run(&RuleOp::Settle(charge, actual), now);
     }
 
     fn usage_at(&self, now: Instant, used: &mut Vec<u64>) {
-        let r = self.run(3, 0, [0; 3], now);
+        let r = self.run(&RuleOp::Usage, now);
         used.clear();
         used.extend(usage(&r));
+    }
+
+    fn admit_io_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Wait> {
+        admitted(&self.run(&RuleOp::AdmitIo(estimate), now), estimate)
+    }
+
+    fn settle_io_at(&self, charge: Charge, actual: Estimate, now: Instant) {
+        self.run(&RuleOp::SettleIo(charge, actual), now);
     }
 }
 

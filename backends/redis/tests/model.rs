@@ -8,7 +8,7 @@ use core::time::Duration;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tollgate::model::Limit;
+use tollgate::model::{Estimate, Limit};
 use tollgate::{Clock, RateLimitConfig};
 use tollgate_redis::{
     Degraded, Error, ModelRateLimiter, RedisStore, Settled, Share, StoreError, StoreOptions,
@@ -471,4 +471,72 @@ async fn a_waiter_refreshing_on_a_lost_state_leaves_it_expiring() {
     assert_ne!(ttl.trim(), ":-1", "the state was written back without an expiry");
     held.settle(1).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn input_and_output_tokens_are_limited_apart() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let minute = Duration::from_secs(60);
+    let cfg = RateLimitConfig {
+        rpm: 100,
+        tpm: 100_000,
+        max_parallel_requests: 10,
+        limits: vec![
+            Limit::window("itpm", tollgate::model::Counts::InputTokens, 1_000, minute),
+            Limit::window("otpm", tollgate::model::Counts::OutputTokens, 500, minute),
+        ],
+        ..Default::default()
+    };
+    let l = limiter(&server, "t21", cfg).await;
+    let used = |s: &tollgate::ModelStats, name: &str| {
+        s.limits.iter().find(|u| u.name == name).map(|u| u.usage.used).unwrap()
+    };
+    // Input is reserved at admission; output is not (only room for one more is needed).
+    let e = Estimate { input: 600, output: 4_000 };
+    let p = l.try_acquire_with("m", e).await.unwrap();
+    assert_eq!(p.estimate(), e);
+    let s = &l.stats().await.unwrap()["m"];
+    assert_eq!((s.tokens.used, used(s, "itpm"), used(s, "otpm")), (4_600, 600, 0));
+    // A second input estimate over what is left is refused; the output window still has room.
+    let err = l.try_acquire_with("m", Estimate { input: 500, output: 0 }).await.unwrap_err();
+    assert!(matches!(limit_err(&err), tollgate::Error::RateLimited(_)), "{err:?}");
+    // Settled: input to the actual, output charged now, for the first time.
+    assert_eq!(p.settle_io(550, 520).await.unwrap(), Settled::Applied);
+    let s = &l.stats().await.unwrap()["m"];
+    assert_eq!((s.tokens.used, used(s, "itpm"), used(s, "otpm")), (1_070, 550, 520));
+    // The output window is now over its limit: nothing more is admitted until it drains.
+    let err = l.try_acquire_with("m", Estimate { input: 1, output: 1 }).await.unwrap_err();
+    let tollgate::Error::RateLimited(r) = limit_err(&err) else { panic!("{err:?}") };
+    assert!(r.retry_after(l.timer().now()) > Duration::from_secs(50), "{r:?}");
+    // An input estimate over the input limit can never fit.
+    let err = l.acquire_with("m", Estimate { input: 1_001, output: 0 }).await.unwrap_err();
+    assert!(
+        matches!(
+            limit_err(&err),
+            tollgate::Error::InsufficientCapacity { requested: 1_001, capacity: 1_000 }
+        ),
+        "{err:?}"
+    );
+    // A plain settle splits input first: 700 of an estimate of 300 input are 300 + 400.
+    let l2 = limiter(
+        &server,
+        "t22",
+        RateLimitConfig {
+            rpm: 100,
+            tpm: 100_000,
+            max_parallel_requests: 10,
+            limits: vec![Limit::window(
+                "otpm",
+                tollgate::model::Counts::OutputTokens,
+                5_000,
+                minute,
+            )],
+            ..Default::default()
+        },
+    )
+    .await;
+    let p = l2.acquire_with("m", Estimate { input: 300, output: 100 }).await.unwrap();
+    p.settle(700).await.unwrap();
+    let s = &l2.stats().await.unwrap()["m"];
+    assert_eq!((s.tokens.used, used(s, "otpm")), (700, 400));
 }

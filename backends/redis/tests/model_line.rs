@@ -187,8 +187,11 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
     };
     assert_eq!(active, 0, "slots still held after every permit ended");
     // Throughput: the crowd always asks, so the request window binds: at most one window's
-    // worth in each of the run's windows. Measured: 36–82 % of that (109–247 of 300, two
-    // modes). Nearly every admission goes to the bounded acquires: the acquires raced
+    // worth in each of the run's windows. Measured on a quiet machine: 36–82 % of that
+    // (109–247 of 300, two modes); with another build or test taking the machine's cores,
+    // 13–34 % (38–102), and the code before 9–24 % (27–71) in the same minutes. The floor
+    // below is what fails the old behaviour (2–5 % on a quiet machine) without failing on a
+    // busy one. Nearly every admission goes to the bounded acquires: the acquires raced
     // against 0–3 ms timers hold the queue almost all the time and are cancelled there (1–4
     // of about 42 000 admitted), a cancelled head holds back everyone behind it until its
     // dequeue reaches the server, and a try never overtakes a queued acquire (so tries are
@@ -203,7 +206,7 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
         asked.load(Ordering::Relaxed),
         timeouts.load(Ordering::Relaxed)
     );
-    assert!(got >= 0.25 * full, "{got} admissions of {full:.0} possible");
+    assert!(got >= 0.10 * full, "{got} admissions of {full:.0} possible");
 }
 
 /// The calls 64 tasks make for `each` acquire + settle pairs, back to back, on a model that

@@ -11,7 +11,7 @@ mod support;
 
 use core::time::Duration;
 
-use tollgate::model::{Charge, Counts, Limit, LimitKind, MemoryStore, StateStore};
+use tollgate::model::{Charge, Counts, Estimate, Limit, LimitKind, MemoryStore, StateStore, Wait};
 use tollgate::{Instant, Rate};
 use tollgate_redis::testing::{ParityStore, RuleAnswer, RuleOp};
 
@@ -188,6 +188,157 @@ fn scripts_decide_as_the_memory_store() {
         }
     }
     eprintln!("parity: {total_admitted} admissions, {total_refused} refusals, identical");
+}
+
+/// Limits on input and output tokens apart, beside totals and requests.
+fn io_configs() -> Vec<(&'static str, Vec<Limit>)> {
+    let minute = Duration::from_secs(60);
+    vec![
+        (
+            "input and output windows",
+            vec![
+                Limit::requests("rpm", 8, minute),
+                Limit::window("itpm", Counts::InputTokens, 900, minute),
+                Limit::window("otpm", Counts::OutputTokens, 400, minute).with_slots(6),
+            ],
+        ),
+        (
+            "all four, windows and buckets",
+            vec![
+                Limit::tokens("tpm", 2_000, Duration::from_millis(10)).with_slots(5),
+                Limit::window("itpm", Counts::InputTokens, 700, Duration::from_micros(900)),
+                Limit::bucket(
+                    "ob",
+                    Counts::OutputTokens,
+                    300,
+                    Rate::new(100, Duration::from_micros(7)),
+                ),
+                Limit::bucket(
+                    "ib",
+                    Counts::InputTokens,
+                    500,
+                    Rate::new(3, Duration::from_nanos(11)),
+                ),
+            ],
+        ),
+    ]
+}
+
+/// A store seen through a clock whose long idles are shortened: the core's harness jumps a
+/// year now and then, past the scripts' exact range (2^52 ns), and after any idle longer than
+/// every limit's memory both stores hold nothing, so a shorter idle decides the same. Instants
+/// go in less the idles cut so far and come out plus them. A charge settled after a cut
+/// lands earlier than it was made, which changes nothing: its slot has left every window and
+/// its bucket charge has drained either way.
+struct ShortIdles<'a> {
+    inner: &'a ParityStore,
+    /// The longest idle kept: four times the longest memory of the limits.
+    keep: u64,
+    /// Every cut is a whole number of this: a multiple of every window's slot, so slots keep
+    /// their boundaries.
+    grid: u64,
+    /// (the latest instant seen, the time cut so far)
+    clock: core::cell::Cell<(u64, u64)>,
+}
+
+impl<'a> ShortIdles<'a> {
+    fn new(inner: &'a ParityStore, limits: &[Limit]) -> Self {
+        fn gcd(a: u64, b: u64) -> u64 {
+            if b == 0 { a } else { gcd(b, a % b) }
+        }
+        let grid = limits
+            .iter()
+            .filter_map(|l| match l.kind {
+                LimitKind::Window { window, slots } => {
+                    Some(nanos(window).div_ceil(u64::from(slots)))
+                }
+                LimitKind::Bucket { .. } => None,
+            })
+            .fold(1, |g, s| g / gcd(g, s) * s);
+        let keep = 4 * longest(limits);
+        assert!(grid < keep, "the idles could not be cut on the slots' grid");
+        Self { inner, keep, grid, clock: core::cell::Cell::new((0, 0)) }
+    }
+
+    fn to_store(&self, t: Instant) -> Instant {
+        let (last, mut cut) = self.clock.get();
+        let now = t.as_nanos();
+        if now > last.saturating_add(self.keep) && last > 0 {
+            cut += (now - last - self.keep) / self.grid * self.grid;
+        }
+        self.clock.set((last.max(now), cut));
+        Instant::from_nanos(now - cut)
+    }
+
+    fn back(&self, t: Instant) -> Instant {
+        if t == Instant::MAX { t } else { Instant::from_nanos(t.as_nanos() + self.clock.get().1) }
+    }
+
+    fn charge_in(&self, c: Charge) -> Charge {
+        let cut = self.clock.get().1;
+        Charge { at: Instant::from_nanos(c.at.as_nanos().saturating_sub(cut)), ..c }
+    }
+
+    fn answer(&self, r: Result<Charge, Wait>) -> Result<Charge, Wait> {
+        match r {
+            Ok(c) => Ok(Charge { at: self.back(c.at), ..c }),
+            Err(w) => Err(Wait { ready_at: self.back(w.ready_at), ..w }),
+        }
+    }
+}
+
+impl StateStore for ShortIdles<'_> {
+    fn admit_at(&self, tokens: u64, now: Instant) -> Result<Charge, Wait> {
+        let now = self.to_store(now);
+        self.answer(self.inner.admit_at(tokens, now))
+    }
+
+    fn earliest_at(&self, tokens: u64, now: Instant) -> Option<Wait> {
+        let now = self.to_store(now);
+        self.inner.earliest_at(tokens, now).map(|w| Wait { ready_at: self.back(w.ready_at), ..w })
+    }
+
+    fn settle_at(&self, charge: Charge, actual: u64, now: Instant) {
+        let now = self.to_store(now);
+        self.inner.settle_at(self.charge_in(charge), actual, now);
+    }
+
+    fn usage_at(&self, now: Instant, used: &mut Vec<u64>) {
+        let now = self.to_store(now);
+        self.inner.usage_at(now, used);
+    }
+
+    fn admit_io_at(&self, estimate: Estimate, now: Instant) -> Result<Charge, Wait> {
+        let now = self.to_store(now);
+        self.answer(self.inner.admit_io_at(estimate, now))
+    }
+
+    fn settle_io_at(&self, charge: Charge, actual: Estimate, now: Instant) {
+        let now = self.to_store(now);
+        self.inner.settle_io_at(self.charge_in(charge), actual, now);
+    }
+}
+
+/// Input and output apart (`admit_io_at`, `settle_io_at`, and the plain forms split input
+/// first), by the core's own parity harness, which picks split estimates and actual counts
+/// whenever the limits tell input from output.
+#[test]
+fn scripts_decide_input_and_output_as_the_memory_store() {
+    let Some(server) = support::RedisServer::start() else { return };
+    for (ci, (name, limits)) in io_configs().into_iter().enumerate() {
+        for seed in 0..4u64 {
+            let key = format!("{{parity-io:{ci}:{seed}}}:s");
+            let redis = ParityStore::new(&server.url(), &key, &limits).expect("parity store");
+            let memory = MemoryStore::new(&limits);
+            let redis = ShortIdles::new(&redis, &limits);
+            let report = tollgate::model::check_store_parity(&limits, &memory, &redis, seed, 600)
+                .unwrap_or_else(|m| panic!("{name}, seed {seed}: {m}"));
+            assert!(
+                report.admitted > 0 && report.refused > 0 && report.settled > 0,
+                "{name}, seed {seed}: {report:?}: every outcome must be exercised"
+            );
+        }
+    }
 }
 
 /// The comparison itself can fail: two stores with different limits differ.

@@ -1,4 +1,5 @@
--- model_admit. ARGV after the config: tokens, id, max_parallel, lease_ttl, ticket_ttl (us),
+-- model_admit. ARGV after the config: tokens, input (of them), id, max_parallel, lease_ttl,
+-- ticket_ttl (us),
 -- state_ttl_ms, max_wait (us; -1 unbounded), try (1: never queue), publish command, channel.
 -- -> {1, now, at, lease_expiry}        admitted (or admitted already under this id)
 --    {0, now, ready_at, limit, why}    refused (why 0: rate limits, 1: slot or queue ahead)
@@ -19,14 +20,14 @@ local function reply(t)
   t[6] = FRESH
   return t
 end
-local tokens, id = tonumber(ARGV[OP + 1]), ARGV[OP + 2]
-local maxp, lease_ttl, ticket_ttl = tonumber(ARGV[OP + 3]), tonumber(ARGV[OP + 4]), tonumber(ARGV[OP + 5])
-local state_ttl, max_wait, try = tonumber(ARGV[OP + 6]), tonumber(ARGV[OP + 7]), tonumber(ARGV[OP + 8])
-local pub, chan = ARGV[OP + 9], ARGV[OP + 10]
+local tokens, input, id = tonumber(ARGV[OP + 1]), tonumber(ARGV[OP + 2]), ARGV[OP + 3]
+local maxp, lease_ttl, ticket_ttl = tonumber(ARGV[OP + 4]), tonumber(ARGV[OP + 5]), tonumber(ARGV[OP + 6])
+local state_ttl, max_wait, try = tonumber(ARGV[OP + 7]), tonumber(ARGV[OP + 8]), tonumber(ARGV[OP + 9])
+local pub, chan = ARGV[OP + 10], ARGV[OP + 11]
 
 local prev = redis.call('HGET', AK, id)
 if prev then -- a retry after a lost reply: the same admission, not a second one
-  local at = tonumber(string.match(prev, '^(%-?%d+):'))
+  local at = rule_parse(prev)
   return reply({1, now, at, tonumber(redis.call('ZSCORE', LK, id)) or 0})
 end
 local freed = reap(now)
@@ -41,8 +42,8 @@ local function refuse(ready, limit, why)
   return reply({0, now, ready, limit, why})
 end
 local function rate_ready()
-  if rule_fits(tokens, now) then return now, 0 end
-  return rule_wait(tokens, now)
+  if rule_fits(tokens, input, now) then return now, 0 end
+  return rule_wait(tokens, input, now)
 end
 
 if head and head ~= id then -- someone is ahead: never overtake
@@ -63,16 +64,16 @@ if redis.call('ZCARD', LK) >= maxp then
   rule_touch(now, state_ttl) -- as above
   return reply({3, now})
 end
-if rule_admit(tokens, now) then
+if rule_admit(tokens, input, now) then
   redis.call('ZADD', LK, tg_s(now + lease_ttl), id)
-  redis.call('HSET', AK, id, string.format('%d:%d', now, tokens))
+  redis.call('HSET', AK, id, rule_record(now, tokens, input))
   keep_leases(lease_ttl)
   if queued then dequeue(id) end
   rule_touch(now, state_ttl)
   if head then wake(now, pub, chan) end -- the next in line may fit too
   return reply({1, now, now, now + lease_ttl})
 end
-local ready, limit = rule_wait(tokens, now)
+local ready, limit = rule_wait(tokens, input, now)
 if try == 1 or ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then
   return refuse(ready, limit, 0)
 end

@@ -3,10 +3,10 @@
 -- write of the state (a request costs a few Lua operations; each `redis.call` about a
 -- microsecond, the call itself several).
 -- ARGV after the config: max_parallel, lease_ttl (us), state_ttl_ms, publish command, channel,
--- the number of settles, the number of tries, then 3 per settle: id, actual, mode (0 settle to
--- actual, 1 release and keep the estimate, 2 cancel: the admission undone, its tokens and its
--- request given back), then 2 per try:
--- tokens, id. A try's id is new (a retry under the same id goes through model_admit, which
+-- the number of settles, the number of tries, then 4 per settle: id, actual, actual input (of
+-- it), mode (0 settle to actual, 1 release and keep the estimate, 2 cancel: the admission
+-- undone, its tokens and its request given back), then 3 per try: tokens, input (of them), id.
+-- A try's id is new (a retry under the same id goes through model_admit, which
 -- finds the first admission), so tries need no lookup of earlier admissions.
 -- -> {now, fresh (1: the state did not exist), then 2 per settle, in order:
 --     applied (0: no record: settled already, or the lease expired), held a lease;
@@ -26,10 +26,10 @@ local out = {now, fresh}
 local touched = false
 
 -- Settles: each admission once; its slot freed, its tokens settled.
-local T0 = OP + 7 + 3 * ns -- the tries' arguments start after it
+local T0 = OP + 7 + 4 * ns -- the tries' arguments start after it
 if ns > 0 then
   local ids = {}
-  for j = 1, ns do ids[j] = ARGV[OP + 5 + 3 * j] end
+  for j = 1, ns do ids[j] = ARGV[OP + 4 + 4 * j] end
   local recs = redis.call('HMGET', AK, unpack(ids))
   local held = redis.call('ZMSCORE', LK, unpack(ids))
   local done, seen = {}, {}
@@ -40,11 +40,11 @@ if ns > 0 then
     local lease = (not seen[id]) and held[j]
     seen[id] = true
     if rec then
-      local actual, mode = tonumber(ARGV[OP + 6 + 3 * j]), tonumber(ARGV[OP + 7 + 3 * j])
-      local at, est = string.match(rec, '^(%-?%d+):(%d+)$')
-      at, est = tonumber(at), tonumber(est)
-      if mode == 0 then rule_settle(at, est, actual, now) end
-      if mode == 2 then rule_cancel(at, est, now) end
+      local o = OP + 4 + 4 * j
+      local actual, actual_in, mode = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3])
+      local at, tokens, input = rule_parse(rec)
+      if mode == 0 then rule_settle(at, tokens, input, actual, actual_in, now) end
+      if mode == 2 then rule_cancel(at, tokens, input, now) end
       done[#done + 1] = id
       applied = 1
     end
@@ -69,22 +69,23 @@ local head = queue_head(now)
 if nt > 0 then
   local active = redis.call('ZCARD', LK)
   local expiry = now + lease_ttl
-  local expiry_s, at_s = tg_s(expiry), tg_s(now) .. ':'
+  local expiry_s = tg_s(expiry)
   local leases, records = {}, {}
   for j = 1, nt do
-    local tokens, id = tonumber(ARGV[T0 + 2 * j - 1]), ARGV[T0 + 2 * j]
+    local o = T0 + 3 * (j - 1)
+    local tokens, input, id = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), ARGV[o + 3]
     local code, a, b, c = 1, now, expiry, 0
     if head or active >= maxp then
       code, c = 0, 1
-      if rule_fits(tokens, now) then a, b = now, 0 else a, b = rule_wait(tokens, now) end
-    elseif rule_admit(tokens, now) then
+      if rule_fits(tokens, input, now) then a, b = now, 0 else a, b = rule_wait(tokens, input, now) end
+    elseif rule_admit(tokens, input, now) then
       active = active + 1
       local k = #leases
       leases[k + 1], leases[k + 2] = expiry_s, id
-      records[k + 1], records[k + 2] = id, at_s .. tg_s(tokens)
+      records[k + 1], records[k + 2] = id, rule_record(now, tokens, input)
     else
       code = 0
-      a, b = rule_wait(tokens, now)
+      a, b = rule_wait(tokens, input, now)
     end
     local o = #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4] = code, a, b, c

@@ -8,8 +8,8 @@ local rec = redis.call('HGET', AK, id)
 local admitted = 0
 if rec and tg_fingerprint_ok(S) then
   redis.call('HDEL', AK, id)
-  local at, est = string.match(rec, '^(%-?%d+):(%d+)$')
-  rule_cancel(tonumber(at), tonumber(est), now)
+  local at, tokens, input = rule_parse(rec)
+  rule_cancel(at, tokens, input, now)
   rule_touch(now, state_ttl)
   admitted = 1
 end

@@ -4,8 +4,9 @@
 -- and `n<i>` their sum;
 -- per bucket limit i: `t<i>`, `r<i>`: its theoretical arrival time tat + r/D.
 -- ARGV[2] = number of limits, then 6 per limit: kind (0 window, 1 bucket), counts (0
--- requests, 1 tokens), max, then a window's W (length), s (slot length), len (ring) or a
--- bucket's P, D (one token costs P/D time units), 0.
+-- requests, 1 tokens, 2 input tokens, 3 output tokens), max, then a window's W (length), s
+-- (slot length), len (ring) or a bucket's P, D (one token costs P/D time units), 0.
+-- A request is `tokens` (its estimate's total) and `input` (the part of it that is input).
 -- The call's context (set by `rule_setup` at the start of every call): the state key, the
 -- limits, where the operation's own arguments start (ARGV[OP + 1]), and what the call has read
 -- and changed of the state, written back once by `rule_flush` (`now` is the same throughout a
@@ -49,9 +50,22 @@ local function tg_slot(i, k)
   return string.format('w%d:%d', i, k)
 end
 
-local function weight(L, tokens)
-  if L.counts == 0 then return 1 end
-  return tokens
+-- What an admission of (tokens, input) must find room for in limit L: a request, the total,
+-- the input, or (output, which nothing reserves) room for one more: the window not full.
+local function need(L, tokens, input)
+  local c = L.counts
+  if c == 0 or c == 3 then return 1 end
+  if c == 1 then return tokens end
+  return input
+end
+
+-- What an admission of (tokens, input) charges limit L (output: nothing until produced).
+local function weight(L, tokens, input)
+  local c = L.counts
+  if c == 0 then return 1 end
+  if c == 1 then return tokens end
+  if c == 2 then return input end
+  return 0
 end
 
 -- Windows -------------------------------------------------------------------------------
@@ -288,11 +302,12 @@ local function earliest(i, L, n, now)
   return bkt_earliest(i, L, n, now)
 end
 
--- When a request of `tokens` that does not fit now would: {ready_at (NEVER: never), limit}.
-local function rule_wait(tokens, now)
+-- When a request of (tokens, input) that does not fit now would: {ready_at (NEVER: never),
+-- limit}.
+local function rule_wait(tokens, input, now)
   local ready, limit = now, 0
   for i = 1, NL do
-    local at = earliest(i, LIM[i], weight(LIM[i], tokens), now)
+    local at = earliest(i, LIM[i], need(LIM[i], tokens, input), now)
     if at == NEVER then return NEVER, i - 1 end
     if at > ready then ready, limit = at, i - 1 end
   end
@@ -300,58 +315,81 @@ local function rule_wait(tokens, now)
   return ready, limit
 end
 
-local function rule_fits(tokens, now)
+local function rule_fits(tokens, input, now)
   for i = 1, NL do
     local L = LIM[i]
-    local n = tokens
-    if L.counts == 0 then n = 1 end
-    if not fits(i, L, n, now) then return false end
+    if not fits(i, L, need(L, tokens, input), now) then return false end
   end
   return true
 end
 
 -- Admits at `now` (all limits charged) and returns true, or charges nothing and returns false.
-local function rule_admit(tokens, now)
-  if not rule_fits(tokens, now) then return false end
+local function rule_admit(tokens, input, now)
+  if not rule_fits(tokens, input, now) then return false end
   for i = 1, NL do
     local L = LIM[i]
-    local n = tokens
-    if L.counts == 0 then n = 1 end
-    if L.kind == 0 then win_charge(i, L, n, now) else bkt_charge(i, L, n, now) end
+    local n = weight(L, tokens, input)
+    if n ~= 0 then
+      if L.kind == 0 then win_charge(i, L, n, now) else bkt_charge(i, L, n, now) end
+    end
   end
   return true
 end
 
--- The estimate charged at `at` becomes `actual`, in every token limit (nothing to do when
--- they are equal).
-local function rule_settle(at, est, actual, now)
+-- Limit i's charge of `est` at `at` becomes `actual` (in the slot of `at` while it is in the
+-- window; an excess past it is charged now; a bucket refunds what has not drained).
+local function settle_one(i, L, at, est, actual, now)
   if actual == est then return end
+  if L.kind == 0 then
+    if not win_adjust(i, L, tg_div(at, L.b), est, actual, now) and actual > est then
+      win_charge(i, L, actual - est, now)
+    end
+  elseif actual > est then
+    bkt_charge(i, L, actual - est, now)
+  else
+    bkt_refund(i, L, est - actual, at, now)
+  end
+end
+
+-- The estimate (est, est_in) charged at `at` becomes the actual (actual, actual_in): total-token
+-- limits get the total, input-token limits the input, output-token limits the output (charged
+-- now for the first time: it was produced by the end of the request).
+local function rule_settle(at, est, est_in, actual, actual_in, now)
   for i = 1, NL do
     local L = LIM[i]
-    if L.counts == 1 then
-      if L.kind == 0 then
-        local K = tg_div(at, L.b)
-        if not win_adjust(i, L, K, est, actual, now) and actual > est then
-          win_charge(i, L, actual - est, now)
-        end
-      elseif actual > est then
-        bkt_charge(i, L, actual - est, now)
-      else
-        bkt_refund(i, L, est - actual, at, now)
-      end
+    local c = L.counts
+    if c == 1 then
+      settle_one(i, L, at, est, actual, now)
+    elseif c == 2 then
+      settle_one(i, L, at, est_in, actual_in, now)
+    elseif c == 3 and actual > actual_in then
+      if L.kind == 0 then win_charge(i, L, actual - actual_in, now) else bkt_charge(i, L, actual - actual_in, now) end
     end
   end
 end
 
--- Undoes the admission of `est` tokens made at `at`, for a caller that never got it (gone by
--- the answer): its tokens and its request come off every limit, as far as the slot is still
--- in the window or the charge has not drained.
-local function rule_cancel(at, est, now)
+-- Undoes the admission of (tokens, input) made at `at`, for a caller that never got it (gone
+-- by the answer): its tokens and its request come off every limit, as far as the slot is
+-- still in the window or the charge has not drained.
+local function rule_cancel(at, tokens, input, now)
   for i = 1, NL do
     local L = LIM[i]
-    local w = weight(L, est)
-    if L.kind == 0 then win_adjust(i, L, tg_div(at, L.b), w, 0, now) else bkt_refund(i, L, w, at, now) end
+    local w = weight(L, tokens, input)
+    if w ~= 0 then
+      if L.kind == 0 then win_adjust(i, L, tg_div(at, L.b), w, 0, now) else bkt_refund(i, L, w, at, now) end
+    end
   end
+end
+
+-- An admission record: "at:tokens:input" (an older "at:tokens" is all input).
+local function rule_record(at, tokens, input)
+  return string.format('%d:%d:%d', at, tokens, input)
+end
+
+local function rule_parse(rec)
+  local at, tokens, input = string.match(rec, '^(%-?%d+):(%d+):?(%d*)$')
+  tokens = tonumber(tokens)
+  return tonumber(at), tokens, tonumber(input) or tokens
 end
 
 local function rule_usage(now)

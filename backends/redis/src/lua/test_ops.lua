@@ -1,22 +1,25 @@
 -- The rule's four operations on the test clock, for the parity tests. ARGV after the config:
--- op (0 admit, 1 earliest, 2 settle, 3 usage), tokens, at, estimate, actual; the clock last.
+-- op (0 admit, 1 earliest, 2 settle, 3 usage), tokens, input (of them), then a settle's at,
+-- estimate, estimated input, actual, actual input; the clock last.
 -- admit -> {1, at} | {0, ready_at, limit}; earliest -> {1} fits | {0, ready_at, limit};
 -- settle -> {1}; usage -> the usage of each limit.
--- Or a list of them in one call, all at the call's instant: op 4, then their count, then five
--- words each as above (op, tokens, at, estimate, actual); the reply is one answer per
--- operation, in order, each as above. One call deciding several operations is how the state
--- carried between them inside a call (what is read once and written at the end) is tested.
-local function test_op(op, tokens, at, est, actual, now)
+-- Or a list of them in one call, all at the call's instant: op 4, then their count, then eight
+-- words each as above (op, tokens, input, at, estimate, estimated input, actual, actual
+-- input); the reply is one answer per operation, in order, each as above. One call deciding
+-- several operations is how the state carried between them inside a call (what is read once
+-- and written at the end) is tested.
+local function test_op(w, now)
+  local op, tokens, input = w[1], w[2], w[3]
   if op == 0 then
-    if rule_admit(tokens, now) then return {1, now} end
-    local ready, limit = rule_wait(tokens, now)
+    if rule_admit(tokens, input, now) then return {1, now} end
+    local ready, limit = rule_wait(tokens, input, now)
     return {0, ready, limit}
   elseif op == 1 then
-    if rule_fits(tokens, now) then return {1} end
-    local ready, limit = rule_wait(tokens, now)
+    if rule_fits(tokens, input, now) then return {1} end
+    local ready, limit = rule_wait(tokens, input, now)
     return {0, ready, limit}
   elseif op == 2 then
-    rule_settle(at, est, actual, now)
+    rule_settle(w[4], w[5], w[6], w[7], w[8], now)
     return {1}
   end
   return rule_usage(now)
@@ -26,16 +29,20 @@ local function arg(i)
   return tonumber(ARGV[OP + i])
 end
 
+-- The eight words of the operation that starts after argument o.
+local function words(o)
+  local w = {}
+  for k = 1, 8 do w[k] = arg(o + k) end
+  return w
+end
+
 local now = tg_now(S)
 local out
 if arg(1) == 4 then
   out = {}
-  for j = 1, arg(2) do
-    local o = 2 + (j - 1) * 5
-    out[j] = test_op(arg(o + 1), arg(o + 2), arg(o + 3), arg(o + 4), arg(o + 5), now)
-  end
+  for j = 1, arg(2) do out[j] = test_op(words(2 + (j - 1) * 8), now) end
 else
-  out = test_op(arg(1), arg(2), arg(3), arg(4), arg(5), now)
+  out = test_op(words(0), now)
 end
 -- Every window's running total is the sum of its kept slots, as the call leaves them: a
 -- charge or a settle carried in the call and lost on the way out shows here even when the

@@ -6,6 +6,8 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use super::{LimiterInner, ModelEntry};
+use tollgate::model::Estimate;
+
 use crate::error::StoreError;
 use crate::line::{self, Batched, Line};
 use crate::scripts::scripts;
@@ -14,11 +16,11 @@ use crate::store::{int, text};
 /// One request of the line.
 #[derive(Debug, Clone)]
 pub(crate) enum Ask {
-    /// Admit `tokens` under `id` now, or refuse (never queue).
-    Try { id: String, tokens: u64 },
-    /// Settle the admission `id`: `mode` 0 to `actual`, 1 release keeping the estimate,
-    /// 2 undo (its tokens and its request given back).
-    Settle { id: String, actual: u64, mode: u8 },
+    /// Admit `tokens`, `input` of them input, under `id` now, or refuse (never queue).
+    Try { id: String, tokens: u64, input: u64 },
+    /// Settle the admission `id`: `mode` 0 to `actual` tokens (`input` of them input), 1
+    /// release keeping the estimate, 2 undo (its tokens and its request given back).
+    Settle { id: String, actual: u64, input: u64, mode: u8 },
 }
 
 /// The server's decision on one request: the call's instant, whether the model's state was
@@ -46,15 +48,16 @@ impl Answer {
 pub(crate) type Decision = line::Decision<ModelEntry>;
 
 impl ModelEntry {
-    /// `model_batch`'s arguments: `settles` (id, actual, mode) and `tries` (id, tokens).
+    /// `model_batch`'s arguments: `settles` (id, actual, actual input, mode) and `tries` (id,
+    /// tokens, input).
     pub(crate) fn batch_args<'a>(
         &self,
-        settles: impl ExactSizeIterator<Item = (&'a str, u64, u8)>,
-        tries: impl ExactSizeIterator<Item = (&'a str, u64)>,
+        settles: impl ExactSizeIterator<Item = (&'a str, u64, u64, u8)>,
+        tries: impl ExactSizeIterator<Item = (&'a str, u64, u64)>,
     ) -> Vec<Vec<u8>> {
         let (ns, nt) = (settles.len(), tries.len());
         let mut a = self.config_args.clone();
-        a.reserve(7 + 3 * ns + 2 * nt);
+        a.reserve(7 + 4 * ns + 3 * nt);
         a.extend([
             int(self.config.max_parallel_requests),
             int(self.lease_ttl_us),
@@ -64,11 +67,11 @@ impl ModelEntry {
             int(ns),
             int(nt),
         ]);
-        for (id, actual, mode) in settles {
-            a.extend([text(id), int(actual), int(u64::from(mode))]);
+        for (id, actual, input, mode) in settles {
+            a.extend([text(id), int(actual), int(input), int(u64::from(mode))]);
         }
-        for (id, tokens) in tries {
-            a.extend([int(tokens), text(id)]);
+        for (id, tokens, input) in tries {
+            a.extend([int(tokens), int(input), text(id)]);
         }
         a
     }
@@ -91,8 +94,10 @@ impl Batched for ModelEntry {
         let (mut settles, mut tries) = (Vec::new(), Vec::new());
         for a in asks {
             match a {
-                Ask::Settle { id, actual, mode } => settles.push((id.as_str(), *actual, *mode)),
-                Ask::Try { id, tokens } => tries.push((id.as_str(), *tokens)),
+                Ask::Settle { id, actual, input, mode } => {
+                    settles.push((id.as_str(), *actual, *input, *mode));
+                }
+                Ask::Try { id, tokens, input } => tries.push((id.as_str(), *tokens, *input)),
             }
         }
         let (ns, nt) = (settles.len(), tries.len());
@@ -167,7 +172,7 @@ pub(crate) struct Undo {
 impl Drop for Undo {
     fn drop(&mut self) {
         if self.armed {
-            let job = LimiterInner::settle_job(&self.entry, &self.id, 0, 2);
+            let job = LimiterInner::settle_job(&self.entry, &self.id, Estimate::default(), 2);
             self.entry.store.inner.later(job);
         }
     }
