@@ -540,3 +540,30 @@ async fn input_and_output_tokens_are_limited_apart() {
     let s = &l2.stats().await.unwrap()["m"];
     assert_eq!((s.tokens.used, used(s, "otpm")), (700, 400));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_whose_caller_is_gone_gives_back_its_request_too() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t23", config(10, 10_000, 10)).await;
+    drop(l.try_acquire("m", 100).await.unwrap()); // the state exists: 1 request, 100 tokens
+    // Hold every call on the server: the next try goes out and waits there; its caller is
+    // gone before the answer, so its guard's give-back follows it on the same connection.
+    server.command(&["CLIENT", "PAUSE", "300", "ALL"]);
+    let gone = tokio::spawn({
+        let l = l.clone();
+        async move { l.try_acquire("m", 100).await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gone.abort();
+    // After the pause the try is admitted, then undone: its slot, its tokens and its request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let s = &l.stats().await.unwrap()["m"];
+        let now = (s.requests.used, s.tokens.used, s.active.used);
+        if now == (1, 100, 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {now:?} after the give-back");
+    }
+}
