@@ -347,6 +347,8 @@ impl LimiterInner {
                 int(entry.state_ttl_ms),
                 text(entry.publish),
                 text(&entry.channel),
+                int(entry.config.max_parallel_requests),
+                int(entry.lease_ttl_us),
             ]),
         }
     }

@@ -567,3 +567,33 @@ async fn an_admission_whose_caller_is_gone_gives_back_its_request_too() {
         assert!(Instant::now() < deadline, "still {now:?} after the give-back");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_that_frees_goes_to_every_waiter_it_fits_in_one_call() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let l = limiter(&server, "t24", config(100, 1_000, 100)).await;
+    let full = l.acquire("m", 1_000).await.unwrap(); // the token window is full for a minute
+    let waiters: Vec<_> = (0..6)
+        .map(|_| {
+            let l = l.clone();
+            tokio::spawn(async move { l.acquire("m", 100).await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await; // all six queued
+    // Settled to 500: room for five of them, which the settle's call admits on their behalf,
+    // oldest first, at its one instant (one waiter per round trip before).
+    full.settle(500).await.unwrap();
+    let mut admitted = Vec::new();
+    let mut left = Vec::new();
+    for w in waiters {
+        match tokio::time::timeout(Duration::from_secs(2), w).await {
+            Ok(p) => admitted.push(p.unwrap()),
+            Err(_) => left.push(()),
+        }
+    }
+    assert_eq!((admitted.len(), left.len()), (5, 1), "five fit, the sixth waits");
+    let at: Vec<i64> = admitted.iter().map(|p| p.admitted_at_server_micros().unwrap()).collect();
+    assert!(at.iter().all(|&t| t == at[0]), "admitted in one call: {at:?}");
+    let s = &l.stats().await.unwrap()["m"];
+    assert_eq!((s.tokens.used, s.active.used), (1_000, 5));
+}

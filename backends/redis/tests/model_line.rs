@@ -73,6 +73,19 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
     let log: Arc<Mutex<Vec<(i64, u64)>>> = Arc::default();
     let (held, most_held) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (asked, timeouts) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // How late a 1 ms timer fires on this runtime, all run long: the throughput is only
+    // judged when the machine gave the test its cores (a build beside it makes timers late
+    // by milliseconds and the bounded acquires time out; invariants are checked regardless).
+    let lag = tokio::spawn(async move {
+        let mut lags = Vec::new();
+        while start.elapsed() < run {
+            let t0 = Instant::now();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            lags.push(t0.elapsed().saturating_sub(Duration::from_millis(1)));
+        }
+        lags.sort_unstable();
+        (lags[lags.len() * 9 / 10], lags[lags.len() * 99 / 100])
+    });
     let mut tasks = Vec::new();
     for t in 0..64_u64 {
         let (l, log, held, most_held, asked, timeouts) = (
@@ -168,6 +181,7 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
     }
+    let lag = lag.await.unwrap();
     let mut log = log.lock().unwrap().clone();
     log.sort_unstable();
     let (requests, tokens) = busiest_window(&log);
@@ -187,26 +201,28 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
     };
     assert_eq!(active, 0, "slots still held after every permit ended");
     // Throughput: the crowd always asks, so the request window binds: at most one window's
-    // worth in each of the run's windows. Measured on a quiet machine: 36–82 % of that
-    // (109–247 of 300, two modes); with another build or test taking the machine's cores,
-    // 13–34 % (38–102), and the code before 9–24 % (27–71) in the same minutes. The floor
-    // below is what fails the old behaviour (2–5 % on a quiet machine) without failing on a
-    // busy one. Nearly every admission goes to the bounded acquires: the acquires raced
-    // against 0–3 ms timers hold the queue almost all the time and are cancelled there (1–4
-    // of about 42 000 admitted), a cancelled head holds back everyone behind it until its
-    // dequeue reaches the server, and a try never overtakes a queued acquire (so tries are
-    // refused). Before tries and settles shared calls, and before an admission whose caller
-    // was gone was undone, this crowd got 2–5 %, and bounded acquires failed on store
-    // timeouts.
+    // worth in each of the run's windows. Room that frees goes at once to every queued waiter
+    // it fits (`grant` in queue.lua). Measured on a quiet machine: 69–97 % (208–291 of 300).
+    // Before the grants, 36–82 %: the acquires raced against 0–3 ms timers hold the queue
+    // almost all the time and are mostly cancelled there, and room went to one waiter per
+    // round trip; before tries and settles shared calls and gone callers' admissions were
+    // undone, 2–5 %. With a build taking the cores, timers fire milliseconds late and most
+    // bounded acquires time out: 5–30 % measured, so that run only checks the invariants.
     let full = RPW as f64 * (run.as_secs_f64() / WINDOW.as_secs_f64()).ceil();
     let got = log.len() as f64;
     println!(
         "{got} admitted of {full:.0} ({requests} in the busiest window, {most} held at most) \
-         from {} asks, {} bounded acquires timed out",
+         from {} asks, {} bounded acquires timed out, timers {lag:?} late (p90, p99)",
         asked.load(Ordering::Relaxed),
         timeouts.load(Ordering::Relaxed)
     );
-    assert!(got >= 0.10 * full, "{got} admissions of {full:.0} possible");
+    // Measured: p90 2.1–2.3 ms alone (tokio's millisecond timer under this crowd), 5.7–6.3 ms
+    // with two busy loops beside it.
+    if lag.0 > Duration::from_millis(4) {
+        println!("the machine is busy (timers {:?} late): throughput not judged", lag.0);
+        return;
+    }
+    assert!(got >= 0.5 * full, "{got} admissions of {full:.0} possible");
 }
 
 /// The calls 64 tasks make for `each` acquire + settle pairs, back to back, on a model that

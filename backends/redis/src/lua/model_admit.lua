@@ -37,8 +37,9 @@ local queued = head and (head == id or redis.call('ZSCORE', QK, id))
 
 local function refuse(ready, limit, why)
   if queued then dequeue(id) end
+  -- a place or a slot came free: it goes to the waiters behind (see `grant`)
+  if (queued or freed > 0) and grant(now, maxp, lease_ttl, pub, chan) then keep_leases(lease_ttl) end
   rule_touch(now, state_ttl)
-  if queued or freed > 0 then wake(now, pub, chan) end
   return reply({0, now, ready, limit, why})
 end
 local function rate_ready()
@@ -50,7 +51,7 @@ if head and head ~= id then -- someone is ahead: never overtake
   local ready, limit = rate_ready()
   if try == 1 then return refuse(ready, limit, 1) end
   if ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then return refuse(ready, limit, 0) end
-  enqueue(id, now, ticket_ttl)
+  enqueue(id, now, ticket_ttl, tokens, input)
   -- reading the windows may have written the state (a head moved): keep it expiring
   rule_touch(now, state_ttl)
   if freed > 0 then wake(now, pub, chan) end
@@ -60,17 +61,17 @@ if redis.call('ZCARD', LK) >= maxp then
   local ready, limit = rate_ready()
   if try == 1 then return refuse(ready, limit, 1) end
   if ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then return refuse(ready, limit, 0) end
-  enqueue(id, now, ticket_ttl)
+  enqueue(id, now, ticket_ttl, tokens, input)
   rule_touch(now, state_ttl) -- as above
   return reply({3, now})
 end
 if rule_admit(tokens, input, now) then
   redis.call('ZADD', LK, tg_s(now + lease_ttl), id)
   redis.call('HSET', AK, id, rule_record(now, tokens, input))
-  keep_leases(lease_ttl)
   if queued then dequeue(id) end
+  if head then grant(now, maxp, lease_ttl, pub, chan) end -- the next in line may fit too
+  keep_leases(lease_ttl)
   rule_touch(now, state_ttl)
-  if head then wake(now, pub, chan) end -- the next in line may fit too
   return reply({1, now, now, now + lease_ttl})
 end
 local ready, limit = rule_wait(tokens, input, now)
@@ -79,6 +80,6 @@ if try == 1 or ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then
 end
 -- holds the head while it sleeps: the ticket lasts until ready_at and one ticket TTL more,
 -- so the head sleeps once (a message still wakes it early, e.g. after a refund)
-enqueue(id, now, ticket_ttl + ready - now)
+enqueue(id, now, ticket_ttl + ready - now, tokens, input)
 rule_touch(now, state_ttl)
 return reply({4, now, ready, limit})

@@ -65,6 +65,12 @@ if ns > 0 then
 end
 
 local freed = reap(now)
+-- slots or tokens that came free go first to the waiters queued (see `grant`), oldest first
+local granted = (ns > 0 or freed > 0) and grant(now, maxp, lease_ttl, pub, chan)
+if granted then
+  keep_leases(lease_ttl)
+  touched = true
+end
 local head = queue_head(now)
 if nt > 0 then
   local active = redis.call('ZCARD', LK)
@@ -99,6 +105,4 @@ if nt > 0 then
   touched = true
 end
 if touched then rule_touch(now, state_ttl) end
--- a slot or tokens may have come free: the head of the queue tries again
-if ns > 0 or freed > 0 then wake(now, pub, chan) end
 return out
