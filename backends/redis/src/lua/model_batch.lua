@@ -66,9 +66,9 @@ end
 
 local freed = reap(now)
 -- slots or tokens that came free go first to the waiters queued (see `grant`), oldest first
-local granted = (ns > 0 or freed > 0) and grant(now, maxp, lease_ttl, pub, chan)
-if granted then
-  keep_leases(lease_ttl)
+if ns > 0 or freed > 0 then
+  if grant(now, maxp, lease_ttl, pub, chan) then keep_leases(lease_ttl) end
+  -- granting reads the windows, which may write the state (a head moved): keep it expiring
   touched = true
 end
 local head = queue_head(now)
