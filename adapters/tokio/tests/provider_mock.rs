@@ -17,6 +17,7 @@
 
 use core::convert::Infallible;
 use core::net::{Ipv4Addr, SocketAddr};
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use core::time::Duration;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -336,6 +337,8 @@ struct Figures {
     neighbour_429s: u64,
     total: Duration,
     best: Duration,
+    /// The longest a 5 ms timer overslept during the job: how long the machine stalled.
+    stall: Duration,
 }
 
 /// The least time `jobs` requests, all ready at once, can take with `room` requests per
@@ -392,6 +395,21 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
     let limiter = Arc::new(ModelRateLimiter::strict([(MODEL, config)]).unwrap());
     let pool = Arc::new(Pool { addr, idle: Mutex::new(Vec::new()) });
     let start = Instant::now();
+    // A stall of the machine longer than MARGIN makes an answer's figures older than the
+    // margin allows, which can drain the job's own requests and hold them back by a window:
+    // measured, so the time can be judged only when there was none.
+    let stall_ns = Arc::new(AtomicU64::new(0));
+    let watcher = tokio::spawn({
+        let stall_ns = stall_ns.clone();
+        async move {
+            loop {
+                let t0 = Instant::now();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let over = t0.elapsed().saturating_sub(Duration::from_millis(5));
+                stall_ns.fetch_max(u64::try_from(over.as_nanos()).unwrap_or(u64::MAX), SeqCst);
+            }
+        }
+    });
     let mut tasks = Vec::new();
     for i in 0..JOBS as u64 {
         let (limiter, pool) = (limiter.clone(), pool.clone());
@@ -441,6 +459,8 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
         t.await.unwrap();
     }
     let total = start.elapsed();
+    watcher.abort();
+    let stall = Duration::from_nanos(stall_ns.load(SeqCst));
     if let Some(n) = neighbour {
         n.abort();
     }
@@ -465,6 +485,7 @@ async fn run(with_neighbour: bool, feedback: bool) -> Figures {
         neighbour_429s: b.neighbour_429s,
         total,
         best: best(JOBS, room as usize),
+        stall,
     }
 }
 
@@ -482,13 +503,14 @@ async fn bounded<F: Future>(f: F) -> F::Output {
 fn print(what: &str, f: &Figures) {
     eprintln!(
         "{what}: {} × 429 to the job in {} cooldowns ({} to the neighbour), {:.2?} for {JOBS} \
-         requests, best {:.2?}: {:.2} × the best time",
+         requests, best {:.2?}: {:.2} × the best time; longest stall {:.1?}",
         f.job_429s,
         f.cooldowns,
         f.neighbour_429s,
         f.total,
         f.best,
-        f.total.as_secs_f64() / f.best.as_secs_f64()
+        f.total.as_secs_f64() / f.best.as_secs_f64(),
+        f.stall
     );
 }
 
@@ -525,5 +547,14 @@ async fn with_a_neighbour_and_feedback_one_429_per_cooldown_and_near_the_best_ti
     print("neighbour, feedback", &f);
     let ratio = f.total.as_secs_f64() / f.best.as_secs_f64();
     assert!(f.job_429s <= f.cooldowns && f.job_429s <= 5, "{f:?}");
+    // Measured: 1.01× on a calm machine (18.8 s of 18.69 s); once in CI, 1.29× (0 × 429 to
+    // the job, one window late), which this run's stall watcher had not yet measured.
+    if f.stall > MARGIN {
+        eprintln!(
+            "the machine stalled {:?} (more than the margin): the time is not judged",
+            f.stall
+        );
+        return;
+    }
     assert!(ratio <= 1.1, "{f:?}: {ratio:.2} × the best time");
 }
