@@ -8,7 +8,8 @@
 //! cancelled wait gives its reservation back exactly: it is always the latest one this process
 //! made, and the script undoes it if no other process reserved after it. An acquire that finds
 //! nobody of this process at the gate first tries, as `try_acquire` does: concurrent calls of
-//! one bucket share a round trip (`bucket/line.rs`), and one admitted at once holds nothing.
+//! one bucket share a round trip (`crate::line`, `bucket/line.rs`), and one admitted at once
+//! holds nothing.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;

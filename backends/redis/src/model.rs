@@ -1,12 +1,16 @@
 //! [`ModelRateLimiter`]: tollgate's model limiter (RPM, TPM, parallel requests and any further
 //! [`Limit`]) with its state in Redis, shared by every process that uses the same namespace.
 //!
-//! The waiting, per acquire: one `model_admit` script call decides — admit now, or join the
-//! model's FIFO queue, or, at the head of the queue with only rate limits in the way, sleep
-//! once until the instant the server computed (its ticket kept until then). A queued waiter
-//! sleeps until a wake-up message names its ticket, or until its refresh timer (a third of the
-//! ticket TTL) says to renew the ticket, which also covers lost messages. Only the head of the
-//! queue may be admitted, so nobody is overtaken, across hosts.
+//! The waiting, per acquire: while nobody of this process is queued, it first tries in the
+//! model's line (`model/line.rs`: one `model_batch` call decides this process's concurrent
+//! tries and settles). Refused there, or with others of the process queued, one `model_admit`
+//! call decides — admit now, or join the model's FIFO queue, or, at the head of the queue with
+//! only rate limits in the way, sleep once until the instant the server computed (its ticket
+//! kept until then). A queued waiter sleeps until a message names its ticket (room that frees
+//! is granted to queued waiters in the call that frees it; the waiter's next call finds its
+//! admission), or until its refresh timer (a third of the ticket TTL) says to renew the
+//! ticket, which also covers lost messages. Only the oldest waiters are admitted, so nobody is
+//! overtaken, across hosts.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
