@@ -3,7 +3,8 @@
 //! cancel them anywhere (in the model's line, in flight, queued), permits held, settled,
 //! dropped or settled under a timer; checked from an admission log in server time against
 //! every limit in every window, against the parallel cap at every instant, for leaked slots
-//! and for throughput. And the sharing of concurrent calls (`src/model/line.rs`).
+//! and for throughput. And the sharing of concurrent calls (`src/model/line.rs`), and a dead
+//! server answering everyone in the line by the deadline.
 
 mod support;
 
@@ -268,4 +269,44 @@ async fn concurrent_acquires_and_settles_share_calls() {
     // A call of its own each would be 2 × 64 × 50 = 6 400.
     let calls = calls_for_a_crowd(&server, 50).await;
     assert!(calls * 4 < 6_400, "3 200 acquires and settles took {calls} calls: not shared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_answers_everyone_in_the_models_line_by_the_deadline() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(mut server) = support::RedisServer::start() else { return };
+    let options = tollgate_redis::StoreOptions {
+        response_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let store = RedisStore::connect_with(&server.url(), options).await.expect("connect");
+    let l = ModelRateLimiter::new(store, "dead", [("m", crowd_config())], crowd_config()).unwrap();
+    drop(l.try_acquire("m", 10).await.unwrap());
+    // Everything that reaches the server from now on is held there, then the server dies.
+    server.command(&["CLIENT", "PAUSE", "5000", "ALL"]);
+    let start = Instant::now();
+    // Tries and acquires (which try first, in the same line, while nobody of the process is
+    // queued).
+    let crowd: Vec<_> = (0..32)
+        .map(|i| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 { l.try_acquire("m", 10).await } else { l.acquire("m", 10).await }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.kill();
+    for t in crowd {
+        let r = tokio::time::timeout(Duration::from_secs(5), t).await.expect("bounded").unwrap();
+        // Fail closed: an error for each, never an admission.
+        match r {
+            Err(e) if e.is_store() => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The line holds two calls at most (the one out, then the rest together), and an acquire
+    // retries once under its id: a few response timeouts and the connection's own failure
+    // detection.
+    assert!(start.elapsed() < Duration::from_millis(2_500), "{:?}", start.elapsed());
 }
