@@ -184,6 +184,11 @@ impl<K, T: Timer + 'static, S> KeyedAcquireOwned<K, T, S> {
     pub fn key(&self) -> &K {
         &self.key
     }
+
+    /// The limiter this waits on (whose clock a refusal's instant is on).
+    pub fn limiter(&self) -> &Arc<KeyedRateLimiter<K, T, S>> {
+        &self.limiter
+    }
 }
 
 impl<K, T, S> Future for KeyedAcquireOwned<K, T, S>

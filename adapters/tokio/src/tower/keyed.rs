@@ -97,6 +97,11 @@ impl<S: Service<Request>, Request, K: Hash + Eq + Clone + 'static> Waiting<S, Re
         }
     }
 
+    /// A reading of the clock of the limiter waited on: what a refusal is stated against.
+    pub(crate) fn now(&self) -> Instant {
+        self.wait.limiter().timer().now()
+    }
+
     /// The key waited for (the HTTP layer's report names it).
     #[cfg(feature = "http")]
     pub(crate) fn key(&self) -> &K {
@@ -322,7 +327,7 @@ where
                 KeyedStateProj::Waiting { waiting } => match ready!(waiting.poll_call(cx)) {
                     Ok(future) => state.set(KeyedState::Calling { future }),
                     Err(refused) => {
-                        let limited = RateLimited::read_at(refused, TokioTimer::new().now());
+                        let limited = RateLimited::read_at(refused, waiting.now());
                         state.set(KeyedState::Refused { error: None });
                         return Poll::Ready(Err(limited.into()));
                     }
