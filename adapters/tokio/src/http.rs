@@ -96,6 +96,7 @@
 //! | `.use_headers()` (`x-ratelimit-*`) | the draft's `RateLimit` / `RateLimit-Policy`, always on 429, [`report_on_success`](HttpRateLimitLayer::report_on_success) for the rest |
 //! | a background task calling `retain_recent` | nothing: refilled keys are forgotten as the limiter goes |
 //! | `GovernorLayer { config }` | `HttpRateLimitLayer` (a `Layer` for `Router::layer`) |
+//! | governor's default clock (quanta's time-stamp counter) | tokio's clock, which paused tests drive; with the `quanta` feature, [`HttpRateLimitLayer::try_with_timer`] and `TokioTimer::tsc` for the counter (about 20–30 ns less per request here) |
 //!
 //! Differences: the error type of the wrapped service is kept (a refusal is a response, not an
 //! error), a missing key is a `400` (tower_governor answers `500`), and waiting with a bound
@@ -217,7 +218,33 @@ impl<X: KeyExtractor + Clone> HttpRateLimitLayer<X> {
 
     /// A refusing layer, or an error for a zero or huge `burst`.
     pub fn try_new(extractor: X, rate: Rate, burst: u64) -> Result<Self, InvalidConfig> {
-        let limiter = KeyedRateLimiter::try_with_timer(rate, burst, crate::TokioTimer::new())?;
+        Self::try_with_timer(extractor, rate, burst, crate::TokioTimer::new())
+    }
+
+    /// A refusing layer whose limiter reads `timer`: with the `quanta` feature,
+    /// `TokioTimer::tsc` takes the time-stamp counter instead of
+    /// tokio's clock, the one cost per request where this layer was behind tower_governor
+    /// (which reads the counter too); see BENCHMARKS.md. Keep [`try_new`](Self::try_new) for
+    /// tests on a paused tokio clock, which the counter does not follow.
+    ///
+    /// ```
+    /// use tollgate_tokio::{Rate, TokioTimer};
+    /// use tollgate_tokio::http::{HttpRateLimitLayer, PeerIp};
+    ///
+    /// # #[cfg(feature = "quanta")]
+    /// let layer = HttpRateLimitLayer::try_with_timer(PeerIp, Rate::per_second(50), 100, TokioTimer::tsc())?;
+    /// # #[cfg(not(feature = "quanta"))]
+    /// # let layer = HttpRateLimitLayer::try_with_timer(PeerIp, Rate::per_second(50), 100, TokioTimer::new())?;
+    /// assert_eq!(layer.limiter().burst(), 100);
+    /// # Ok::<(), tollgate_tokio::InvalidConfig>(())
+    /// ```
+    pub fn try_with_timer(
+        extractor: X,
+        rate: Rate,
+        burst: u64,
+        timer: crate::TokioTimer,
+    ) -> Result<Self, InvalidConfig> {
+        let limiter = KeyedRateLimiter::try_with_timer(rate, burst, timer)?;
         Ok(Self::from_limiter(extractor, Arc::new(limiter)))
     }
 
