@@ -1,7 +1,8 @@
 //! The per-request cost of a per-IP HTTP rate-limit layer on the allowed path: one axum router
 //! (`GET /` answering "ok"), called in-process with `tower::ServiceExt::oneshot` and axum's
 //! `ConnectInfo<SocketAddr>` set, bare, under `tollgate_tokio::http::HttpRateLimitLayer`
-//! (`PeerIp`), and under `tower_governor`'s `GovernorLayer` (`PeerIpKeyExtractor`).
+//! (`PeerIp`) on tokio's clock and on the time-stamp counter (`TokioTimer::tsc`, the clock
+//! tower_governor reads), and under `tower_governor`'s `GovernorLayer` (`PeerIpKeyExtractor`).
 //!
 //! Both limits are 1000 per second per address with a burst of 10^9: no request of a run is
 //! refused, and every address stays a live key (it is asked more often than 1000 times a
@@ -18,7 +19,7 @@
 //! router as `axum::serve` runs it (after `with_state`, see [`paired`]); the criterion groups
 //! and the first two paired lines call the routers as built, as this bench always did.
 //!
-//! Run: `cargo bench -p tollgate-tokio --features axum --bench http_layer -- --warm-up-time 1 --measurement-time 3`;
+//! Run: `cargo bench -p tollgate-tokio --features axum,quanta --bench http_layer -- --warm-up-time 1 --measurement-time 3`;
 //! only the paired run: `... --bench http_layer -- zzz_none` (a filter no group matches).
 //!
 //! Profile mode: with `HTTP_LAYER_PROFILE` set (see [`profile`]) the binary runs one router in
@@ -57,6 +58,15 @@ fn bare() -> Router {
 
 fn tollgate() -> Router {
     bare().layer(HttpRateLimitLayer::new(PeerIp, Rate::per_second(1_000), BURST.into()))
+}
+
+/// `tollgate()` on the time-stamp counter (`TokioTimer::tsc`), the clock tower_governor reads
+/// (governor's default, quanta's TSC clock).
+fn tollgate_tsc() -> Router {
+    let timer = tollgate_tokio::TokioTimer::tsc();
+    let layer =
+        HttpRateLimitLayer::try_with_timer(PeerIp, Rate::per_second(1_000), BURST.into(), timer);
+    bare().layer(layer.expect("a valid layer"))
 }
 
 /// `tollgate()` with the `RateLimit` fields on every admitted response (only in the profile
@@ -98,7 +108,7 @@ fn bench(c: &mut Criterion) {
         .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 4000))
         .collect();
     // Each layer must admit everything, or the figures compare refusals.
-    for router in [tollgate(), governor()] {
+    for router in [tollgate(), tollgate_tsc(), governor()] {
         rt.block_on(async {
             let mut request = Request::builder().uri("/").body(Body::empty()).unwrap();
             request.extensions_mut().insert(ConnectInfo(one[0]));
@@ -107,9 +117,12 @@ fn bench(c: &mut Criterion) {
     }
     for (name, peers) in [("one peer", &one[..]), ("1024 peers", &many[..])] {
         let mut group = c.benchmark_group(format!("http_layer/{name}"));
-        for (layer, router) in
-            [("bare", bare()), ("tollgate", tollgate()), ("tower_governor", governor())]
-        {
+        for (layer, router) in [
+            ("bare", bare()),
+            ("tollgate", tollgate()),
+            ("tollgate_tsc", tollgate_tsc()),
+            ("tower_governor", governor()),
+        ] {
             group.bench_function(layer, |b| b.iter_custom(|iters| run(&rt, &router, peers, iters)));
         }
         group.finish();
@@ -141,32 +154,46 @@ fn paired() {
     ];
     for (name, peers, served) in cases {
         let form = |router: Router| if served { router.with_state(()) } else { router };
-        let routers = [form(bare()), form(tollgate()), form(governor())];
-        let mut ns = [Vec::new(), Vec::new(), Vec::new()];
+        // Bare first, tower_governor last: each round times them all, in rotating order.
+        let routers = [
+            ("tollgate", form(tollgate())),
+            ("tollgate on the TSC", form(tollgate_tsc())),
+            ("tower_governor", form(governor())),
+            ("bare", form(bare())),
+        ];
+        let n = routers.len();
+        let (bare_at, governor_at) = (n - 1, n - 2);
+        let mut ns = vec![Vec::new(); n];
         for round in 0..ROUNDS {
-            for k in 0..3 {
-                let i = (round + k) % 3;
-                let took = run(&rt, &routers[i], peers, PER_ROUND);
+            for k in 0..n {
+                let i = (round + k) % n;
+                let took = run(&rt, &routers[i].1, peers, PER_ROUND);
                 ns[i].push(took.as_nanos() as f64 / PER_ROUND as f64);
             }
         }
-        let over = |i: usize| median(ns[i].iter().zip(&ns[0]).map(|(l, b)| l - b).collect());
-        let (over_t, over_g) = (over(1), over(2));
-        let ratio = median(ns[1].iter().zip(&ns[2]).map(|(t, g)| t / g).collect());
-        let [b, t, g] = ns.map(median);
-        println!(
-            "paired {name}: bare {b:.0} ns, tollgate {t:.0} ns (+{:.0}), tower_governor {g:.0} ns \
-             (+{:.0}); tollgate/governor {ratio:.3}x per request, {:.2}x overhead",
-            over_t,
-            over_g,
-            over_t / over_g,
+        let over = |i: usize| median(ns[i].iter().zip(&ns[bare_at]).map(|(l, b)| l - b).collect());
+        let over_g = over(governor_at);
+        let mut line = format!(
+            "paired {name}: bare {:.0} ns, tower_governor {:.0} ns (+{over_g:.0})",
+            median(ns[bare_at].clone()),
+            median(ns[governor_at].clone()),
         );
+        for (i, (layer, _)) in routers.iter().enumerate().take(governor_at) {
+            let ratio = median(ns[i].iter().zip(&ns[governor_at]).map(|(t, g)| t / g).collect());
+            line += &format!(
+                "; {layer} {:.0} ns (+{:.0}): {ratio:.3}x governor per request, {:.2}x overhead",
+                median(ns[i].clone()),
+                over(i),
+                over(i) / over_g,
+            );
+        }
+        println!("{line}");
     }
 }
 
 criterion_group!(benches, bench);
 
-/// `HTTP_LAYER_PROFILE=<bare|tollgate|tollgate_reporting|tower_governor>`: only that router,
+/// `HTTP_LAYER_PROFILE=<bare|tollgate|tollgate_tsc|tollgate_reporting|tower_governor>`: only that router,
 /// from one peer, for `HTTP_LAYER_PROFILE_N` requests (5 000 000 unless set), and nothing
 /// else: a steady loop to run under `perf record`, or under `valgrind --tool=callgrind` to
 /// count instructions per request (which the machine's noise does not move). With
@@ -178,6 +205,7 @@ fn profile(which: &str) {
         "bare" => bare(),
         "tollgate" => tollgate(),
         "tollgate_reporting" => tollgate_reporting(),
+        "tollgate_tsc" => tollgate_tsc(),
         "tower_governor" => governor(),
         other => panic!("HTTP_LAYER_PROFILE: no router {other:?}"),
     };
