@@ -208,7 +208,8 @@ impl RateLimiter {
     /// Waits for one token.
     ///
     /// # Errors
-    /// [`Error::Store`] (fail closed), [`Error::ConfigMismatch`].
+    /// [`Error::Store`] when Redis cannot be reached (fail closed; the other policies admit
+    /// instead, see [`Degraded`]), [`Error::ConfigMismatch`].
     ///
     /// # Cancel safety
     /// Dropping the future gives its reservation back (exactly, unless another process
@@ -228,8 +229,15 @@ impl RateLimiter {
     /// Waits for one token at most `max_wait`; refused up front (taking nothing) if it would
     /// take longer.
     ///
+    /// `max_wait` bounds the call to Redis too (at least 10 ms). A call it cuts short, sooner
+    /// than the response timeout, says nothing about the server: the acquire fails with
+    /// [`Error::Store`]`(`[`StoreError::Timeout`]`)` under every [`Degraded`] policy, taking
+    /// nothing; the policy answers only once the store is known unreachable (see
+    /// [`Degraded`](crate::Degraded#when-the-policy-answers)).
+    ///
     /// # Errors
-    /// `MaxWaitExceeded` with when it would succeed; as [`acquire`](Self::acquire).
+    /// `MaxWaitExceeded` with when it would succeed; [`StoreError::Timeout`] when Redis did
+    /// not answer within the bound; as [`acquire`](Self::acquire).
     pub async fn acquire_within(&self, max_wait: Duration) -> Result<(), Error> {
         self.acquire_n_within(1, max_wait).await
     }
@@ -244,7 +252,8 @@ impl RateLimiter {
         self.inner.wait(n, Bound::Before(by)).await
     }
 
-    /// Waits for one token until `deadline` (an instant of [`timer`](Self::timer)).
+    /// Waits for one token until `deadline` (an instant of [`timer`](Self::timer)), which
+    /// bounds the call to Redis as `max_wait` does in [`acquire_within`](Self::acquire_within).
     ///
     /// # Errors
     /// As [`acquire_within`](Self::acquire_within).
@@ -450,8 +459,14 @@ impl BucketInner {
     }
 
     /// The degraded policy's answer when Redis failed: how long to wait before going (no
-    /// reservation in Redis to give back), or the error.
+    /// reservation in Redis to give back), or the error. A call only cut short by its
+    /// caller's own bound says nothing about the server: its error, whatever the policy
+    /// (`StoreInner::cut_short`).
     fn degrade(&self, n: u64, max_wait: Option<u64>, error: StoreError) -> Result<Duration, Error> {
+        if self.store.inner.cut_short(&self.keys, &error) {
+            tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, policy = ?self.degraded, "the caller's own bound cut the call short (Redis slow, not known unreachable): refused, whatever the policy");
+            return Err(Error::Store(error));
+        }
         match self.degraded {
             Degraded::FailClosed => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, "store unreachable: refused (fail closed)");
