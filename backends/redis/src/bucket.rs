@@ -28,7 +28,7 @@ use crate::waiting::Waiting;
 
 mod line;
 use crate::line::Line;
-use line::{Answer, Ask, Decision};
+use line::{Answer, Ask, CallUndo, Decision};
 
 /// A token bucket shared through Redis: bursts of up to `burst` tokens, refilled at `rate`.
 ///
@@ -61,14 +61,25 @@ struct BucketInner {
     gate: tokio::sync::Mutex<()>,
     /// A cancelled reservation (tokens, request id) the next call undoes first, in the
     /// same script: the janitor's copy of the job may land too late.
-    pending: std::sync::Mutex<Option<(u64, String)>>,
+    pending: std::sync::Mutex<Pending>,
     /// This process's reservations waiting for a call (see `line.rs`).
     line: Line<BucketInner>,
+    /// The give-back of the latest shared call's admissions that their callers do not read
+    /// (`bucket/line.rs`).
+    last_undo: std::sync::Mutex<Option<Arc<CallUndo>>>,
     /// This process's acquires at the gate or waiting for it.
     waiting: AtomicUsize,
     degraded: Degraded,
     local: Option<TokenBucket>,
     timer: TokioTimer,
+}
+
+/// A cancelled reservation to undo in the next call, and the name of this process's latest
+/// call (the only one an undo can still apply to, unless a later one took nothing).
+#[derive(Debug, Default)]
+struct Pending {
+    undo: Option<(u64, String)>,
+    latest: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,8 +122,9 @@ impl RateLimiter {
                 rate,
                 burst,
                 gate: tokio::sync::Mutex::new(()),
-                pending: std::sync::Mutex::new(None),
+                pending: std::sync::Mutex::new(Pending::default()),
                 line: Line::default(),
+                last_undo: std::sync::Mutex::new(None),
                 waiting: AtomicUsize::new(0),
                 degraded: Degraded::FailClosed,
                 local: None,
@@ -155,8 +167,9 @@ impl RateLimiter {
                 rate: i.rate,
                 burst: i.burst,
                 gate: tokio::sync::Mutex::new(()),
-                pending: std::sync::Mutex::new(None),
+                pending: std::sync::Mutex::new(Pending::default()),
                 line: Line::default(),
+                last_undo: std::sync::Mutex::new(None),
                 waiting: AtomicUsize::new(0),
                 degraded: policy,
                 local,
@@ -192,6 +205,10 @@ impl RateLimiter {
     ///
     /// # Errors
     /// `InsufficientCapacity` if `n > burst`; otherwise as [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Cancel safety
+    /// Dropping the future takes nothing: what its call may have reserved is given back,
+    /// also when the answer came and was not read yet (in the next call of this process).
     pub async fn try_acquire_n(&self, n: u64) -> Result<(), Error> {
         let i = &self.inner;
         i.capacity(n)?;
@@ -208,7 +225,8 @@ impl RateLimiter {
     /// Waits for one token.
     ///
     /// # Errors
-    /// [`Error::Store`] (fail closed), [`Error::ConfigMismatch`].
+    /// [`Error::Store`] when Redis cannot be reached (fail closed; the other policies admit
+    /// instead, see [`Degraded`]), [`Error::ConfigMismatch`].
     ///
     /// # Cancel safety
     /// Dropping the future gives its reservation back (exactly, unless another process
@@ -228,8 +246,15 @@ impl RateLimiter {
     /// Waits for one token at most `max_wait`; refused up front (taking nothing) if it would
     /// take longer.
     ///
+    /// `max_wait` bounds the call to Redis too (at least 10 ms). A call it cuts short, sooner
+    /// than the response timeout, says nothing about the server: the acquire fails with
+    /// [`Error::Store`]`(`[`StoreError::Timeout`]`)` under every [`Degraded`] policy, taking
+    /// nothing; the policy answers only once the store is known unreachable (see
+    /// [`Degraded`](crate::Degraded#when-the-policy-answers)).
+    ///
     /// # Errors
-    /// `MaxWaitExceeded` with when it would succeed; as [`acquire`](Self::acquire).
+    /// `MaxWaitExceeded` with when it would succeed; [`StoreError::Timeout`] when Redis did
+    /// not answer within the bound; as [`acquire`](Self::acquire).
     pub async fn acquire_within(&self, max_wait: Duration) -> Result<(), Error> {
         self.acquire_n_within(1, max_wait).await
     }
@@ -244,7 +269,8 @@ impl RateLimiter {
         self.inner.wait(n, Bound::Before(by)).await
     }
 
-    /// Waits for one token until `deadline` (an instant of [`timer`](Self::timer)).
+    /// Waits for one token until `deadline` (an instant of [`timer`](Self::timer)), which
+    /// bounds the call to Redis as `max_wait` does in [`acquire_within`](Self::acquire_within).
     ///
     /// # Errors
     /// As [`acquire_within`](Self::acquire_within).
@@ -302,7 +328,15 @@ impl BucketInner {
     fn give_back(&self, n: u64, id: &str) {
         let mut args = self.config_args.clone();
         args.extend([int(n), text(id)]);
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((n, id.to_owned()));
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the bucket's latest call can be undone: an older call's give-back (its last
+        // answer resolved late) must not push out the latest one's.
+        let latest = |i: &str| pending.latest.as_deref() == Some(i);
+        let keep = pending.undo.as_ref().is_some_and(|(_, p)| latest(p)) && !latest(id);
+        if !keep {
+            pending.undo = Some((n, id.to_owned()));
+        }
+        drop(pending);
         let job = Job { script: &scripts().gcra_cancel, keys: self.keys.clone(), args };
         self.store.inner.later(job);
     }
@@ -355,8 +389,17 @@ impl BucketInner {
         call: &Arc<str>,
         budget: Option<Duration>,
     ) -> Vec<Decision> {
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (undo_n, undo_id) = pending.unwrap_or_default();
+        // A shared call with answers still on their way to their callers is the bucket's
+        // latest: what they have not read is given back in this call (`bucket/line.rs`).
+        let unread = self.last_undo.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(u) = unread {
+            u.settle_into(self);
+        }
+        let (undo_n, undo_id) = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.latest = Some(call.clone());
+            pending.undo.take().unwrap_or_default()
+        };
         let mut args = self.config_args.clone();
         args.reserve(4 + 2 * asks.len());
         args.extend([int(undo_n), text(&undo_id), text(call), int(asks.len())]);
@@ -450,8 +493,14 @@ impl BucketInner {
     }
 
     /// The degraded policy's answer when Redis failed: how long to wait before going (no
-    /// reservation in Redis to give back), or the error.
+    /// reservation in Redis to give back), or the error. A call only cut short by its
+    /// caller's own bound says nothing about the server: its error, whatever the policy
+    /// (`StoreInner::cut_short`).
     fn degrade(&self, n: u64, max_wait: Option<u64>, error: StoreError) -> Result<Duration, Error> {
+        if self.store.inner.cut_short(&self.keys, &error) {
+            tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, policy = ?self.degraded, "the caller's own bound cut the call short (Redis slow, not known unreachable): refused, whatever the policy");
+            return Err(Error::Store(error));
+        }
         match self.degraded {
             Degraded::FailClosed => {
                 tracing::warn!(target: "tollgate_redis", key = %self.keys[0], %error, "store unreachable: refused (fail closed)");

@@ -4,12 +4,36 @@
 use tollgate::RateLimitConfig;
 use tollgate::model::Limit;
 
-/// What an acquire does when Redis cannot be reached (or does not answer in time). Whichever
-/// it is, a `tracing` warning under the `tollgate_redis` target says it happened.
+/// What an acquire does when Redis cannot be reached. Whichever it is, a `tracing` warning
+/// under the `tollgate_redis` target says it happened.
 ///
 /// The default is [`FailClosed`](Degraded::FailClosed): shared limits exist because the
 /// provider enforces them across every process, and a silent per-process fallback lets N
 /// processes overrun them N-fold.
+///
+/// # When the policy answers
+///
+/// Only on a fault: a connection error, no answer within the whole
+/// [`response_timeout`](crate::StoreOptions::response_timeout), or the breaker open after one
+/// of them (see [`breaker_cooldown`](crate::StoreOptions::breaker_cooldown); past its
+/// cooldown, until the server answers again, the store still counts as unreachable).
+///
+/// A call cut short by the **caller's own bound** is not a fault: an `acquire_within` or
+/// `acquire_before` whose time left is shorter than the response timeout, against a server
+/// that is merely slow (load, a long link), fails with
+/// [`Error::Store`](crate::Error::Store)`(`[`StoreError::Timeout`](crate::StoreError::Timeout)`)`,
+/// its `after` shorter than the response timeout, under **every** policy, nothing admitted,
+/// with a warning saying so. Otherwise every short-bounded caller would be admitted past the
+/// shared limit exactly when the server is busy, by `FailOpen` without any limit.
+///
+/// So that `Local` and `FailOpen` still engage when the server is truly gone but every caller
+/// uses short bounds (a blackhole: no connection error, no call ever waits the whole
+/// timeout), a cut call starts one background probe of the same server (on a cluster, the
+/// node of the limit's keys), at most one at a time, that waits the whole response timeout:
+/// no answer opens the breaker, and from then on acquires take the policy at once. So within
+/// about one response timeout of the server going silent, the policy answers. With
+/// `breaker_cooldown` zero there is no breaker to open: only a call that itself waits the
+/// whole timeout or sees a connection error takes the policy.
 ///
 /// ```
 /// use tollgate_redis::{Degraded, Share};
@@ -22,7 +46,7 @@ use tollgate::model::Limit;
 #[non_exhaustive]
 pub enum Degraded {
     /// Admit nothing: every acquire returns [`Error::Store`](crate::Error::Store) by its
-    /// deadline (at most the response timeout).
+    /// deadline (at most the response timeout), as a cut call does under every policy.
     #[default]
     FailClosed,
     /// Admit everything, unlimited (the permit says it was not counted).

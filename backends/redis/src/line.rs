@@ -46,8 +46,8 @@ pub(crate) type Decision<T> = Result<<T as Batched>::Answer, StoreError>;
 /// A limit whose requests can share calls: how one call decides a batch, and what to do with
 /// the answers whose caller is gone.
 pub(crate) trait Batched: Send + Sync + Sized + 'static {
-    /// One request.
-    type Ask: Send + core::fmt::Debug + 'static;
+    /// One request (cloned into the line: a caller may have to ask again).
+    type Ask: Clone + Send + core::fmt::Debug + 'static;
     /// The server's decision on one request.
     type Answer: Clone + Send + core::fmt::Debug + 'static;
 
@@ -78,6 +78,22 @@ pub(crate) trait Batched: Send + Sync + Sized + 'static {
 
     /// The caller took the answer over: the guard must do nothing.
     fn disarm(guard: Self::Guard);
+
+    /// The caller reads its answer: takes it over ([`disarm`](Self::disarm)) and says so, or
+    /// finds it already given back (`false`; the bucket's next call gives back what the
+    /// latest one's callers have not read yet, since it can undo only the latest call) and
+    /// must ask again.
+    fn take_over(guard: Self::Guard) -> bool {
+        Self::disarm(guard);
+        true
+    }
+
+    /// Whether answers of the latest call are still on their way to their callers, and the
+    /// runner should give those a moment (a few yields, see [`LINGER`]) before its next call
+    /// takes them back.
+    fn unresolved(&self) -> bool {
+        false
+    }
 }
 
 /// The line, and whether a call is out.
@@ -119,8 +135,9 @@ pub(crate) enum Via {
     /// In a shared call, made by the line's runner, whose answer the caller took.
     Shared,
     /// The caller's `budget` ran out before the shared call answered: the call may still
-    /// decide the request, and then [`Batched::unclaimed`] undoes it (nobody else may, and
-    /// nothing may be done again under its id: the two could cross).
+    /// decide the request, and then its answer's guard ([`Batched::guard`]) or
+    /// [`Batched::unclaimed`] undoes it (nobody else may, and nothing may be done again under
+    /// its id: the two could cross).
     Abandoned,
 }
 
@@ -133,52 +150,63 @@ pub(crate) enum Via {
 /// because the runner undoes what the server gave to a caller gone by the answer. (Left
 /// armed, the bucket's useless give-backs took the place of the runner's in the next call: a
 /// crowd of cancelled tries lost 8–10 % of the rate.)
+///
+/// An answer whose give-back a later call already made (the caller had not read it by then,
+/// see [`Batched::take_over`]) is not the caller's: it asks again, within what is left of
+/// `budget`.
 pub(crate) async fn decide<T: Batched>(
     this: &Arc<T>,
     ask: T::Ask,
     budget: Option<Duration>,
     armed: &mut bool,
 ) -> (Decision<T>, Via) {
-    let (tx, rx) = oneshot::channel();
-    let alone = {
-        let mut line = this.line().lock();
-        if line.busy {
-            line.waiting.push_back((ask, tx));
-            None
-        } else {
-            line.busy = true;
-            Some(ask)
-        }
-    };
-    if let Some(ask) = alone {
-        // On its own: this task makes the call, and its end (or its cancellation) hands the
-        // line to a runner.
-        let _busy = Busy(this);
-        let mut answers = this.call(core::slice::from_ref(&ask), true, budget).await;
-        let answer = answers.pop().unwrap_or(Err(StoreError::Protocol("no answer".into())));
-        return (answer, Via::Alone);
-    }
-    *armed = false;
-    let delivery = match budget {
-        // The runner's call is bounded by the response timeout and always answers (or is
-        // dropped with the runtime): no timer of our own needed.
-        None => rx.await,
-        Some(b) => match tokio::time::timeout(b, rx).await {
-            Ok(a) => a,
-            Err(_) => return (Err(StoreError::Timeout { after: b }), Via::Abandoned),
-        },
-    };
-    match delivery {
-        Ok((answer, guard)) => {
-            // From here (no await before the caller re-arms its own guard) the caller owns
-            // what the call did.
-            if let Some(g) = guard {
-                T::disarm(g);
+    let until = budget.and_then(|b| tokio::time::Instant::now().checked_add(b));
+    loop {
+        let (tx, rx) = oneshot::channel();
+        let alone = {
+            let mut line = this.line().lock();
+            if line.busy {
+                line.waiting.push_back((ask.clone(), tx));
+                false
+            } else {
+                line.busy = true;
+                true
             }
-            (answer, Via::Shared)
+        };
+        if alone {
+            // On its own: this task makes the call, and its end (or its cancellation) hands
+            // the line to a runner.
+            *armed = true;
+            let _busy = Busy(this);
+            let left = until.map(|u| u.saturating_duration_since(tokio::time::Instant::now()));
+            let mut answers = this.call(core::slice::from_ref(&ask), true, left.or(budget)).await;
+            let answer = answers.pop().unwrap_or(Err(StoreError::Protocol("no answer".into())));
+            return (answer, Via::Alone);
         }
-        // A dropped sender: the runtime is shutting down, nothing was decided.
-        Err(_) => (Err(StoreError::Unavailable), Via::Shared),
+        *armed = false;
+        let delivery = match (budget, until) {
+            // The runner's call is bounded by the response timeout and always answers (or is
+            // dropped with the runtime): no timer of our own needed.
+            (Some(b), Some(u)) => match tokio::time::timeout_at(u, rx).await {
+                Ok(a) => a,
+                Err(_) => return (Err(StoreError::Timeout { after: b }), Via::Abandoned),
+            },
+            _ => rx.await,
+        };
+        match delivery {
+            Ok((answer, guard)) => {
+                // From here (no await before the caller re-arms its own guard) the caller
+                // owns what the call did, unless it was given back already.
+                if let Some(g) = guard
+                    && !T::take_over(g)
+                {
+                    continue;
+                }
+                return (answer, Via::Shared);
+            }
+            // A dropped sender: the runtime is shutting down, nothing was decided.
+            Err(_) => return (Err(StoreError::Unavailable), Via::Shared),
+        }
     }
 }
 
@@ -194,8 +222,10 @@ async fn run_line<T: Batched>(this: Arc<T>) {
         if waiting > seen {
             (seen, idle) = (waiting, 0);
         }
-        // Not all back yet, still arriving, and not for long.
-        if waiting < answered && lingered < LINGER && idle < 2 {
+        // Not all back yet, still arriving, and not for long; or answers of the last call not
+        // yet read (nor dropped), which the next call would take back.
+        let unread = this.unresolved();
+        if lingered < LINGER && (unread || (waiting < answered && idle < 2)) {
             lingered += 1;
             idle += 1;
             tokio::task::yield_now().await;

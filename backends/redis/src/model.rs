@@ -433,10 +433,14 @@ impl LimiterInner {
                     // The shared call may still admit it: the line's runner gives that back,
                     // and nothing may go under this id meanwhile (the two could cross). As
                     // for a call of its own that outlives the bound: a store error (the store
-                    // did not answer in time), and the degraded policy's answer.
+                    // did not answer in time); the degraded policy answers only if the store
+                    // is known unreachable (the runner's call waits the whole response
+                    // timeout, so it tells).
                     queued.armed = false;
                     let e = decision.err().unwrap_or(StoreError::Unavailable);
-                    return self.degrade(model, estimate, e, deadline, queued, try_only).await;
+                    return self
+                        .degrade(model, &entry, estimate, e, deadline, queued, try_only)
+                        .await;
                 }
                 // From here this caller owns what the call did.
                 queued.armed = true;
@@ -484,7 +488,9 @@ impl LimiterInner {
                 }
                 Err(e) => {
                     queued.armed = sent;
-                    return self.degrade(model, estimate, e, deadline, queued, try_only).await;
+                    return self
+                        .degrade(model, &entry, estimate, e, deadline, queued, try_only)
+                        .await;
                 }
             };
             self.note_state(model, &entry, &reply);
@@ -582,9 +588,14 @@ impl LimiterInner {
         tollgate::Error::MaxWaitExceeded { ready_at }.into()
     }
 
+    /// The answer to an acquire whose call failed with `error`: the degraded policy's if the
+    /// store is unreachable; the error itself, under every policy, if only the caller's own
+    /// bound cut the call short (`StoreInner::cut_short`).
+    #[allow(clippy::too_many_arguments)] // one call site per way the call can fail
     async fn degrade(
         &self,
         model: &str,
+        entry: &ModelEntry,
         estimate: Estimate,
         error: StoreError,
         deadline: Option<tokio::time::Instant>,
@@ -592,6 +603,10 @@ impl LimiterInner {
         try_only: bool,
     ) -> Result<ModelPermit, Error> {
         drop(queued);
+        if self.store.inner.cut_short(&entry.keys, &error) {
+            tracing::warn!(target: "tollgate_redis", model, %error, policy = ?self.degraded, "the caller's own bound cut the call short (Redis slow, not known unreachable): refused, whatever the policy");
+            return Err(Error::Store(error));
+        }
         match self.degraded {
             Degraded::FailClosed => {
                 tracing::warn!(target: "tollgate_redis", model, %error, "store unreachable: refused (fail closed)");
@@ -780,8 +795,8 @@ impl ModelRateLimiter {
     ///
     /// # Errors
     /// `InsufficientCapacity` at once if the estimate exceeds a token limit; `UnknownModel`;
-    /// [`Error::Store`] when Redis cannot be reached (fail closed; see [`Degraded`]);
-    /// [`Error::ConfigMismatch`].
+    /// [`Error::Store`] when Redis cannot be reached (fail closed; the other policies admit
+    /// instead, see [`Degraded`]); [`Error::ConfigMismatch`].
     ///
     /// # Cancel safety
     /// Dropping the future gives its queue place back (through the store's janitor task);
@@ -793,8 +808,15 @@ impl ModelRateLimiter {
     /// As [`acquire`](Self::acquire), giving up with `MaxWaitExceeded` if admission would take
     /// longer than `max_wait` (checked up front against the rate limits, and while queued).
     ///
+    /// `max_wait` bounds the calls to Redis too (each gets at least 10 ms). A call it cuts
+    /// short, sooner than the response timeout, says nothing about the server: the acquire
+    /// fails with [`Error::Store`]`(`[`StoreError::Timeout`]`)` under every [`Degraded`]
+    /// policy, nothing admitted; the policy answers only once the store is known unreachable
+    /// (see [`Degraded`](crate::Degraded#when-the-policy-answers)).
+    ///
     /// # Errors
-    /// As [`acquire`](Self::acquire), and `MaxWaitExceeded`.
+    /// As [`acquire`](Self::acquire), and `MaxWaitExceeded`; [`StoreError::Timeout`] when
+    /// Redis did not answer within the bound.
     pub async fn acquire_within(
         &self,
         model: &str,
@@ -805,7 +827,8 @@ impl ModelRateLimiter {
     }
 
     /// As [`acquire`](Self::acquire), giving up unless admitted by `deadline` (an instant of
-    /// [`timer`](Self::timer)).
+    /// [`timer`](Self::timer)). The deadline bounds the calls to Redis as `max_wait` does in
+    /// [`acquire_within`](Self::acquire_within), with the same answer to a call it cuts short.
     ///
     /// # Errors
     /// As [`acquire_within`](Self::acquire_within).

@@ -28,12 +28,17 @@ pub struct StoreOptions {
     /// How long [`RedisStore::connect`] may take, and each reconnection attempt.
     pub connect_timeout: Duration,
     /// How long one script call may take before it is a [`StoreError::Timeout`] (a caller's
-    /// own deadline, when earlier, bounds it further). Nothing waits on Redis longer.
+    /// own deadline, when earlier, bounds it further: then the timeout is the caller's, not a
+    /// fault, and the degraded policy does not answer for it, see
+    /// [`Degraded`](crate::Degraded#when-the-policy-answers)). Nothing waits on Redis longer.
     pub response_timeout: Duration,
-    /// After a connection failure or timeout, how long acquires skip Redis and answer at once
-    /// by the degraded policy ([`StoreError::Unavailable`] when failing closed) instead of each
-    /// waiting out a timeout; the first call after it probes again. Heartbeats and the
-    /// janitor's releases always try. `Duration::ZERO` turns this off.
+    /// After a connection failure or a whole response timeout (of a call, or of the probe a
+    /// call cut short by its caller's bound starts), how long acquires skip Redis and answer
+    /// at once by the degraded policy ([`StoreError::Unavailable`] when failing closed)
+    /// instead of each waiting out a timeout; the first call after it tries again, and until
+    /// the server answers, a call cut short still counts as the server unreachable.
+    /// Heartbeats and the janitor's releases always try. `Duration::ZERO` turns this off
+    /// (and with it the probes).
     ///
     /// On one server the breaker is the store's; on a cluster each model's and bucket's (its
     /// hash tag), so a dead node stops only what lives on it, each of its models after one
@@ -74,10 +79,8 @@ pub(crate) struct StoreInner {
     wakes: Mutex<HashMap<String, Arc<Notify>>>,
     subscribe: mpsc::UnboundedSender<String>,
     janitor: mpsc::UnboundedSender<Job>,
-    /// Until when acquires skip Redis after a connection failure (the breaker), by scope
-    /// (`breaker_scope`): one entry for a single server, one per failing hash tag on a
-    /// cluster; an answer removes its entry.
-    down_until: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// What the store knows of the server's health, by scope (`breaker_scope`).
+    breaker: Arc<Breaker>,
     /// Request ids: unique to this process (`pid-start-counter`).
     id_prefix: String,
     ids: AtomicU64,
@@ -208,6 +211,88 @@ pub(crate) struct Job {
     pub(crate) args: Vec<Vec<u8>>,
 }
 
+/// The breaker: by scope (`breaker_scope`: one for a single server, one per hash tag on a
+/// cluster), whether the server failed since it last answered, and until when acquires skip
+/// it. No entry: closed. An entry: tripped, and open (calls skip the server) until its
+/// instant, then half-open: calls try again, and a call cut short by its caller's bound still
+/// counts as the server unreachable (nothing has answered since it failed). An answer removes
+/// the entry.
+#[derive(Debug)]
+struct Breaker {
+    cooldown: Duration,
+    down_until: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Scopes with a probe out (`StoreInner::probe`).
+    probing: Mutex<HashSet<String>>,
+}
+
+impl Breaker {
+    fn new(cooldown: Duration) -> Self {
+        Self {
+            cooldown,
+            down_until: Mutex::new(HashMap::new()),
+            probing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn down(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::time::Instant>> {
+        self.down_until.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether calls on `scope` skip the server now.
+    fn open(&self, scope: &str) -> bool {
+        let down = self.down();
+        down.get(scope).is_some_and(|until| tokio::time::Instant::now() < *until)
+    }
+
+    /// Whether `scope` failed and has not answered since (open or half-open).
+    fn tripped(&self, scope: &str) -> bool {
+        let down = self.down();
+        !down.is_empty() && down.contains_key(scope)
+    }
+
+    /// A connection failure or a whole response timeout: open for the cooldown (`ZERO`: the
+    /// breaker is off).
+    fn failed(&self, scope: &str) {
+        if !self.cooldown.is_zero() {
+            let until = tokio::time::Instant::now() + self.cooldown;
+            self.down().insert(scope.to_owned(), until);
+        }
+    }
+
+    /// The server answered: closed.
+    fn answered(&self, scope: &str) {
+        let mut down = self.down();
+        if !down.is_empty() {
+            down.remove(scope);
+        }
+    }
+}
+
+/// A scope's probe out; its end (or its task dropped with the runtime) lets the next cut
+/// call start another.
+struct Probing {
+    breaker: Arc<Breaker>,
+    scope: String,
+}
+
+impl Probing {
+    /// The flag of `scope`, unless a probe of it is out already.
+    fn start(breaker: &Arc<Breaker>, scope: &str) -> Option<Self> {
+        let mut probing = breaker.probing.lock().unwrap_or_else(|e| e.into_inner());
+        if probing.contains(scope) {
+            return None;
+        }
+        probing.insert(scope.to_owned());
+        Some(Self { breaker: breaker.clone(), scope: scope.to_owned() })
+    }
+}
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        self.breaker.probing.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.scope);
+    }
+}
+
 impl RedisStore {
     /// Connects with the default [`StoreOptions`].
     ///
@@ -312,7 +397,7 @@ impl RedisStore {
             publish,
             options,
             wakes: Mutex::new(HashMap::new()),
-            down_until: Mutex::new(HashMap::new()),
+            breaker: Arc::new(Breaker::new(options.breaker_cooldown)),
             subscribe,
             janitor,
             id_prefix: format!("{:x}-{:x}", std::process::id(), now),
@@ -356,15 +441,7 @@ impl StoreInner {
         args: &[Vec<u8>],
         budget: Option<Duration>,
     ) -> Result<Vec<i64>, StoreError> {
-        let down = self
-            .down_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(self.breaker_scope(keys))
-            .copied();
-        if let Some(until) = down
-            && tokio::time::Instant::now() < until
-        {
+        if self.breaker.open(self.breaker_scope(keys)) {
             tokio::task::yield_now().await;
             return Err(StoreError::Unavailable);
         }
@@ -374,8 +451,9 @@ impl StoreInner {
     /// Runs `script` on `keys` and `args` (the test-clock slot is appended) within
     /// `budget` (capped by the response timeout), expecting an array of integers. A
     /// connection failure, or no answer within the whole response timeout, opens the breaker;
-    /// an answer closes it. (A caller's own shorter deadline passing says nothing about the
-    /// server.)
+    /// an answer closes it. A caller's own shorter deadline passing says nothing about the
+    /// server: it starts a probe instead (see [`probe`](Self::probe)), which asks with the
+    /// whole response timeout.
     pub(crate) async fn eval(
         &self,
         script: &Op,
@@ -383,25 +461,67 @@ impl StoreInner {
         args: &[Vec<u8>],
         budget: Option<Duration>,
     ) -> Result<Vec<i64>, StoreError> {
-        let full = self.options.response_timeout;
         let result = self.eval_raw(script, keys, args, budget).await;
-        let failed = match &result {
-            Err(StoreError::Timeout { after }) => *after >= full,
-            Err(StoreError::Redis(_)) => true,
-            _ => false,
-        };
-        let answered = matches!(&result, Ok(_) | Err(StoreError::Script(_)));
-        if !self.options.breaker_cooldown.is_zero() && (failed || answered) {
-            let scope = self.breaker_scope(keys);
-            let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
-            if failed {
-                let until = tokio::time::Instant::now() + self.options.breaker_cooldown;
-                down.insert(scope.to_owned(), until);
-            } else if !down.is_empty() {
-                down.remove(scope);
+        let scope = self.breaker_scope(keys);
+        match &result {
+            Err(StoreError::Timeout { after }) if *after < self.options.response_timeout => {
+                self.probe(keys);
             }
+            Err(StoreError::Timeout { .. } | StoreError::Redis(_)) => self.breaker.failed(scope),
+            Ok(_) | Err(StoreError::Script(_)) => self.breaker.answered(scope),
+            Err(_) => {}
         }
         result
+    }
+
+    /// Whether `error`, from a call on `keys`, is only its caller's own bound cutting the call
+    /// short (sooner than the response timeout) while the breaker is closed: nothing says the
+    /// server is unreachable, so the degraded policy must not answer for it. Once the breaker
+    /// has opened (a connection error, a whole response timeout, a failed probe), and until
+    /// an answer closes it again, a cut call is the server being unreachable.
+    pub(crate) fn cut_short(&self, keys: &[String], error: &StoreError) -> bool {
+        matches!(error, StoreError::Timeout { after } if *after < self.options.response_timeout)
+            && !self.breaker.tripped(self.breaker_scope(keys))
+    }
+
+    /// After a call on `keys` was cut short by its caller's bound: asks the same server (on a
+    /// cluster, the node of the keys' hash tag, routed by the first key) one cheap question
+    /// (`PTTL` of that key) with the whole response timeout, in the background, with the
+    /// breaker's accounting: no answer opens the breaker, so later acquires degrade at once
+    /// (a blackhole, where no call sees a connection error and every caller's bound is
+    /// shorter than the timeout); an answer leaves it closed. At most one probe per scope is
+    /// out; a cut call while one is out starts nothing (no task per cut call).
+    fn probe(&self, keys: &[String]) {
+        let scope = self.breaker_scope(keys);
+        let Some(key) = keys.first() else { return };
+        if self.options.breaker_cooldown.is_zero() || self.breaker.open(scope) {
+            return; // no breaker to open, or open already
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Some(flag) = Probing::start(&self.breaker, scope) else { return };
+        let conn = self.conn.clone();
+        let timeout = self.options.response_timeout;
+        let mut cmd = redis::cmd("PTTL");
+        cmd.arg(key.as_str());
+        drop(runtime.spawn(async move {
+            let asked = tokio::time::timeout(timeout, conn.query::<redis::Value>(&cmd)).await;
+            let failed = match &asked {
+                Err(_) => true,
+                Ok(Err(e)) => {
+                    e.is_timeout()
+                        || e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                }
+                Ok(Ok(_)) => false,
+            };
+            if failed {
+                tracing::warn!(target: "tollgate_redis", scope = %flag.scope, ?timeout, "a probe after a call cut short by its caller's bound got no answer: the breaker opens, acquires take the degraded policy");
+                flag.breaker.failed(&flag.scope);
+            } else {
+                flag.breaker.answered(&flag.scope);
+            }
+        }));
     }
 
     /// What a failure of a call on `keys` says is down: the server, or on a cluster the node

@@ -1,9 +1,10 @@
 //! The bucket's reservations in shared calls (the line itself is `crate::line`): one
 //! `gcra_reserve` call decides a batch in order, and the tokens the server gave to callers
-//! gone by the answer are given back.
+//! that never read their answer (gone by the answer, or cancelled before they read it) are
+//! given back, all of a call's at once.
 
 use core::time::Duration;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::BucketInner;
 use crate::line::{self, Batched, Line};
@@ -52,41 +53,201 @@ impl Batched for BucketInner {
         self.reserve(asks, &call, budget).await
     }
 
-    // The bucket gives back by call, all of a call's unclaimed tokens at once (an undo names
-    // the call, and only the latest one's): one guard per answer cannot. An answer sent to a
-    // caller cancelled before it reads it keeps its tokens (rare: the window between the send
-    // and the caller's next poll).
-    type Guard = ();
+    // The bucket gives back by call, all of a call's unread tokens at once (an undo names the
+    // call, and only the latest one's): each admission's guard says what became of it, and
+    // the call's `CallUndo` gives back once every guard has, or when the next call goes.
+    type Guard = Unread;
 
-    fn guard(self: &Arc<Self>, _: &Ask, _: &Decision) -> Option<()> {
-        None
+    fn guard(self: &Arc<Self>, ask: &Ask, answer: &Decision) -> Option<Unread> {
+        let Ok(a) = answer else { return None };
+        if a.code != 1 {
+            return None; // refused: nothing taken
+        }
+        let undo = {
+            let mut last = self.last_undo.lock().unwrap_or_else(|e| e.into_inner());
+            match &*last {
+                Some(u) if u.call == a.call => u.clone(),
+                _ => {
+                    let u = Arc::new(CallUndo {
+                        call: a.call.clone(),
+                        fates: Mutex::new(Fates::default()),
+                    });
+                    *last = Some(u.clone());
+                    u
+                }
+            }
+        };
+        let index = {
+            let mut fates = undo.fates.lock().unwrap_or_else(|e| e.into_inner());
+            fates.all.push(Fate { k: ask.k, waits: a.wait > 0, state: State::Out });
+            fates.out += 1;
+            fates.all.len() - 1
+        };
+        Some(Unread { bucket: self.clone(), undo: Some(undo), index })
     }
 
-    fn disarm((): ()) {}
+    fn disarm(guard: Unread) {
+        Self::take_over(guard);
+    }
+
+    fn take_over(mut guard: Unread) -> bool {
+        guard.resolve(State::Read)
+    }
 
     fn unclaimed(self: &Arc<Self>, outcomes: Vec<(Ask, Decision, bool)>) {
-        // Tokens the server gave to callers gone meanwhile. (Their own guards cannot give
-        // them back: they never learnt which call carried them.)
-        let (mut unclaimed, mut exact, mut call) = (0_u64, true, None);
-        for (ask, answer, claimed) in outcomes {
-            let Ok(a) = answer else { continue };
-            call.get_or_insert(a.call.clone());
-            if a.code != 1 {
-                continue;
-            }
-            if !claimed {
-                unclaimed += ask.k;
-            } else if a.wait > 0 && unclaimed > 0 {
-                // A waiter's place counts the unclaimed tokens before it: taking them off
-                // would let a later caller in beside it.
-                exact = false;
+        // The answers nobody took came back and their guards marked them unread: the call's
+        // undo waits only for the callers that still have theirs in hand, if any.
+        let call = outcomes.iter().find_map(|(_, d, _)| d.as_ref().ok().map(|a| a.call.clone()));
+        let last = self.last_undo.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(u) = last
+            && call.is_some_and(|c| c == u.call)
+        {
+            let mut fates = u.fates.lock().unwrap_or_else(|e| e.into_inner());
+            fates.sealed = true;
+            if fates.out == 0 {
+                let back = fates.settle();
+                self.give_back_locked(back, &u.call, &fates);
             }
         }
-        if let Some(call) = call
-            && unclaimed > 0
-            && exact
-        {
-            self.give_back(unclaimed, &call);
+    }
+
+    fn unresolved(&self) -> bool {
+        let last = self.last_undo.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().is_some_and(|u| {
+            let fates = u.fates.lock().unwrap_or_else(|e| e.into_inner());
+            !fates.done && fates.out > 0
+        })
+    }
+}
+
+/// One admission of a shared call, travelling with its answer: read by its caller
+/// ([`Batched::take_over`]), dropped unread (its caller gone by the send, or cancelled before
+/// it read the answer, which the channel then drops), or taken back by the next call.
+#[derive(Debug)]
+pub(crate) struct Unread {
+    bucket: Arc<BucketInner>,
+    undo: Option<Arc<CallUndo>>,
+    index: usize,
+}
+
+impl Unread {
+    /// Marks the admission `to` (read or unread); false if the next call took it back first.
+    /// The last of a call's admissions to be resolved gives back the unread ones.
+    fn resolve(&mut self, to: State) -> bool {
+        let Some(undo) = self.undo.take() else { return true };
+        let mut fates = undo.fates.lock().unwrap_or_else(|e| e.into_inner());
+        let fate = &mut fates.all[self.index];
+        if fate.state != State::Out {
+            return false; // revoked
+        }
+        fate.state = to;
+        fates.out -= 1;
+        if fates.out == 0 && fates.sealed {
+            let back = fates.settle();
+            self.bucket.give_back_locked(back, &undo.call, &fates);
+        }
+        true
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        self.resolve(State::Unread);
+    }
+}
+
+/// What became of one admission of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Its answer is on its way.
+    Out,
+    Read,
+    Unread,
+    /// Given back by the next call before its caller read it: the caller asks again.
+    Revoked,
+}
+
+#[derive(Debug)]
+struct Fate {
+    k: u64,
+    /// Its caller sleeps until its turn (a reservation, not an admission at once).
+    waits: bool,
+    state: State,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Fates {
+    all: Vec<Fate>,
+    /// How many are [`State::Out`].
+    out: usize,
+    /// Every answer of the call has its guard (the runner is done sending them).
+    sealed: bool,
+    /// Given back (or found not exactly undoable) already.
+    done: bool,
+}
+
+impl Fates {
+    /// Marks the call done, the answers still out revoked (when the give-back can be exact),
+    /// and returns the tokens to give back: the unread and the revoked ones.
+    fn settle(&mut self) -> u64 {
+        if core::mem::replace(&mut self.done, true) {
+            return 0;
+        }
+        let mut not_read = false;
+        for f in &self.all {
+            if f.state == State::Read && f.waits && not_read {
+                // A waiter's place counts the tokens before it: taking them off would let a
+                // later caller in beside it. Nothing is given back; the unread lapse (which
+                // only delays later callers).
+                return 0;
+            }
+            not_read |= f.state != State::Read;
+        }
+        let mut back = 0;
+        for f in &mut self.all {
+            if f.state == State::Out {
+                f.state = State::Revoked;
+                self.out -= 1;
+            }
+            if f.state != State::Read {
+                back += f.k;
+            }
+        }
+        back
+    }
+}
+
+/// A shared call's admissions, given back (the unread ones' tokens, in one undo by the call's
+/// name) when the last of them is resolved: from `Drop`, which cannot do I/O, through the next
+/// call of this process and the janitor (`BucketInner::give_back`). Or, when this process's
+/// next call goes before every answer was read (`BucketInner::reserve`), in that call: only
+/// the latest call can be undone, so the answers still on their way are revoked then, and
+/// their callers ask again. Both happen under its lock, so exactly one of them gives back.
+#[derive(Debug)]
+pub(super) struct CallUndo {
+    pub(super) call: Arc<str>,
+    fates: Mutex<Fates>,
+}
+
+impl CallUndo {
+    /// Before another call goes: gives back this call's tokens (see [`CallUndo`]) into the
+    /// next call, if its answers are not all resolved yet.
+    pub(super) fn settle_into(&self, bucket: &BucketInner) {
+        let mut fates = self.fates.lock().unwrap_or_else(|e| e.into_inner());
+        if fates.done {
+            return;
+        }
+        let back = fates.settle();
+        bucket.give_back_locked(back, &self.call, &fates);
+    }
+}
+
+impl BucketInner {
+    /// [`give_back`](Self::give_back) of `back` tokens of `call`, if any, while its fates are
+    /// locked (so the next call's `reserve` sees it, or settles the call itself).
+    fn give_back_locked(&self, back: u64, call: &str, _fates: &Fates) {
+        if back > 0 {
+            self.give_back(back, call);
         }
     }
 }
