@@ -87,6 +87,26 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
         lags.sort_unstable();
         (lags[lags.len() * 9 / 10], lags[lags.len() * 99 / 100])
     });
+    // How long the server takes to answer a `PING` on a connection of its own, all run long:
+    // the other sign of a machine that did not give the test its cores (the server's thread
+    // descheduled) that late timers do not show. A stall of the limiter's own (a waiter
+    // nobody wakes) leaves it fast.
+    let port = server.port();
+    let pings = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("ping");
+        let mut rtts = Vec::new();
+        let mut buf = [0_u8; 7];
+        while start.elapsed() < run {
+            let t0 = Instant::now();
+            conn.write_all(b"PING\r\n").await.expect("ping");
+            conn.read_exact(&mut buf).await.expect("pong"); // "+PONG\r\n"
+            rtts.push(t0.elapsed());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        rtts.sort_unstable();
+        (rtts[rtts.len() * 9 / 10], rtts[rtts.len() * 99 / 100])
+    });
     let mut tasks = Vec::new();
     for t in 0..64_u64 {
         let (l, log, held, most_held, asked, timeouts) = (
@@ -183,6 +203,7 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
         tokio::time::timeout(Duration::from_secs(30), t).await.expect("bounded").unwrap();
     }
     let lag = lag.await.unwrap();
+    let ping = pings.await.unwrap();
     let mut log = log.lock().unwrap().clone();
     log.sort_unstable();
     let (requests, tokens) = busiest_window(&log);
@@ -213,20 +234,28 @@ async fn a_crowd_with_cancellations_keeps_every_limit_and_leaks_no_slot() {
     let got = log.len() as f64;
     println!(
         "{got} admitted of {full:.0} ({requests} in the busiest window, {most} held at most) \
-         from {} asks, {} bounded acquires timed out, timers {lag:?} late (p90, p99)",
+         from {} asks, {} bounded acquires timed out, timers {lag:?} late, PING {ping:?} \
+         (p90, p99)",
         asked.load(Ordering::Relaxed),
         timeouts.load(Ordering::Relaxed)
     );
+    // Whatever the machine does: far above what the code before shared calls and undone
+    // admissions got (2–5 %), and below the worst busy run measured (12 %, below).
+    assert!(got >= 0.1 * full, "{got} admissions of {full:.0} possible");
     // Measured: p90 2.1–2.4 ms alone (tokio's millisecond timer under this crowd), 5.4–6.3 ms
     // with two busy loops beside it; 0–74 bounded acquires timed out alone, 121–595 beside
     // the busy loops, and once in a CI run 687 with timers only 3.2 ms late (another process
-    // had the server or the cores). Either sign means the run measured the machine.
+    // had the server or the cores: 35 admitted). And the server's own `PING`: p90 2.6–4.2 ms
+    // in runs that got 77–91 %, 5.3–6.2 ms in runs of the same code minutes later that got
+    // 38–67 % with 77–138 timeouts (the server's thread and the test's four workers share
+    // two cores, and the unoptimized client's CPU is what the server's thread loses). Any of
+    // the three signs means the run measured the machine.
     let timed_out = timeouts.load(Ordering::Relaxed);
-    if lag.0 > Duration::from_millis(4) || timed_out > 100 {
+    if lag.0 > Duration::from_millis(4) || timed_out > 100 || ping.0 > Duration::from_millis(5) {
         println!(
-            "the machine is busy (timers {:?} late, {timed_out} bounded acquires timed out): \
-             throughput not judged",
-            lag.0
+            "the machine is busy (timers {:?} late, {timed_out} bounded acquires timed out, \
+             PING {:?}): throughput not judged beyond the floor",
+            lag.0, ping.0
         );
         return;
     }
