@@ -19,7 +19,7 @@ use support::RedisServer;
 use tollgate::model::Limit;
 use tollgate::{Rate, RateLimitConfig};
 use tollgate_redis::{
-    Degraded, Error, ModelRateLimiter, RateLimiter, RedisStore, Share, StoreError, StoreOptions,
+    Degraded, Error, ModelRateLimiter, RateLimiter, RedisStore, Share, StoreError,
 };
 
 const NS: &str = "bounded";
@@ -33,30 +33,6 @@ const SHORT: Duration = Duration::from_millis(5);
 const ANSWER_BY: Duration = Duration::from_millis(150);
 /// Whatever happens, no test runs longer than this.
 const TEST_BOUND: Duration = Duration::from_secs(60);
-
-fn bounded<F: Future<Output = ()>>(body: F) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(TEST_BOUND, body).await.expect("the test hung");
-    });
-}
-
-fn proxy_to(server: &RedisServer) -> FaultProxy {
-    FaultProxy::start(core::net::SocketAddr::from(([127, 0, 0, 1], server.port())))
-}
-
-async fn store(url: &str) -> RedisStore {
-    let options = StoreOptions {
-        response_timeout: RESPONSE,
-        connect_timeout: RESPONSE,
-        ..Default::default()
-    };
-    RedisStore::connect_with(url, options).await.expect("connect")
-}
 
 /// A model whose binding limits are `max` requests per `window` (parallel 100).
 fn config(max: u64, window: Duration) -> RateLimitConfig {
@@ -144,16 +120,24 @@ fn probes(server: &RedisServer) -> u64 {
 /// the server, so none is admitted, whatever the policy.
 fn slow_model_admits_nothing_past_its_limit(policy: Degraded) {
     let Some(server) = RedisServer::start() else { return };
-    let proxy = proxy_to(&server);
-    bounded(async {
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(TEST_BOUND, async {
         let window = Duration::from_secs(2);
-        let direct = model_limiter(store(&server.url()).await, config(5, window), policy);
+        let direct = model_limiter(
+            support::store_timing_out_after(RESPONSE, &server.url()).await,
+            config(5, window),
+            policy,
+        );
         for _ in 0..5 {
             let p = direct.try_acquire(MODEL, 1).await.expect("room in the window");
             p.settle(1).await.expect("settle");
         }
         assert!(direct.try_acquire(MODEL, 1).await.is_err(), "the window is full");
-        let l = model_limiter(store(&proxy.url()).await, config(5, window), policy);
+        let l = model_limiter(
+            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
+            config(5, window),
+            policy,
+        );
         proxy.set_mode(Mode::Delay(Duration::from_millis(20)));
         let started = Instant::now();
         let l2 = l.clone();
@@ -210,16 +194,18 @@ fn a_slow_server_is_not_unreachable_model_local() {
 /// one token a minute.
 fn slow_bucket_admits_nothing_past_its_limit(policy: Degraded) {
     let Some(server) = RedisServer::start() else { return };
-    let proxy = proxy_to(&server);
-    bounded(async {
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(TEST_BOUND, async {
         let rate = Rate::new(1, Duration::from_secs(60));
         let bucket = |s| RateLimiter::new(s, NS, "bucket", rate, 5).expect("bucket");
-        let direct = bucket(store(&server.url()).await).on_store_error(policy);
+        let direct = bucket(support::store_timing_out_after(RESPONSE, &server.url()).await)
+            .on_store_error(policy);
         for _ in 0..5 {
             direct.try_acquire().await.expect("a token of the burst");
         }
         assert!(direct.try_acquire().await.is_err(), "the burst is taken");
-        let b = bucket(store(&proxy.url()).await).on_store_error(policy);
+        let b = bucket(support::store_timing_out_after(RESPONSE, &proxy.url()).await)
+            .on_store_error(policy);
         proxy.set_mode(Mode::Delay(Duration::from_millis(20)));
         let started = Instant::now();
         let b2 = b.clone();
@@ -344,11 +330,11 @@ fn check_blackhole(what: &str, answers: &[Answer]) {
 #[test]
 fn a_blackhole_engages_the_local_share_through_the_probe() {
     let Some(server) = RedisServer::start() else { return };
-    let proxy = proxy_to(&server);
-    bounded(async {
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(TEST_BOUND, async {
         let policy = Degraded::Local { share: Share::percent(50) };
         let l = model_limiter(
-            store(&proxy.url()).await,
+            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
             config(100_000, Duration::from_secs(2)),
             policy,
         );
@@ -373,9 +359,9 @@ fn a_blackhole_engages_the_local_share_through_the_probe() {
 #[test]
 fn a_blackhole_engages_fail_open_through_the_probe() {
     let Some(server) = RedisServer::start() else { return };
-    let proxy = proxy_to(&server);
-    bounded(async {
-        let s = store(&proxy.url()).await;
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(TEST_BOUND, async {
+        let s = support::store_timing_out_after(RESPONSE, &proxy.url()).await;
         let s2 = s.clone();
         let b = RateLimiter::per_second(s, NS, "bucket", 1_000)
             .expect("bucket")

@@ -14,9 +14,7 @@ use proxy::log::{self, Record, wall_us};
 use support::RedisServer;
 use tollgate::RateLimitConfig;
 use tollgate::model::Limit;
-use tollgate_redis::{
-    Degraded, Error, ModelRateLimiter, RedisStore, Settled, Share, StoreError, StoreOptions,
-};
+use tollgate_redis::{Degraded, Error, ModelRateLimiter, RedisStore, Settled, Share, StoreError};
 
 const NS: &str = "faults";
 const MODEL: &str = "model";
@@ -24,35 +22,6 @@ const MODEL: &str = "model";
 const RESPONSE: Duration = Duration::from_millis(300);
 /// Whatever happens, no test runs longer than this.
 const TEST_BOUND: Duration = Duration::from_secs(60);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// Runs `body` on a fresh runtime, failing the test if it takes longer than [`TEST_BOUND`].
-fn bounded<F: Future<Output = ()>>(body: F) {
-    runtime().block_on(async {
-        tokio::time::timeout(TEST_BOUND, body).await.expect("the fault test hung");
-    });
-}
-
-/// A fault proxy in front of `server`.
-fn proxy_to(server: &RedisServer) -> FaultProxy {
-    FaultProxy::start(core::net::SocketAddr::from(([127, 0, 0, 1], server.port())))
-}
-
-async fn store(url: &str) -> RedisStore {
-    let options = StoreOptions {
-        response_timeout: RESPONSE,
-        connect_timeout: RESPONSE,
-        ..Default::default()
-    };
-    RedisStore::connect_with(url, options).await.expect("connect")
-}
 
 /// A config whose only binding limits are `parallel` slots and, if given, requests per window.
 fn config(parallel: u32, requests: Option<(u64, Duration)>) -> RateLimitConfig {
@@ -100,10 +69,15 @@ async fn attempt(l: &ModelRateLimiter, deadline: Duration) -> (bool, Duration, O
 #[test]
 fn server_killed_mid_run_fails_closed_then_reconnects() {
     let Some(mut server) = RedisServer::start() else { return };
-    bounded(async {
-        let l = limiter(store(&server.url()).await, config(4, None), Duration::from_secs(3)).await;
+    support::block_on_bounded(TEST_BOUND, async {
+        let l = limiter(
+            support::store_timing_out_after(RESPONSE, &server.url()).await,
+            config(4, None),
+            Duration::from_secs(3),
+        )
+        .await;
         let bucket = tollgate_redis::RateLimiter::per_second(
-            store(&server.url()).await,
+            support::store_timing_out_after(RESPONSE, &server.url()).await,
             NS,
             "bucket",
             1_000,
@@ -177,9 +151,9 @@ fn server_killed_mid_run_fails_closed_then_reconnects() {
 #[test]
 fn local_share_bounds_admissions_while_the_server_is_down() {
     let Some(mut server) = RedisServer::start() else { return };
-    bounded(async {
+    support::block_on_bounded(TEST_BOUND, async {
         let window = Duration::from_secs(2);
-        let store = store(&server.url()).await;
+        let store = support::store_timing_out_after(RESPONSE, &server.url()).await;
         let l = ModelRateLimiter::builder(store, NS)
             .model(MODEL, config(8, Some((40, window))))
             .on_store_error(Degraded::Local { share: Share::new(1, 4) })
@@ -211,9 +185,14 @@ fn local_share_bounds_admissions_while_the_server_is_down() {
 #[test]
 fn refused_connections_fail_closed_then_heal() {
     let Some(server) = RedisServer::start() else { return };
-    let proxy = proxy_to(&server);
-    bounded(async {
-        let l = limiter(store(&proxy.url()).await, config(4, None), Duration::from_secs(3)).await;
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(TEST_BOUND, async {
+        let l = limiter(
+            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
+            config(4, None),
+            Duration::from_secs(3),
+        )
+        .await;
         assert!(attempt(&l, Duration::from_millis(200)).await.0);
         proxy.set_mode(Mode::Refuse);
         let (mut admitted, mut errors, mut slowest) = (0, 0, Duration::ZERO);
@@ -243,9 +222,14 @@ fn refused_connections_fail_closed_then_heal() {
 #[test]
 fn delay_slows_admissions_and_past_the_timeout_fails_closed() {
     let Some(server) = RedisServer::start() else { return };
-    let proxy = proxy_to(&server);
-    bounded(async {
-        let l = limiter(store(&proxy.url()).await, config(4, None), Duration::from_secs(3)).await;
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(TEST_BOUND, async {
+        let l = limiter(
+            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
+            config(4, None),
+            Duration::from_secs(3),
+        )
+        .await;
         proxy.set_mode(Mode::Delay(Duration::from_millis(50)));
         let mut slow = Vec::new();
         for _ in 0..5 {
@@ -278,12 +262,22 @@ fn delay_slows_admissions_and_past_the_timeout_fails_closed() {
 #[test]
 fn a_partitioned_holder_loses_its_leases_to_the_others() {
     let Some(server) = RedisServer::start() else { return };
-    let proxy = proxy_to(&server);
-    bounded(async {
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(TEST_BOUND, async {
         let ttl = Duration::from_millis(1_200);
         // Worker A reaches Redis through the proxy; worker B directly.
-        let a = limiter(store(&proxy.url()).await, config(3, None), ttl).await;
-        let b = limiter(store(&server.url()).await, config(3, None), ttl).await;
+        let a = limiter(
+            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
+            config(3, None),
+            ttl,
+        )
+        .await;
+        let b = limiter(
+            support::store_timing_out_after(RESPONSE, &server.url()).await,
+            config(3, None),
+            ttl,
+        )
+        .await;
         let mut held = Vec::new();
         for _ in 0..3 {
             held.push(a.acquire(MODEL, 1).await.expect("A takes a slot"));
@@ -410,8 +404,13 @@ async fn load_with_fault(
 #[test]
 fn script_and_function_flush_mid_run_change_nothing() {
     let Some(server) = RedisServer::start() else { return };
-    bounded(async {
-        let l = limiter(store(&server.url()).await, config(4, None), Duration::from_secs(3)).await;
+    support::block_on_bounded(TEST_BOUND, async {
+        let l = limiter(
+            support::store_timing_out_after(RESPONSE, &server.url()).await,
+            config(4, None),
+            Duration::from_secs(3),
+        )
+        .await;
         let port = server.port();
         let flush = move || {
             // Flush again and again while the load runs, the function library (what the limiter
@@ -453,9 +452,14 @@ fn script_and_function_flush_mid_run_change_nothing() {
 #[test]
 fn client_pause_fails_closed_by_the_deadline_then_catches_up() {
     let Some(server) = RedisServer::start() else { return };
-    bounded(async {
+    support::block_on_bounded(TEST_BOUND, async {
         let ttl = Duration::from_secs(3);
-        let l = limiter(store(&server.url()).await, config(4, None), ttl).await;
+        let l = limiter(
+            support::store_timing_out_after(RESPONSE, &server.url()).await,
+            config(4, None),
+            ttl,
+        )
+        .await;
         // A permit held across the pause: its lease must survive (pause < TTL).
         let held = l.acquire(MODEL, 1).await.expect("held permit");
         let port = server.port();
@@ -506,11 +510,11 @@ fn client_pause_fails_closed_by_the_deadline_then_catches_up() {
 #[test]
 fn flushall_over_admits_by_at_most_one_window() {
     let Some(server) = RedisServer::start() else { return };
-    bounded(async {
+    support::block_on_bounded(TEST_BOUND, async {
         let window = Duration::from_secs(2);
         let max = 30;
         let l = limiter(
-            store(&server.url()).await,
+            support::store_timing_out_after(RESPONSE, &server.url()).await,
             config(8, Some((max, window))),
             Duration::from_secs(3),
         )

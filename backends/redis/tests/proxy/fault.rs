@@ -57,6 +57,11 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// Starts a proxy in front of the server on loopback port `port`.
+    pub fn in_front_of(port: u16) -> FaultProxy {
+        FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     /// Starts a proxy on a free loopback port, forwarding to `upstream`.
     pub fn start(upstream: SocketAddr) -> FaultProxy {
         let std_listener =

@@ -285,3 +285,26 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 }
+
+/// Runs `body` on a fresh 2-worker multi-thread runtime (real clock), failing the test if it
+/// takes longer than `bound`: a fault test must end, whatever the fault does.
+pub fn block_on_bounded<F: core::future::Future<Output = ()>>(bound: Duration, body: F) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(bound, body).await.expect("the test hung");
+    });
+}
+
+/// A store at `url` whose connects and calls each time out after `response`.
+pub async fn store_timing_out_after(response: Duration, url: &str) -> tollgate_redis::RedisStore {
+    let options = tollgate_redis::StoreOptions {
+        response_timeout: response,
+        connect_timeout: response,
+        ..Default::default()
+    };
+    tollgate_redis::RedisStore::connect_with(url, options).await.expect("connect")
+}
