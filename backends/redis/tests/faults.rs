@@ -14,7 +14,7 @@ use proxy::log::{self, Record, wall_us};
 use support::RedisServer;
 use tollgate::RateLimitConfig;
 use tollgate::model::Limit;
-use tollgate_redis::{Degraded, Error, ModelRateLimiter, RedisStore, Settled, Share, StoreError};
+use tollgate_redis::{Degraded, Error, ModelRateLimiter, Settled, Share, StoreError};
 
 const NS: &str = "faults";
 const MODEL: &str = "model";
@@ -36,11 +36,9 @@ fn config(parallel: u32, requests: Option<(u64, Duration)>) -> RateLimitConfig {
     }
 }
 
-async fn limiter(
-    store: RedisStore,
-    config: RateLimitConfig,
-    lease_ttl: Duration,
-) -> ModelRateLimiter {
+/// The model limiter of these tests on a store at `url` (calls time out after [`RESPONSE`]).
+async fn limiter(url: &str, config: RateLimitConfig, lease_ttl: Duration) -> ModelRateLimiter {
+    let store = support::store_timing_out_after(RESPONSE, url).await;
     ModelRateLimiter::builder(store, NS)
         .model(MODEL, config)
         .lease_ttl(lease_ttl)
@@ -70,12 +68,7 @@ async fn attempt(l: &ModelRateLimiter, deadline: Duration) -> (bool, Duration, O
 fn server_killed_mid_run_fails_closed_then_reconnects() {
     let Some(mut server) = RedisServer::start() else { return };
     support::block_on_bounded(TEST_BOUND, async {
-        let l = limiter(
-            support::store_timing_out_after(RESPONSE, &server.url()).await,
-            config(4, None),
-            Duration::from_secs(3),
-        )
-        .await;
+        let l = limiter(&server.url(), config(4, None), Duration::from_secs(3)).await;
         let bucket = tollgate_redis::RateLimiter::per_second(
             support::store_timing_out_after(RESPONSE, &server.url()).await,
             NS,
@@ -187,12 +180,7 @@ fn refused_connections_fail_closed_then_heal() {
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     support::block_on_bounded(TEST_BOUND, async {
-        let l = limiter(
-            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
-            config(4, None),
-            Duration::from_secs(3),
-        )
-        .await;
+        let l = limiter(&proxy.url(), config(4, None), Duration::from_secs(3)).await;
         assert!(attempt(&l, Duration::from_millis(200)).await.0);
         proxy.set_mode(Mode::Refuse);
         let (mut admitted, mut errors, mut slowest) = (0, 0, Duration::ZERO);
@@ -224,12 +212,7 @@ fn delay_slows_admissions_and_past_the_timeout_fails_closed() {
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     support::block_on_bounded(TEST_BOUND, async {
-        let l = limiter(
-            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
-            config(4, None),
-            Duration::from_secs(3),
-        )
-        .await;
+        let l = limiter(&proxy.url(), config(4, None), Duration::from_secs(3)).await;
         proxy.set_mode(Mode::Delay(Duration::from_millis(50)));
         let mut slow = Vec::new();
         for _ in 0..5 {
@@ -266,18 +249,8 @@ fn a_partitioned_holder_loses_its_leases_to_the_others() {
     support::block_on_bounded(TEST_BOUND, async {
         let ttl = Duration::from_millis(1_200);
         // Worker A reaches Redis through the proxy; worker B directly.
-        let a = limiter(
-            support::store_timing_out_after(RESPONSE, &proxy.url()).await,
-            config(3, None),
-            ttl,
-        )
-        .await;
-        let b = limiter(
-            support::store_timing_out_after(RESPONSE, &server.url()).await,
-            config(3, None),
-            ttl,
-        )
-        .await;
+        let a = limiter(&proxy.url(), config(3, None), ttl).await;
+        let b = limiter(&server.url(), config(3, None), ttl).await;
         let mut held = Vec::new();
         for _ in 0..3 {
             held.push(a.acquire(MODEL, 1).await.expect("A takes a slot"));
@@ -405,12 +378,7 @@ async fn load_with_fault(
 fn script_and_function_flush_mid_run_change_nothing() {
     let Some(server) = RedisServer::start() else { return };
     support::block_on_bounded(TEST_BOUND, async {
-        let l = limiter(
-            support::store_timing_out_after(RESPONSE, &server.url()).await,
-            config(4, None),
-            Duration::from_secs(3),
-        )
-        .await;
+        let l = limiter(&server.url(), config(4, None), Duration::from_secs(3)).await;
         let port = server.port();
         let flush = move || {
             // Flush again and again while the load runs, the function library (what the limiter
@@ -454,12 +422,7 @@ fn client_pause_fails_closed_by_the_deadline_then_catches_up() {
     let Some(server) = RedisServer::start() else { return };
     support::block_on_bounded(TEST_BOUND, async {
         let ttl = Duration::from_secs(3);
-        let l = limiter(
-            support::store_timing_out_after(RESPONSE, &server.url()).await,
-            config(4, None),
-            ttl,
-        )
-        .await;
+        let l = limiter(&server.url(), config(4, None), ttl).await;
         // A permit held across the pause: its lease must survive (pause < TTL).
         let held = l.acquire(MODEL, 1).await.expect("held permit");
         let port = server.port();
@@ -513,12 +476,8 @@ fn flushall_over_admits_by_at_most_one_window() {
     support::block_on_bounded(TEST_BOUND, async {
         let window = Duration::from_secs(2);
         let max = 30;
-        let l = limiter(
-            support::store_timing_out_after(RESPONSE, &server.url()).await,
-            config(8, Some((max, window))),
-            Duration::from_secs(3),
-        )
-        .await;
+        let l =
+            limiter(&server.url(), config(8, Some((max, window))), Duration::from_secs(3)).await;
         let port = server.port();
         let flush = move || {
             support::command(port, &["FLUSHALL"]).expect("FLUSHALL");

@@ -57,12 +57,7 @@ fn a_killed_node_fails_its_models_closed_and_only_them() {
         // One node down must not stop the others serving their slots.
         node.command(&["CONFIG", "SET", "cluster-require-full-coverage", "no"]);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    support::block_on_bounded(Duration::from_secs(120), async {
         let urls = cluster.urls();
         let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
         let options = StoreOptions {
