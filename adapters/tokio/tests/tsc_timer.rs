@@ -28,12 +28,12 @@ fn reads_real_time_on_the_scale_of_tokios_clock() {
         let (tsc, tokio_clock) = (TokioTimer::tsc(), TokioTimer::new());
         assert!(tsc.is_tsc() && !tokio_clock.is_tsc());
         let (a, b) = (tsc.now(), tokio_clock.now());
-        assert!(gap(a, b) < Duration::from_millis(5), "{a:?} against {b:?}");
+        assert!(gap(a, b) < Duration::from_millis(20), "{a:?} against {b:?}");
         std::thread::sleep(Duration::from_millis(200));
         let (da, db) = (tsc.now() - a, tokio_clock.now() - b);
         assert!(da >= Duration::from_millis(200), "the counter moved {da:?} in 200 ms");
         // The two clocks keep together: parts per million apart, plus the reads' own gap.
-        assert!(gap(a + da, b + db) < Duration::from_millis(5), "{da:?} against {db:?}");
+        assert!(gap(a + da, b + db) < Duration::from_millis(20), "{da:?} against {db:?}");
         let mut last = tsc.now();
         for _ in 0..100_000 {
             let t = tsc.now();
