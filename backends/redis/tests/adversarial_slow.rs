@@ -92,13 +92,11 @@ fn slow_bucket_long_bounds(policy: Degraded) {
 }
 
 #[test]
-#[ignore = "bug: a caller abandoned in the line after a bound >= response_timeout takes the policy (src/line.rs Via::Abandoned, StoreInner::cut_short)"]
 fn slow_server_long_bound_in_line_bucket_fail_open() {
     slow_bucket_long_bounds(Degraded::FailOpen);
 }
 
 #[test]
-#[ignore = "bug: as slow_server_long_bound_in_line_bucket_fail_open"]
 fn slow_server_long_bound_in_line_bucket_local() {
     slow_bucket_long_bounds(Degraded::Local { share: Share::percent(100) });
 }
@@ -170,7 +168,6 @@ fn slow_model_long_bounds(policy: Degraded) {
 }
 
 #[test]
-#[ignore = "bug: as slow_server_long_bound_in_line_bucket_fail_open (src/model.rs Via::Abandoned)"]
 fn slow_server_long_bound_in_line_model_fail_open() {
     slow_model_long_bounds(Degraded::FailOpen);
 }
