@@ -31,7 +31,14 @@ struct Log {
 }
 
 /// One hostile caller's loop until `run` is over: a random call, often cut by a timer.
-async fn hostile(b: RateLimiter, seed: u64, start: Instant, run: Duration, log: Arc<Mutex<Log>>) {
+async fn hostile(
+    b: RateLimiter,
+    seed: u64,
+    start: Instant,
+    run: Duration,
+    log: Arc<Mutex<Log>>,
+    block: bool,
+) {
     let mut rng = fastrand::Rng::with_seed(seed);
     while start.elapsed() < run {
         let op = rng.u8(0..7);
@@ -100,6 +107,12 @@ async fn hostile(b: RateLimiter, seed: u64, start: Instant, run: Duration, log: 
                 Some(Err(e)) => l.other.push(format!("{e:?}")),
             }
         }
+        if block && rng.u8(0..6) == 0 {
+            // A caller that blocks its worker thread (CPU work, a blocking call): the answers
+            // of other callers on this worker wait unread, and the line's next call may take
+            // them back (revoked: their callers ask again).
+            std::thread::sleep(Duration::from_micros(rng.u64(0..2_000)));
+        }
         if matches!(op, 2 | 3) {
             // Tries back off a little, or they would only measure the machine.
             tokio::time::sleep(Duration::from_micros(rng.u64(0..1_000))).await;
@@ -128,6 +141,17 @@ const BURST: u64 = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_of_hostile_callers_keep_the_rate_and_lose_no_token() {
+    keeps_the_rate(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_of_hostile_callers_on_blocked_workers_keep_the_rate() {
+    keeps_the_rate(true).await;
+}
+
+/// The crowd of [`hostile`] callers (`block`: some block their worker now and then) in two
+/// processes against a bucket its demand exceeds.
+async fn keeps_the_rate(block: bool) {
     let Some(server) = support::RedisServer::start() else { return };
     let rate = Rate::new(RATE_PER_S, Duration::from_secs(1));
     let mut limiters = Vec::new();
@@ -141,7 +165,7 @@ async fn two_processes_of_hostile_callers_keep_the_rate_and_lose_no_token() {
     let mut tasks = Vec::new();
     for t in 0..48_u64 {
         let b = limiters[usize::try_from(t % 2).expect("index")].clone();
-        tasks.push(tokio::spawn(hostile(b, 0xad5e + t, start, run, log.clone())));
+        tasks.push(tokio::spawn(hostile(b, 0xad5e + t, start, run, log.clone(), block)));
     }
     for task in tasks {
         tokio::time::timeout(run + Duration::from_secs(8), task)
@@ -167,7 +191,7 @@ async fn two_processes_of_hostile_callers_keep_the_rate_and_lose_no_token() {
         report.push(format!("{span_ms} ms: {n} at {at} µs (allowed {allowed})"));
     }
     println!(
-        "2 × 24 hostile callers, {RATE_PER_S}/s burst {BURST}, {run:?}: {total} tokens in {} \
+        "2 × 24 hostile callers (blocking workers: {block}), {RATE_PER_S}/s burst {BURST}, {run:?}: {total} tokens in {} \
          admissions up to {end} µs (possible {possible}: {:.1} %); {} cancelled, {} refused, \
          {} store timeouts, other {:?}; busiest spans: {}; bounded calls: worst overrun {:?}, \
          {} past 100 ms",
@@ -212,7 +236,7 @@ async fn left(b: &RateLimiter) -> u64 {
 /// The same crowd against a bucket with room for everything, in one and then in two
 /// processes: Redis must never have consumed fewer tokens than callers read (that would be a
 /// give-back of a read answer: an admission twice over), and (one process) exactly as many.
-async fn accounting(processes: usize) -> (u64, u64, u64) {
+async fn accounting(processes: usize, block: bool) -> (u64, u64, u64) {
     let Some(server) = support::RedisServer::start() else { return (0, 0, 0) };
     let mut limiters = Vec::new();
     for _ in 0..processes {
@@ -226,7 +250,7 @@ async fn accounting(processes: usize) -> (u64, u64, u64) {
     let mut tasks = Vec::new();
     for t in 0..48_u64 {
         let b = limiters[usize::try_from(t).expect("index") % processes].clone();
-        tasks.push(tokio::spawn(hostile(b, 0xacc0 + t, start, run, log.clone())));
+        tasks.push(tokio::spawn(hostile(b, 0xacc0 + t, start, run, log.clone(), block)));
     }
     for task in tasks {
         tokio::time::timeout(run + Duration::from_secs(8), task)
@@ -240,7 +264,7 @@ async fn accounting(processes: usize) -> (u64, u64, u64) {
     let read: u64 = log.admitted.iter().map(|a| a.1).sum();
     let consumed = BIG - left(&limiters[0]).await;
     println!(
-        "{processes} process(es), 48 hostile callers, room for all: {read} tokens read by \
+        "{processes} process(es), 48 hostile callers (blocking workers: {block}), room for all: {read} tokens read by \
          callers, {consumed} consumed in Redis ({} kept by nobody); {} cancelled, {} refused, \
          {} store timeouts, other {:?}",
         i128::from(consumed) - i128::from(read),
@@ -261,14 +285,20 @@ async fn accounting(processes: usize) -> (u64, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_process_of_hostile_callers_keeps_exact_accounts() {
-    let (read, consumed, _) = accounting(1).await;
+    let (read, consumed, _) = accounting(1, false).await;
     assert_eq!(consumed, read, "tokens kept by nobody in one process");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_of_hostile_callers_never_give_back_a_read_token() {
-    let (read, consumed, _) = accounting(2).await;
+    let (read, consumed, _) = accounting(2, false).await;
     // Across processes an undo can lapse (the other process reserved after it): bounded, not
     // exact. Reported; a read token given back is the failure.
     assert!(consumed - read <= read / 10 + 50, "{} of {read} tokens lapsed", consumed - read);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_process_of_hostile_callers_on_blocked_workers_keeps_exact_accounts() {
+    let (read, consumed, _) = accounting(1, true).await;
+    assert_eq!(consumed, read, "tokens kept by nobody in one process");
 }
