@@ -68,6 +68,7 @@ enum Phase {
 async fn crowd<F, Fut>(
     proxy: &FaultProxy,
     tasks: u64,
+    heal: Mode,
     f: F,
 ) -> (Vec<(u64, Phase, u64, Got)>, Vec<String>, Duration)
 where
@@ -128,7 +129,7 @@ where
         tokio::time::sleep(SLOW_FOR).await;
         set(Phase::Dark, Mode::Blackhole);
         tokio::time::sleep(DARK_FOR).await;
-        set(Phase::Heal, Mode::Forward);
+        set(Phase::Heal, heal);
         tokio::time::sleep(HEAL_FOR).await;
     }
     done.store(true, core::sync::atomic::Ordering::Relaxed);
@@ -228,7 +229,7 @@ fn slow_dark_heal_cycles_bucket_fail_open() {
             .on_store_error(Degraded::FailOpen);
         let before = probes(&server);
         // The bucket is empty for a minute: any admission is the policy's.
-        let (log, other, overrun) = crowd(&proxy, 16, move |bound| {
+        let (log, other, overrun) = crowd(&proxy, 16, Mode::Forward, move |bound| {
             let b = b.clone();
             async move { b.acquire_within(bound).await.map(|()| true) }
         })
@@ -260,7 +261,7 @@ fn slow_dark_heal_cycles_model_fail_open() {
         direct.try_acquire("m", 1).await.expect("the one request").settle(1).await.expect("settle");
         let l = model(store(&proxy.url(), COOLDOWN).await);
         let before = probes(&server);
-        let (log, other, overrun) = crowd(&proxy, 16, move |bound| {
+        let (log, other, overrun) = crowd(&proxy, 16, Mode::Forward, move |bound| {
             let l = l.clone();
             async move { l.acquire_within("m", 1, bound).await.map(|p| p.is_degraded()) }
         })
@@ -452,5 +453,30 @@ fn unbounded_acquires_fail_within_the_response_timeout() {
 fn unbounded_acquires_fail_within_the_response_timeout_without_a_breaker() {
     support::block_on_bounded(Duration::from_secs(30), async {
         check_unbounded(&[(Duration::ZERO, 64, false), (Duration::ZERO, 600, true)]).await;
+    });
+}
+
+/// As [`slow_dark_heal_cycles_bucket_fail_open`], the blackholes healing into a slow server
+/// (not a fast one): half-open, every caller's bound still cuts its call, so only the probe's
+/// answer closes the breaker; the policy must stop within the grace all the same.
+#[test]
+fn slow_dark_slow_cycles_bucket_fail_open() {
+    let Some(server) = RedisServer::start() else { return };
+    let proxy = FaultProxy::in_front_of(server.port());
+    support::block_on_bounded(Duration::from_secs(30), async {
+        let rate = Rate::new(1, Duration::from_secs(60));
+        let direct = RateLimiter::new(store(&server.url(), COOLDOWN).await, "adv-br", "s", rate, 1)
+            .expect("bucket");
+        direct.try_acquire().await.expect("the one token");
+        let b = RateLimiter::new(store(&proxy.url(), COOLDOWN).await, "adv-br", "s", rate, 1)
+            .expect("bucket")
+            .on_store_error(Degraded::FailOpen);
+        let before = probes(&server);
+        let (log, other, overrun) = crowd(&proxy, 16, Mode::Delay(ONE_WAY), move |bound| {
+            let b = b.clone();
+            async move { b.acquire_within(bound).await.map(|()| true) }
+        })
+        .await;
+        judge("bucket FailOpen, healed slow", &log, &other, overrun, probes(&server) - before);
     });
 }
