@@ -36,6 +36,8 @@ const HEAL_GRACE: Duration = Duration::from_millis(600);
 const CYCLES: usize = 3;
 
 async fn store(url: &str, cooldown: Duration) -> RedisStore {
+    // Every field named today; the update keeps this building if options are added.
+    #[allow(clippy::needless_update)]
     let options = StoreOptions {
         response_timeout: RESPONSE,
         connect_timeout: RESPONSE,
