@@ -482,3 +482,54 @@ fn slow_dark_slow_cycles_bucket_fail_open() {
         judge("bucket FailOpen, healed slow", &log, &other, overrun, probes(&server) - before);
     });
 }
+
+/// A limiter kept past the runtime its calls ran on (a static, a test helper, a library's
+/// handle shared by two runtimes), used from a new runtime: its store's connection died with
+/// the old runtime, so every call must end with a typed error by its bound, not hang. The old
+/// runtime is shut down while its crowd was in the bucket's line.
+#[test]
+fn a_limiter_outliving_its_runtime_answers_on_the_next_one() {
+    let Some(server) = RedisServer::start() else { return };
+    let proxy = FaultProxy::in_front_of(server.port());
+    let old = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let b = old.block_on(async {
+        RateLimiter::per_second(store(&proxy.url(), COOLDOWN).await, "adv-rt", "b", 1_000)
+            .expect("bucket")
+    });
+    proxy.set_mode(Mode::Delay(Duration::from_millis(50)));
+    for _ in 0..32 {
+        let b = b.clone();
+        old.spawn(async move {
+            loop {
+                drop(b.try_acquire().await);
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(120));
+    old.shutdown_timeout(Duration::from_secs(2));
+    proxy.set_mode(Mode::Forward);
+    let new = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    new.block_on(async {
+        for (what, call) in [("try", 0), ("bounded acquire", 1), ("acquire", 2)] {
+            let t = Instant::now();
+            let r = tokio::time::timeout(Duration::from_secs(3), async {
+                match call {
+                    0 => b.try_acquire().await,
+                    1 => b.acquire_within(Duration::from_millis(100)).await,
+                    _ => b.acquire().await,
+                }
+            })
+            .await;
+            println!("after the runtime's shutdown, a {what} got {r:?} in {:?}", t.elapsed());
+            assert!(r.is_ok(), "a {what} on the next runtime hung");
+        }
+    });
+}
