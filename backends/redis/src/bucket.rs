@@ -493,7 +493,14 @@ impl BucketInner {
                 // A refusal took nothing, nor a call the breaker turned away; another store
                 // error may have, and stays armed.
                 reserved.armed &= e.is_store() && e != Error::Store(StoreError::Unavailable);
-                return Err(e);
+                // A bound with no time left asks as a try does (`max_wait` 0); refused, it is
+                // still a bounded acquire's refusal, as in the in-process bucket.
+                return Err(match e {
+                    Error::Limit(tollgate::Error::RateLimited(refusal)) => {
+                        tollgate::Error::MaxWaitExceeded { ready_at: refusal.ready_at() }.into()
+                    }
+                    e => e,
+                });
             }
         };
         if !wait.is_zero() {

@@ -142,7 +142,6 @@ fn the_local_share_bounds_admissions_in_a_blackhole() {
 /// `reserve_before_at` with a deadline of now), also when its bound is zero or already past,
 /// through Redis and through the local share: not a try's `RateLimited`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the bucket's acquire_within(0) / acquire_before(past) refuse with a try's RateLimited (take() tells a try by max_wait == Some(0))"]
 async fn a_refused_bounded_acquire_says_max_wait_exceeded_whatever_its_bound() {
     let Some(server) = support::RedisServer::start() else { return };
     let store = RedisStore::connect(&server.url()).await.expect("connect");
