@@ -168,3 +168,41 @@ async fn a_refused_bounded_acquire_says_max_wait_exceeded_whatever_its_bound() {
         );
     }
 }
+
+/// As [`a_refused_bounded_acquire_says_max_wait_exceeded_whatever_its_bound`], for the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_bounded_model_acquire_says_max_wait_exceeded_whatever_its_bound() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let config = tollgate::RateLimitConfig {
+        rpm: 1_000_000,
+        tpm: 1_000_000_000,
+        max_parallel_requests: 100,
+        limits: vec![
+            tollgate::model::Limit::requests("requests", 1, Duration::from_secs(60)).with_slots(20),
+        ],
+        ..Default::default()
+    };
+    let l = tollgate_redis::ModelRateLimiter::builder(store, "adv-edge")
+        .model("m", config)
+        .build()
+        .expect("limiter");
+    l.try_acquire("m", 1).await.expect("the one request").settle(1).await.expect("settle");
+    let past = l.timer().now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let answers = [
+        ("acquire_within(0)", l.acquire_within("m", 1, Duration::ZERO).await.map(drop)),
+        (
+            "acquire_within(1 ms)",
+            l.acquire_within("m", 1, Duration::from_millis(1)).await.map(drop),
+        ),
+        ("acquire_before(past)", l.acquire_before("m", 1, past).await.map(drop)),
+    ];
+    println!("model: {answers:?}");
+    for (what, r) in answers {
+        assert!(
+            matches!(r, Err(Error::Limit(tollgate::Error::MaxWaitExceeded { .. }))),
+            "{what}: {r:?}"
+        );
+    }
+}
