@@ -7,9 +7,9 @@
 mod proxy;
 mod support;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use proxy::fault::{FaultProxy, Mode};
@@ -23,7 +23,7 @@ async fn odd_arguments_get_typed_answers_in_time_also_in_shared_calls() {
     let b = RateLimiter::new(store, "adv-edge", "b", Rate::new(50, Duration::from_secs(1)), 5)
         .expect("bucket");
     // A crowd keeps the line busy, so most odd calls below wait in it and go in shared calls.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(core::sync::atomic::AtomicBool::new(false));
     let mut crowd = Vec::new();
     for _ in 0..8 {
         let (b, stop) = (b.clone(), stop.clone());
@@ -105,7 +105,7 @@ fn the_local_share_bounds_admissions_in_a_blackhole() {
                 let mut i = 0_u64;
                 while start.elapsed() < run {
                     i += 1;
-                    let r = if (t + i) % 3 == 0 {
+                    let r = if (t + i).is_multiple_of(3) {
                         b.try_acquire().await
                     } else {
                         b.acquire_within(Duration::from_millis(5 + (t * 7 + i) % 60)).await
