@@ -352,9 +352,20 @@ impl BucketInner {
     ) -> Result<Taken, Error> {
         self.capacity(n)?;
         let ask = Ask { k: n, max_wait, id: reserved.id.clone() };
-        let Answer { code, wait, call } = match self.decide(ask, budget, &mut reserved.armed).await
-        {
+        let (decision, via) = self.decide(ask, budget, &mut reserved.armed).await;
+        let Answer { code, wait, call } = match decision {
             Ok(d) => d,
+            // Gave up waiting in the line: its own bound cut it short, even one at or above
+            // the response timeout (it waited behind another call first). Not a fault unless
+            // the store is known unreachable (the runner's call, bounded by the response
+            // timeout, tells).
+            Err(e)
+                if via == crate::line::Via::Abandoned
+                    && !self.store.inner.known_unreachable(&self.keys) =>
+            {
+                tracing::warn!(target: "tollgate_redis", key = %self.keys[0], error = %e, policy = ?self.degraded, "the caller's own bound ran out in the line (Redis slow, not known unreachable): refused, whatever the policy");
+                return Err(Error::Store(e));
+            }
             Err(e) => return self.degrade(n, max_wait, e).map(Taken::Local),
         };
         // From here the caller holds what the call gave it, by the call's name.
@@ -482,7 +493,14 @@ impl BucketInner {
                 // A refusal took nothing, nor a call the breaker turned away; another store
                 // error may have, and stays armed.
                 reserved.armed &= e.is_store() && e != Error::Store(StoreError::Unavailable);
-                return Err(e);
+                // A bound with no time left asks as a try does (`max_wait` 0); refused, it is
+                // still a bounded acquire's refusal, as in the in-process bucket.
+                return Err(match e {
+                    Error::Limit(tollgate::Error::RateLimited(refusal)) => {
+                        tollgate::Error::MaxWaitExceeded { ready_at: refusal.ready_at() }.into()
+                    }
+                    e => e,
+                });
             }
         };
         if !wait.is_zero() {

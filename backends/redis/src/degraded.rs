@@ -24,7 +24,10 @@ use tollgate::model::Limit;
 /// [`Error::Store`](crate::Error::Store)`(`[`StoreError::Timeout`](crate::StoreError::Timeout)`)`,
 /// its `after` shorter than the response timeout, under **every** policy, nothing admitted,
 /// with a warning saying so. Otherwise every short-bounded caller would be admitted past the
-/// shared limit exactly when the server is busy, by `FailOpen` without any limit.
+/// shared limit exactly when the server is busy, by `FailOpen` without any limit. So does a
+/// caller whose bound, even one longer than the response timeout, runs out while it waits for
+/// a call this process shares between its callers (behind another call): its `after` is its
+/// bound.
 ///
 /// So that `Local` and `FailOpen` still engage when the server is truly gone but every caller
 /// uses short bounds (a blackhole: no connection error, no call ever waits the whole

@@ -438,6 +438,14 @@ impl LimiterInner {
                     // timeout, so it tells).
                     queued.armed = false;
                     let e = decision.err().unwrap_or(StoreError::Unavailable);
+                    // Its own bound ran out in the line, even one at or above the response
+                    // timeout (it waited behind another call first): `degrade`'s test of the
+                    // error's `after` cannot tell, the breaker can.
+                    if !self.store.inner.known_unreachable(&entry.keys) {
+                        drop(queued);
+                        tracing::warn!(target: "tollgate_redis", model, error = %e, policy = ?self.degraded, "the caller's own bound ran out in the line (Redis slow, not known unreachable): refused, whatever the policy");
+                        return Err(Error::Store(e));
+                    }
                     return self
                         .degrade(model, &entry, estimate, e, deadline, queued, try_only)
                         .await;

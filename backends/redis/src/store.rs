@@ -484,6 +484,15 @@ impl StoreInner {
             && !self.breaker.tripped(self.breaker_scope(keys))
     }
 
+    /// Whether the store is known unreachable for `keys` (the breaker open or half-open):
+    /// what a caller that gave up waiting in the line for a shared call
+    /// (`line::Via::Abandoned`) asks. Its own bound cut it short, whatever that bound was
+    /// (also one at or above the response timeout: it waited behind another call first), so
+    /// only a known fault lets the degraded policy answer it.
+    pub(crate) fn known_unreachable(&self, keys: &[String]) -> bool {
+        self.breaker.tripped(self.breaker_scope(keys))
+    }
+
     /// After a call on `keys` was cut short by its caller's bound: asks the same server (on a
     /// cluster, the node of the keys' hash tag, routed by the first key) one cheap question
     /// (`PTTL` of that key) with the whole response timeout, in the background, with the

@@ -253,14 +253,14 @@ impl BucketInner {
 }
 
 impl BucketInner {
-    /// Decides `ask`, sharing a call with the other callers (`crate::line`); `armed` is the
-    /// caller's guard, disarmed while it waits in the line.
+    /// Decides `ask`, sharing a call with the other callers (`crate::line`), and says where;
+    /// `armed` is the caller's guard, disarmed while it waits in the line.
     pub(super) async fn decide(
         self: &Arc<Self>,
         ask: Ask,
         budget: Option<Duration>,
         armed: &mut bool,
-    ) -> Decision {
-        line::decide(self, ask, budget, armed).await.0
+    ) -> (Decision, line::Via) {
+        line::decide(self, ask, budget, armed).await
     }
 }
