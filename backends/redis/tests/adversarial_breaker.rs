@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use proxy::fault::{FaultProxy, Mode};
 use support::RedisServer;
-use tollgate::model::Limit;
 use tollgate::{Rate, RateLimitConfig};
 use tollgate_redis::{
     Degraded, Error, ModelRateLimiter, RateLimiter, RedisStore, StoreError, StoreOptions,
@@ -244,13 +243,7 @@ fn slow_dark_heal_cycles_bucket_fail_open() {
 fn slow_dark_heal_cycles_model_fail_open() {
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
-    let config = RateLimitConfig {
-        rpm: 1_000_000,
-        tpm: 1_000_000_000,
-        max_parallel_requests: 100,
-        limits: vec![Limit::requests("requests", 1, Duration::from_secs(60)).with_slots(20)],
-        ..Default::default()
-    };
+    let config = support::one_request_a_minute();
     support::block_on_bounded(Duration::from_secs(30), async {
         let model = |s| {
             ModelRateLimiter::builder(s, "adv-br")

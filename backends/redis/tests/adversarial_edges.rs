@@ -174,15 +174,7 @@ async fn a_refused_bounded_acquire_says_max_wait_exceeded_whatever_its_bound() {
 async fn a_refused_bounded_model_acquire_says_max_wait_exceeded_whatever_its_bound() {
     let Some(server) = support::RedisServer::start() else { return };
     let store = RedisStore::connect(&server.url()).await.expect("connect");
-    let config = tollgate::RateLimitConfig {
-        rpm: 1_000_000,
-        tpm: 1_000_000_000,
-        max_parallel_requests: 100,
-        limits: vec![
-            tollgate::model::Limit::requests("requests", 1, Duration::from_secs(60)).with_slots(20),
-        ],
-        ..Default::default()
-    };
+    let config = support::one_request_a_minute();
     let l = tollgate_redis::ModelRateLimiter::builder(store, "adv-edge")
         .model("m", config)
         .build()

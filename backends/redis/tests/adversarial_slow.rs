@@ -16,8 +16,7 @@ use std::time::Instant;
 
 use proxy::fault::{FaultProxy, Mode};
 use support::RedisServer;
-use tollgate::model::Limit;
-use tollgate::{Rate, RateLimitConfig};
+use tollgate::Rate;
 use tollgate_redis::{Degraded, Error, ModelRateLimiter, RateLimiter, Share};
 
 /// Every store's response timeout.
@@ -27,6 +26,49 @@ const ONE_WAY: Duration = Duration::from_millis(100);
 /// The callers' bound: longer than the response timeout, shorter than two round trips (one
 /// call out before theirs, then their own).
 const BOUND: Duration = Duration::from_millis(350);
+
+/// What one acquire of a wave got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Got {
+    /// Admitted through Redis.
+    Admitted,
+    /// Admitted by the degraded policy.
+    Degraded,
+    /// Refused, or a store error.
+    Refused,
+}
+
+/// 4 waves of 16 `acquire`s at once (each must answer within its [`BOUND`] and two response
+/// timeouts): how many got each answer, and how long the waves took.
+async fn waves<F, Fut>(acquire: F) -> ([u64; 3], Duration)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: core::future::Future<Output = Result<Got, Error>> + Send,
+{
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let started = Instant::now();
+    for _wave in 0..4 {
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (acquire, counts) = (acquire.clone(), counts.clone());
+            tasks.push(tokio::spawn(async move {
+                let t = Instant::now();
+                let r = acquire().await;
+                assert!(t.elapsed() < BOUND + RESPONSE * 2, "ran {:?}", t.elapsed());
+                let got = match r {
+                    Ok(got) => got,
+                    Err(Error::Limit(_) | Error::Store(_)) => Got::Refused,
+                    Err(e) => panic!("{e:?}"),
+                };
+                counts[got as usize].fetch_add(1, Ordering::Relaxed);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+    }
+    (counts.each_ref().map(|c| c.load(Ordering::Relaxed)), started.elapsed())
+}
 
 /// Waves of `tasks` bounded acquires at once against a bucket of one token a minute whose
 /// token is taken; the server is slow (never unreachable): nothing may be admitted.
@@ -54,37 +96,16 @@ fn slow_bucket_long_bounds(policy: Degraded) {
         .expect("bucket")
         .on_store_error(policy);
         proxy.set_mode(Mode::Delay(ONE_WAY));
-        let (admitted, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let started = Instant::now();
-        for _wave in 0..4 {
-            let mut tasks = Vec::new();
-            for _ in 0..16 {
-                let (b, admitted, errors) = (b.clone(), admitted.clone(), errors.clone());
-                tasks.push(tokio::spawn(async move {
-                    let t = Instant::now();
-                    let r = b.acquire_within(BOUND).await;
-                    assert!(t.elapsed() < BOUND + RESPONSE * 2, "ran {:?}", t.elapsed());
-                    match r {
-                        Ok(()) => admitted.fetch_add(1, Ordering::Relaxed),
-                        Err(Error::Limit(_) | Error::Store(_)) => {
-                            errors.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(e) => panic!("{e:?}"),
-                    };
-                }));
-            }
-            for t in tasks {
-                t.await.expect("task");
-            }
-        }
-        let took = started.elapsed();
-        let admitted = admitted.load(Ordering::Relaxed);
+        let ([admitted, _, errors], took) = waves(move || {
+            let b = b.clone();
+            async move { b.acquire_within(BOUND).await.map(|()| Got::Admitted) }
+        })
+        .await;
         println!(
             "{policy:?}, server {:?} away each way (response timeout {RESPONSE:?}), bucket \
              empty: 4 waves of 16 acquires bounded at {BOUND:?} in {took:?}: {admitted} \
-             admitted, {} refused or store errors",
+             admitted, {errors} refused or store errors",
             ONE_WAY,
-            errors.load(Ordering::Relaxed)
         );
         assert!(took < Duration::from_secs(60), "the run outlasted the refill");
         assert_eq!(admitted, 0, "admitted through a slow (reachable) server: the policy answered");
@@ -103,13 +124,7 @@ fn slow_server_long_bound_in_line_bucket_local() {
 
 /// A model whose binding limit is one request a minute.
 fn model(store: tollgate_redis::RedisStore, policy: Degraded) -> ModelRateLimiter {
-    let config = RateLimitConfig {
-        rpm: 1_000_000,
-        tpm: 1_000_000_000,
-        max_parallel_requests: 100,
-        limits: vec![Limit::requests("requests", 1, Duration::from_secs(60)).with_slots(20)],
-        ..Default::default()
-    };
+    let config = support::one_request_a_minute();
     ModelRateLimiter::builder(store, "adv-slow")
         .model("m", config)
         .on_store_error(policy)
@@ -127,40 +142,18 @@ fn slow_model_long_bounds(policy: Degraded) {
         p.settle(1).await.expect("settle");
         let l = model(support::store_timing_out_after(RESPONSE, &proxy.url()).await, policy);
         proxy.set_mode(Mode::Delay(ONE_WAY));
-        let (admitted, degraded, errors) =
-            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let started = Instant::now();
-        for _wave in 0..4 {
-            let mut tasks = Vec::new();
-            for _ in 0..16 {
-                let (l, admitted, degraded, errors) =
-                    (l.clone(), admitted.clone(), degraded.clone(), errors.clone());
-                tasks.push(tokio::spawn(async move {
-                    let t = Instant::now();
-                    let r = l.acquire_within("m", 1, BOUND).await;
-                    assert!(t.elapsed() < BOUND + RESPONSE * 2, "ran {:?}", t.elapsed());
-                    match r {
-                        Ok(p) if p.is_degraded() => degraded.fetch_add(1, Ordering::Relaxed),
-                        Ok(_) => admitted.fetch_add(1, Ordering::Relaxed),
-                        Err(Error::Limit(_) | Error::Store(_)) => {
-                            errors.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(e) => panic!("{e:?}"),
-                    };
-                }));
+        let ([admitted, degraded, errors], took) = waves(move || {
+            let l = l.clone();
+            async move {
+                let p = l.acquire_within("m", 1, BOUND).await?;
+                Ok(if p.is_degraded() { Got::Degraded } else { Got::Admitted })
             }
-            for t in tasks {
-                t.await.expect("task");
-            }
-        }
-        let took = started.elapsed();
-        let (admitted, degraded) =
-            (admitted.load(Ordering::Relaxed), degraded.load(Ordering::Relaxed));
+        })
+        .await;
         println!(
             "model, {policy:?}, server {ONE_WAY:?} away each way (response timeout {RESPONSE:?}), \
              window full: 4 waves of 16 acquires bounded at {BOUND:?} in {took:?}: {admitted} \
-             admitted through Redis, {degraded} by the policy, {} refused or store errors",
-            errors.load(Ordering::Relaxed)
+             admitted through Redis, {degraded} by the policy, {errors} refused or store errors"
         );
         assert_eq!(degraded, 0, "the policy answered for a slow (reachable) server");
         assert_eq!(admitted, 0, "admitted past the full window");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tollgate::Rate;
-use tollgate_redis::{Error, RateLimiter, RedisStore, StoreError, StoreOptions};
+use tollgate_redis::{Error, RateLimiter, RedisStore, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rate() {
@@ -184,9 +184,7 @@ async fn a_caller_cancelled_in_the_line_takes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_server_answers_everyone_in_the_line_by_the_deadline() {
     let Some(mut server) = support::RedisServer::start() else { return };
-    let options =
-        StoreOptions { response_timeout: Duration::from_millis(300), ..Default::default() };
-    let store = RedisStore::connect_with(&server.url(), options).await.expect("connect");
+    let store = support::store_timing_out_after(Duration::from_millis(300), &server.url()).await;
     let b =
         RateLimiter::new(store, "line", "dead", Rate::per_second(1_000_000), 1_000_000).unwrap();
     b.try_acquire().await.unwrap();

@@ -305,11 +305,7 @@ async fn concurrent_acquires_and_settles_share_calls() {
 async fn a_dead_server_answers_everyone_in_the_models_line_by_the_deadline() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let Some(mut server) = support::RedisServer::start() else { return };
-    let options = tollgate_redis::StoreOptions {
-        response_timeout: Duration::from_millis(300),
-        ..Default::default()
-    };
-    let store = RedisStore::connect_with(&server.url(), options).await.expect("connect");
+    let store = support::store_timing_out_after(Duration::from_millis(300), &server.url()).await;
     let l = ModelRateLimiter::new(store, "dead", [("m", crowd_config())], crowd_config()).unwrap();
     drop(l.try_acquire("m", 10).await.unwrap());
     // Everything that reaches the server from now on is held there, then the server dies.

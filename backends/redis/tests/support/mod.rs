@@ -308,3 +308,18 @@ pub async fn store_timing_out_after(response: Duration, url: &str) -> tollgate_r
     };
     tollgate_redis::RedisStore::connect_with(url, options).await.expect("connect")
 }
+
+/// A model config whose only binding limit is one request a minute (100 parallel slots, RPM
+/// and TPM far away): one admission uses the window up, and nothing is admitted after it for
+/// as long as any test runs.
+pub fn one_request_a_minute() -> tollgate::RateLimitConfig {
+    tollgate::RateLimitConfig {
+        rpm: 1_000_000,
+        tpm: 1_000_000_000,
+        max_parallel_requests: 100,
+        limits: vec![
+            tollgate::model::Limit::requests("requests", 1, Duration::from_secs(60)).with_slots(20),
+        ],
+        ..Default::default()
+    }
+}
