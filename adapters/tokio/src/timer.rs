@@ -14,7 +14,7 @@ use tollgate::{Clock, Instant, Timer};
 /// deterministically: tests advance time instead of sleeping.
 ///
 /// With the `quanta` feature, `TokioTimer::tsc()` is the same type reading the CPU's
-/// time-stamp counter for `now` (about a third of the cost of a `tokio::time::Instant::now`
+/// time-stamp counter for `now` (9 ns a read against 21–41 ns for `tokio::time::Instant::now`
 /// here, which matters when a decision is a compare-and-swap) and still sleeping on tokio's
 /// timer; see there for what it gives up.
 ///
