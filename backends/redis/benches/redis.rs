@@ -43,19 +43,24 @@ enum Op {
     Model,
     /// `tollgate_redis::ModelRateLimiter` acquire; its settle spawned (off the caller's path).
     ModelAcquire,
+    /// `tollgate_redis::ModelRateLimiter` acquire, then its settle awaited: the latency is the
+    /// acquire's alone (so at one task, an acquire with no call of its process in flight), the
+    /// throughput that of the pairs.
+    ModelAcquireSettled,
     /// `tollgate_tokio::AsyncRateLimiter::try_acquire`, in process.
     LocalBucket,
     /// `tollgate_tokio::ModelRateLimiter` acquire then settle, in process.
     LocalModel,
 }
 
-const ALL: [Op; 9] = [
+const ALL: [Op; 10] = [
     Op::Ping,
     Op::Noop,
     Op::Floor,
     Op::Bucket,
     Op::BucketAcquire,
     Op::ModelAcquire,
+    Op::ModelAcquireSettled,
     Op::Model,
     Op::LocalBucket,
     Op::LocalModel,
@@ -71,6 +76,7 @@ impl Op {
             Op::BucketAcquire => "redis bucket acquire",
             Op::Model => "redis model acquire+settle",
             Op::ModelAcquire => "redis model acquire",
+            Op::ModelAcquireSettled => "redis model acquire (settle awaited, not timed)",
             Op::LocalBucket => "in-process bucket try_acquire",
             Op::LocalModel => "in-process model acquire+settle",
         }
@@ -120,6 +126,9 @@ struct Target {
 /// The limiters under test, each set so that it never refuses or waits: the figures are the
 /// cost of a decision, not of a limit.
 mod limiters {
+    use core::time::Duration;
+    use std::time::Instant;
+
     use tollgate_tokio::{AsyncRateLimiter, ModelRateLimiter, Rate, RateLimitConfig};
 
     /// A configuration no benchmark load reaches.
@@ -200,6 +209,15 @@ mod limiters {
             permit.settle(80).await.expect("bench: settle");
         }
 
+        /// How long the acquire took; the settle is awaited after.
+        pub async fn model_acquire_settled(&self) -> Duration {
+            let t = Instant::now();
+            let permit = self.model.acquire("bench", 100).await.expect("bench: model admit");
+            let took = t.elapsed();
+            permit.settle(80).await.expect("bench: settle");
+            took
+        }
+
         pub async fn model_acquire(&self) {
             let permit = self.model.acquire("bench", 100).await.expect("bench: model admit");
             tokio::spawn(async move { permit.settle(80).await.expect("bench: settle") });
@@ -225,7 +243,8 @@ impl Target {
         }
     }
 
-    async fn once(&self, op: Op) {
+    /// One operation; `Some` when only part of it is timed (the part's time).
+    async fn once(&self, op: Op) -> Option<Duration> {
         match op {
             Op::Ping => {
                 let mut c = self.conn.clone();
@@ -247,9 +266,11 @@ impl Target {
             Op::BucketAcquire => self.bench.bucket_acquire().await,
             Op::Model => self.bench.model().await,
             Op::ModelAcquire => self.bench.model_acquire().await,
+            Op::ModelAcquireSettled => return Some(self.bench.model_acquire_settled().await),
             Op::LocalBucket => self.local.bucket(),
             Op::LocalModel => self.local.model().await,
         }
+        None
     }
 }
 
@@ -268,8 +289,8 @@ async fn measure(target: &Arc<Target>, op: Op, tasks: usize, run: Duration) -> R
                 if t >= end {
                     break;
                 }
-                target.once(op).await;
-                lat.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                let took = target.once(op).await.unwrap_or_else(|| t.elapsed());
+                lat.push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
             }
             lat
         }));
@@ -394,7 +415,13 @@ fn main() {
         Ok(list) => list.split(',').filter_map(Op::parse).collect(),
         Err(_) => ALL.to_vec(),
     };
-    let concurrency = [1_usize, 8, 64];
+    // `TOLLGATE_REDIS_BENCH_TASKS=64` measures only that load in one process (and skips the
+    // four processes), e.g. to profile it.
+    let concurrency: Vec<usize> = match std::env::var("TOLLGATE_REDIS_BENCH_TASKS") {
+        Ok(list) => list.split(',').filter_map(|t| t.trim().parse().ok()).collect(),
+        Err(_) => vec![1, 8, 64],
+    };
+    let four_processes = std::env::var("TOLLGATE_REDIS_BENCH_TASKS").is_err();
     let mut rows: Vec<(String, Op, Cell)> = Vec::new();
     for &tasks in &concurrency {
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); chosen.len()];
@@ -412,13 +439,13 @@ fn main() {
     let (procs, tasks) = (4, 16);
     let redis_ops: Vec<Op> = chosen.iter().copied().filter(|op| op.is_redis()).collect();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); redis_ops.len()];
-    for round in 0..rounds.min(3) {
+    for round in 0..if four_processes { rounds.min(3) } else { 0 } {
         for k in 0..redis_ops.len() {
             let i = (k + round) % redis_ops.len();
             runs[i].push(processes(&url, redis_ops[i], procs, tasks, run));
         }
     }
-    for (i, &op) in redis_ops.iter().enumerate() {
+    for (i, &op) in redis_ops.iter().enumerate().filter(|_| four_processes) {
         rows.push((format!("{procs} processes × {tasks} tasks"), op, cell(&mut runs[i])));
     }
     print_table(&rows);
