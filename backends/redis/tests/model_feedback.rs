@@ -2,7 +2,8 @@
 //! learns holds every process of the model (two limiters on two connections stand for two
 //! processes); FIFO across a pause; `resume`; a cooldown never shortens; a permit's slot goes
 //! back *into* the cooldown; a hostile mix of waiters under random timeouts and cooldowns
-//! admits nothing inside any pause and leaks no slot.
+//! admits nothing inside any pause and leaks no slot; feedback that cannot reach Redis is a
+//! store error under every degraded policy; another config's feedback is refused.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::timeout;
 use tollgate::provider::Throttled;
 use tollgate::{Clock, RateLimitConfig};
-use tollgate_redis::{Error, ModelRateLimiter, RedisStore};
+use tollgate_redis::{Degraded, Error, ModelRateLimiter, RedisStore, Share};
 
 /// Every await of these tests is bounded by this: a waiter that hangs fails the test.
 const BOUND: Duration = Duration::from_secs(10);
@@ -339,4 +340,53 @@ fn hostile_waiters_under_random_timeouts_and_repeated_cooldowns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(timeout(BOUND, b.try_acquire("m", 10)).await.expect("hung").expect("admits"));
     });
+}
+
+#[tokio::test]
+async fn feedback_that_cannot_reach_redis_is_a_store_error_whatever_the_policy() {
+    let Some(mut server) = support::RedisServer::start() else { return };
+    let store = support::store_timing_out_after(Duration::from_millis(300), &server.url()).await;
+    let open = ModelRateLimiter::builder(store.clone(), "fb8")
+        .model("m", config(4))
+        .on_store_error(Degraded::FailOpen)
+        .build()
+        .expect("limiter");
+    let local = ModelRateLimiter::builder(store, "fb8")
+        .model("m", config(4))
+        .on_store_error(Degraded::Local { share: Share::new(1, 2) })
+        .build()
+        .expect("limiter");
+    server.kill();
+    let second = Duration::from_secs(1);
+    let retry = Throttled::RetryLater { after: Some(second) };
+    assert!(bounded(open.cool_down("m", second)).await.unwrap_err().is_store());
+    assert!(bounded(open.quota_exhausted("m", None)).await.unwrap_err().is_store());
+    assert!(bounded(open.resume("m")).await.unwrap_err().is_store());
+    assert!(bounded(open.observe_429("m", &retry)).await.unwrap_err().is_store());
+    // "Never fits" needs no round trip: it only reports.
+    let never = Throttled::NeverFits { requested: Some(9), limit: Some(5) };
+    let report = bounded(open.observe_429("m", &never)).await.expect("no I/O");
+    assert!(matches!(report.error, Some(tollgate::Error::InsufficientCapacity { .. })));
+    // Admissions follow the policy; the feedback of their permits is still an error.
+    let p = bounded(open.try_acquire("m", 10)).await.expect("fail open");
+    assert!(p.is_degraded());
+    assert!(bounded(p.rate_limited(second)).await.unwrap_err().is_store());
+    // A permit of the local share: the local limiter learns the cooldown all the same.
+    let p = bounded(local.try_acquire("m", 10)).await.expect("local share");
+    assert!(p.is_degraded());
+    assert!(bounded(p.throttled(&retry)).await.unwrap_err().is_store());
+    let err = bounded(local.try_acquire("m", 10)).await.unwrap_err();
+    assert!(matches!(limit(&err), tollgate::Error::RateLimited(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn another_config_under_the_same_name_is_refused_feedback_too() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let a = process(&server, "fb9", config(4)).await;
+    let b = process(&server, "fb9", config(5)).await;
+    drop(bounded(a.try_acquire("m", 10)).await.expect("first config"));
+    let err = bounded(b.cool_down("m", Duration::from_secs(1))).await.unwrap_err();
+    assert!(matches!(err, Error::ConfigMismatch { .. }), "{err:?}");
+    // and A was not paused by it
+    drop(bounded(a.try_acquire("m", 10)).await.expect("not paused"));
 }
