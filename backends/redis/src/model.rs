@@ -11,6 +11,10 @@
 //! admission), or until its refresh timer (a third of the ticket TTL) says to renew the
 //! ticket, which also covers lost messages. Only the oldest waiters are admitted, so nobody is
 //! overtaken, across hosts.
+//!
+//! Provider feedback (`model/feedback.rs`): a cooldown or an exhausted quota lives in the
+//! model's state, so one process's 429 holds them all; every admission reads it in the read
+//! it already makes.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -177,6 +181,13 @@ impl ModelRateLimiterBuilder {
 ///
 /// Cloning is cheap (clones share everything), and permits own what they need (`'static`), so
 /// spawned tasks need no `_owned` variants. Every call is async: even a try is a round trip.
+///
+/// The provider's 429s hold every process: [`cool_down`](Self::cool_down),
+/// [`quota_exhausted`](Self::quota_exhausted), [`observe_429`](Self::observe_429) and the
+/// permit's [`rate_limited`](ModelPermit::rate_limited) / [`throttled`](ModelPermit::throttled)
+/// write the pause into the model's shared state (feedback only tightens), and
+/// [`resume`](Self::resume) ends it. Header feedback (`observe`: learned limits, drains) is
+/// the in-process limiter's only, for now.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), tollgate_redis::Error> {

@@ -390,3 +390,21 @@ async fn another_config_under_the_same_name_is_refused_feedback_too() {
     // and A was not paused by it
     drop(bounded(a.try_acquire("m", 10)).await.expect("not paused"));
 }
+
+#[tokio::test]
+async fn a_request_that_never_fits_the_provider_frees_its_slot_and_pauses_nobody() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let a = process(&server, "fb10", config(1)).await;
+    let p = bounded(a.try_acquire("m", 40)).await.unwrap();
+    let never = Throttled::NeverFits { requested: Some(40), limit: Some(30) };
+    let report = bounded(p.throttled(&never)).await.expect("feedback");
+    assert_eq!(
+        report.error,
+        Some(tollgate::Error::InsufficientCapacity { requested: 40, capacity: 30 })
+    );
+    assert!(report.cooldown.is_none() && report.quota_exhausted.is_none());
+    let stats = bounded(a.stats()).await.unwrap();
+    assert_eq!((stats["m"].active.used, stats["m"].tokens.used), (0, 0), "slot and tokens back");
+    assert!(stats["m"].cooldown_until.is_none() && stats["m"].quota_exhausted.is_none());
+    drop(bounded(a.try_acquire("m", 10)).await.expect("nobody paused"));
+}
