@@ -11,6 +11,10 @@
 //! admission), or until its refresh timer (a third of the ticket TTL) says to renew the
 //! ticket, which also covers lost messages. Only the oldest waiters are admitted, so nobody is
 //! overtaken, across hosts.
+//!
+//! Provider feedback (`model/feedback.rs`): a cooldown or an exhausted quota lives in the
+//! model's state, so one process's 429 holds them all; every admission reads it in the read
+//! it already makes.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -33,6 +37,7 @@ use crate::waiting::Waiting;
 
 mod line;
 pub(crate) use line::Ask;
+mod feedback;
 
 /// Builds a [`ModelRateLimiter`]: the models, the default config, lease and ticket TTLs, and
 /// the policy while Redis is unreachable.
@@ -176,6 +181,13 @@ impl ModelRateLimiterBuilder {
 ///
 /// Cloning is cheap (clones share everything), and permits own what they need (`'static`), so
 /// spawned tasks need no `_owned` variants. Every call is async: even a try is a round trip.
+///
+/// The provider's 429s hold every process: [`cool_down`](Self::cool_down),
+/// [`quota_exhausted`](Self::quota_exhausted), [`observe_429`](Self::observe_429) and the
+/// permit's [`rate_limited`](ModelPermit::rate_limited) / [`throttled`](ModelPermit::throttled)
+/// write the pause into the model's shared state (feedback only tightens), and
+/// [`resume`](Self::resume) ends it. Header feedback (`observe`: learned limits, drains) is
+/// the in-process limiter's only, for now.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), tollgate_redis::Error> {
@@ -365,6 +377,11 @@ impl LimiterInner {
         self.timer.now().saturating_add(wait)
     }
 
+    /// An exhausted quota's reset as the scripts give it (-1: unknown), on this clock.
+    pub(crate) fn reset_instant(&self, reset: i64, server_now: i64) -> Option<Instant> {
+        (reset >= 0).then(|| self.ready_instant(reset, server_now))
+    }
+
     async fn admit(
         self: &Arc<Self>,
         model: &str,
@@ -523,7 +540,7 @@ impl LimiterInner {
                         settling: None,
                     };
                     tracing::debug!(target: "tollgate_redis", model, estimated = total, "admitted");
-                    return Ok(ModelPermit::new(estimate, PermitState::Redis(hold)));
+                    return Ok(ModelPermit::new(estimate, PermitState::Redis(hold), None));
                 }
                 Some(0) if reply.len() >= 5 => {
                     queued.armed = false;
@@ -554,6 +571,14 @@ impl LimiterInner {
                     if wait_for(&wake, until, deadline).await {
                         return Err(self.timed_out(last_ready, deadline));
                     }
+                }
+                // The provider's quota is exhausted (this process or another was told so):
+                // every admission fails, waiters included (the script took it off the queue).
+                Some(5) if reply.len() >= 3 => {
+                    queued.armed = false;
+                    let reset_at = self.reset_instant(reply[2], reply[1]);
+                    tracing::debug!(target: "tollgate_redis", model, "refused: quota exhausted");
+                    return Err(tollgate::Error::QuotaExhausted { reset_at }.into());
                 }
                 Some(-2) => {
                     queued.armed = false;
@@ -601,9 +626,9 @@ impl LimiterInner {
     /// bound cut the call short (`StoreInner::cut_short`).
     #[allow(clippy::too_many_arguments)] // one call site per way the call can fail
     async fn degrade(
-        &self,
+        self: &Arc<Self>,
         model: &str,
-        entry: &ModelEntry,
+        entry: &Arc<ModelEntry>,
         estimate: Estimate,
         error: StoreError,
         deadline: Option<tokio::time::Instant>,
@@ -622,7 +647,8 @@ impl LimiterInner {
             }
             Degraded::FailOpen => {
                 tracing::warn!(target: "tollgate_redis", model, %error, "store unreachable: admitted without a limit (fail open)");
-                Ok(ModelPermit::new(estimate, PermitState::Open))
+                let shared = Some((self.clone(), entry.clone()));
+                Ok(ModelPermit::new(estimate, PermitState::Open, shared))
             }
             Degraded::Local { share } => {
                 tracing::warn!(target: "tollgate_redis", model, %error, ?share, "store unreachable: admitting on the local share");
@@ -635,7 +661,8 @@ impl LimiterInner {
                         local.acquire_within_with_owned(model, estimate, left).await
                     }
                 }?;
-                Ok(ModelPermit::new(estimate, PermitState::Local(permit)))
+                let shared = Some((self.clone(), entry.clone()));
+                Ok(ModelPermit::new(estimate, PermitState::Local(permit), shared))
             }
         }
     }
@@ -961,10 +988,10 @@ impl ModelRateLimiter {
             if r.first() == Some(&-2) {
                 return Err(Error::ConfigMismatch { key: entry.keys[0].clone() });
             }
-            if r.len() != 3 + entry.limits.len() {
+            if r.len() != 5 + entry.limits.len() {
                 return Err(StoreError::Protocol(format!("model_stats: {r:?}")).into());
             }
-            let used = |i: usize| u64::try_from(r[3 + i]).unwrap_or(0);
+            let used = |i: usize| u64::try_from(r[5 + i]).unwrap_or(0);
             let limits: Vec<LimitUsage> = entry
                 .limits
                 .iter()
@@ -974,7 +1001,7 @@ impl ModelRateLimiter {
                     counts: l.counts,
                     usage: Usage { used: used(i), limit: l.max },
                     configured: l.max,
-                    // Feedback (learned limits, cooldowns) is the in-process limiter's for now.
+                    // Learned limits (header feedback) are the in-process limiter's for now.
                     learned: None,
                 })
                 .collect();
@@ -986,8 +1013,8 @@ impl ModelRateLimiter {
                     limit: entry.config.max_parallel_requests.into(),
                 },
                 limits,
-                cooldown_until: None,
-                quota_exhausted: None,
+                cooldown_until: (r[3] > 0).then(|| self.inner.ready_instant(r[3], r[0])),
+                quota_exhausted: (r[4] != 0).then(|| self.inner.reset_instant(r[4], r[0])),
             };
             out.insert(name, stats);
         }

@@ -2,9 +2,11 @@
 //! slot (a lease) until it is settled or dropped.
 
 use core::sync::atomic::Ordering;
+use core::time::Duration;
 use std::sync::Arc;
 
-use tollgate::model::{Estimate, OwnedModelPermit};
+use tollgate::model::{Cooldown, Estimate, FeedbackReport, OwnedModelPermit};
+use tollgate::provider::Throttled;
 use tollgate_tokio::TokioTimer;
 
 use crate::error::{Error, StoreError};
@@ -18,6 +20,9 @@ use crate::model::{Ask, Lease, LimiterInner, ModelEntry};
 pub struct ModelPermit {
     estimate: Estimate,
     state: PermitState,
+    /// A degraded permit's limiter and model, where its feedback goes (a Redis one's hold
+    /// has them).
+    shared: Option<(Arc<LimiterInner>, Arc<ModelEntry>)>,
 }
 
 #[derive(Debug)]
@@ -59,8 +64,12 @@ pub enum Settled {
 }
 
 impl ModelPermit {
-    pub(crate) fn new(estimate: Estimate, state: PermitState) -> Self {
-        Self { estimate, state }
+    pub(crate) fn new(
+        estimate: Estimate,
+        state: PermitState,
+        shared: Option<(Arc<LimiterInner>, Arc<ModelEntry>)>,
+    ) -> Self {
+        Self { estimate, state, shared }
     }
 
     /// The tokens reserved at admission (the estimate's total).
@@ -161,6 +170,111 @@ impl ModelPermit {
                 }
             }
         }
+    }
+}
+
+/// The provider's answer to a permit's request, applied to the shared state.
+impl ModelPermit {
+    /// The provider answered this request with a 429 asking to retry after `retry_after`:
+    /// starts (or extends) the model's cooldown for every process sharing it, and ends the
+    /// permit in the same round trip — its tokens given back (a refused request produced
+    /// none; its request stays counted) and its parallel slot released *into* the cooldown:
+    /// the next waiter is woken but admitted only when the cooldown ends, so one 429 never
+    /// sends the queue into the same wall. Returns the cooldown in force (on the limiter's
+    /// [`timer`](crate::ModelRateLimiter::timer)).
+    ///
+    /// ```no_run
+    /// # async fn demo(limiter: tollgate_redis::ModelRateLimiter) -> Result<(), tollgate_redis::Error> {
+    /// use core::time::Duration;
+    ///
+    /// let permit = limiter.acquire("gpt-4", 500).await?;
+    /// // ... the provider answers 429, "retry-after: 2":
+    /// let cooldown = permit.rate_limited(Duration::from_secs(2)).await?;
+    /// // every process's next admission waits until `cooldown.until`
+    /// let permit = limiter.acquire("gpt-4", 500).await?;
+    /// # let _ = (cooldown, permit); Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Store`] if Redis did not answer: the others were not told (the
+    /// [`Degraded`](crate::Degraded) policy is for admissions only), and the slot is released
+    /// in the background. A permit admitted in degraded mode on the local share applies the
+    /// cooldown to the local limiter too, then tells Redis all the same.
+    pub async fn rate_limited(self, retry_after: Duration) -> Result<Cooldown, Error> {
+        let throttled = Throttled::RetryLater { after: Some(retry_after) };
+        let report = self.throttled(&throttled).await?;
+        report.cooldown.ok_or_else(|| StoreError::Protocol("no cooldown".into()).into())
+    }
+
+    /// The provider answered this request with a 429 saying the quota is used up: every
+    /// admission of the model, in every process, fails with
+    /// [`tollgate::Error::QuotaExhausted`] until `reset_after` from now (`None`: until
+    /// [`resume`](crate::ModelRateLimiter::resume)), waiters included. The permit ends in the
+    /// same round trip, its tokens given back.
+    ///
+    /// # Errors
+    /// As [`rate_limited`](Self::rate_limited).
+    pub async fn quota_exhausted(self, reset_after: Option<Duration>) -> Result<(), Error> {
+        self.throttled(&Throttled::QuotaExhausted { reset_after }).await.map(|_| ())
+    }
+
+    /// The provider answered this request with a 429, classified by
+    /// [`tollgate::provider::classify_429`]: applies it to the model for every process, as
+    /// [`ModelRateLimiter::observe_429`](crate::ModelRateLimiter::observe_429) does — a
+    /// "retry later" starts or extends the cooldown and this permit's slot goes back *into*
+    /// it ([`rate_limited`](Self::rate_limited)), an exhausted quota stops admissions until
+    /// its reset — and ends the permit, its tokens given back, in one round trip. The
+    /// report's `error` says what this request should fail with when retrying cannot help
+    /// (too large for the provider's limit; quota exhausted).
+    ///
+    /// ```no_run
+    /// # async fn demo(limiter: tollgate_redis::ModelRateLimiter) -> Result<(), tollgate_redis::Error> {
+    /// use core::time::Duration;
+    /// use tollgate::provider::{HeaderReport, Provider, classify_429};
+    ///
+    /// let permit = limiter.acquire("gpt-4", 500).await?;
+    /// let mut headers = HeaderReport::empty(Provider::OpenAi);
+    /// headers.retry_after = Some(Duration::from_secs(3));
+    /// let report = permit.throttled(&classify_429(&headers, b"rate limited")).await?;
+    /// assert!(report.cooldown.is_some());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`rate_limited`](Self::rate_limited).
+    pub async fn throttled(mut self, throttled: &Throttled) -> Result<FeedbackReport, Error> {
+        let state = core::mem::replace(&mut self.state, PermitState::Open);
+        let never_fits = matches!(throttled, Throttled::NeverFits { .. });
+        let (limiter, entry, hold) = match state {
+            PermitState::Redis(hold) => (hold.limiter.clone(), hold.entry.clone(), Some(hold)),
+            other => {
+                let Some((limiter, entry)) = self.shared.take() else {
+                    return Err(StoreError::Protocol("a permit without its limiter".into()).into());
+                };
+                if let PermitState::Local(p) = other {
+                    // The local share learns it too (it admits while Redis is unreachable).
+                    let _ = p.throttled(throttled);
+                }
+                (limiter, entry, None)
+            }
+        };
+        let model = entry.keys[0].as_str();
+        let Some(mut hold) = hold else {
+            return limiter.throttled(model, &entry, throttled, None).await;
+        };
+        if never_fits {
+            // Nothing to share: the slot released, the tokens given back, as a settle.
+            let report = limiter.throttled(model, &entry, throttled, None).await?;
+            self.state = PermitState::Redis(hold);
+            self.settle_io(0, 0).await?;
+            return Ok(report);
+        }
+        // Dropped before the answer (or failed), the hold settles to nothing in the
+        // background (it applies once: after the feedback call released it, it finds nothing).
+        hold.settling = Some(Estimate::default());
+        let report = limiter.throttled(model, &entry, throttled, Some(&hold.id)).await?;
+        hold.done = true;
+        Ok(report)
     }
 }
 

@@ -100,12 +100,13 @@ pub(crate) struct Scripts {
     pub(crate) model_heartbeat: Op,
     pub(crate) model_dequeue: Op,
     pub(crate) model_stats: Op,
+    pub(crate) model_feedback: Op,
     pub(crate) library: Library,
 }
 
 impl Scripts {
     /// Every one of them, to load at connect when the server has no functions.
-    pub(crate) fn all(&self) -> [&Op; 7] {
+    pub(crate) fn all(&self) -> [&Op; 8] {
         [
             &self.gcra_reserve,
             &self.gcra_cancel,
@@ -114,12 +115,13 @@ impl Scripts {
             &self.model_heartbeat,
             &self.model_dequeue,
             &self.model_stats,
+            &self.model_feedback,
         ]
     }
 }
 
 /// The operations: (short name, what they need, body).
-const OPS: [(&str, Needs, &str); 7] = [
+const OPS: [(&str, Needs, &str); 8] = [
     ("gcra_reserve", Needs::Bucket, include_str!("lua/gcra_reserve.lua")),
     ("gcra_cancel", Needs::Bucket, include_str!("lua/gcra_cancel.lua")),
     ("model_admit", Needs::Model, include_str!("lua/model_admit.lua")),
@@ -127,6 +129,7 @@ const OPS: [(&str, Needs, &str); 7] = [
     ("model_heartbeat", Needs::Model, include_str!("lua/model_heartbeat.lua")),
     ("model_dequeue", Needs::Model, include_str!("lua/model_dequeue.lua")),
     ("model_stats", Needs::Model, include_str!("lua/model_stats.lua")),
+    ("model_feedback", Needs::Model, include_str!("lua/model_feedback.lua")),
 ];
 
 /// The library's text with its functions under `prefix`: every helper defined once, and each
@@ -171,6 +174,7 @@ pub(crate) fn scripts() -> &'static Scripts {
             model_heartbeat: op(4),
             model_dequeue: op(5),
             model_stats: op(6),
+            model_feedback: op(7),
             library: Library { text: library_text(&name), name },
         }
     })

@@ -6,10 +6,14 @@
 --    {2, now}                          queued behind others: wait for a wake message
 --    {3, now}                          at the head, no parallel slot: wait for a wake message
 --    {4, now, ready_at, limit}         at the head, no room until ready_at: sleep until then
+--    {5, now, reset}                   the quota is exhausted until reset (-1: until resumed):
+--                                      fails, waiters included (it leaves the queue)
 --    {-2}                              another config is stored for this model
+-- During a cooldown nobody is admitted: a try is refused with ready_at no earlier than its end,
+-- the head of the queue sleeps until then (4), the others wait behind it as usual.
 -- every reply but -2 padded with zeros to 5 entries, then a 6th: 1 if the state did not exist
 -- (the client tells an expiry after idling from a loss: restart, FLUSHALL, eviction).
-local fp, now = tg_fp_now(S)
+local fp, now = rule_read()
 if fp and fp ~= ARGV[1] then return {-2} end
 -- every write of the state writes the fingerprint: none means no state (a first use, an
 -- expiry, or a loss)
@@ -35,6 +39,13 @@ local head = queue_head(now)
 -- in the queue only if there is one (an expired ticket was pruned with the others)
 local queued = head and (head == id or redis.call('ZSCORE', QK, id))
 
+if EX then
+  -- the next waiter learns it too (`model_feedback` told them all; a message may be lost)
+  if queued then dequeue(id) end
+  wake(now, pub, chan)
+  return reply({5, now, EX})
+end
+
 local function refuse(ready, limit, why)
   if queued then dequeue(id) end
   -- a place or a slot came free: it goes to the waiters behind (see `grant`)
@@ -43,8 +54,8 @@ local function refuse(ready, limit, why)
   return reply({0, now, ready, limit, why})
 end
 local function rate_ready()
-  if rule_fits(tokens, input, now) then return now, 0 end
-  return rule_wait(tokens, input, now)
+  if rule_fits(tokens, input, now) then return rule_after_pause(now, 0) end
+  return rule_after_pause(rule_wait(tokens, input, now))
 end
 
 if head and head ~= id then -- someone is ahead: never overtake
@@ -65,7 +76,7 @@ if redis.call('ZCARD', LK) >= maxp then
   rule_touch(now, state_ttl) -- as above
   return reply({3, now})
 end
-if rule_admit(tokens, input, now) then
+if not PU and rule_admit(tokens, input, now) then
   redis.call('ZADD', LK, tg_s(now + lease_ttl), id)
   redis.call('HSET', AK, id, rule_record(now, tokens, input))
   if queued then dequeue(id) end
@@ -74,7 +85,8 @@ if rule_admit(tokens, input, now) then
   rule_touch(now, state_ttl)
   return reply({1, now, now, now + lease_ttl})
 end
-local ready, limit = rule_wait(tokens, input, now)
+local ready, limit
+if PU then ready, limit = rate_ready() else ready, limit = rule_wait(tokens, input, now) end
 if try == 1 or ready == NEVER or (max_wait >= 0 and ready - now > max_wait) then
   return refuse(ready, limit, 0)
 end

@@ -13,9 +13,12 @@
 --     then 4 per try, in order:
 --     1, at, lease_expiry, 0       admitted
 --     0, ready_at, limit, why      refused, nothing taken (why 0: rate limits, 1: no
---                                  parallel slot or someone queued: a try never overtakes)}
+--                                  parallel slot or someone queued: a try never overtakes;
+--                                  during a cooldown ready_at is no earlier than its end)
+--     5, reset, 0, 0               refused: the quota is exhausted until reset (-1: until
+--                                  resumed)}
 --    or {-2}: another config is stored for this model
-local fp, now = tg_fp_now(S)
+local fp, now = rule_read()
 if fp and fp ~= ARGV[1] then return {-2} end
 local fresh = 0
 if not fp then fresh = 1 end
@@ -81,9 +84,13 @@ if nt > 0 then
     local o = T0 + 3 * (j - 1)
     local tokens, input, id = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), ARGV[o + 3]
     local code, a, b, c = 1, now, expiry, 0
-    if head or active >= maxp then
-      code, c = 0, 1
+    if EX then
+      code, a, b = 5, EX, 0
+    elseif head or active >= maxp or PU then
+      code = 0
+      if head or active >= maxp then c = 1 end
       if rule_fits(tokens, input, now) then a, b = now, 0 else a, b = rule_wait(tokens, input, now) end
+      a, b = rule_after_pause(a, b)
     elseif rule_admit(tokens, input, now) then
       active = active + 1
       local k = #leases

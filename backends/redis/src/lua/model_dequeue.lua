@@ -5,10 +5,10 @@
 -- back. -> {was admitted}
 local id, state_ttl, pub, chan = ARGV[OP + 1], tonumber(ARGV[OP + 2]), ARGV[OP + 3], ARGV[OP + 4]
 local maxp, lease_ttl = tonumber(ARGV[OP + 5]), tonumber(ARGV[OP + 6])
-local now = tg_now(S)
+local fp, now = rule_read() -- (the pause too: `grant` admits nobody during one)
 local rec = redis.call('HGET', AK, id)
 local admitted = 0
-local same = tg_fingerprint_ok(S)
+local same = (not fp) or fp == ARGV[1]
 if rec and same then
   redis.call('HDEL', AK, id)
   local at, tokens, input = rule_parse(rec)

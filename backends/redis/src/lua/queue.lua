@@ -68,8 +68,13 @@ end
 -- trip; a waiter gone meanwhile gives its admission back when its dequeue arrives. Stops at
 -- the first that does not fit (nobody is overtaken) and tells it to try again itself (to
 -- sleep until its instant, say). Returns whether it admitted any (the caller then keeps the
--- leases and writes the state).
+-- leases and writes the state). During a pause (`rule_read`) it admits nobody: it only tells
+-- the head, which then sleeps until the cooldown's end or fails on the exhausted quota.
 local function grant(now, maxp, lease_ttl, pub, chan)
+  if PU or EX then
+    wake(now, pub, chan)
+    return false
+  end
   local active, any = nil, false
   while true do
     local h = queue_head(now)

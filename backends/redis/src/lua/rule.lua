@@ -2,7 +2,9 @@
 -- latest time seen, `fp` the config fingerprint; per window limit i: `h<i>` its head slot,
 -- `w<i>:<K>` the count of absolute slot K (only the ring's slots head-len+1..head are kept)
 -- and `n<i>` their sum;
--- per bucket limit i: `t<i>`, `r<i>`: its theoretical arrival time tat + r/D.
+-- per bucket limit i: `t<i>`, `r<i>`: its theoretical arrival time tat + r/D;
+-- the provider's feedback, shared by every process of the model: `pu` the end of a cooldown
+-- (a 429's "retry after"), `ex` the reset of an exhausted quota (-1: until resumed).
 -- ARGV[2] = number of limits, then 6 per limit: kind (0 window, 1 bucket), counts (0
 -- requests, 1 tokens, 2 input tokens, 3 output tokens), max, then a window's W (length), s
 -- (slot length), len (ring) or a bucket's P, D (one token costs P/D time units), 0.
@@ -16,6 +18,9 @@
 -- value must be written, ADD[i][K] an increment of a slot whose value was not read (charges
 -- need no read); per bucket i: BKT[i] its {tat, rem} once read, DIRTY[i] whether to write it.
 local S, NL, LIM, OP, HEAD, TOT, OLD, SLOT, DIRTY, ADD, BKT
+-- The pause in force at this call's `now`, as `rule_read` found it (nil: none): PU the
+-- cooldown's end, EX the exhausted quota's reset (-1: unknown, until resumed).
+local PU, EX
 local NEVER = -1 -- "room only after the end of the clock"
 
 -- Parsed limits by config fingerprint (ARGV[1], a digest of every limit's integers). Loaded as
@@ -42,6 +47,28 @@ local function rule_setup()
   NL, LIM = p.n, p
   OP = 2 + NL * 6
   HEAD, TOT, OLD, SLOT, DIRTY, ADD, BKT = {}, {}, {}, {}, {}, {}, {}
+  -- (a library's upvalues outlive the call: a pause read by the last call is not this one's)
+  PU, EX = nil, nil
+end
+
+-- What every admission reads first, in one command: the stored fingerprint (nil: no state
+-- yet), the clock clamped so it never steps back, and the pause in force (PU, EX). A pause
+-- that has ended reads as none (`now` at its end admits).
+local function rule_read()
+  local v = redis.call('HMGET', S, 'fp', 'clk', 'pu', 'ex')
+  local now, last = tg_time(), tonumber(v[2])
+  if last and now < last then now = last end
+  PU, EX = tonumber(v[3]), tonumber(v[4])
+  if PU and PU <= now then PU = nil end
+  if EX and EX >= 0 and EX <= now then EX = nil end
+  return v[1], now
+end
+
+-- When a request whose rate limits have room at `ready` can go, given the cooldown: no
+-- earlier than its end (NEVER stays NEVER).
+local function rule_after_pause(ready, limit)
+  if PU and ready ~= NEVER and ready < PU then return PU, -1 end
+  return ready, limit
 end
 
 -- The field of window i's slot k. Integers become text through '%d': Lua's own conversion
@@ -408,10 +435,24 @@ local function rule_flush()
   end
 end
 
+-- Keeps the state alive for `ttl_ms` more, and at least until the pause in force ends (the
+-- pause lives in the state: expiring with it would end it early); an exhaustion until resumed
+-- keeps it for good (`resume` gives the expiry back).
+local function rule_expire(now, ttl_ms)
+  if EX == -1 then
+    redis.call('PERSIST', S)
+    return
+  end
+  local to = math.max(PU or 0, EX or 0)
+  -- (µs of the server's clock to ms, and a second of slack)
+  if to > now then ttl_ms = math.max(ttl_ms, tg_ceil_div(to - now, 1000) + 1000) end
+  redis.call('PEXPIRE', S, tg_s(ttl_ms))
+end
+
 -- Writes the call's changes, records the clock and the fingerprint, and keeps the state alive
--- for `ttl_ms` more.
+-- for `ttl_ms` more (see `rule_expire`).
 local function rule_touch(now, ttl_ms)
   rule_flush()
   redis.call('HSET', S, 'clk', tg_s(now), 'fp', ARGV[1])
-  redis.call('PEXPIRE', S, tg_s(ttl_ms))
+  rule_expire(now, ttl_ms)
 end
