@@ -111,6 +111,10 @@ impl Batched for BucketInner {
         }
     }
 
+    fn patience(&self) -> Option<Duration> {
+        Some(self.store.inner.options.response_timeout)
+    }
+
     fn unresolved(&self) -> bool {
         let last = self.last_undo.lock().unwrap_or_else(|e| e.into_inner());
         last.as_ref().is_some_and(|u| {
