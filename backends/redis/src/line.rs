@@ -99,6 +99,13 @@ pub(crate) trait Batched: Send + Sync + Sized + 'static {
         false
     }
 
+    /// Whether `ask` goes at the head of a call (the asks ahead of it in the line in the call
+    /// before): the bucket's reservations that may wait, so that nothing in their call is
+    /// ahead of them (see `bucket/line.rs`).
+    fn leads(_ask: &Self::Ask) -> bool {
+        false
+    }
+
     /// How long a caller with no budget of its own (`budget` `None`) may wait in the line,
     /// from when it joined: the store's response timeout, the most any caller waits on the
     /// store (`None`: until its answer, which the calls' own timeouts bound).
@@ -345,6 +352,9 @@ async fn run_line<T: Batched>(this: Arc<T>) {
             let n = line.waiting.len().min(MAX_BATCH);
             let (mut asks, mut txs) = (Vec::with_capacity(n), Vec::with_capacity(n));
             while asks.len() < MAX_BATCH {
+                if !asks.is_empty() && line.waiting.front().is_some_and(|w| T::leads(&w.ask)) {
+                    break; // it heads the next call
+                }
                 let Some(w) = line.waiting.pop_front() else { break };
                 // A caller that gave up before its call went out takes nothing.
                 if !w.tx.is_closed() {
