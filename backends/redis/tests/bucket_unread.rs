@@ -133,8 +133,8 @@ async fn unread_answers_ahead_of_a_waiting_head_give_their_tokens_back() {
 /// 98 such pairs). Keeping the unread's tokens for the head (given back with its own if it is
 /// cancelled, alone when it goes) measured 12–55, but then lost 8–28 in the crowd above:
 /// given back at the head's wake, they lose the race with the call already out. Now a head
-/// leads its call (`Batched::leads`): 7–32 in five runs (0.5–2.1 %), from cancellations no undo can
-/// take back (a reservation of someone else after the cancelled one).
+/// leads its call (`Batched::leads`): 7–32 in five runs (0.5–2.1 %), from cancellations no
+/// undo can take back (a reservation of someone else after the cancelled one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_head_cancelled_in_its_sleep_lapses_measured() {
     crowd_in_debt("lapse-cancel", true).await;
