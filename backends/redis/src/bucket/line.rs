@@ -214,13 +214,13 @@ impl Fates {
     /// `g'` leaves `T + g - g' + k`, at least that as long as `g' <= g` and
     /// `g' <= burst - k`: then a later caller gets in no sooner than it could had they never
     /// asked. More (a bucket of 1: the head waits a whole token for a try ahead of it) would
-    /// let a later caller in beside the head. (Since a head leads its call, [`Batched::leads`],
-    /// nothing is ahead of it there; the rule stays for any call that has one.) (This holds for the head going at the instant
+    /// let a later caller in beside the head. This holds for the head going at the instant
     /// the server gave it, the schedule every bound of the bucket is stated in; what it
-    /// spends of the head's slack for a late wake-up is `g'` of `burst - k` tokens' time.)
+    /// spends of the head's slack for a late wake-up is `g'` of `burst - k` tokens' time.
     /// Before, nothing was given back once a reader that waits came after one unread: at
     /// 1 000 a second with a burst of 200, 1-14 % of the tokens consumed
-    /// (`tests/bucket_unread.rs`).
+    /// (`tests/bucket_unread.rs`). Since a head leads its call ([`Batched::leads`]), nothing
+    /// is ahead of it there; the rule stays for any call that has one.
     fn settle(&mut self, burst: u64) -> u64 {
         if core::mem::replace(&mut self.done, true) {
             return 0;
