@@ -356,9 +356,10 @@ impl BucketInner {
         let Answer { code, wait, call } = match decision {
             Ok(d) => d,
             // Gave up waiting in the line: its own bound cut it short, even one at or above
-            // the response timeout (it waited behind another call first). Not a fault unless
-            // the store is known unreachable (the runner's call, bounded by the response
-            // timeout, tells).
+            // the response timeout (it waited behind another call first), or with no bound,
+            // the response timeout from when it joined, behind calls that did not hang. Not
+            // a fault unless the store is known unreachable (the runner's call, bounded by
+            // the response timeout, tells).
             Err(e)
                 if via == crate::line::Via::Abandoned
                     && !self.store.inner.known_unreachable(&self.keys) =>

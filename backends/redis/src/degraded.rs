@@ -36,7 +36,21 @@ use tollgate::model::Limit;
 /// no answer opens the breaker, and from then on acquires take the policy at once. So within
 /// about one response timeout of the server going silent, the policy answers. With
 /// `breaker_cooldown` zero there is no breaker to open: only a call that itself waits the
-/// whole timeout or sees a connection error takes the policy.
+/// whole timeout or sees a connection error takes the policy, and the callers with no bound
+/// of their own (`acquire`, `try_acquire`) that waited in this process's line behind it (see
+/// below).
+///
+/// # Callers with no bound of their own
+///
+/// An `acquire` or `try_acquire` waits at most the response timeout from when it asked, also
+/// when it waits for a call this process shares between its callers. Behind a call that
+/// hangs the whole timeout (or sees a connection error), it is turned away when that call
+/// fails, [`StoreError::Unavailable`](crate::StoreError::Unavailable), not tried: a fault,
+/// the policy answers. Behind calls that answer, each within the timeout, but too slowly
+/// for it to be answered in one (a call out when it asked, then the one
+/// carrying it), its wait ends at the timeout with
+/// [`StoreError::Timeout`](crate::StoreError::Timeout): as for a caller's own bound, not a
+/// fault unless the store is known unreachable, under every policy.
 ///
 /// ```
 /// use tollgate_redis::{Degraded, Share};

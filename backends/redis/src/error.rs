@@ -48,7 +48,8 @@ pub enum StoreError {
     /// The server answered with an error (the connection is fine).
     Script(String),
     /// Not tried: a call failed moments ago and the breaker is open
-    /// ([`StoreOptions::breaker_cooldown`](crate::StoreOptions::breaker_cooldown)).
+    /// ([`StoreOptions::breaker_cooldown`](crate::StoreOptions::breaker_cooldown)), or the
+    /// caller, with no bound of its own, waited behind that call in this process's line.
     Unavailable,
     /// A script answered something this version does not understand.
     Protocol(String),

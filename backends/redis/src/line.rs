@@ -98,6 +98,20 @@ pub(crate) trait Batched: Send + Sync + Sized + 'static {
     fn unresolved(&self) -> bool {
         false
     }
+
+    /// Whether `ask` goes at the head of a call (the asks ahead of it in the line in the call
+    /// before): the bucket's reservations that may wait, so that nothing in their call is
+    /// ahead of them (see `bucket/line.rs`).
+    fn leads(_ask: &Self::Ask) -> bool {
+        false
+    }
+
+    /// How long a caller with no budget of its own (`budget` `None`) may wait in the line,
+    /// from when it joined: the store's response timeout, the most any caller waits on the
+    /// store (`None`: until its answer, which the calls' own timeouts bound).
+    fn patience(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The line, and whether a call is out.
@@ -108,7 +122,9 @@ pub(crate) struct Line<T: Batched> {
 
 impl<T: Batched> Default for Line<T> {
     fn default() -> Self {
-        Self { state: Mutex::new(LineState { busy: false, waiting: VecDeque::new() }) }
+        let state =
+            LineState { busy: false, waiting: VecDeque::new(), out_since: None, tickets: 0 };
+        Self { state: Mutex::new(state) }
     }
 }
 
@@ -116,17 +132,63 @@ impl<T: Batched> Default for Line<T> {
 type Delivery<T> = (Decision<T>, Option<<T as Batched>::Guard>);
 
 /// A caller waiting in the line: its request and where its answer goes.
-type Waiter<T> = (<T as Batched>::Ask, oneshot::Sender<Delivery<T>>);
+#[derive(Debug)]
+struct Waiter<T: Batched> {
+    ask: T::Ask,
+    tx: oneshot::Sender<Delivery<T>>,
+    /// It has no budget of its own: turned away when the call ahead of it hangs.
+    unbounded: bool,
+    /// Its number in the line, to find it there.
+    ticket: u64,
+}
 
 #[derive(Debug)]
 struct LineState<T: Batched> {
     busy: bool,
     waiting: VecDeque<Waiter<T>>,
+    /// When the call out started (`None` between calls).
+    out_since: Option<tokio::time::Instant>,
+    /// Tickets handed out so far.
+    tickets: u64,
 }
 
 impl<T: Batched> Line<T> {
     fn lock(&self) -> std::sync::MutexGuard<'_, LineState<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The call out hung or could not reach the server (see [`hung`]): the callers with no
+    /// budget of their own waiting behind it are turned away with
+    /// [`StoreError::Unavailable`] (not tried), as an open breaker turns callers away. They
+    /// waited for that call, and each further call in a blackhole waits a whole response
+    /// timeout: carried on, one behind `MAX_BATCH` others waited one more for every batch
+    /// ahead of it (600 tries: 784 ms at a 200 ms timeout), not the one the store documents.
+    /// Callers with a bound of their own stay: their bound ends their wait, and it alone
+    /// says nothing about the server.
+    fn turn_away(&self) {
+        let gone: Vec<_> = {
+            let mut line = self.lock();
+            line.out_since = None;
+            let all = core::mem::take(&mut line.waiting);
+            let (gone, stay): (VecDeque<_>, VecDeque<_>) =
+                all.into_iter().partition(|w| w.unbounded);
+            line.waiting = stay;
+            gone.into_iter().collect()
+        };
+        for w in gone {
+            let _ = w.tx.send((Err(StoreError::Unavailable), None));
+        }
+    }
+}
+
+/// Whether `answers` of a call made with `budget` say the server is unreachable: a
+/// connection error, or a timeout of a call with no budget of its own (so a whole response
+/// timeout). A call cut short by its caller's bound says nothing.
+fn hung<T: Batched>(answers: &[Decision<T>], budget: Option<Duration>) -> bool {
+    match answers.first() {
+        Some(Err(StoreError::Redis(_))) => true,
+        Some(Err(StoreError::Timeout { .. })) => budget.is_none(),
+        _ => false,
     }
 }
 
@@ -138,17 +200,26 @@ pub(crate) enum Via {
     Alone,
     /// In a shared call, made by the line's runner, whose answer the caller took.
     Shared,
-    /// The caller's `budget` ran out before the shared call answered: the call may still
-    /// decide the request, and then its answer's guard ([`Batched::guard`]) or
+    /// The caller's `budget` ran out before the shared call answered (or, with no budget,
+    /// its [`patience`](Batched::patience), behind calls not known to have hung): the call
+    /// may still decide the request, and then its answer's guard ([`Batched::guard`]) or
     /// [`Batched::unclaimed`] undoes it (nobody else may, and nothing may be done again under
     /// its id: the two could cross).
     Abandoned,
 }
 
 /// Decides `ask`: in a call of its own when none is out, else in the next call with
-/// everything else waiting. `budget` bounds the wait for the answer (`None`: the store's
-/// response timeout, which bounds every call); past it the answer is
+/// everything else waiting. `budget` bounds the wait for the answer; past it the answer is
 /// [`StoreError::Timeout`], and the request may still be decided (see [`Via`]).
+///
+/// With no budget (`None`), the wait is bounded by the store's response timeout from when
+/// the caller joined the line ([`Batched::patience`]), as a call of its own would be: behind
+/// a call that hangs, it is turned away with [`StoreError::Unavailable`] when that call
+/// times out (a fault: the degraded policy answers, see [`Line::turn_away`]); still waiting
+/// behind the very call that was out when it joined, which has then been out the whole
+/// response timeout, likewise; otherwise (the calls ahead answered, or the one carrying it
+/// has not yet timed out) it is [`StoreError::Timeout`] with [`Via::Abandoned`], which says
+/// nothing about the server.
 ///
 /// `armed` is the caller's guard: a caller that goes in the line disarms it before it waits,
 /// because the runner undoes what the server gave to a caller gone by the answer. (Left
@@ -164,17 +235,24 @@ pub(crate) async fn decide<T: Batched>(
     budget: Option<Duration>,
     armed: &mut bool,
 ) -> (Decision<T>, Via) {
-    let until = budget.and_then(|b| tokio::time::Instant::now().checked_add(b));
+    let joined = tokio::time::Instant::now();
+    let until = budget.and_then(|b| joined.checked_add(b));
+    let patience = if budget.is_none() { this.patience() } else { None };
+    let patient_until = patience.and_then(|p| joined.checked_add(p));
     loop {
         let (tx, rx) = oneshot::channel();
-        let alone = {
+        let (alone, ticket) = {
             let mut line = this.line().lock();
             if line.busy {
-                line.waiting.push_back((ask.clone(), tx));
-                false
+                line.tickets += 1;
+                let ticket = line.tickets;
+                let unbounded = budget.is_none();
+                line.waiting.push_back(Waiter { ask: ask.clone(), tx, unbounded, ticket });
+                (false, ticket)
             } else {
                 line.busy = true;
-                true
+                line.out_since = Some(tokio::time::Instant::now());
+                (true, 0)
             }
         };
         if alone {
@@ -183,7 +261,11 @@ pub(crate) async fn decide<T: Batched>(
             *armed = true;
             let _busy = Busy(this);
             let left = until.map(|u| u.saturating_duration_since(tokio::time::Instant::now()));
-            let mut answers = this.call(core::slice::from_ref(&ask), true, left.or(budget)).await;
+            let budget = left.or(budget);
+            let mut answers = this.call(core::slice::from_ref(&ask), true, budget).await;
+            if hung::<T>(&answers, budget) {
+                this.line().turn_away();
+            }
             let answer = answers.pop().unwrap_or(Err(StoreError::Protocol("no answer".into())));
             return (answer, Via::Alone);
         }
@@ -194,6 +276,13 @@ pub(crate) async fn decide<T: Batched>(
             (Some(b), Some(u)) => match tokio::time::timeout_at(u, rx).await {
                 Ok(a) => a,
                 Err(_) => return (Err(StoreError::Timeout { after: b }), Via::Abandoned),
+            },
+            (None, _) => match (patience, patient_until) {
+                (Some(p), Some(u)) => match tokio::time::timeout_at(u, rx).await {
+                    Ok(a) => a,
+                    Err(_) => return out_of_patience(this, ticket, joined, p),
+                },
+                _ => rx.await,
             },
             _ => rx.await,
         };
@@ -212,6 +301,29 @@ pub(crate) async fn decide<T: Batched>(
             Err(_) => return (Err(StoreError::Unavailable), Via::Shared),
         }
     }
+}
+
+/// A caller with no budget whose [`patience`](Batched::patience) `p` ran out in the line
+/// (joined at `joined`, as `ticket`): still in the line behind the call that was out when it
+/// joined, that call has been out `p` and hung (a fault: [`StoreError::Unavailable`], nothing
+/// tried for it); otherwise nothing is known of the server (the calls ahead answered, or the
+/// one carrying it has not timed out yet): [`Via::Abandoned`], its answer undone if it comes.
+fn out_of_patience<T: Batched>(
+    this: &Arc<T>,
+    ticket: u64,
+    joined: tokio::time::Instant,
+    p: Duration,
+) -> (Decision<T>, Via) {
+    let mut line = this.line().lock();
+    let Some(at) = line.waiting.iter().position(|w| w.ticket == ticket) else {
+        return (Err(StoreError::Timeout { after: p }), Via::Abandoned);
+    };
+    // Out of the line: no call carries it now.
+    drop(line.waiting.remove(at));
+    if line.out_since.is_some_and(|since| since <= joined) {
+        return (Err(StoreError::Unavailable), Via::Shared);
+    }
+    (Err(StoreError::Timeout { after: p }), Via::Abandoned)
 }
 
 /// The calls for the line, one after another until it is empty; in a task of its own, so no
@@ -240,12 +352,18 @@ async fn run_line<T: Batched>(this: Arc<T>) {
             let n = line.waiting.len().min(MAX_BATCH);
             let (mut asks, mut txs) = (Vec::with_capacity(n), Vec::with_capacity(n));
             while asks.len() < MAX_BATCH {
-                let Some((ask, tx)) = line.waiting.pop_front() else { break };
-                // A caller that gave up before its call went out takes nothing.
-                if !tx.is_closed() {
-                    asks.push(ask);
-                    txs.push(tx);
+                if !asks.is_empty() && line.waiting.front().is_some_and(|w| T::leads(&w.ask)) {
+                    break; // it heads the next call
                 }
+                let Some(w) = line.waiting.pop_front() else { break };
+                // A caller that gave up before its call went out takes nothing.
+                if !w.tx.is_closed() {
+                    asks.push(w.ask);
+                    txs.push(w.tx);
+                }
+            }
+            if !asks.is_empty() {
+                line.out_since = Some(tokio::time::Instant::now());
             }
             (asks, txs)
         };
@@ -254,6 +372,11 @@ async fn run_line<T: Batched>(this: Arc<T>) {
         }
         (answered, lingered, idle, seen) = (asks.len(), 0, 0, 0);
         let answers = this.call(&asks, false, None).await;
+        let hung = hung::<T>(&answers, None);
+        if !hung {
+            // Answered: nobody behind it waits behind a hung call.
+            this.line().lock().out_since = None;
+        }
         let outcomes = asks
             .into_iter()
             .zip(txs)
@@ -267,6 +390,9 @@ async fn run_line<T: Batched>(this: Arc<T>) {
             })
             .collect();
         this.unclaimed(outcomes);
+        if hung {
+            this.line().turn_away();
+        }
     }
 }
 
@@ -276,6 +402,7 @@ struct Busy<'a, T: Batched>(&'a Arc<T>);
 impl<T: Batched> Drop for Busy<'_, T> {
     fn drop(&mut self) {
         let mut line = self.0.line().lock();
+        line.out_since = None;
         if line.waiting.is_empty() {
             line.busy = false;
             return;
@@ -287,8 +414,8 @@ impl<T: Batched> Drop for Busy<'_, T> {
             }
             Err(_) => {
                 // Only from a drop outside any runtime: nobody can make the call.
-                for (_, tx) in line.waiting.drain(..) {
-                    let _ = tx.send((Err(StoreError::Unavailable), None));
+                for w in line.waiting.drain(..) {
+                    let _ = w.tx.send((Err(StoreError::Unavailable), None));
                 }
                 line.busy = false;
             }

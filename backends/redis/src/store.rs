@@ -38,7 +38,9 @@ pub struct StoreOptions {
     /// instead of each waiting out a timeout; the first call after it tries again, and until
     /// the server answers, a call cut short still counts as the server unreachable.
     /// Heartbeats and the janitor's releases always try. `Duration::ZERO` turns this off
-    /// (and with it the probes).
+    /// (and with it the probes); the callers with no bound of their own waiting in this
+    /// process's line behind a call that fails so are still turned away, once, at its end
+    /// (see [`Degraded`](crate::Degraded#callers-with-no-bound-of-their-own)).
     ///
     /// On one server the breaker is the store's; on a cluster each model's and bucket's (its
     /// hash tag), so a dead node stops only what lives on it, each of its models after one

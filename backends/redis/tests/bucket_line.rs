@@ -56,6 +56,11 @@ async fn a_crowd_with_cancellations_keeps_the_bound_at_every_instant_and_the_rat
                 };
                 match outcome {
                     Some(Ok(())) => admitted.lock().unwrap().push(start.elapsed()),
+                    // A bounded acquire's call gets 10 ms at least: on a loaded machine (2
+                    // cores shared with other suites) one can take longer, and the caller's
+                    // own bound cutting it short is its documented typed timeout.
+                    Some(Err(Error::Store(StoreError::Timeout { after })))
+                        if t % 4 == 3 && after < Duration::from_secs(1) => {}
                     Some(Err(e)) => {
                         assert!(
                             matches!(
