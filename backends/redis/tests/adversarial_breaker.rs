@@ -654,7 +654,6 @@ fn unbounded_tries_behind_a_slow_line_wait_at_most_the_response_timeout() {
 }
 
 #[test]
-#[ignore = "needs `Batched::patience` for `ModelEntry` (src/model/line.rs): the model's line has no bound of its own for a waiter yet"]
 fn unbounded_model_tries_behind_a_slow_line_wait_at_most_the_response_timeout() {
     support::block_on_bounded(Duration::from_secs(30), async {
         check_slow_line(Limiter::Model).await;

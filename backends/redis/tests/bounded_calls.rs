@@ -385,3 +385,73 @@ fn a_blackhole_engages_fail_open_through_the_probe() {
         check_blackhole("bucket, FailOpen, again after a heal", &answers);
     });
 }
+
+/// A lone `acquire` with no bound of its own (nothing else of its process in flight) in a
+/// blackhole waits at most the response timeout for its answer, as `Degraded` documents,
+/// under each policy: its first call waits the whole timeout, which is a fault; the policy
+/// then answers, with no second call into the silence.
+#[test]
+fn a_lone_unbounded_acquire_in_a_blackhole_is_answered_within_the_response_timeout() {
+    let Some(server) = RedisServer::start() else { return };
+    for policy in
+        [Degraded::FailClosed, Degraded::FailOpen, Degraded::Local { share: Share::percent(50) }]
+    {
+        let proxy = FaultProxy::in_front_of(server.port());
+        support::block_on_bounded(TEST_BOUND, async {
+            let l = model_limiter(
+                support::store_timing_out_after(RESPONSE, &proxy.url()).await,
+                config(100_000, Duration::from_secs(2)),
+                policy,
+            );
+            l.acquire(MODEL, 1).await.expect("healthy").settle(1).await.expect("settle");
+            proxy.set_mode(Mode::Blackhole);
+            let t = Instant::now();
+            let r = l.acquire(MODEL, 1).await;
+            let took = t.elapsed();
+            println!(
+                "{policy:?}: a lone unbounded acquire in a blackhole answered after {took:?}: {:?}",
+                r.as_ref().map(|p| p.is_degraded())
+            );
+            match policy {
+                Degraded::FailClosed => assert!(matches!(r, Err(Error::Store(_))), "{r:?}"),
+                _ => assert!(r.as_ref().is_ok_and(|p| p.is_degraded()), "{r:?}"),
+            }
+            assert!(
+                took < RESPONSE + ANSWER_BY,
+                "{took:?} with a response timeout of {RESPONSE:?}"
+            );
+        });
+    }
+}
+
+/// The bucket's lone unbounded `acquire` and `try_acquire` in a blackhole, likewise.
+#[test]
+fn a_lone_unbounded_bucket_call_in_a_blackhole_is_answered_within_the_response_timeout() {
+    let Some(server) = RedisServer::start() else { return };
+    for policy in
+        [Degraded::FailClosed, Degraded::FailOpen, Degraded::Local { share: Share::percent(50) }]
+    {
+        let proxy = FaultProxy::in_front_of(server.port());
+        support::block_on_bounded(TEST_BOUND, async {
+            let store = support::store_timing_out_after(RESPONSE, &proxy.url()).await;
+            let b = RateLimiter::new(store, NS, "lone", Rate::per_second(1_000), 1_000)
+                .expect("bucket")
+                .on_store_error(policy);
+            b.acquire().await.expect("healthy");
+            proxy.set_mode(Mode::Blackhole);
+            for (what, t, r) in [
+                ("acquire", Instant::now(), b.acquire().await),
+                ("try_acquire", Instant::now(), b.try_acquire().await),
+            ] {
+                let took = t.elapsed();
+                println!(
+                    "bucket {policy:?}: a lone unbounded {what} in a blackhole answered after {took:?}: {r:?}"
+                );
+                assert!(
+                    took < RESPONSE + ANSWER_BY,
+                    "{what}: {took:?} with a response timeout of {RESPONSE:?}"
+                );
+            }
+        });
+    }
+}

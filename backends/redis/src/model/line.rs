@@ -137,6 +137,11 @@ impl Batched for ModelEntry {
             .collect()
     }
 
+    fn patience(&self) -> Option<Duration> {
+        // A caller with no bound of its own waits no longer in the line than on a call.
+        Some(self.store.inner.options.response_timeout)
+    }
+
     fn unclaimed(self: &Arc<Self>, _: Vec<(Ask, Decision, bool)>) {
         // Each try's guard undoes it (below), whether its caller was gone at the send or
         // cancelled before it read the answer.
