@@ -94,6 +94,15 @@ impl From<tollgate::model::ModelConfigError> for Error {
     }
 }
 
+impl StoreError {
+    /// `e` of a call bounded by `bound`: the client's own timeout is the call's, `after`
+    /// `bound` (a `Timeout` whose `after` is below the response timeout says the caller's
+    /// bound cut the call short, which is not a fault; the client's timeout is one).
+    pub(crate) fn within(e: redis::RedisError, bound: Duration) -> Self {
+        if e.is_timeout() { StoreError::Timeout { after: bound } } else { e.into() }
+    }
+}
+
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
         if e.is_timeout() {

@@ -322,7 +322,7 @@ impl RedisStore {
         let conn = tokio::time::timeout(bound, client.get_connection_manager_with_config(config))
             .await
             .map_err(|_| StoreError::Timeout { after: bound })?
-            .map_err(StoreError::from)?;
+            .map_err(|e| StoreError::within(e, bound))?;
         let (subscribe, sub_rx) = mpsc::unbounded_channel();
         let inner = Self::start(Conn::Single(conn), options, "PUBLISH", subscribe).await?;
         tokio::spawn(subscriber(client, Arc::downgrade(&inner), sub_rx));
@@ -353,7 +353,7 @@ impl RedisStore {
             tokio::time::timeout(bound, client.get_async_connection())
                 .await
                 .map_err(|_| StoreError::Timeout { after: bound })?
-                .map_err(StoreError::from)
+                .map_err(|e| StoreError::within(e, bound))
         };
         let conn = connect(build(None)?).await?;
         let (push_tx, push_rx) = mpsc::unbounded_channel();
@@ -379,7 +379,7 @@ impl RedisStore {
         tokio::time::timeout(bound, conn.ping())
             .await
             .map_err(|_| StoreError::Timeout { after: bound })?
-            .map_err(StoreError::from)?;
+            .map_err(|e| StoreError::within(e, bound))?;
         // Load the library now (on a cluster, on every primary), or on a server without
         // functions every script: a first call then costs one round trip, not three. A failure
         // here is not fatal: a call loads what the server says it lacks.
@@ -417,7 +417,7 @@ impl RedisStore {
         tokio::time::timeout(bound, self.inner.conn.ping())
             .await
             .map_err(|_| StoreError::Timeout { after: bound })?
-            .map_err(StoreError::from)?;
+            .map_err(|e| StoreError::within(e, bound))?;
         Ok(())
     }
 
