@@ -34,6 +34,15 @@ const HEAL_FOR: Duration = Duration::from_millis(800);
 const HEAL_GRACE: Duration = Duration::from_millis(600);
 const CYCLES: usize = 3;
 
+/// The tests of this file one at a time: each judges timing (what answered in which phase,
+/// how far past its bound), and beside the others' crowds a stall of the 2-core machine made
+/// a slow server's calls time out for real (the policy then answered "while only slow").
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn store(url: &str, cooldown: Duration) -> RedisStore {
     // Every field named today; the update keeps this building if options are added.
     #[allow(clippy::needless_update)]
@@ -218,6 +227,7 @@ fn probes(server: &RedisServer) -> u64 {
 
 #[test]
 fn slow_dark_heal_cycles_bucket_fail_open() {
+    let _alone = alone();
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     support::block_on_bounded(Duration::from_secs(30), async {
@@ -241,6 +251,7 @@ fn slow_dark_heal_cycles_bucket_fail_open() {
 
 #[test]
 fn slow_dark_heal_cycles_model_fail_open() {
+    let _alone = alone();
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     let config = support::one_request_a_minute();
@@ -271,6 +282,7 @@ fn slow_dark_heal_cycles_model_fail_open() {
 /// behind it, when it times out.
 #[test]
 fn no_breaker_short_bounds_never_degrade_full_timeouts_do() {
+    let _alone = alone();
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     support::block_on_bounded(Duration::from_secs(30), async {
@@ -353,6 +365,7 @@ fn no_breaker_short_bounds_never_degrade_full_timeouts_do() {
 /// (the server blackholed): neither the shutdown nor the drops panic or hang.
 #[test]
 fn runtime_shutdown_with_calls_and_probes_in_flight() {
+    let _alone = alone();
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     for round in 0..3_u64 {
@@ -506,6 +519,7 @@ async fn check_unbounded(limiter: Limiter, cases: &[(Duration, usize, bool)]) {
 /// turned away at once: every caller's error within about one response timeout.
 #[test]
 fn unbounded_acquires_fail_within_the_response_timeout() {
+    let _alone = alone();
     support::block_on_bounded(Duration::from_secs(30), async {
         check_unbounded(Limiter::Bucket, &[(COOLDOWN, 64, false), (COOLDOWN, 600, true)]).await;
     });
@@ -514,6 +528,7 @@ fn unbounded_acquires_fail_within_the_response_timeout() {
 /// As above, the model's line.
 #[test]
 fn unbounded_model_acquires_fail_within_the_response_timeout() {
+    let _alone = alone();
     support::block_on_bounded(Duration::from_secs(30), async {
         check_unbounded(Limiter::Model, &[(COOLDOWN, 64, false), (COOLDOWN, 600, true)]).await;
     });
@@ -524,6 +539,7 @@ fn unbounded_model_acquires_fail_within_the_response_timeout() {
 /// 200 ms), and with more than `MAX_BATCH` waiting, one more per batch (600 tries: 783 ms).
 #[test]
 fn unbounded_acquires_fail_within_the_response_timeout_without_a_breaker() {
+    let _alone = alone();
     support::block_on_bounded(Duration::from_secs(30), async {
         let cases = [(Duration::ZERO, 64, false), (Duration::ZERO, 600, true)];
         check_unbounded(Limiter::Bucket, &cases).await;
@@ -533,6 +549,7 @@ fn unbounded_acquires_fail_within_the_response_timeout_without_a_breaker() {
 /// As above, the model's line.
 #[test]
 fn unbounded_model_acquires_fail_within_the_response_timeout_without_a_breaker() {
+    let _alone = alone();
     support::block_on_bounded(Duration::from_secs(30), async {
         let cases = [(Duration::ZERO, 64, false), (Duration::ZERO, 600, true)];
         check_unbounded(Limiter::Model, &cases).await;
@@ -648,6 +665,7 @@ async fn check_slow_line(limiter: Limiter) {
 
 #[test]
 fn unbounded_tries_behind_a_slow_line_wait_at_most_the_response_timeout() {
+    let _alone = alone();
     support::block_on_bounded(Duration::from_secs(30), async {
         check_slow_line(Limiter::Bucket).await;
     });
@@ -655,6 +673,7 @@ fn unbounded_tries_behind_a_slow_line_wait_at_most_the_response_timeout() {
 
 #[test]
 fn unbounded_model_tries_behind_a_slow_line_wait_at_most_the_response_timeout() {
+    let _alone = alone();
     support::block_on_bounded(Duration::from_secs(30), async {
         check_slow_line(Limiter::Model).await;
     });
@@ -665,6 +684,7 @@ fn unbounded_model_tries_behind_a_slow_line_wait_at_most_the_response_timeout() 
 /// answer closes the breaker; the policy must stop within the grace all the same.
 #[test]
 fn slow_dark_slow_cycles_bucket_fail_open() {
+    let _alone = alone();
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     support::block_on_bounded(Duration::from_secs(30), async {
@@ -691,6 +711,7 @@ fn slow_dark_slow_cycles_bucket_fail_open() {
 /// runtime is shut down while its crowd was in the bucket's line.
 #[test]
 fn a_limiter_outliving_its_runtime_answers_on_the_next_one() {
+    let _alone = alone();
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     let old = tokio::runtime::Builder::new_multi_thread()
