@@ -18,20 +18,6 @@ fn config(rpm: u32, tpm: u64, par: u32) -> RateLimitConfig {
     RateLimitConfig { rpm, tpm, max_parallel_requests: par, ..Default::default() }
 }
 
-async fn limiter(
-    server: &support::RedisServer,
-    ns: &str,
-    cfg: RateLimitConfig,
-) -> ModelRateLimiter {
-    let store = RedisStore::connect(&server.url()).await.expect("connect");
-    ModelRateLimiter::builder(store, ns)
-        .model("m", cfg.clone())
-        .default_config(cfg)
-        .ticket_ttl(Duration::from_secs(30)) // refresh every 10 s: a wake must come by message
-        .build()
-        .expect("limiter")
-}
-
 fn limit_err(e: &Error) -> &tollgate::Error {
     e.limit().unwrap_or_else(|| panic!("expected a limit refusal, got {e:?}"))
 }
@@ -53,7 +39,7 @@ async fn connect_reports_bad_urls_and_unreachable_servers_in_bounded_time() {
 #[tokio::test]
 async fn admits_refuses_settles_and_reports() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t1", config(3, 1_000, 5)).await;
+    let l = support::model_process(&server, "t1", config(3, 1_000, 5)).await;
     let mut permits = Vec::new();
     for _ in 0..3 {
         permits.push(l.try_acquire("m", 100).await.expect("within rpm"));
@@ -83,7 +69,7 @@ async fn admits_refuses_settles_and_reports() {
 #[tokio::test]
 async fn a_freed_slot_goes_to_the_waiter_by_message() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = Arc::new(limiter(&server, "t2", config(1_000, 100_000, 1)).await);
+    let l = Arc::new(support::model_process(&server, "t2", config(1_000, 100_000, 1)).await);
     let held = l.try_acquire("m", 1).await.unwrap();
     let waiter = {
         let l = l.clone();
@@ -106,7 +92,7 @@ async fn a_freed_slot_goes_to_the_waiter_by_message() {
 #[tokio::test]
 async fn waiters_are_admitted_in_arrival_order_and_never_overtaken() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = Arc::new(limiter(&server, "t3", config(1_000, 100_000, 1)).await);
+    let l = Arc::new(support::model_process(&server, "t3", config(1_000, 100_000, 1)).await);
     let held = l.try_acquire("m", 1).await.unwrap();
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -132,7 +118,7 @@ async fn waiters_are_admitted_in_arrival_order_and_never_overtaken() {
 #[tokio::test]
 async fn cancelled_waits_and_dropped_permits_leave_nothing_behind() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = Arc::new(limiter(&server, "t4", config(1_000, 100_000, 1)).await);
+    let l = Arc::new(support::model_process(&server, "t4", config(1_000, 100_000, 1)).await);
     let held = l.try_acquire("m", 10).await.unwrap();
     // Waiters that give up: their queue places go.
     for _ in 0..5 {
@@ -163,20 +149,20 @@ async fn cancelled_waits_and_dropped_permits_leave_nothing_behind() {
 #[tokio::test]
 async fn two_configs_for_one_model_are_refused_not_mixed() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = limiter(&server, "t5", config(10, 1_000, 2)).await;
-    let b = limiter(&server, "t5", config(20, 1_000, 2)).await;
+    let a = support::model_process(&server, "t5", config(10, 1_000, 2)).await;
+    let b = support::model_process(&server, "t5", config(20, 1_000, 2)).await;
     a.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
     let err = b.try_acquire("m", 1).await.unwrap_err();
     assert!(matches!(err, Error::ConfigMismatch { .. }), "{err:?}");
     // Another namespace is another budget.
-    let c = limiter(&server, "t5b", config(20, 1_000, 2)).await;
+    let c = support::model_process(&server, "t5b", config(20, 1_000, 2)).await;
     c.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
 }
 
 #[tokio::test]
 async fn awkward_names_work_and_stay_apart() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t6", config(1, 1_000, 1)).await;
+    let l = support::model_process(&server, "t6", config(1, 1_000, 1)).await;
     let long = "x".repeat(1 << 20);
     let names = ["", "a:b", "{x}", "}{", long.as_str(), "model:with:colons"];
     for name in names {
@@ -269,7 +255,7 @@ async fn store_down_fails_closed_by_default_and_degrades_only_when_asked() {
 #[tokio::test]
 async fn a_retried_admission_is_counted_once() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t9", config(10, 1_000, 5)).await;
+    let l = support::model_process(&server, "t9", config(10, 1_000, 5)).await;
     // As after a reply lost to a timeout: the same request id comes again.
     let first = l.try_acquire_with_id("m", 100, "req-1").await.unwrap();
     let again = l.try_acquire_with_id("m", 100, "req-1").await.unwrap();
@@ -288,7 +274,7 @@ async fn a_retried_admission_is_counted_once() {
 #[tokio::test]
 async fn memory_does_not_grow_with_requests() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t10", config(1_000, 1_000_000, 5)).await;
+    let l = support::model_process(&server, "t10", config(1_000, 1_000_000, 5)).await;
     let keys = || server.command(&["DBSIZE"]);
     for _ in 0..200 {
         l.try_acquire("m", 10).await.unwrap().settle(5).await.unwrap();
@@ -307,7 +293,7 @@ async fn memory_does_not_grow_with_requests() {
 #[tokio::test]
 async fn a_state_lost_on_the_server_is_reported() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t11", config(2, 1_000, 5)).await;
+    let l = support::model_process(&server, "t11", config(2, 1_000, 5)).await;
     l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
     l.try_acquire("m", 1).await.unwrap().settle(1).await.unwrap();
     assert!(l.try_acquire("m", 1).await.is_err());
@@ -324,7 +310,7 @@ async fn a_state_lost_on_the_server_is_reported() {
 #[tokio::test]
 async fn acquires_cancelled_mid_call_leave_no_stale_ticket_or_slot() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t12", config(100_000, 10_000_000, 1)).await;
+    let l = support::model_process(&server, "t12", config(100_000, 10_000_000, 1)).await;
     let mut got = 0;
     for i in 0..60u64 {
         // From 0 to ~3 ms: many are dropped while their script call is in flight.
@@ -430,7 +416,7 @@ async fn the_breaker_answers_at_once_while_down_and_probes_again_after_its_coold
 #[tokio::test]
 async fn bounded_acquires_refuse_up_front_what_cannot_make_their_deadline() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t15", config(1, 1_000, 5)).await;
+    let l = support::model_process(&server, "t15", config(1, 1_000, 5)).await;
     let now = l.timer().now();
     // A deadline already past fails at once, even with room.
     let err = l.acquire_before("m", 1, now).await.unwrap_err();
@@ -487,7 +473,7 @@ async fn input_and_output_tokens_are_limited_apart() {
         ],
         ..Default::default()
     };
-    let l = limiter(&server, "t21", cfg).await;
+    let l = support::model_process(&server, "t21", cfg).await;
     let used = |s: &tollgate::ModelStats, name: &str| {
         s.limits.iter().find(|u| u.name == name).map(|u| u.usage.used).unwrap()
     };
@@ -518,7 +504,7 @@ async fn input_and_output_tokens_are_limited_apart() {
         "{err:?}"
     );
     // A plain settle splits input first: 700 of an estimate of 300 input are 300 + 400.
-    let l2 = limiter(
+    let l2 = support::model_process(
         &server,
         "t22",
         RateLimitConfig {
@@ -544,7 +530,7 @@ async fn input_and_output_tokens_are_limited_apart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admission_whose_caller_is_gone_gives_back_its_request_too() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t23", config(10, 10_000, 10)).await;
+    let l = support::model_process(&server, "t23", config(10, 10_000, 10)).await;
     drop(l.try_acquire("m", 100).await.unwrap()); // the state exists: 1 request, 100 tokens
     // Hold every call on the server: the next try goes out and waits there; its caller is
     // gone before the answer, so its guard's give-back follows it on the same connection.
@@ -571,7 +557,7 @@ async fn an_admission_whose_caller_is_gone_gives_back_its_request_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_that_frees_goes_to_every_waiter_it_fits_in_one_call() {
     let Some(server) = support::RedisServer::start() else { return };
-    let l = limiter(&server, "t24", config(100, 1_000, 100)).await;
+    let l = support::model_process(&server, "t24", config(100, 1_000, 100)).await;
     let full = l.acquire("m", 1_000).await.unwrap(); // the token window is full for a minute
     let waiters: Vec<_> = (0..6)
         .map(|_| {

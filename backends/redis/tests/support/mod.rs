@@ -334,3 +334,20 @@ pub fn one_request_a_minute() -> tollgate::RateLimitConfig {
         ..Default::default()
     }
 }
+
+/// A model limiter of its own connection to `server` (one "process"), with `cfg` for model
+/// "m" and every other model, and tickets renewed only every 10 s: a wake-up within a test
+/// must come by message.
+pub async fn model_process(
+    server: &RedisServer,
+    ns: &str,
+    cfg: tollgate::RateLimitConfig,
+) -> tollgate_redis::ModelRateLimiter {
+    let store = tollgate_redis::RedisStore::connect(&server.url()).await.expect("connect");
+    tollgate_redis::ModelRateLimiter::builder(store, ns)
+        .model("m", cfg.clone())
+        .default_config(cfg)
+        .ticket_ttl(Duration::from_secs(30))
+        .build()
+        .expect("limiter")
+}
