@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 
 use tollgate::Instant;
-use tollgate::model::{Charge, Estimate, Limit, StateStore, Wait};
+use tollgate::model::{Charge, Estimate, Limit, MemoryStore, StateStore, Wait};
 
 use crate::encode;
 use crate::error::{Error, StoreError};
@@ -102,6 +102,11 @@ impl ParityStore {
         ops.iter().zip(&replies).map(|(op, r)| op.answer(r)).collect()
     }
 
+    /// Runs one operation (any, the feedback ones included) in a call of its own at `now`.
+    pub fn one(&self, op: &RuleOp, now: Instant) -> RuleAnswer {
+        op.answer(&self.run(op, now))
+    }
+
     /// Deletes the state, as an expiry or a server that restarts empty would lose it.
     pub fn lose_state(&self) {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -127,6 +132,27 @@ pub enum RuleOp {
     SettleIo(Charge, Estimate),
     /// [`StateStore::usage_at`].
     Usage,
+    /// [`RateState::set_max`](tollgate::model::RateState::set_max) of a limit (its index) to a maximum (header feedback: a learned
+    /// limit); answers the maximum before.
+    SetMax(usize, u64),
+    /// [`RateState::drain_seen_at`](tollgate::model::RateState::drain_seen_at) (header feedback: the provider's remaining); answers what
+    /// the limit holds for the others.
+    Drain(Drain),
+}
+
+/// The arguments of [`RateState::drain_seen_at`](tollgate::model::RateState::drain_seen_at), for [`RuleOp::Drain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// The limit's index in the list.
+    pub limit: usize,
+    /// The least the provider has left.
+    pub remaining: u64,
+    /// How much more it may have.
+    pub tolerance: u64,
+    /// When the provider's count resets.
+    pub expires: Instant,
+    /// When the provider reported it.
+    pub seen: Instant,
 }
 
 /// What a [`RuleOp`] answered.
@@ -140,6 +166,12 @@ pub enum RuleAnswer {
     Settled,
     /// The usage of each limit, in list order.
     Usage(Vec<u64>),
+    /// A limit's maximum before a [`RuleOp::SetMax`] (0: no such limit).
+    MaxWas(u64),
+    /// What a [`RuleOp::Drain`] left the limit holding for the others.
+    Drained(u64),
+    /// A feedback operation asked of a store that has none (see [`RuleOp::apply_memory`]).
+    Unsupported,
 }
 
 impl RuleOp {
@@ -172,6 +204,32 @@ impl RuleOp {
                 store.usage_at(now, &mut used);
                 RuleAnswer::Usage(used)
             }
+            Self::SetMax(..) | Self::Drain(_) => RuleAnswer::Unsupported,
+        }
+    }
+
+    /// As [`apply`](Self::apply), the feedback operations included, on a [`MemoryStore`]'s
+    /// [`RateState`].
+    ///
+    /// ```
+    /// use tollgate::Instant;
+    /// use tollgate::model::{Limit, MemoryStore};
+    /// use tollgate_redis::testing::{RuleAnswer, RuleOp};
+    ///
+    /// let store = MemoryStore::new(&[Limit::requests("rpm", 5, core::time::Duration::from_secs(60))]);
+    /// assert_eq!(RuleOp::SetMax(0, 3).apply_memory(&store, Instant::ZERO), RuleAnswer::MaxWas(5));
+    /// ```
+    pub fn apply_memory(&self, store: &MemoryStore, now: Instant) -> RuleAnswer {
+        match *self {
+            Self::SetMax(limit, max) => RuleAnswer::MaxWas(store.with(|s| {
+                let from = s.max_of(limit).unwrap_or(0);
+                s.set_max(limit, max);
+                from
+            })),
+            Self::Drain(d) => RuleAnswer::Drained(store.with(|s| {
+                s.drain_seen_at(d.limit, d.remaining, d.tolerance, d.expires, d.seen, now)
+            })),
+            _ => self.apply(store, now),
         }
     }
 
@@ -189,6 +247,17 @@ impl RuleOp {
             Self::Settle(c, actual) => settle(2, c, c.split(actual)),
             Self::SettleIo(c, actual) => settle(2, c, actual),
             Self::Usage => [3, 0, 0, 0, 0, 0, 0, 0],
+            Self::SetMax(limit, max) => [5, limit as u64, max, 0, 0, 0, 0, 0],
+            Self::Drain(d) => [
+                6,
+                d.limit as u64,
+                d.remaining,
+                d.tolerance,
+                d.expires.as_nanos(),
+                d.seen.as_nanos(),
+                0,
+                0,
+            ],
         }
     }
 
@@ -200,6 +269,8 @@ impl RuleOp {
             Self::Earliest(_) => RuleAnswer::Earliest(if r[0] == 1 { None } else { Some(wait(r)) }),
             Self::Settle(..) | Self::SettleIo(..) => RuleAnswer::Settled,
             Self::Usage => RuleAnswer::Usage(usage(r)),
+            Self::SetMax(..) => RuleAnswer::MaxWas(usage(r)[0]),
+            Self::Drain(_) => RuleAnswer::Drained(usage(r)[0]),
         }
     }
 }
