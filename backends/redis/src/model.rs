@@ -14,7 +14,8 @@
 //!
 //! Provider feedback (`model/feedback.rs`): a cooldown or an exhausted quota lives in the
 //! model's state, so one process's 429 holds them all; every admission reads it in the read
-//! it already makes.
+//! it already makes. So does what the provider's headers said (`model/headers.rs`): a limit
+//! learned lower and the share the provider counts for other clients.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -38,6 +39,7 @@ use crate::waiting::Waiting;
 mod line;
 pub(crate) use line::Ask;
 mod feedback;
+mod headers;
 
 /// Builds a [`ModelRateLimiter`]: the models, the default config, lease and ticket TTLs, and
 /// the policy while Redis is unreachable.
@@ -988,10 +990,13 @@ impl ModelRateLimiter {
             if r.first() == Some(&-2) {
                 return Err(Error::ConfigMismatch { key: entry.keys[0].clone() });
             }
-            if r.len() != 5 + entry.limits.len() {
+            let n = entry.limits.len();
+            if r.len() != 5 + 2 * n {
                 return Err(StoreError::Protocol(format!("model_stats: {r:?}")).into());
             }
             let used = |i: usize| u64::try_from(r[5 + i]).unwrap_or(0);
+            // The maximum in force: the configured one, or what header feedback learned.
+            let in_force = |i: usize| u64::try_from(r[5 + n + i]).unwrap_or(0);
             let limits: Vec<LimitUsage> = entry
                 .limits
                 .iter()
@@ -999,10 +1004,9 @@ impl ModelRateLimiter {
                 .map(|(i, l)| LimitUsage {
                     name: l.name.clone(),
                     counts: l.counts,
-                    usage: Usage { used: used(i), limit: l.max },
+                    usage: Usage { used: used(i), limit: in_force(i) },
                     configured: l.max,
-                    // Learned limits (header feedback) are the in-process limiter's for now.
-                    learned: None,
+                    learned: (in_force(i) != l.max).then(|| in_force(i)),
                 })
                 .collect();
             let stats = ModelStats {
