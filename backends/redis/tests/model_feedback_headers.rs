@@ -352,3 +352,90 @@ fn a_crowd_under_random_timeouts_never_gets_more_than_the_latest_reports_allowed
         );
     });
 }
+
+/// The commands scripts ran (`INFO commandstats`, reset first) while `n` tries and settles
+/// went one after another, all inside one second of the server's clock (so that no window's
+/// head moves in between, which costs the same with feedback or without): per command, its
+/// calls. Tried again if the second ran out.
+async fn commands_of(
+    server: &Arc<support::RedisServer>,
+    l: &ModelRateLimiter,
+    n: usize,
+) -> Vec<(String, u64)> {
+    for _ in 0..10 {
+        let s = server.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            // Wait for the start of a new second (every run's first call moves the heads
+            // then), then reset the counters.
+            let second = server_now(&s) / 1_000_000;
+            loop {
+                let now = server_now(&s);
+                if now / 1_000_000 > second && now % 1_000_000 < 100_000 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            s.command(&["CONFIG", "RESETSTAT"]);
+            server_now(&s)
+        })
+        .await
+        .unwrap();
+        for _ in 0..n {
+            let p = bounded(l.try_acquire("m", 1)).await.expect("room");
+            bounded(p.settle(1)).await.expect("settle");
+        }
+        let s = server.clone();
+        let (ended, stats) = tokio::task::spawn_blocking(move || {
+            (server_now(&s), s.command(&["INFO", "commandstats"]))
+        })
+        .await
+        .unwrap();
+        if ended / 1_000_000 != started / 1_000_000 {
+            continue;
+        }
+        return stats
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+                let calls = rest.split(',').next()?.parse().ok()?;
+                (!name.starts_with("config") && name != "info").then(|| (name.to_owned(), calls))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+    }
+    panic!("no second of the server's clock was long enough");
+}
+
+#[test]
+fn feedback_costs_an_admission_no_command() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let server = Arc::new(server);
+    support::block_on_bounded(Duration::from_secs(60), async move {
+        // (minute windows of one-second slots: no head moves inside a measured second)
+        let cfg = RateLimitConfig {
+            rpm: 1_000_000,
+            tpm: 1_000_000_000,
+            max_parallel_requests: 64,
+            ..Default::default()
+        };
+        let a = process(&server, "hd8", cfg).await;
+        drop(bounded(a.try_acquire("m", 1)).await.unwrap());
+        let without = commands_of(&server, &a, 20).await;
+        // Learned maxima and shares held, in force all along.
+        let r =
+            report(Quota::Requests, Duration::from_secs(60), 900_000, 100, Duration::from_secs(60));
+        let r = bounded(a.observe("m", &r)).await.unwrap();
+        assert!(!r.learned.is_empty() && !r.drained.is_empty(), "{r:?}");
+        let with = commands_of(&server, &a, 20).await;
+        let fcalls = without.iter().find(|(c, _)| c == "fcall").map_or(0, |c| c.1);
+        // (TIME: the scripts' own, and two of this test's, outside them)
+        let others: u64 =
+            without.iter().filter(|(c, _)| c != "fcall").map(|c| c.1).sum::<u64>() - 2;
+        eprintln!(
+            "per call: {fcalls} FCALL, {others} commands inside them; without {without:?}, with {with:?}"
+        );
+        assert_eq!(fcalls, 40, "one call per try and per settle: {without:?}");
+        assert_eq!(without, with, "feedback in force costs admissions no command");
+    });
+}
