@@ -188,8 +188,10 @@ impl ModelRateLimiterBuilder {
 /// [`quota_exhausted`](Self::quota_exhausted), [`observe_429`](Self::observe_429) and the
 /// permit's [`rate_limited`](ModelPermit::rate_limited) / [`throttled`](ModelPermit::throttled)
 /// write the pause into the model's shared state (feedback only tightens), and
-/// [`resume`](Self::resume) ends it. Header feedback (`observe`: learned limits, drains) is
-/// the in-process limiter's only, for now.
+/// [`resume`](Self::resume) ends it. So does what the provider's headers say
+/// ([`observe`](Self::observe), [`observe_at`](Self::observe_at)): a limit learned lower and
+/// the share the provider counts for other clients on the key hold every process, and
+/// [`stats`](Self::stats) reports the learned maxima.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), tollgate_redis::Error> {

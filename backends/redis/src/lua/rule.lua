@@ -162,7 +162,6 @@ end
 -- share once ended, kept shares ended a window ago (a report is only applied when seen within
 -- a window of the clock, and holding drops the shares ended by the time it was seen).
 local function fb_flush(now)
-  if not FBD then return end
   FBD = nil
   local parts = {}
   for i = 1, NL do
@@ -667,7 +666,7 @@ local function rule_flush(now)
   for i = 1, NL do
     if LIM[i].kind == 0 then win_flush(i) else bkt_flush(i) end
   end
-  fb_flush(now)
+  if FBD then fb_flush(now) end
 end
 
 -- Keeps the state alive for `ttl_ms` more, and at least until the pause in force ends (the
