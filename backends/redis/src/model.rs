@@ -228,7 +228,7 @@ pub(crate) struct LimiterInner {
     ticket_ttl: Duration,
     degraded: Degraded,
     local: Option<Arc<tollgate::ModelRateLimiter<TokioTimer>>>,
-    timer: TokioTimer,
+    pub(crate) timer: TokioTimer,
     state_resets: AtomicU64,
 }
 

@@ -111,6 +111,30 @@ async fn headers_seen_by_one_process_lower_the_limit_and_drain_the_other() {
 }
 
 #[tokio::test]
+async fn a_permit_settles_then_observes_its_answer() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let cfg = RateLimitConfig { rpm: 500, tpm: 10_000, ..Default::default() };
+    let a = process(&server, "hd9", cfg.clone()).await;
+    let b = process(&server, "hd9", cfg).await;
+    let permit = bounded(a.try_acquire("m", 2_000)).await.unwrap();
+    // The request used 500; the provider counts 4 500 in all: 4 000 are someone else's
+    // (observed before the settle, the 1 500 it did not use would hide as much of theirs).
+    let headers = [("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-remaining-tokens", "5500")];
+    let (settled, r) =
+        bounded(permit.settle_and_observe(200, 300, &openai(&headers))).await.unwrap();
+    assert_eq!(settled, tollgate_redis::Settled::Applied);
+    assert_eq!(r.drained[0].charged, 4_000, "{r:?}");
+    assert_eq!(bounded(b.stats()).await.unwrap()["m"].tokens.used, 4_500);
+    // As of when it was received.
+    let permit = bounded(b.try_acquire("m", 100)).await.unwrap();
+    let received = b.timer().now();
+    let headers = [("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-remaining-tokens", "5000")];
+    let (_, r) =
+        bounded(permit.settle_and_observe_at(100, 0, &openai(&headers), received)).await.unwrap();
+    assert_eq!(r.drained[0].charged, 4_400, "5 000 counted, 600 of them ours: {r:?}");
+}
+
+#[tokio::test]
 async fn feedback_only_tightens_unless_the_config_lets_it_raise() {
     let Some(server) = support::RedisServer::start() else { return };
     let cfg = RateLimitConfig { rpm: 500, tpm: 40_000, ..Default::default() };
@@ -209,6 +233,17 @@ async fn header_feedback_that_cannot_reach_redis_is_a_store_error_whatever_the_p
         let err = bounded(l.observe_at("m", &openai(&headers), l.timer().now())).await.unwrap_err();
         assert!(err.is_store(), "{err:?}");
     }
+    // A degraded permit's answer: settled where it was counted, an error all the same (the
+    // others were not told); the local share learns it (its room drained to the 100 left).
+    let p = bounded(open.try_acquire("m", 10)).await.expect("fail open");
+    let err = bounded(p.settle_and_observe(10, 0, &openai(&headers))).await.unwrap_err();
+    assert!(err.is_store(), "{err:?}");
+    let p = bounded(local.try_acquire("m", 10)).await.expect("local share");
+    assert!(p.is_degraded());
+    let err = bounded(p.settle_and_observe(10, 0, &openai(&headers))).await.unwrap_err();
+    assert!(err.is_store(), "{err:?}");
+    let err = bounded(local.try_acquire("m", 200)).await.unwrap_err();
+    assert!(matches!(err.limit(), Some(tollgate::Error::RateLimited(_))), "{err:?}");
     // Nothing to apply needs no round trip.
     let r = bounded(open.observe("m", &HeaderReport::empty(Provider::OpenAi))).await.unwrap();
     assert_eq!(r, tollgate::model::FeedbackReport::default());

@@ -86,6 +86,21 @@ fn items(entry: &ModelEntry, report: &HeaderReport, age: Duration) -> (Vec<Item>
 }
 
 impl LimiterInner {
+    /// Applies `report`, produced at `seen` (an instant of this limiter's timer; a later one
+    /// counts as now), to `entry` (see [`ModelRateLimiter::observe_at`]).
+    pub(crate) async fn observe_entry(
+        &self,
+        entry: &ModelEntry,
+        report: &HeaderReport,
+        seen: Instant,
+    ) -> Result<FeedbackReport, Error> {
+        // (The round trip between this reading and the server's `TIME` makes `seen` a little
+        // later than it was: own requests of that moment count as own, as the core's own
+        // charges after `seen` in `seen`'s slot do.)
+        let age = self.timer.now().saturating_duration_since(seen);
+        self.headers(entry, report, age).await
+    }
+
     /// Applies `report`, produced `age` before now, to `entry`'s shared state in one call
     /// (none when nothing matches), and says what changed.
     async fn headers(
@@ -224,10 +239,6 @@ impl ModelRateLimiter {
         seen: Instant,
     ) -> Result<FeedbackReport, Error> {
         let entry = self.inner.entry(model)?;
-        // (The round trip between this reading and the server's `TIME` makes `seen` a little
-        // later than it was: own requests of that moment count as own, as the core's own
-        // charges after `seen` in `seen`'s slot do.)
-        let age = self.inner.timer.now().saturating_duration_since(seen);
-        self.inner.headers(&entry, report, age).await
+        self.inner.observe_entry(&entry, report, seen).await
     }
 }
