@@ -201,6 +201,12 @@ async fn a_report_read_late_is_compared_with_the_books_of_when_it_was_produced()
     .await
     .unwrap();
     assert_eq!(r.drained[0].charged, 10, "{r:?}");
+    // A share held past the windows keeps the state alive as long (it lives there).
+    let long = report(Quota::Requests, Duration::from_secs(2), 100, 50, Duration::from_secs(120));
+    assert!(!bounded(a.observe("m", &long)).await.unwrap().drained.is_empty());
+    let ttl = server.command(&["PTTL", "{tg:hd4:m=m}:s"]);
+    let ttl: i64 = ttl.trim_start_matches(':').trim().parse().unwrap();
+    assert!(ttl > 119_000, "the state expires before the share ends: {ttl} ms");
     // A report older than the window changes nothing.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let old = a.timer().now() - Duration::from_millis(2_500);

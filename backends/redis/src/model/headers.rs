@@ -7,6 +7,11 @@
 //! makes anyway. Feedback only tightens (DESIGN.md invariant 11): a learned maximum is never
 //! above the configured one unless the config's `feedback_may_raise` says so, and the config's
 //! fingerprint stays the config's, so processes with the same config still match.
+//!
+//! What feedback holds lives as long as the model's state: a share held for others keeps the
+//! state from expiring until it ends, but a learned maximum is forgotten when the state
+//! expires after idling (or is lost), where the in-process limiter keeps it until
+//! reconfigured; the provider's next headers teach it again.
 
 use core::time::Duration;
 
