@@ -23,6 +23,8 @@ pub struct ParityStore {
     conn: Mutex<redis::Connection>,
     key: String,
     config: Vec<String>,
+    /// The library function to `FCALL` instead of the script (see [`ParityStore::in_library`]).
+    function: Option<String>,
 }
 
 impl core::fmt::Debug for ParityStore {
@@ -43,32 +45,59 @@ impl ParityStore {
         let (words, _) = encode::limits(limits, 1)?;
         let mut config = vec![encode::fingerprint("test", &words), limits.len().to_string()];
         config.extend(words.iter().map(u64::to_string));
-        Ok(Self { conn: Mutex::new(conn), key: key.to_owned(), config })
+        Ok(Self { conn: Mutex::new(conn), key: key.to_owned(), config, function: None })
     }
 
-    /// A fresh invocation of the test script on this key with the config's arguments.
-    fn invocation(&self) -> redis::ScriptInvocation<'static> {
-        let mut inv = test_ops().prepare_invoke();
-        inv.key(self.key.as_str());
-        for a in &self.config {
-            inv.arg(a.as_str());
+    /// As [`new`](Self::new), the operations run as a function of a library (`FUNCTION LOAD`,
+    /// then `FCALL`), as production runs them: what the helpers keep between calls (parsed
+    /// configs, parsed header feedback) is then kept, and must never change a decision.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); [`Error::Store`] if the server has no functions (Redis < 7).
+    pub fn in_library(url: &str, key: &str, limits: &[Limit]) -> Result<Self, Error> {
+        let mut store = Self::new(url, key, limits)?;
+        let (name, text) = crate::scripts::test_ops_library();
+        {
+            let mut conn = store.conn.lock().unwrap_or_else(|e| e.into_inner());
+            redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg("REPLACE")
+                .arg(text.as_str())
+                .exec(&mut *conn)
+                .map_err(StoreError::from)?;
         }
-        inv
+        store.function = Some(name.clone());
+        Ok(store)
     }
 
-    fn invoke<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> T {
+    /// Runs the test operations with `args` (after the config; the clock last).
+    fn call<T: redis::FromRedisValue>(&self, args: &[String]) -> T {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         // A test helper: a failing server fails the test.
-        inv.invoke::<T>(&mut *conn).unwrap_or_else(|e| panic!("test_ops: {e}"))
+        let r = match &self.function {
+            Some(f) => redis::cmd("FCALL")
+                .arg(f.as_str())
+                .arg(1)
+                .arg(self.key.as_str())
+                .arg(&self.config)
+                .arg(args)
+                .query::<T>(&mut *conn),
+            None => {
+                let mut inv = test_ops().prepare_invoke();
+                inv.key(self.key.as_str());
+                for a in self.config.iter().chain(args) {
+                    inv.arg(a.as_str());
+                }
+                inv.invoke::<T>(&mut *conn)
+            }
+        };
+        r.unwrap_or_else(|e| panic!("test_ops: {e}"))
     }
 
     fn run(&self, op: &RuleOp, now: Instant) -> Vec<i64> {
-        let mut inv = self.invocation();
-        for w in op.words() {
-            inv.arg(w);
-        }
-        inv.arg(now.as_nanos());
-        self.invoke(&inv)
+        let mut args: Vec<String> = op.words().iter().map(u64::to_string).collect();
+        args.push(now.as_nanos().to_string());
+        self.call(&args)
     }
 
     /// Runs `ops` in order in ONE script call at `now` (every one at the call's instant, as
@@ -89,15 +118,12 @@ impl ParityStore {
     /// assert_eq!(answers[1], RuleAnswer::Usage(vec![1]));
     /// ```
     pub fn batch(&self, ops: &[RuleOp], now: Instant) -> Vec<RuleAnswer> {
-        let mut inv = self.invocation();
-        inv.arg(4).arg(ops.len());
+        let mut args = vec!["4".to_owned(), ops.len().to_string()];
         for op in ops {
-            for w in op.words() {
-                inv.arg(w);
-            }
+            args.extend(op.words().iter().map(u64::to_string));
         }
-        inv.arg(now.as_nanos());
-        let replies: Vec<Vec<i64>> = self.invoke(&inv);
+        args.push(now.as_nanos().to_string());
+        let replies: Vec<Vec<i64>> = self.call(&args);
         assert_eq!(replies.len(), ops.len(), "test_ops: one answer per operation: {replies:?}");
         ops.iter().zip(&replies).map(|(op, r)| op.answer(r)).collect()
     }

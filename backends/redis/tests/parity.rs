@@ -700,7 +700,7 @@ struct FeedbackCases {
 /// usage after each call must agree.
 fn compare_feedback(
     limits: &[Limit],
-    redis: &ParityStore,
+    stores: &[&ParityStore],
     seed: u64,
     calls: usize,
 ) -> FeedbackCases {
@@ -820,13 +820,21 @@ fn compare_feedback(
             ops.push(op);
             want.push(answer);
         }
-        let got = redis.batch(&ops, t);
-        for (k, (x, y)) in want.iter().zip(&got).enumerate() {
-            assert_eq!(x, y, "seed {seed} call {call} at {now} ns: operation {k} of {ops:?}");
-        }
         memory.usage_at(t, &mut ua);
-        redis.usage_at(t, &mut ub);
-        assert_eq!(ua, ub, "seed {seed} call {call} at {now} ns: usage after {ops:?}");
+        for (n, redis) in stores.iter().enumerate() {
+            let got = redis.batch(&ops, t);
+            for (k, (x, y)) in want.iter().zip(&got).enumerate() {
+                assert_eq!(
+                    x, y,
+                    "seed {seed} call {call} at {now} ns, store {n}: operation {k} of {ops:?}"
+                );
+            }
+            redis.usage_at(t, &mut ub);
+            assert_eq!(
+                ua, ub,
+                "seed {seed} call {call} at {now} ns, store {n}: usage after {ops:?}"
+            );
+        }
     }
     cases
 }
@@ -841,16 +849,32 @@ fn feedback_decides_as_the_memory_store() {
     let mut total = FeedbackCases::default();
     for (ci, (name, limits)) in configs().into_iter().enumerate() {
         for seed in 0..4u64 {
-            let key = format!("{{parity-fb:{ci}:{seed}}}:s");
-            let redis = ParityStore::new(&server.url(), &key, &limits).expect("parity store");
-            let c = compare_feedback(&limits, &redis, seed * 11 + ci as u64 + 2_000, 500);
-            assert!(c.admitted > 0 && c.refused > 0, "{name}, seed {seed}: {c:?}");
-            total.admitted += c.admitted;
-            total.refused += c.refused;
-            total.set_max += c.set_max;
-            total.held += c.held;
-            total.charged += c.charged;
-            total.too_old += c.too_old;
+            // As a script (nothing kept between calls), and as production runs it: a function
+            // of a library, whose parsed feedback is kept between calls (and shared by keys
+            // whose field reads the same).
+            // In the library, two keys in lockstep: their fields read the same, so a call
+            // that changed what another call parsed (not its own copy) is caught by the next.
+            for library in [false, true] {
+                let store = |twin: u8| {
+                    let key = format!("{{parity-fb:{ci}:{seed}:{library}:{twin}}}:s");
+                    let s = if library {
+                        ParityStore::in_library(&server.url(), &key, &limits)
+                    } else {
+                        ParityStore::new(&server.url(), &key, &limits)
+                    };
+                    s.expect("parity store")
+                };
+                let (a, b) = (store(0), store(1));
+                let stores: Vec<&ParityStore> = if library { vec![&a, &b] } else { vec![&a] };
+                let c = compare_feedback(&limits, &stores, seed * 11 + ci as u64 + 2_000, 500);
+                assert!(c.admitted > 0 && c.refused > 0, "{name}, seed {seed}: {c:?}");
+                total.admitted += c.admitted;
+                total.refused += c.refused;
+                total.set_max += c.set_max;
+                total.held += c.held;
+                total.charged += c.charged;
+                total.too_old += c.too_old;
+            }
         }
     }
     eprintln!("feedback parity: {total:?}, identical");

@@ -26,8 +26,9 @@ local PU, EX
 -- an admission pays nothing for it): CFG the config's limits (LIM is a copy with the learned
 -- maxima, when any), LRN[i] limit i's learned maximum, OTH[i] window i's others' share (see
 -- `oth_at`), TH[i] that share in force at this call's `now` (the same all call long unless a
--- drain changes it), FBD whether `fb` must be written back.
-local CFG, LRN, OTH, TH, FBD
+-- drain changes it), FBD whether `fb` must be written back, FBOWN whether LRN, OTH and LIM
+-- are this call's own (false: the parsed field's cache's, not to be changed; see `fb_own`).
+local CFG, LRN, OTH, TH, FBD, FBOWN
 local NEVER = -1 -- "room only after the end of the clock"
 
 -- Parsed limits by config fingerprint (ARGV[1], a digest of every limit's integers). Loaded as
@@ -56,7 +57,7 @@ local function rule_setup()
   HEAD, TOT, OLD, SLOT, DIRTY, ADD, BKT = {}, {}, {}, {}, {}, {}, {}
   -- (a library's upvalues outlive the call: a pause read by the last call is not this one's)
   PU, EX = nil, nil
-  LRN, OTH, TH, FBD = nil, nil, nil, nil
+  LRN, OTH, TH, FBD, FBOWN = nil, nil, nil, nil, nil
 end
 
 -- Header feedback -------------------------------------------------------------------------
@@ -128,11 +129,14 @@ local function lim_max(i, max)
   end
 end
 
--- Reads `fb` (see above) into LRN, OTH, TH. A field with nothing in force any more is marked
--- to be dropped (by the call's `rule_flush`), so admissions stop reading it.
-local function fb_parse(text, now)
-  LRN, OTH, TH = {}, {}, {}
-  local stale = true
+-- Parsed `fb` fields by config fingerprint and text (as PARSED: a library's upvalue, so a
+-- field read again unchanged, as every admission between two reports reads it, is parsed
+-- once; bounded: emptied when full). An entry's tables are shared by the calls that read the
+-- same text: a call that changes them takes copies first (`fb_own`).
+local FBC, NFBC = {}, 0
+
+local function fb_parse_text(text)
+  LRN, OTH = {}, {}
   for rec in string.gmatch(text, '[^;]+') do
     local t = {}
     for x in string.gmatch(rec, '%-?%d+') do t[#t + 1] = tonumber(x) end
@@ -141,7 +145,6 @@ local function fb_parse(text, now)
       if t[2] > 0 then
         LRN[i] = t[2]
         lim_max(i, t[2])
-        stale = false
       end
       if CFG[i].kind == 0 and t[5] then
         local o = { la = t[3] or 0, lu = t[4] or 0, s = {} }
@@ -150,12 +153,52 @@ local function fb_parse(text, now)
           if a and u then o.s[#o.s + 1] = { a, u } end
         end
         OTH[i] = o
-        TH[i] = oth_at(o, now)
-        if o.lu > now or (#o.s > 0 and o.s[#o.s][2] > now - CFG[i].a) then stale = false end
       end
     end
   end
+  return { lrn = LRN, oth = OTH, lim = LIM }
+end
+
+-- Reads `fb` (see above) into LRN, OTH, TH (and LIM, with the learned maxima). A field with
+-- nothing in force any more is marked to be dropped (by the call's `rule_flush`), so
+-- admissions stop reading it.
+local function fb_parse(text, now)
+  local byfp = FBC[ARGV[1]]
+  local c = byfp and byfp[text]
+  if c == nil then
+    c = fb_parse_text(text)
+    if NFBC >= 64 then FBC, NFBC = {}, 0 end
+    byfp = FBC[ARGV[1]]
+    if byfp == nil then
+      byfp = {}
+      FBC[ARGV[1]] = byfp
+    end
+    byfp[text], NFBC = c, NFBC + 1
+  end
+  LRN, OTH, LIM, FBOWN, TH = c.lrn, c.oth, c.lim, false, {}
+  local stale = next(LRN) == nil
+  for i, o in pairs(OTH) do
+    TH[i] = oth_at(o, now)
+    if o.lu > now or (#o.s > 0 and o.s[#o.s][2] > now - CFG[i].a) then stale = false end
+  end
   if stale then FBD = true end
+end
+
+-- Makes LRN, OTH and LIM this call's own before it changes them (copies of the cache's).
+local function fb_own()
+  if FBOWN ~= false then return end
+  FBOWN = true
+  local l = { n = NL }
+  for k = 1, NL do l[k] = LIM[k] end
+  LIM = l
+  local lrn, oth = {}, {}
+  for k, v in pairs(LRN) do lrn[k] = v end
+  for k, o in pairs(OTH) do
+    local sh = {}
+    for j = 1, #o.s do sh[j] = { o.s[j][1], o.s[j][2] } end
+    oth[k] = { la = o.la, lu = o.lu, s = sh }
+  end
+  LRN, OTH = lrn, oth
 end
 
 -- Writes `fb` back if this call changed it, without what can no longer matter: the latest
@@ -163,6 +206,7 @@ end
 -- a window of the clock, and holding drops the shares ended by the time it was seen).
 local function fb_flush(now)
   FBD = nil
+  fb_own()
   local parts = {}
   for i = 1, NL do
     local m, o = LRN and LRN[i], OTH and OTH[i]
@@ -614,6 +658,7 @@ local function rule_drain(i, remaining, tol, expires, seen, now)
   -- a reset is reported to the second at best: one slot more
   local until_ = expires + L.b
   if OTH == nil then LRN, OTH, TH = {}, {}, {} end
+  fb_own()
   local o = OTH[i] or { la = 0, lu = 0, s = {} }
   o.la, o.lu = amount, until_
   oth_hold(o, floor, until_, seen)
@@ -631,6 +676,7 @@ local function rule_set_max(i, max)
   if max < 1 then max = 1 end
   local from = LIM[i].max
   if OTH == nil then LRN, OTH, TH = {}, {}, {} end
+  fb_own()
   if max == c.max then LRN[i] = nil else LRN[i] = max end
   lim_max(i, max)
   FBD = true
