@@ -14,7 +14,8 @@
 //!
 //! Provider feedback (`model/feedback.rs`): a cooldown or an exhausted quota lives in the
 //! model's state, so one process's 429 holds them all; every admission reads it in the read
-//! it already makes.
+//! it already makes. So does what the provider's headers said (`model/headers.rs`): a limit
+//! learned lower and the share the provider counts for other clients.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
@@ -38,6 +39,7 @@ use crate::waiting::Waiting;
 mod line;
 pub(crate) use line::Ask;
 mod feedback;
+mod headers;
 
 /// Builds a [`ModelRateLimiter`]: the models, the default config, lease and ticket TTLs, and
 /// the policy while Redis is unreachable.
@@ -186,8 +188,10 @@ impl ModelRateLimiterBuilder {
 /// [`quota_exhausted`](Self::quota_exhausted), [`observe_429`](Self::observe_429) and the
 /// permit's [`rate_limited`](ModelPermit::rate_limited) / [`throttled`](ModelPermit::throttled)
 /// write the pause into the model's shared state (feedback only tightens), and
-/// [`resume`](Self::resume) ends it. Header feedback (`observe`: learned limits, drains) is
-/// the in-process limiter's only, for now.
+/// [`resume`](Self::resume) ends it. So does what the provider's headers say
+/// ([`observe`](Self::observe), [`observe_at`](Self::observe_at)): a limit learned lower and
+/// the share the provider counts for other clients on the key hold every process, and
+/// [`stats`](Self::stats) reports the learned maxima.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), tollgate_redis::Error> {
@@ -224,7 +228,7 @@ pub(crate) struct LimiterInner {
     ticket_ttl: Duration,
     degraded: Degraded,
     local: Option<Arc<tollgate::ModelRateLimiter<TokioTimer>>>,
-    timer: TokioTimer,
+    pub(crate) timer: TokioTimer,
     state_resets: AtomicU64,
 }
 
@@ -1003,10 +1007,13 @@ impl ModelRateLimiter {
             if r.first() == Some(&-2) {
                 return Err(Error::ConfigMismatch { key: entry.keys[0].clone() });
             }
-            if r.len() != 5 + entry.limits.len() {
+            let n = entry.limits.len();
+            if r.len() != 5 + 2 * n {
                 return Err(StoreError::Protocol(format!("model_stats: {r:?}")).into());
             }
             let used = |i: usize| u64::try_from(r[5 + i]).unwrap_or(0);
+            // The maximum in force: the configured one, or what header feedback learned.
+            let in_force = |i: usize| u64::try_from(r[5 + n + i]).unwrap_or(0);
             let limits: Vec<LimitUsage> = entry
                 .limits
                 .iter()
@@ -1014,10 +1021,9 @@ impl ModelRateLimiter {
                 .map(|(i, l)| LimitUsage {
                     name: l.name.clone(),
                     counts: l.counts,
-                    usage: Usage { used: used(i), limit: l.max },
+                    usage: Usage { used: used(i), limit: in_force(i) },
                     configured: l.max,
-                    // Learned limits (header feedback) are the in-process limiter's for now.
-                    learned: None,
+                    learned: (in_force(i) != l.max).then(|| in_force(i)),
                 })
                 .collect();
             let stats = ModelStats {

@@ -175,6 +175,92 @@ impl ModelPermit {
 
 /// The provider's answer to a permit's request, applied to the shared state.
 impl ModelPermit {
+    /// The provider answered this request (not with a 429): settles it with what it used, as
+    /// [`settle_io`](Self::settle_io), then applies the answer's rate-limit headers for every
+    /// process, as [`ModelRateLimiter::observe`](crate::ModelRateLimiter::observe) does — in
+    /// that order (two round trips): the provider's figures count this request at what it
+    /// used, and what it counts beyond the shared books is taken for other clients' share;
+    /// observed before the settle, a request that used less than its estimate would hide that
+    /// much of their share. A permit of the local share (degraded mode) settles and observes
+    /// there too, then tells Redis all the same.
+    ///
+    /// ```no_run
+    /// # async fn demo(limiter: tollgate_redis::ModelRateLimiter) -> Result<(), tollgate_redis::Error> {
+    /// use tollgate::provider::{Provider, parse_headers};
+    ///
+    /// let permit = limiter.acquire("gpt-4o", 2_000).await?;
+    /// // ... the request used 200 input and 300 output tokens ...
+    /// let headers = [("x-ratelimit-limit-tokens", "10000"), ("x-ratelimit-remaining-tokens", "5500")];
+    /// let report = parse_headers(Provider::OpenAi, headers, None);
+    /// let (_settled, fed) = permit.settle_and_observe(200, 300, &report).await?;
+    /// println!("held for the others: {:?}", fed.drained);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`settle_io`](Self::settle_io) (then nothing is observed), and as
+    /// [`ModelRateLimiter::observe`](crate::ModelRateLimiter::observe).
+    pub async fn settle_and_observe(
+        self,
+        input_tokens: u64,
+        output_tokens: u64,
+        headers: &tollgate::provider::HeaderReport,
+    ) -> Result<(Settled, FeedbackReport), Error> {
+        self.settle_and_observe_seen(input_tokens, output_tokens, headers, None).await
+    }
+
+    /// As [`settle_and_observe`](Self::settle_and_observe) for headers received at `seen`
+    /// (an instant of the limiter's [`timer`](crate::ModelRateLimiter::timer), no later than
+    /// now) and read only now, as
+    /// [`ModelRateLimiter::observe_at`](crate::ModelRateLimiter::observe_at) takes them.
+    ///
+    /// # Errors
+    /// As [`settle_and_observe`](Self::settle_and_observe).
+    pub async fn settle_and_observe_at(
+        self,
+        input_tokens: u64,
+        output_tokens: u64,
+        headers: &tollgate::provider::HeaderReport,
+        seen: tollgate::Instant,
+    ) -> Result<(Settled, FeedbackReport), Error> {
+        self.settle_and_observe_seen(input_tokens, output_tokens, headers, Some(seen)).await
+    }
+
+    async fn settle_and_observe_seen(
+        mut self,
+        input_tokens: u64,
+        output_tokens: u64,
+        headers: &tollgate::provider::HeaderReport,
+        seen: Option<tollgate::Instant>,
+    ) -> Result<(Settled, FeedbackReport), Error> {
+        let shared = match &self.state {
+            PermitState::Redis(hold) => Some((hold.limiter.clone(), hold.entry.clone())),
+            _ => self.shared.clone(),
+        };
+        let Some((limiter, entry)) = shared else {
+            return Err(StoreError::Protocol("a permit without its limiter".into()).into());
+        };
+        let settled = match core::mem::replace(&mut self.state, PermitState::Open) {
+            PermitState::Local(p) => {
+                // The local share learns it too (it admits while Redis is unreachable).
+                let _ = match seen {
+                    Some(seen) => {
+                        p.settle_and_observe_at(input_tokens, output_tokens, headers, seen)
+                    }
+                    None => p.settle_and_observe(input_tokens, output_tokens, headers),
+                };
+                Settled::Local
+            }
+            state => {
+                self.state = state;
+                self.settle_io(input_tokens, output_tokens).await?
+            }
+        };
+        let seen = seen.unwrap_or_else(|| tollgate::Clock::now(&limiter.timer));
+        let report = limiter.observe_entry(&entry, headers, seen).await?;
+        Ok((settled, report))
+    }
+
     /// The provider answered this request with a 429 asking to retry after `retry_after`:
     /// starts (or extends) the model's cooldown for every process sharing it, and ends the
     /// permit in the same round trip — its tokens given back (a refused request produced

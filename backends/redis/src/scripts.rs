@@ -189,6 +189,28 @@ pub(crate) fn test_bucket_ops() -> &'static [Script; 2] {
 }
 
 /// The rule's four operations on the test clock (see `testing.rs`).
+/// The rule's test operations as the one function of a library on the test clock (name,
+/// text), for the parity tests to run them as production runs its operations: the helpers'
+/// upvalues (the parsed configs, the parsed header feedback) outlive the call.
+pub(crate) fn test_ops_library() -> &'static (String, String) {
+    static LIBRARY: OnceLock<(String, String)> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let name = "tollgate_test_ops".to_owned();
+        let mut text = format!("#!lua name={name}\nlocal KEYS, ARGV\n");
+        text.push_str(CLOCK_ARGV);
+        text.push_str(COMMON);
+        for p in Needs::Model.parts() {
+            text.push_str(p);
+        }
+        text.push_str(&format!(
+            "redis.register_function('{name}', function(keys, args)\nKEYS, ARGV = keys, args\n{}{}\nend)\n",
+            Needs::Model.setup(),
+            include_str!("lua/test_ops.lua")
+        ));
+        (name, text)
+    })
+}
+
 pub(crate) fn test_ops() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
     SCRIPT

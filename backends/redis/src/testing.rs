@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 
 use tollgate::Instant;
-use tollgate::model::{Charge, Estimate, Limit, StateStore, Wait};
+use tollgate::model::{Charge, Estimate, Limit, MemoryStore, StateStore, Wait};
 
 use crate::encode;
 use crate::error::{Error, StoreError};
@@ -23,6 +23,8 @@ pub struct ParityStore {
     conn: Mutex<redis::Connection>,
     key: String,
     config: Vec<String>,
+    /// The library function to `FCALL` instead of the script (see [`ParityStore::in_library`]).
+    function: Option<String>,
 }
 
 impl core::fmt::Debug for ParityStore {
@@ -43,32 +45,59 @@ impl ParityStore {
         let (words, _) = encode::limits(limits, 1)?;
         let mut config = vec![encode::fingerprint("test", &words), limits.len().to_string()];
         config.extend(words.iter().map(u64::to_string));
-        Ok(Self { conn: Mutex::new(conn), key: key.to_owned(), config })
+        Ok(Self { conn: Mutex::new(conn), key: key.to_owned(), config, function: None })
     }
 
-    /// A fresh invocation of the test script on this key with the config's arguments.
-    fn invocation(&self) -> redis::ScriptInvocation<'static> {
-        let mut inv = test_ops().prepare_invoke();
-        inv.key(self.key.as_str());
-        for a in &self.config {
-            inv.arg(a.as_str());
+    /// As [`new`](Self::new), the operations run as a function of a library (`FUNCTION LOAD`,
+    /// then `FCALL`), as production runs them: what the helpers keep between calls (parsed
+    /// configs, parsed header feedback) is then kept, and must never change a decision.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); [`Error::Store`] if the server has no functions (Redis < 7).
+    pub fn in_library(url: &str, key: &str, limits: &[Limit]) -> Result<Self, Error> {
+        let mut store = Self::new(url, key, limits)?;
+        let (name, text) = crate::scripts::test_ops_library();
+        {
+            let mut conn = store.conn.lock().unwrap_or_else(|e| e.into_inner());
+            redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg("REPLACE")
+                .arg(text.as_str())
+                .exec(&mut *conn)
+                .map_err(StoreError::from)?;
         }
-        inv
+        store.function = Some(name.clone());
+        Ok(store)
     }
 
-    fn invoke<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> T {
+    /// Runs the test operations with `args` (after the config; the clock last).
+    fn call<T: redis::FromRedisValue>(&self, args: &[String]) -> T {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         // A test helper: a failing server fails the test.
-        inv.invoke::<T>(&mut *conn).unwrap_or_else(|e| panic!("test_ops: {e}"))
+        let r = match &self.function {
+            Some(f) => redis::cmd("FCALL")
+                .arg(f.as_str())
+                .arg(1)
+                .arg(self.key.as_str())
+                .arg(&self.config)
+                .arg(args)
+                .query::<T>(&mut *conn),
+            None => {
+                let mut inv = test_ops().prepare_invoke();
+                inv.key(self.key.as_str());
+                for a in self.config.iter().chain(args) {
+                    inv.arg(a.as_str());
+                }
+                inv.invoke::<T>(&mut *conn)
+            }
+        };
+        r.unwrap_or_else(|e| panic!("test_ops: {e}"))
     }
 
     fn run(&self, op: &RuleOp, now: Instant) -> Vec<i64> {
-        let mut inv = self.invocation();
-        for w in op.words() {
-            inv.arg(w);
-        }
-        inv.arg(now.as_nanos());
-        self.invoke(&inv)
+        let mut args: Vec<String> = op.words().iter().map(u64::to_string).collect();
+        args.push(now.as_nanos().to_string());
+        self.call(&args)
     }
 
     /// Runs `ops` in order in ONE script call at `now` (every one at the call's instant, as
@@ -89,17 +118,19 @@ impl ParityStore {
     /// assert_eq!(answers[1], RuleAnswer::Usage(vec![1]));
     /// ```
     pub fn batch(&self, ops: &[RuleOp], now: Instant) -> Vec<RuleAnswer> {
-        let mut inv = self.invocation();
-        inv.arg(4).arg(ops.len());
+        let mut args = vec!["4".to_owned(), ops.len().to_string()];
         for op in ops {
-            for w in op.words() {
-                inv.arg(w);
-            }
+            args.extend(op.words().iter().map(u64::to_string));
         }
-        inv.arg(now.as_nanos());
-        let replies: Vec<Vec<i64>> = self.invoke(&inv);
+        args.push(now.as_nanos().to_string());
+        let replies: Vec<Vec<i64>> = self.call(&args);
         assert_eq!(replies.len(), ops.len(), "test_ops: one answer per operation: {replies:?}");
         ops.iter().zip(&replies).map(|(op, r)| op.answer(r)).collect()
+    }
+
+    /// Runs one operation (any, the feedback ones included) in a call of its own at `now`.
+    pub fn one(&self, op: &RuleOp, now: Instant) -> RuleAnswer {
+        op.answer(&self.run(op, now))
     }
 
     /// Deletes the state, as an expiry or a server that restarts empty would lose it.
@@ -127,6 +158,27 @@ pub enum RuleOp {
     SettleIo(Charge, Estimate),
     /// [`StateStore::usage_at`].
     Usage,
+    /// [`RateState::set_max`](tollgate::model::RateState::set_max) of a limit (its index) to a maximum (header feedback: a learned
+    /// limit); answers the maximum before.
+    SetMax(usize, u64),
+    /// [`RateState::drain_seen_at`](tollgate::model::RateState::drain_seen_at) (header feedback: the provider's remaining); answers what
+    /// the limit holds for the others.
+    Drain(Drain),
+}
+
+/// The arguments of [`RateState::drain_seen_at`](tollgate::model::RateState::drain_seen_at), for [`RuleOp::Drain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// The limit's index in the list.
+    pub limit: usize,
+    /// The least the provider has left.
+    pub remaining: u64,
+    /// How much more it may have.
+    pub tolerance: u64,
+    /// When the provider's count resets.
+    pub expires: Instant,
+    /// When the provider reported it.
+    pub seen: Instant,
 }
 
 /// What a [`RuleOp`] answered.
@@ -140,6 +192,12 @@ pub enum RuleAnswer {
     Settled,
     /// The usage of each limit, in list order.
     Usage(Vec<u64>),
+    /// A limit's maximum before a [`RuleOp::SetMax`] (0: no such limit).
+    MaxWas(u64),
+    /// What a [`RuleOp::Drain`] left the limit holding for the others.
+    Drained(u64),
+    /// A feedback operation asked of a store that has none (see [`RuleOp::apply_memory`]).
+    Unsupported,
 }
 
 impl RuleOp {
@@ -172,6 +230,32 @@ impl RuleOp {
                 store.usage_at(now, &mut used);
                 RuleAnswer::Usage(used)
             }
+            Self::SetMax(..) | Self::Drain(_) => RuleAnswer::Unsupported,
+        }
+    }
+
+    /// As [`apply`](Self::apply), the feedback operations included, on a [`MemoryStore`]'s
+    /// [`RateState`].
+    ///
+    /// ```
+    /// use tollgate::Instant;
+    /// use tollgate::model::{Limit, MemoryStore};
+    /// use tollgate_redis::testing::{RuleAnswer, RuleOp};
+    ///
+    /// let store = MemoryStore::new(&[Limit::requests("rpm", 5, core::time::Duration::from_secs(60))]);
+    /// assert_eq!(RuleOp::SetMax(0, 3).apply_memory(&store, Instant::ZERO), RuleAnswer::MaxWas(5));
+    /// ```
+    pub fn apply_memory(&self, store: &MemoryStore, now: Instant) -> RuleAnswer {
+        match *self {
+            Self::SetMax(limit, max) => RuleAnswer::MaxWas(store.with(|s| {
+                let from = s.max_of(limit).unwrap_or(0);
+                s.set_max(limit, max);
+                from
+            })),
+            Self::Drain(d) => RuleAnswer::Drained(store.with(|s| {
+                s.drain_seen_at(d.limit, d.remaining, d.tolerance, d.expires, d.seen, now)
+            })),
+            _ => self.apply(store, now),
         }
     }
 
@@ -189,6 +273,17 @@ impl RuleOp {
             Self::Settle(c, actual) => settle(2, c, c.split(actual)),
             Self::SettleIo(c, actual) => settle(2, c, actual),
             Self::Usage => [3, 0, 0, 0, 0, 0, 0, 0],
+            Self::SetMax(limit, max) => [5, limit as u64, max, 0, 0, 0, 0, 0],
+            Self::Drain(d) => [
+                6,
+                d.limit as u64,
+                d.remaining,
+                d.tolerance,
+                d.expires.as_nanos(),
+                d.seen.as_nanos(),
+                0,
+                0,
+            ],
         }
     }
 
@@ -200,6 +295,8 @@ impl RuleOp {
             Self::Earliest(_) => RuleAnswer::Earliest(if r[0] == 1 { None } else { Some(wait(r)) }),
             Self::Settle(..) | Self::SettleIo(..) => RuleAnswer::Settled,
             Self::Usage => RuleAnswer::Usage(usage(r)),
+            Self::SetMax(..) => RuleAnswer::MaxWas(usage(r)[0]),
+            Self::Drain(_) => RuleAnswer::Drained(usage(r)[0]),
         }
     }
 }

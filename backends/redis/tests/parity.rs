@@ -13,7 +13,7 @@ use core::time::Duration;
 
 use tollgate::model::{Charge, Counts, Estimate, Limit, LimitKind, MemoryStore, StateStore, Wait};
 use tollgate::{Instant, Rate};
-use tollgate_redis::testing::{ParityStore, RuleAnswer, RuleOp};
+use tollgate_redis::testing::{Drain, ParityStore, RuleAnswer, RuleOp};
 
 /// Seeded operation picker (fastrand's wyrand: small, seedable, reproducible per seed).
 struct Rng(fastrand::Rng);
@@ -677,4 +677,234 @@ fn a_different_rule_is_caught_in_one_call() {
         compare_batched(&limits, &redis, 1, 400);
     }));
     assert!(caught.is_err(), "a limit of 6 against one of 5 went unnoticed");
+}
+
+/// How often the feedback comparison made each case (they must all have been).
+#[derive(Debug, Default, Clone, Copy)]
+struct FeedbackCases {
+    admitted: usize,
+    refused: usize,
+    /// A limit's maximum set below or above the configured one.
+    set_max: usize,
+    /// A drain of a window that left it holding a share for others.
+    held: usize,
+    /// A drain of a bucket that charged it.
+    charged: usize,
+    /// A report seen so long ago that the ring no longer holds its window.
+    too_old: usize,
+}
+
+/// Random calls of 1–4 operations mixing admissions, reads, settles, learned maxima
+/// (`set_max`) and drains (`drain_seen_at`, with tolerances and reports seen in the past), on
+/// the scripts in one call each and on the memory store one by one; every answer and the
+/// usage after each call must agree.
+fn compare_feedback(
+    limits: &[Limit],
+    stores: &[&ParityStore],
+    seed: u64,
+    calls: usize,
+) -> FeedbackCases {
+    let mut rng = Rng(fastrand::Rng::with_seed(seed));
+    let memory = MemoryStore::new(limits);
+    let cap =
+        limits.iter().filter(|l| l.counts == Counts::Tokens).map(|l| l.max).min().unwrap_or(1_000);
+    let grain = grain(limits);
+    let longest = longest(limits);
+    let mut now = rng.upto(1 << 40);
+    let mut held: Vec<Charge> = Vec::new();
+    let mut cases = FeedbackCases::default();
+    let (mut ua, mut ub) = (Vec::new(), Vec::new());
+    // The ends of the shares held so far (a drain's reset and a slot), and a window after
+    // them: the clock lands on them exactly now and then, where `<` and `<=` differ.
+    let mut ends: Vec<u64> = Vec::new();
+    for call in 0..calls {
+        now = match rng.upto(99) {
+            0..=7 if !ends.is_empty() => {
+                let end = ends[rng.upto(ends.len() as u64 - 1) as usize];
+                now.max(end + if rng.bool() { 0 } else { longest })
+            }
+            0..=59 => now + rng.upto(grain * 2),
+            60..=74 => now,
+            75..=89 => now + rng.upto(longest),
+            90..=96 => now.saturating_sub(rng.upto(grain * 3)),
+            _ => now + longest * 2,
+        };
+        assert!(now < 1 << 51, "the test clock must stay exact in Lua");
+        let t = Instant::from_nanos(now);
+        let (mut ops, mut want) = (Vec::new(), Vec::new());
+        let len = rng.upto(3) as usize + 1;
+        while ops.len() < len {
+            let op = match rng.upto(19) {
+                0..=7 => {
+                    let n = match rng.upto(9) {
+                        0 => 0,
+                        1 => cap,
+                        2..=6 => rng.upto(cap / 8),
+                        _ => rng.upto(cap),
+                    };
+                    RuleOp::Admit(n)
+                }
+                8..=9 => RuleOp::Earliest(rng.upto(cap / 4)),
+                10..=11 if !held.is_empty() => {
+                    let c = held.swap_remove(rng.upto(held.len() as u64 - 1) as usize);
+                    RuleOp::Settle(c, actual_for(&mut rng, c))
+                }
+                12 => {
+                    let i = rng.upto(limits.len() as u64 - 1) as usize;
+                    let max = limits[i].max;
+                    let to = match rng.upto(3) {
+                        0 => max,
+                        1 => max / 2,
+                        2 => rng.upto(max * 2),
+                        _ => max + 1 + rng.upto(max),
+                    };
+                    RuleOp::SetMax(i, to)
+                }
+                13..=18 => {
+                    let i = rng.upto(limits.len() as u64 - 1) as usize;
+                    let max = limits[i].max;
+                    let remaining = match rng.upto(3) {
+                        0 => 0,
+                        1 => max,
+                        _ => rng.upto(max),
+                    };
+                    let tolerance = if rng.bool() { 0 } else { rng.upto(max / 4 + 1) };
+                    let age = match rng.upto(5) {
+                        0..=2 => 0,
+                        3 => rng.upto(grain * 2),
+                        4 => rng.upto(longest),
+                        _ => longest + rng.upto(longest),
+                    };
+                    let seen = now.saturating_sub(age);
+                    let reset = match rng.upto(3) {
+                        0 => 0,
+                        1 => rng.upto(grain * 3),
+                        _ => rng.upto(longest * 2),
+                    };
+                    if let LimitKind::Window { window, slots } = limits[i].kind {
+                        ends.push(seen + reset + nanos(window).div_ceil(u64::from(slots)));
+                        if ends.len() > 16 {
+                            ends.remove(0);
+                        }
+                    }
+                    RuleOp::Drain(Drain {
+                        limit: i,
+                        remaining,
+                        tolerance,
+                        expires: Instant::from_nanos(seen + reset),
+                        seen: Instant::from_nanos(seen),
+                    })
+                }
+                _ => RuleOp::Usage,
+            };
+            let answer = op.apply_memory(&memory, t);
+            match (&op, &answer) {
+                (RuleOp::Admit(_), RuleAnswer::Admit(Ok(c))) => {
+                    cases.admitted += 1;
+                    held.push(*c);
+                }
+                (RuleOp::Admit(_), RuleAnswer::Admit(Err(_))) => cases.refused += 1,
+                (RuleOp::SetMax(i, to), _) if *to != limits[*i].max => cases.set_max += 1,
+                (RuleOp::Drain(d), RuleAnswer::Drained(n)) => {
+                    let window = matches!(limits[d.limit].kind, LimitKind::Window { .. });
+                    if *n > 0 && window {
+                        cases.held += 1;
+                    } else if *n > 0 {
+                        cases.charged += 1;
+                    } else if window && d.seen.as_nanos() + longest <= now {
+                        cases.too_old += 1;
+                    }
+                }
+                _ => {}
+            }
+            ops.push(op);
+            want.push(answer);
+        }
+        memory.usage_at(t, &mut ua);
+        for (n, redis) in stores.iter().enumerate() {
+            let got = redis.batch(&ops, t);
+            for (k, (x, y)) in want.iter().zip(&got).enumerate() {
+                assert_eq!(
+                    x, y,
+                    "seed {seed} call {call} at {now} ns, store {n}: operation {k} of {ops:?}"
+                );
+            }
+            redis.usage_at(t, &mut ub);
+            assert_eq!(
+                ua, ub,
+                "seed {seed} call {call} at {now} ns, store {n}: usage after {ops:?}"
+            );
+        }
+    }
+    cases
+}
+
+/// Header feedback decides in the scripts as in the core: learned maxima and drains (the
+/// others' share held beside the state's own charges, each report replacing the last, the
+/// highest of those not yet reset kept; a bucket charged the excess) mixed with admissions
+/// and settles, against `RateState::set_max` and `drain_seen_at`.
+#[test]
+fn feedback_decides_as_the_memory_store() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let mut total = FeedbackCases::default();
+    for (ci, (name, limits)) in configs().into_iter().enumerate() {
+        for seed in 0..4u64 {
+            // As a script (nothing kept between calls), and as production runs it: a function
+            // of a library, whose parsed feedback is kept between calls (and shared by keys
+            // whose field reads the same).
+            // In the library, two keys in lockstep: their fields read the same, so a call
+            // that changed what another call parsed (not its own copy) is caught by the next.
+            for library in [false, true] {
+                let store = |twin: u8| {
+                    let key = format!("{{parity-fb:{ci}:{seed}:{library}:{twin}}}:s");
+                    let s = if library {
+                        ParityStore::in_library(&server.url(), &key, &limits)
+                    } else {
+                        ParityStore::new(&server.url(), &key, &limits)
+                    };
+                    s.expect("parity store")
+                };
+                let (a, b) = (store(0), store(1));
+                let stores: Vec<&ParityStore> = if library { vec![&a, &b] } else { vec![&a] };
+                let c = compare_feedback(&limits, &stores, seed * 11 + ci as u64 + 2_000, 500);
+                assert!(c.admitted > 0 && c.refused > 0, "{name}, seed {seed}: {c:?}");
+                total.admitted += c.admitted;
+                total.refused += c.refused;
+                total.set_max += c.set_max;
+                total.held += c.held;
+                total.charged += c.charged;
+                total.too_old += c.too_old;
+            }
+        }
+    }
+    eprintln!("feedback parity: {total:?}, identical");
+    assert!(
+        total.set_max > 0 && total.held > 0 && total.charged > 0 && total.too_old > 0,
+        "every case must be made: {total:?}"
+    );
+}
+
+/// The feedback comparison can fail: a drain the scripts never get is noticed.
+#[test]
+fn a_missing_drain_is_caught() {
+    let Some(server) = support::RedisServer::start() else { return };
+    let limits = [Limit::tokens("tpm", 1_000, Duration::from_secs(60))];
+    let redis = ParityStore::new(&server.url(), "{parity-fb:missing}:s", &limits).unwrap();
+    let memory = MemoryStore::new(&limits);
+    let t = Instant::from_secs(100);
+    let d = Drain {
+        limit: 0,
+        remaining: 300,
+        tolerance: 0,
+        expires: t + Duration::from_secs(10),
+        seen: t,
+    };
+    assert_eq!(RuleOp::Drain(d).apply_memory(&memory, t), RuleAnswer::Drained(700));
+    // Both see the same admission; only the memory store was drained.
+    let (x, y) = (RuleOp::Admit(400).apply_memory(&memory, t), redis.one(&RuleOp::Admit(400), t));
+    assert_ne!(x, y);
+    // And the scripts, drained too, agree.
+    let redis = ParityStore::new(&server.url(), "{parity-fb:drained}:s", &limits).unwrap();
+    assert_eq!(redis.one(&RuleOp::Drain(d), t), RuleAnswer::Drained(700));
+    assert_eq!(redis.one(&RuleOp::Admit(400), t), x);
 }

@@ -1,8 +1,11 @@
--- The rule's four operations on the test clock, for the parity tests. ARGV after the config:
+-- The rule's operations on the test clock, for the parity tests. ARGV after the config:
 -- op (0 admit, 1 earliest, 2 settle, 3 usage), tokens, input (of them), then a settle's at,
--- estimate, estimated input, actual, actual input; the clock last.
+-- estimate, estimated input, actual, actual input; the clock last. Header feedback: op 5
+-- set_max (limit index from 0, max), op 6 drain (limit index, remaining, tolerance, expires,
+-- seen), in the same eight words.
 -- admit -> {1, at} | {0, ready_at, limit}; earliest -> {1} fits | {0, ready_at, limit};
--- settle -> {1}; usage -> the usage of each limit.
+-- settle -> {1}; usage -> the usage of each limit; set_max -> {the maximum before};
+-- drain -> {what the limit holds for the others}.
 -- Or a list of them in one call, all at the call's instant: op 4, then their count, then eight
 -- words each as above (op, tokens, input, at, estimate, estimated input, actual, actual
 -- input); the reply is one answer per operation, in order, each as above. One call deciding
@@ -21,6 +24,10 @@ local function test_op(w, now)
   elseif op == 2 then
     rule_settle(w[4], w[5], w[6], w[7], w[8], now)
     return {1}
+  elseif op == 5 then
+    return {rule_set_max(w[2] + 1, w[3]) or 0}
+  elseif op == 6 then
+    return {rule_drain(w[2] + 1, w[3], w[4], w[5], w[6], now)}
   end
   return rule_usage(now)
 end
@@ -36,7 +43,8 @@ local function words(o)
   return w
 end
 
-local now = tg_now(S)
+-- (read as every production call reads: the header feedback too)
+local _, now = rule_read()
 local out
 if arg(1) == 4 then
   out = {}
