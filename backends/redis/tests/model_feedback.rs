@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::timeout;
 use tollgate::provider::Throttled;
 use tollgate::{Clock, RateLimitConfig};
-use tollgate_redis::{Degraded, Error, ModelRateLimiter, RedisStore, Share};
+use tollgate_redis::{Degraded, Error, ModelRateLimiter, Share};
 
 /// Every await of these tests is bounded by this: a waiter that hangs fails the test.
 const BOUND: Duration = Duration::from_secs(10);
@@ -25,21 +25,6 @@ fn config(par: u32) -> RateLimitConfig {
         max_parallel_requests: par,
         ..Default::default()
     }
-}
-
-/// One "process": a limiter on its own connection.
-async fn process(
-    server: &support::RedisServer,
-    ns: &str,
-    cfg: RateLimitConfig,
-) -> ModelRateLimiter {
-    let store = RedisStore::connect(&server.url()).await.expect("connect");
-    ModelRateLimiter::builder(store, ns)
-        .model("m", cfg)
-        // refresh every 10 s: a wake-up within a test must come by message
-        .ticket_ttl(Duration::from_secs(30))
-        .build()
-        .expect("limiter")
 }
 
 /// The model's pause end as stored (server µs; 0: none).
@@ -66,8 +51,8 @@ fn limit(e: &Error) -> &tollgate::Error {
 #[tokio::test]
 async fn a_429_seen_by_one_process_holds_the_other_and_fifo_holds_across_the_pause() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb1", config(1)).await;
-    let b = process(&server, "fb1", config(1)).await;
+    let a = support::model_process(&server, "fb1", config(1)).await;
+    let b = support::model_process(&server, "fb1", config(1)).await;
     // A holds the only slot; B's three acquires queue behind it, in this order.
     let held = bounded(a.try_acquire("m", 10)).await.expect("free");
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -118,8 +103,8 @@ async fn a_429_seen_by_one_process_holds_the_other_and_fifo_holds_across_the_pau
 #[tokio::test]
 async fn resume_lets_the_waiters_of_every_process_in_at_once() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb2", config(4)).await;
-    let b = process(&server, "fb2", config(4)).await;
+    let a = support::model_process(&server, "fb2", config(4)).await;
+    let b = support::model_process(&server, "fb2", config(4)).await;
     let report = bounded(
         a.observe_429("m", &Throttled::RetryLater { after: Some(Duration::from_secs(30)) }),
     )
@@ -148,8 +133,8 @@ async fn resume_lets_the_waiters_of_every_process_in_at_once() {
 #[tokio::test]
 async fn an_exhausted_quota_fails_every_process_waiters_included_until_its_reset() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb3", config(1)).await;
-    let b = process(&server, "fb3", config(1)).await;
+    let a = support::model_process(&server, "fb3", config(1)).await;
+    let b = support::model_process(&server, "fb3", config(1)).await;
     let held = bounded(a.try_acquire("m", 10)).await.expect("free");
     let mut waiters = Vec::new();
     for _ in 0..3 {
@@ -191,8 +176,8 @@ async fn an_exhausted_quota_fails_every_process_waiters_included_until_its_reset
 #[tokio::test]
 async fn an_unknown_reset_holds_until_resumed_and_a_known_one_never_replaces_it() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb4", config(4)).await;
-    let b = process(&server, "fb4", config(4)).await;
+    let a = support::model_process(&server, "fb4", config(4)).await;
+    let b = support::model_process(&server, "fb4", config(4)).await;
     bounded(a.quota_exhausted("m", None)).await.unwrap();
     bounded(a.quota_exhausted("m", Some(Duration::from_millis(50)))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -209,8 +194,8 @@ async fn an_unknown_reset_holds_until_resumed_and_a_known_one_never_replaces_it(
 #[tokio::test]
 async fn a_cooldown_never_shortens_and_the_state_outlives_it() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb5", config(4)).await;
-    let b = process(&server, "fb5", config(4)).await;
+    let a = support::model_process(&server, "fb5", config(4)).await;
+    let b = support::model_process(&server, "fb5", config(4)).await;
     let long = bounded(a.cool_down("m", Duration::from_secs(2))).await.unwrap();
     let until = stored_pause(&server, "fb5");
     let short = bounded(b.cool_down("m", Duration::from_millis(100))).await.unwrap();
@@ -241,8 +226,8 @@ async fn a_cooldown_never_shortens_and_the_state_outlives_it() {
 #[tokio::test]
 async fn a_rate_limited_permit_frees_its_slot_into_the_cooldown() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb6", config(1)).await;
-    let b = process(&server, "fb6", config(1)).await;
+    let a = support::model_process(&server, "fb6", config(1)).await;
+    let b = support::model_process(&server, "fb6", config(1)).await;
     let held = bounded(a.try_acquire("m", 10)).await.unwrap();
     let waiter = {
         let b = b.clone();
@@ -268,8 +253,8 @@ fn hostile_waiters_under_random_timeouts_and_repeated_cooldowns() {
     let server = Arc::new(server);
     support::block_on_bounded(Duration::from_secs(60), async move {
         let cfg = config(3);
-        let a = process(&server, "fb7", cfg.clone()).await;
-        let b = process(&server, "fb7", cfg).await;
+        let a = support::model_process(&server, "fb7", cfg.clone()).await;
+        let b = support::model_process(&server, "fb7", cfg).await;
         let stop = std::time::Instant::now() + Duration::from_secs(3);
         let admitted = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -382,8 +367,8 @@ async fn feedback_that_cannot_reach_redis_is_a_store_error_whatever_the_policy()
 #[tokio::test]
 async fn another_config_under_the_same_name_is_refused_feedback_too() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb9", config(4)).await;
-    let b = process(&server, "fb9", config(5)).await;
+    let a = support::model_process(&server, "fb9", config(4)).await;
+    let b = support::model_process(&server, "fb9", config(5)).await;
     drop(bounded(a.try_acquire("m", 10)).await.expect("first config"));
     let err = bounded(b.cool_down("m", Duration::from_secs(1))).await.unwrap_err();
     assert!(matches!(err, Error::ConfigMismatch { .. }), "{err:?}");
@@ -394,7 +379,7 @@ async fn another_config_under_the_same_name_is_refused_feedback_too() {
 #[tokio::test]
 async fn a_request_that_never_fits_the_provider_frees_its_slot_and_pauses_nobody() {
     let Some(server) = support::RedisServer::start() else { return };
-    let a = process(&server, "fb10", config(1)).await;
+    let a = support::model_process(&server, "fb10", config(1)).await;
     let p = bounded(a.try_acquire("m", 40)).await.unwrap();
     let never = Throttled::NeverFits { requested: Some(40), limit: Some(30) };
     let report = bounded(p.throttled(&never)).await.expect("feedback");
