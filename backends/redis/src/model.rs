@@ -235,6 +235,8 @@ pub(crate) struct LimiterInner {
 /// One model's keys, script arguments and the leases this process holds.
 #[derive(Debug)]
 pub(crate) struct ModelEntry {
+    /// The model's name, as the caller gave it (for events; the keys may hash it).
+    pub(crate) name: String,
     config: RateLimitConfig,
     limits: Vec<Limit>,
     /// The largest total and the largest input an estimate can ever have and fit (over the
@@ -303,6 +305,7 @@ impl ModelEntry {
         let cap = |c| limits.iter().filter(|l| l.counts == c).map(|l| l.max).min();
         let capacity = (cap(Counts::Tokens), cap(Counts::InputTokens));
         Ok(Self {
+            name: name.to_owned(),
             config,
             limits,
             capacity,

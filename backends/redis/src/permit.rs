@@ -344,7 +344,7 @@ impl ModelPermit {
                 (limiter, entry, None)
             }
         };
-        let model = entry.keys[0].as_str();
+        let model = entry.name.as_str();
         let Some(mut hold) = hold else {
             return limiter.throttled(model, &entry, throttled, None).await;
         };

@@ -225,28 +225,34 @@ fn probes(server: &RedisServer) -> u64 {
     server.calls_of("pttl")
 }
 
-#[test]
-fn slow_dark_heal_cycles_bucket_fail_open() {
-    let _alone = alone();
+/// A bucket with `FailOpen` through the proxy, empty for a minute (any admission is the
+/// policy's), under a crowd through slow → blackhole → `heal` cycles, judged.
+fn bucket_cycles(what: &str, name: &str, heal: Mode) {
     let Some(server) = RedisServer::start() else { return };
     let proxy = FaultProxy::in_front_of(server.port());
     support::block_on_bounded(Duration::from_secs(30), async {
         let rate = Rate::new(1, Duration::from_secs(60));
-        let direct = RateLimiter::new(store(&server.url(), COOLDOWN).await, "adv-br", "b", rate, 1)
-            .expect("bucket");
+        let direct =
+            RateLimiter::new(store(&server.url(), COOLDOWN).await, "adv-br", name, rate, 1)
+                .expect("bucket");
         direct.try_acquire().await.expect("the one token");
-        let b = RateLimiter::new(store(&proxy.url(), COOLDOWN).await, "adv-br", "b", rate, 1)
+        let b = RateLimiter::new(store(&proxy.url(), COOLDOWN).await, "adv-br", name, rate, 1)
             .expect("bucket")
             .on_store_error(Degraded::FailOpen);
         let before = probes(&server);
-        // The bucket is empty for a minute: any admission is the policy's.
-        let (log, other, overrun) = crowd(&proxy, 16, Mode::Forward, move |bound| {
+        let (log, other, overrun) = crowd(&proxy, 16, heal, move |bound| {
             let b = b.clone();
             async move { b.acquire_within(bound).await.map(|()| true) }
         })
         .await;
-        judge("bucket FailOpen", &log, &other, overrun, probes(&server) - before);
+        judge(what, &log, &other, overrun, probes(&server) - before);
     });
+}
+
+#[test]
+fn slow_dark_heal_cycles_bucket_fail_open() {
+    let _alone = alone();
+    bucket_cycles("bucket FailOpen", "b", Mode::Forward);
 }
 
 #[test]
@@ -685,24 +691,7 @@ fn unbounded_model_tries_behind_a_slow_line_wait_at_most_the_response_timeout() 
 #[test]
 fn slow_dark_slow_cycles_bucket_fail_open() {
     let _alone = alone();
-    let Some(server) = RedisServer::start() else { return };
-    let proxy = FaultProxy::in_front_of(server.port());
-    support::block_on_bounded(Duration::from_secs(30), async {
-        let rate = Rate::new(1, Duration::from_secs(60));
-        let direct = RateLimiter::new(store(&server.url(), COOLDOWN).await, "adv-br", "s", rate, 1)
-            .expect("bucket");
-        direct.try_acquire().await.expect("the one token");
-        let b = RateLimiter::new(store(&proxy.url(), COOLDOWN).await, "adv-br", "s", rate, 1)
-            .expect("bucket")
-            .on_store_error(Degraded::FailOpen);
-        let before = probes(&server);
-        let (log, other, overrun) = crowd(&proxy, 16, Mode::Delay(ONE_WAY), move |bound| {
-            let b = b.clone();
-            async move { b.acquire_within(bound).await.map(|()| true) }
-        })
-        .await;
-        judge("bucket FailOpen, healed slow", &log, &other, overrun, probes(&server) - before);
-    });
+    bucket_cycles("bucket FailOpen, healed slow", "s", Mode::Delay(ONE_WAY));
 }
 
 /// A limiter kept past the runtime its calls ran on (a static, a test helper, a library's
